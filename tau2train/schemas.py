@@ -1,0 +1,292 @@
+"""Typed schemas for every config tau2train composes.
+
+The root config a user composes is `ExperimentConfig`: AReaL's own `PPOConfig` (so the
+trainer gets exactly what it accepts) plus the τ² environment (`econfig`) and the facts
+of the chosen config groups (`model`, `domain`, `allocation`, `slurm`).  Only the
+`PPOConfig` part is handed to AReaL; the group facts feed validation and the plan.
+
+Every schema is registered in Hydra's ConfigStore as `schema/<group>` so each YAML
+choice names its schema in its defaults list and a typo fails at composition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from areal.api.cli_args import ClusterSpecConfig
+from areal.api.cli_args import PPOConfig as ArealPPOConfig
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    """Options of the τ² environment each rollout episode runs in."""
+
+    domain: str = field(
+        default="telecom",
+        metadata={"help": "τ² domain to train on: airline, retail, telecom or mock."},
+    )
+    max_steps: int = field(
+        default=100,
+        metadata={"help": "Maximum number of agent/user steps in one episode."},
+    )
+    add_thinking_tool: bool = field(
+        default=False,
+        metadata={"help": "Give the agent a `think` tool to reason in the open."},
+    )
+    solo_mode: bool = field(
+        default=False,
+        metadata={
+            "help": "The agent plays both roles (no user simulator); only for domains "
+            "with a solo policy."
+        },
+    )
+    user_llm_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible base URL of the user-simulator LLM server, "
+            "e.g. http://host:8000/v1/. Required unless solo_mode."
+        },
+    )
+    user_llm: str | None = field(
+        default=None,
+        metadata={
+            "help": "litellm model name of the user simulator, "
+            "e.g. openai/self-hosted-Qwen2.5-72B."
+        },
+    )
+    user_llm_args: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling arguments for the user simulator, "
+            "e.g. {temperature: 0.0, max_completion_tokens: 512}."
+        },
+    )
+    turn_discount: float = field(
+        default=1.0,
+        metadata={"help": "Per-turn discount of the episode reward (1.0 = none)."},
+    )
+    invalid_format_penalty: float = field(
+        default=0.1,
+        metadata={
+            "help": "Penalty given to each malformed agent completion "
+            "(unknown tool, bad arguments, empty message)."
+        },
+    )
+
+
+@dataclass
+class PPOConfig(ArealPPOConfig):
+    """AReaL's PPOConfig with the τ² environment: what AReaL's PPOTrainer is given."""
+
+    econfig: EnvConfig = field(
+        default_factory=EnvConfig,
+        metadata={"help": "τ² environment options for every rollout episode."},
+    )
+
+
+@dataclass
+class ModelSpec:
+    """Facts about a model that validation and naming need; HF config.json values."""
+
+    name: str = field(
+        default=MISSING,
+        metadata={"help": "Short name used in experiment names (no '_' or '/')."},
+    )
+    path: str = field(
+        default=MISSING,
+        metadata={"help": "HuggingFace id or local path of the weights to train."},
+    )
+    num_layers: int = field(
+        default=MISSING, metadata={"help": "num_hidden_layers of the model."}
+    )
+    num_attention_heads: int = field(
+        default=MISSING, metadata={"help": "num_attention_heads of the model."}
+    )
+    num_kv_heads: int = field(
+        default=MISSING, metadata={"help": "num_key_value_heads of the model."}
+    )
+    num_experts: int = field(
+        default=0, metadata={"help": "Routed experts per MoE layer; 0 for a dense model."}
+    )
+    engine: str = field(
+        default=MISSING,
+        metadata={
+            "help": "AReaL training engine this model's settings are tuned for "
+            "(archon for dense, megatron for MoE); the allocation's trainer backend "
+            "must match."
+        },
+    )
+
+
+@dataclass
+class DomainSpec:
+    """A τ² domain and the task splits training and validation draw from."""
+
+    name: str = field(
+        default=MISSING, metadata={"help": "τ² domain name in tau2's registry."}
+    )
+    train_split: str = field(
+        default="train", metadata={"help": "τ² task split used for training."}
+    )
+    valid_split: str = field(
+        default="test", metadata={"help": "τ² task split used for validation."}
+    )
+    max_steps: int = field(
+        default=50, metadata={"help": "Episode step limit for this domain."}
+    )
+
+
+@dataclass
+class AllocationSpec:
+    """A GPU layout in AReaL's allocation syntax, one backend string per role."""
+
+    rollout: str = field(
+        default=MISSING,
+        metadata={"help": "Inference backend and parallelism, e.g. sglang:d6."},
+    )
+    actor: str = field(
+        default=MISSING,
+        metadata={
+            "help": "Training backend and parallelism, e.g. archon:d2 or "
+            "megatron:(attn:d4p4t2|ffn:d2p4e4)."
+        },
+    )
+    n_nodes: int = field(
+        default=1, metadata={"help": "Nodes the layout is planned for."}
+    )
+
+
+@dataclass
+class SlurmSpec:
+    """Slurm submission settings for the controller job (used with cluster=slurm)."""
+
+    partition: str | None = field(
+        default=None, metadata={"help": "Slurm partition (sbatch --partition)."}
+    )
+    account: str | None = field(
+        default=None, metadata={"help": "Slurm account (sbatch --account)."}
+    )
+    qos: str | None = field(default=None, metadata={"help": "Slurm QOS (sbatch --qos)."})
+    time_minutes: int = field(
+        default=4320, metadata={"help": "Time limit of the controller job in minutes."}
+    )
+    cpus_per_task: int = field(
+        default=8, metadata={"help": "CPUs for the controller job."}
+    )
+    mem_gb: int = field(default=64, metadata={"help": "Memory (GB) for the controller job."})
+    container_type: str = field(
+        default="none",
+        metadata={
+            "help": "How GPU workers run: in an apptainer container or on the host.",
+            "choices": ["none", "apptainer"],
+        },
+    )
+    container_image: str = field(
+        default="",
+        metadata={"help": "Container image the GPU workers run in (apptainer only)."},
+    )
+    container_mounts: str = field(
+        default="", metadata={"help": "Bind mounts for the container, src:dst[,src:dst]."}
+    )
+    setup: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Shell lines run before the controller starts (module load, ...)."},
+    )
+    env_vars: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"help": "Environment variables for the controller and its workers."},
+    )
+
+
+@dataclass
+class ExperimentConfig(PPOConfig):
+    """The root config: AReaL's PPOConfig + econfig, plus the chosen groups' facts."""
+
+    mode: str = field(
+        default="train", metadata={"help": "What to run.", "choices": ["train"]}
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Compose, validate, write the AReaL config and print the plan; "
+            "never starts or submits anything."
+        },
+    )
+    run_dir: str = field(
+        default=MISSING,
+        metadata={"help": "Where this run's resolved config and Hydra logs go."},
+    )
+    model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "model group."})
+    domain: DomainSpec = field(
+        default_factory=DomainSpec, metadata={"help": "domain group."}
+    )
+    allocation: AllocationSpec = field(
+        default_factory=AllocationSpec, metadata={"help": "allocation group."}
+    )
+    slurm: SlurmSpec = field(
+        default_factory=SlurmSpec, metadata={"help": "Slurm settings (cluster group)."}
+    )
+
+
+# Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
+TAU2TRAIN_ONLY_KEYS = ("mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm")
+
+
+@dataclass
+class RunInfo:
+    """One τ² episode as it happened: what was said, how long it took, what it earned."""
+
+    task_id: str = ""
+    reward: float = 0.0
+    agent_latencies: list[float] = field(default_factory=list)
+    user_latencies: list[float] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    task: dict[str, Any] | None = None
+    reward_info: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, default=str)
+
+    def __str__(self) -> str:
+        def stats(xs: list[float]) -> str:
+            if not xs:
+                return "n/a"
+            return f"{len(xs)} calls, mean {sum(xs) / len(xs):.2f}s, max {max(xs):.2f}s"
+
+        lines = [
+            f"Task: {self.task_id}",
+            f"Reward: {self.reward}",
+            f"Agent latency: {stats(self.agent_latencies)}",
+            f"User latency: {stats(self.user_latencies)}",
+        ]
+        if self.error:
+            lines.append(f"Error: {self.error}")
+        if self.reward_info:
+            lines.append("Reward info: " + json.dumps(self.reward_info, default=str))
+        lines.append("Messages:")
+        for i, message in enumerate(self.messages):
+            role = message.get("role", "?")
+            content = message.get("content") or ""
+            lines.append(f"[{i}] {role}: {content}")
+            for call in message.get("tool_calls") or []:
+                lines.append(f"    -> {call.get('name')}({json.dumps(call.get('arguments'))})")
+        return "\n".join(lines)
+
+
+def register_configs() -> None:
+    """Store the root schema and one schema per group where YAML choices can name it."""
+    cs = ConfigStore.instance()
+    cs.store(name="tau2train_schema", node=ExperimentConfig)
+    for name, node in [
+        ("model", ModelSpec),
+        ("domain", DomainSpec),
+        ("allocation", AllocationSpec),
+        ("cluster", ClusterSpecConfig),
+        ("slurm", SlurmSpec),
+    ]:
+        cs.store(group="schema", name=name, node=node)
