@@ -51,6 +51,11 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def load_choice(group: str, name: str) -> DictConfig:
+    """One group choice's own YAML, uncomposed (to describe alternatives in messages)."""
+    return OmegaConf.load(str(importlib.resources.files(CONFIG_MODULE) / group / f"{name}.yaml"))
+
+
 def parse_overrides(overrides: list[str]) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(overrides)
