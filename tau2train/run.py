@@ -7,6 +7,7 @@ submitted; bad input exits with status 2 and one message. Hydra's own verbs
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -77,9 +78,18 @@ def _hydra_main(cfg: DictConfig) -> None:  # pragma: no cover - only reached for
     raise SystemExit("tau2train: Hydra verbs only; run without them to plan or launch")
 
 
+def _restore_stdlib_logging() -> None:
+    """AReaL's getLogger swaps logging's root and manager for its own, so loggers Hydra
+    creates later hang off a root that `logging.config` (Hydra's log set-up) never
+    configures, and Hydra's --info output vanishes. Point them back at `logging.root`."""
+    logging.Logger.root = logging.root
+    logging.Logger.manager = logging.Manager(logging.root)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     register_configs()
+    _restore_stdlib_logging()
     if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
         sys.argv = [sys.argv[0], *argv]
         _hydra_main()
