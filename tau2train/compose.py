@@ -15,6 +15,7 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, OverrideParseException
@@ -56,9 +57,9 @@ def load_choice(group: str, name: str) -> DictConfig:
     return OmegaConf.load(str(importlib.resources.files(CONFIG_MODULE) / group / f"{name}.yaml"))
 
 
-def parse_overrides(overrides: list[str]) -> list[Override]:
+def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Override]:
     try:
-        return OverridesParser.create().parse_overrides(overrides)
+        return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
     except OverrideParseException as error:
         bad = next((o for o in overrides if "=" not in o), " ".join(overrides))
         raise ConfigError(
@@ -69,9 +70,12 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
 
 
 def sweep_points(overrides: list[str]) -> list[list[str]]:
-    """Expand `-m` sweep overrides (a=1,2 b=x,y) into one override list per job, as Hydra does."""
-    parsed = parse_overrides(overrides)
-    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+    """Expand `-m` sweep overrides (a=1,2 b=x,y, model=glob(*)) into one override list
+    per job, as Hydra's basic sweeper does."""
+    register_configs()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        parsed = parse_overrides(overrides, GlobalHydra.instance().config_loader())
+        return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
 def compose(overrides: list[str]) -> Composed:

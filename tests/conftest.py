@@ -1,0 +1,60 @@
+"""Shared set-up: no network, offline wandb, and helpers that run tau2train as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["WANDB_MODE"] = "offline"
+
+USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
+
+
+def slurm_overrides(root: Path) -> list[str]:
+    """cluster=slurm with real (test-local) shared directories."""
+    return [
+        "cluster=slurm",
+        f"cluster.fileroot={root}/experiments",
+        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+    ]
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """{'actor.optimizer.lr': 1.7e-05, 'actor.scheduling_spec.0.cpu': 2, ...}"""
+    if hasattr(node, "__dataclass_fields__"):
+        node = asdict(node)
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list):
+        out = {}
+        for index, value in enumerate(node):
+            out.update(flatten(value, f"{prefix}{index}."))
+        return out
+    return {prefix[:-1]: getattr(node, "value", node)}
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m tau2train.run ARGS` in a fresh process, as a user types it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tau2train.run", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def slurm_root(tmp_path: Path) -> list[str]:
+    return slurm_overrides(tmp_path)

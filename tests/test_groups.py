@@ -1,0 +1,77 @@
+"""Every choice of every group composes into the typed config AReaL's trainer accepts."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from areal.api.cli_args import PPOConfig as ArealPPOConfig
+
+from conftest import USER_SIM, slurm_overrides
+from tau2train.compose import compose, group_options
+from tau2train.errors import ConfigError
+from tau2train.schemas import EnvConfig, PPOConfig
+from tau2train.validate import validate
+
+MODELS = group_options("model")
+DOMAINS = group_options("domain")
+CLUSTERS = group_options("cluster")
+
+
+def test_every_group_has_its_choices():
+    assert MODELS == ["qwen3_1_7b", "qwen3_235b_a22b", "qwen3_30b_a3b", "qwen3_8b"]
+    assert DOMAINS == ["airline", "mock", "retail", "telecom"]
+    assert CLUSTERS == ["local", "slurm"]
+    assert len(group_options("allocation")) == 4
+
+
+@pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
+def test_every_combination_composes_and_validates(model, domain, cluster, tmp_path):
+    extra = slurm_overrides(tmp_path) if cluster == "slurm" else []
+    composed = compose([f"model={model}", f"domain={domain}", f"cluster={cluster}", USER_SIM, *extra])
+    exp = composed.config
+    assert isinstance(exp, PPOConfig) and isinstance(exp, ArealPPOConfig)
+    assert isinstance(exp.econfig, EnvConfig)
+    assert exp.econfig.domain == domain
+    assert composed.choices == {"model": model, "domain": domain, "cluster": cluster,
+                                "allocation": composed.choices["allocation"]}
+    if cluster == "local" and exp.cluster.n_nodes > 1:
+        # multi-node reference layouts cannot run on one machine: refused with advice
+        with pytest.raises(ConfigError) as error:
+            validate(exp)
+        assert error.value.key == "cluster.n_nodes"
+        assert "cluster=slurm" in error.value.fix
+    else:
+        layout = validate(exp)
+        assert layout.n_gpus == exp.cluster.n_nodes * exp.cluster.n_gpus_per_node
+
+
+def test_env_config_defaults_match_the_documented_ones():
+    env = EnvConfig()
+    assert (env.domain, env.max_steps, env.add_thinking_tool, env.solo_mode) == ("telecom", 100, False, False)
+    assert (env.user_llm_base_url, env.user_llm, env.user_llm_args) == (None, None, None)
+    assert (env.turn_discount, env.invalid_format_penalty) == (1.0, 0.1)
+    for name, field in EnvConfig.__dataclass_fields__.items():
+        assert field.metadata.get("help"), f"EnvConfig.{name} has no help"
+
+
+def test_a_typo_inside_a_group_file_fails_at_composition(tmp_path, monkeypatch):
+    """Group files name their schema: a misspelt key in a YAML choice is caught."""
+    import importlib.resources
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(importlib.resources.files("tau2train.conf"), conf)
+    bad = conf / "domain" / "airline.yaml"
+    bad.write_text(bad.read_text().replace("max_steps:", "max_step:"))
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    from tau2train.schemas import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        with pytest.raises(ConfigCompositionException) as error:
+            hydra_compose("config", overrides=["domain=airline"])
+    assert "max_step" in str(error.value.__cause__ or error.value)

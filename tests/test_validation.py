@@ -1,0 +1,144 @@
+"""Every bad input gets one message naming the key, the value, what is valid and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import USER_SIM, slurm_overrides
+from tau2train.compose import compose
+from tau2train.errors import ConfigError
+from tau2train.validate import validate
+
+# (overrides, key the message names, words the message must contain)
+CASES = {
+    "unknown model choice": (
+        ["model=qwen3_9b"], "model",
+        ["no such model choice", "qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b", "did you mean 'qwen3_8b'"],
+    ),
+    "unknown domain choice": (
+        ["domain=banking"], "domain", ["no such domain choice", "airline, mock, retail, telecom"],
+    ),
+    "unknown key": (
+        ["econfig.max_step=3"], "econfig.max_step",
+        ["'econfig' has no 'max_step'", "max_steps", "did you mean 'max_steps'"],
+    ),
+    "unknown key added with +": (
+        ["+actor.optimizer.lrr=1"], "actor.optimizer.lrr", ["has no 'lrr'", "did you mean 'lr'"],
+    ),
+    "new entry in a free-form mapping without +": (
+        ["econfig.user_llm_args.top_p=0.9"], "econfig.user_llm_args.top_p",
+        ["free-form mapping", "+econfig.user_llm_args.top_p=0.9"],
+    ),
+    "value of the wrong type": (
+        ["actor.optimizer.lr=fast"], "actor.optimizer.lr", ["could not be converted to Float"],
+    ),
+    "malformed override": (
+        ["model"], "override", ["key=value"],
+    ),
+    "allocation AReaL's parser rejects": (
+        ["allocation.rollout=sglang:x7"], "allocation.rollout",
+        ["AReaL's allocation parser rejects it", "n1_sglang_d6_archon_d2"],
+    ),
+    "training backend in the rollout role": (
+        ["allocation.rollout=archon:d6"], "allocation.rollout", ["cannot serve the rollout role", "sglang, vllm"],
+    ),
+    "GPUs of the allocation differ from the cluster's": (
+        ["allocation.rollout=sglang:d5"], "allocation",
+        ["5 rollout + 2 trainer = 7 GPUs", "cluster.n_nodes=1 x cluster.n_gpus_per_node=8 = 8"],
+    ),
+    "multi-node layout on cluster=local": (
+        ["model=qwen3_8b"], "cluster.n_nodes", ["planned for 3 nodes", "cluster=slurm"],
+    ),
+    "trainer engine the model is not tuned for": (
+        ["model=qwen3_30b_a3b", "allocation=n1_sglang_d6_archon_d2"], "allocation.actor",
+        ["model.engine=megatron", "n10_sglang_d4t8_megatron_d1p12t4_d1p12e4, n8_sglang_d8t4_megatron_d4p4t2_d2p4e4"],
+    ),
+    "tensor parallel size that does not divide the heads": (
+        ["allocation.rollout=sglang:d2t3"], "allocation.rollout",
+        ["tensor parallel size 3 does not divide the 16 attention heads"],
+    ),
+    "expert parallelism on a dense model": (
+        ["model.engine=megatron", "allocation.rollout=sglang:d6", "allocation.actor='megatron:(attn:d2|ffn:e2)'"],
+        "allocation.actor", ["expert parallel size 2 on a dense model"],
+    ),
+    "expert parallel size that does not divide the experts": (
+        ["model=qwen3_30b_a3b", "allocation.n_nodes=1", "allocation.rollout=sglang:d5",
+         "allocation.actor='megatron:(attn:d3|ffn:e3)'"],
+        "allocation.actor", ["expert parallel size 3 does not divide the 128 experts"],
+    ),
+    "more pipeline stages than layers": (
+        ["allocation.n_nodes=5", "allocation.rollout=sglang:d8", "allocation.actor=archon:p32", "SLURM"],
+        "allocation.actor", ["pipeline parallel size 32 exceeds the 28 layers"],
+    ),
+    "a turn longer than the episode": (
+        ["gconfig.max_new_tokens=20000"], "gconfig.max_new_tokens", ["gconfig.max_tokens=16384", "<= 16384"],
+    ),
+    "micro-batch smaller than one episode": (
+        ["actor.mb_spec.max_tokens_per_mb=1000"], "actor.mb_spec.max_tokens_per_mb", [">= 16384"],
+    ),
+    "domain tau2 does not know": (
+        ["econfig.domain=banking"], "econfig.domain", ["tau2's registry has no such domain", "airline", "telecom"],
+    ),
+    "task split tau2 does not know": (
+        ["domain.valid_split=dev"], "valid_dataset.split",
+        ["tau2's airline domain has no such task split", "base, test, train, all"],
+    ),
+    "no user simulator": (
+        ["econfig.user_llm_base_url=null"], "econfig.user_llm_base_url",
+        ["no server URL is set", "econfig.solo_mode=true"],
+    ),
+    "slurm fileroot left as placeholder": (
+        ["cluster=slurm"], "cluster.fileroot", ["is a placeholder", "/path/to/shared/experiments"],
+    ),
+    "slurm name_resolve left as placeholder": (
+        ["SLURM", "cluster.name_resolve.nfs_record_root=/path/to/name_resolve"],
+        "cluster.name_resolve.nfs_record_root", ["is a placeholder"],
+    ),
+    "slurm relative fileroot": (
+        ["SLURM", "cluster.fileroot=experiments"], "cluster.fileroot", ["must be an absolute path"],
+    ),
+    "multi-node slurm on node-local /tmp": (
+        ["model=qwen3_8b", "SLURM", "cluster.fileroot=/tmp/exp"], "cluster.fileroot",
+        ["/tmp is local to each node; 3 nodes need shared storage"],
+    ),
+    "experiment name with '_'": (
+        ["experiment_name=tau2_rl"], "experiment_name", ["AReaL forbids '_' and '/'", "experiment_name=tau2-rl"],
+    ),
+    "trial name with '-'": (
+        ["trial_name=run-1"], "trial_name", ["AReaL forbids '-' and '/'", "trial_name=run_1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_gets_one_clear_message(case, tmp_path):
+    overrides, key, words = CASES[case]
+    expanded = []
+    for override in overrides:
+        expanded += slurm_overrides(tmp_path) if override == "SLURM" else [override]
+    has_url = any(o.startswith("econfig.user_llm_base_url") for o in expanded)
+    with pytest.raises(ConfigError) as caught:
+        validate(compose(expanded + ([] if has_url else [USER_SIM])).config)
+    error = caught.value
+    message = str(error)
+    assert error.key == key, message
+    assert message.startswith(f"error: {key}="), message
+    assert "fix:" in message, message
+    for word in words:
+        assert word in message, f"{word!r} not in:\n{message}"
+
+
+def test_secret_from_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "s3cr3t-value-123456")
+    with pytest.raises(ConfigError) as caught:
+        validate(compose([USER_SIM, "+econfig.user_llm_args.api_key=${oc.env:WANDB_API_KEY}"]).config)
+    message = str(caught.value)
+    assert caught.value.key == "econfig.user_llm_args.api_key"
+    assert "$WANDB_API_KEY" in message
+    assert "s3cr3t-value-123456" not in message
+
+
+def test_areal_dataclass_validation_is_reported():
+    with pytest.raises(ConfigError) as caught:
+        compose([USER_SIM, "total_train_epochs=0"])
+    assert "total_train_epochs must be positive" in str(caught.value)
