@@ -8,6 +8,7 @@ names the key, the value, the valid choices and the fix.
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 import importlib.resources
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,16 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+@contextmanager
+def _hydra_context():
+    """Hydra's compose API for our packaged conf/ (after anyone who left Hydra initialised,
+    e.g. AReaL's load_expr_config)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        yield
+
+
 def load_choice(group: str, name: str) -> DictConfig:
     """One group choice's own YAML, uncomposed (to describe alternatives in messages)."""
     return OmegaConf.load(str(importlib.resources.files(CONFIG_MODULE) / group / f"{name}.yaml"))
@@ -72,21 +83,19 @@ def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Ove
 def sweep_points(overrides: list[str]) -> list[list[str]]:
     """Expand `-m` sweep overrides (a=1,2 b=x,y, model=glob(*)) into one override list
     per job, as Hydra's basic sweeper does."""
-    register_configs()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+    with _hydra_context():
         parsed = parse_overrides(overrides, GlobalHydra.instance().config_loader())
         return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
-    register_configs()
     _check_group_choices(overrides)
     unknown = [e for e in _unknown_keys(overrides)] if _adds_keys(overrides) else []
     if unknown:
         raise unknown[0]
     try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        with _hydra_context():
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise _explain_composition_error(error, overrides) from None
@@ -157,7 +166,7 @@ def _unknown_keys(overrides: list[str]) -> list[ConfigError]:
     """Overrides naming keys the composed config does not have, judged against the
     config composed from the group choices alone."""
     groups_only = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+    with _hydra_context():
         reference = hydra_compose(CONFIG_NAME, overrides=groups_only)
     errors = []
     for override in parse_overrides(overrides):

@@ -1,0 +1,28 @@
+# The two commands a new user needs; each sets up .venv by itself (again only when
+# pyproject.toml changes).
+#   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"
+#   make test
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: run test bench install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python \
+		--prerelease=if-necessary-or-explicit -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/python -m tau2train.run $(ARGS)
+
+test: $(STAMP)
+	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/startup.py

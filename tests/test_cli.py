@@ -1,0 +1,141 @@
+"""`python -m tau2train.run` as a user runs it: dry runs, bad input, Hydra's verbs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from areal.api.cli_args import load_expr_config
+
+from conftest import USER_SIM, run_cli, slurm_overrides
+from tau2train.plan import AREAL_CONFIG_NAME, areal_config
+from tau2train.compose import compose
+from tau2train.schemas import PPOConfig
+
+SECRET = "wandb-secret-0123456789"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dry_run_writes_an_areal_config_and_prints_the_plan(tmp_path):
+    overrides = ["dry_run=true", "model=qwen3_30b_a3b", "domain=retail", USER_SIM,
+                 *slurm_overrides(tmp_path), "slurm.partition=gpu", "slurm.account=rl"]
+    result = run_cli(*overrides, cwd=tmp_path, env={"WANDB_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    for expected in (
+        "dry run: nothing was started or submitted",
+        "Qwen/Qwen3-30B-A3B (48 layers, 32 heads / 4 KV heads, MoE with 128 experts)",
+        "tau2 'retail', train split 'train', valid split 'test'",
+        "8 node(s) x 8 GPUs",
+        "allocation=n8_sglang_d8t4_megatron_d4p4t2_d2p4e4",
+        "16 x 8 = 128",
+        "Slurm submission (would be made through hydra-submitit-launcher; not submitted)",
+        "partition        gpu",
+        "account          rl",
+        "starts 64 GPU workers on 8 node(s)",
+    ):
+        assert expected in plan, f"{expected!r} missing from plan:\n{plan}"
+    # GPU table: role, backend, GPUs, dp, tp, pp, cp, ep
+    rows = {line.split()[0]: line.split()[1:] for line in plan.splitlines() if line.strip().startswith(("rollout ", "trainer "))}
+    assert rows["rollout"][:7] == ["sglang", "32", "8", "4", "1", "1", "1"]
+    assert rows["trainer"][:7] == ["megatron", "32", "4", "2", "4", "1", "4"]
+
+    run_dir = tmp_path / "experiments" / "tau2-qwen3-30b-a3b-retail" / "trial0"
+    config_file = run_dir / AREAL_CONFIG_NAME
+    assert str(config_file) in plan
+    written = config_file.read_text()
+    assert SECRET not in written and SECRET not in plan and SECRET not in result.stderr
+    assert not (tmp_path / "experiments" / ".submitit").exists()
+
+    # AReaL's own loader takes the file unchanged
+    loaded, _ = load_expr_config(["--config", str(config_file)], PPOConfig)
+    assert isinstance(loaded, PPOConfig)
+    assert asdict(loaded) == asdict(OmegaConfRoundTrip.load(written))
+    assert loaded.actor.backend == "megatron:(attn:d4p4t2|ffn:d2p4e4)"
+    assert loaded.econfig.domain == "retail"
+    assert areal_config(compose(overrides).config) == yaml.safe_load(written)
+
+
+class OmegaConfRoundTrip:
+    @staticmethod
+    def load(text: str) -> PPOConfig:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PPOConfig), OmegaConf.create(text)))
+
+
+def test_bad_input_exits_2_with_one_message_and_leaves_nothing(tmp_path):
+    result = run_cli("dry_run=true", "model=qwen3_8b", USER_SIM, "cluster=slurm",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: cluster.fileroot='/path/to/shared/experiments': cluster=slurm needs a shared directory "
+        "every node can see; this is a placeholder, not a real directory",
+        "  valid: an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
+        "  fix:   add cluster.fileroot=/your/shared/storage/...",
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_is_checked_point_by_point_before_anything_is_written(tmp_path):
+    # one bad point (tp=3 does not fit Qwen3-1.7B's 16 heads) stops the whole sweep
+    result = run_cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
+                     "allocation.rollout=sglang:d6,sglang:d2t3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: allocation.rollout='sglang:d2t3'" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_every_model_and_domain_plans_through_a_glob_sweep(tmp_path):
+    """`-m model=glob(*) domain=glob(*)`: every choice, never a hand-picked few."""
+    result = run_cli("-m", "dry_run=true", "model=glob(*)", "domain=glob(*)", USER_SIM,
+                     *slurm_overrides(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("tau2train plan (dry run") == 16
+    written = sorted(p.relative_to(tmp_path / "experiments").parts[0]
+                     for p in (tmp_path / "experiments").glob(f"*/trial0/{AREAL_CONFIG_NAME}"))
+    assert len(written) == 16
+    assert "tau2-qwen3-235b-a22b-telecom" in written and "tau2-qwen3-1.7b-mock" in written
+
+
+def test_hydra_verbs_keep_working(tmp_path):
+    help_ = run_cli("--help", cwd=tmp_path)
+    assert help_.returncode == 0
+    assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b" in help_.stdout
+    assert "domain: airline, mock, retail, telecom" in help_.stdout
+    assert "cluster: local, slurm" in help_.stdout
+
+    info = run_cli("--info", "defaults", "model=qwen3_8b", cwd=tmp_path)
+    assert info.returncode == 0
+    assert "allocation/n3_sglang_d16_archon_d8" in info.stdout + info.stderr
+
+    cfg = run_cli("--cfg", "job", "--resolve", "model=qwen3_8b", "econfig.turn_discount=0.9", cwd=tmp_path)
+    assert cfg.returncode == 0, cfg.stderr
+    job = yaml.safe_load(cfg.stdout)
+    assert job["actor"]["path"] == "Qwen/Qwen3-8B"
+    assert job["rollout"]["agent"]["turn_discount"] == 0.9
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_conf_works_from_a_regular_install_run_elsewhere(tmp_path):
+    """`pip install .` (not editable), then run from another directory."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(REPO)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    assert (target / "tau2train" / "conf" / "model" / "qwen3_8b.yaml").is_file()
+    env = {"PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import tau2train; print(tau2train.__file__)"],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    )
+    assert where.stdout.startswith(str(target))
+    result = run_cli("dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "allocation=n1_sglang_d6_archon_d2" in result.stdout
