@@ -52,21 +52,21 @@ def validate(exp: ExperimentConfig) -> Layout:
 
 
 def check_names(exp: ExperimentConfig) -> None:
-    for key, value, forbidden in (
-        ("experiment_name", exp.experiment_name, "_/"),
-        ("trial_name", exp.trial_name, "-/"),
+    # AReaL joins names into job ids and paths as <experiment>_<trial>:<job>.
+    for key, value, forbidden, joiner in (
+        ("experiment_name", exp.experiment_name, "_/", "-"),
+        ("trial_name", exp.trial_name, "-/", "_"),
     ):
-        bad = [c for c in forbidden if c in value]
-        if bad or not value:
-            raise ConfigError(
-                key,
-                value,
-                f"AReaL forbids {' and '.join(repr(c) for c in forbidden)} in {key}"
-                if value
-                else f"{key} must not be empty",
-                valid="letters, digits, '.' and " + ("'-'" if "_" in forbidden else "'_'"),
-                fix=f"e.g. {key}={value.replace('_', '-').replace('/', '-') if key == 'experiment_name' else value.replace('-', '_').replace('/', '_') or 'trial0'}",
-            )
+        if value and not any(c in value for c in forbidden):
+            continue
+        suggestion = "".join(joiner if c in forbidden else c for c in value) or "trial0"
+        raise ConfigError(
+            key,
+            value,
+            f"AReaL forbids {forbidden[0]!r} and {forbidden[1]!r} in {key}" if value else "must not be empty",
+            valid=f"letters, digits, '.' and {joiner!r}",
+            fix=f"e.g. {key}={suggestion}",
+        )
 
 
 def _role_key(exp: ExperimentConfig, role: str) -> tuple[str, str]:

@@ -16,6 +16,13 @@ os.environ["WANDB_MODE"] = "offline"
 USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep test directories out of /tmp: tau2train rightly refuses node-local /tmp as the
+    shared storage of a multi-node Slurm layout, and the tests use such layouts."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(Path.home() / ".cache" / "tau2train" / "pytest")
+
+
 def slurm_overrides(root: Path) -> list[str]:
     """cluster=slurm with real (test-local) shared directories."""
     return [
