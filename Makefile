@@ -1,5 +1,5 @@
 # The two commands a new user needs; each sets up .venv by itself (again only when
-# pyproject.toml changes).
+# pyproject.toml or requirements.lock changes).
 #   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"
 #   make test
 PYTHON ?= python3
@@ -7,16 +7,22 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench install
+.PHONY: run test bench install lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every dependency (AReaL's CUDA torch included) for Linux x86_64.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python \
-		--prerelease=if-necessary-or-explicit -e '.[test]'
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements.lock
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e '.[test]'
 	touch $(STAMP)
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock:
+	$(PYTHON) -m uv pip compile pyproject.toml --extra test --prerelease=if-necessary-or-explicit \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -q -o requirements.lock
 
 run: $(STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
