@@ -69,6 +69,14 @@ def load_choice(group: str, name: str) -> DictConfig:
 
 
 def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Override]:
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        raise ConfigError(
+            "flag", flags[0], "not a flag tau2train takes here",
+            valid="-m/--multirun, --help, --hydra-help, --cfg job|hydra|all [--resolve] "
+            "[--package PKG], --info [defaults|config|...]",
+            fix="use one of those flags, or write the setting as key=value",
+        )
     try:
         return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
     except OverrideParseException as error:

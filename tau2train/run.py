@@ -22,10 +22,11 @@ from tau2train.plan import render_plan, write_areal_config  # noqa: E402
 from tau2train.schemas import register_configs  # noqa: E402
 from tau2train.validate import Layout, validate  # noqa: E402
 
-# Flags that make Hydra print something instead of running the job.
+# Flags that make Hydra print something instead of running the job (--resolve and
+# --package only modify --cfg/--help and travel with them).
 HYDRA_VERBS = (
-    "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
-    "--package", "-p", "--shell-completion", "-sc", "--version",
+    "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
+    "--shell-completion", "-sc", "--version",
 )
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
@@ -74,8 +75,11 @@ def dry_run(composed: Composed, layout: Layout) -> None:
 
 
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)
-def _hydra_main(cfg: DictConfig) -> None:  # pragma: no cover - only reached for Hydra's verbs
-    raise SystemExit("tau2train: Hydra verbs only; run without them to plan or launch")
+def _hydra_main(cfg: DictConfig) -> None:
+    """Only Hydra's printing verbs are routed here, and Hydra answers them without running
+    the task; reaching this body means a verb was not one."""
+    print(f"error: nothing to run for {sys.argv[1:]}; see --help", file=sys.stderr)
+    sys.exit(BAD_INPUT_EXIT_CODE)
 
 
 def _restore_stdlib_logging() -> None:

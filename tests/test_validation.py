@@ -32,6 +32,9 @@ CASES = {
     "value of the wrong type": (
         ["actor.optimizer.lr=fast"], "actor.optimizer.lr", ["could not be converted to Float"],
     ),
+    "unknown flag": (
+        ["--resolve"], "flag", ["not a flag tau2train takes here", "--cfg job|hydra|all [--resolve]"],
+    ),
     "malformed override": (
         ["model"], "override", ["key=value"],
     ),
