@@ -16,11 +16,12 @@ os.environ["WANDB_MODE"] = "offline"
 USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Keep test directories out of /tmp: tau2train rightly refuses node-local /tmp as the
-    shared storage of a multi-node Slurm layout, and the tests use such layouts."""
-    if config.option.basetemp is None:
-        config.option.basetemp = str(Path.home() / ".cache" / "tau2train" / "pytest")
+# Keep tmp_path out of /tmp: tau2train rightly refuses node-local /tmp as the shared storage
+# of a multi-node Slurm layout, and the tests use such layouts. pytest's numbered, locked
+# directories under this root keep concurrent sessions apart.
+TEMP_ROOT = Path.home() / ".cache" / "tau2train" / "pytest-root"
+TEMP_ROOT.mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
 def slurm_overrides(root: Path) -> list[str]:
