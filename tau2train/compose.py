@@ -8,8 +8,8 @@ names the key, the value, the valid choices and the fix.
 from __future__ import annotations
 
 import difflib
-from contextlib import contextmanager
 import importlib.resources
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +99,7 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
     _check_group_choices(overrides)
-    unknown = [e for e in _unknown_keys(overrides)] if _adds_keys(overrides) else []
+    unknown = _unknown_keys(overrides) if _adds_keys(overrides) else []
     if unknown:
         raise unknown[0]
     try:
