@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
-import tempfile
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import yaml
 
 from tau2train.compose import Composed
+from tau2train.files import write_atomic
 from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig
 from tau2train.validate import Layout
 
@@ -39,19 +38,8 @@ def areal_config(exp: ExperimentConfig) -> dict[str, Any]:
 
 def write_areal_config(exp: ExperimentConfig) -> Path:
     """Write the AReaL YAML atomically: a crash never leaves a truncated file behind."""
-    run_dir = Path(exp.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / AREAL_CONFIG_NAME
     text = yaml.safe_dump(areal_config(exp), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{AREAL_CONFIG_NAME}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return target
+    return write_atomic(Path(exp.run_dir) / AREAL_CONFIG_NAME, text)
 
 
 def _table(rows: list[list[str]]) -> list[str]:

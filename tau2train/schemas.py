@@ -76,6 +76,24 @@ class EnvConfig:
             "(unknown tool, bad arguments, empty message)."
         },
     )
+    reward_basis: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Score training episodes on these tau2 reward types only "
+            "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
+        },
+    )
+    user_llm_max_retries: int = field(
+        default=3,
+        metadata={
+            "help": "Retries (exponential backoff) of a failed user-simulator call before "
+            "the episode is recorded as failed."
+        },
+    )
+    user_llm_timeout: float = field(
+        default=120.0,
+        metadata={"help": "Seconds one user-simulator call may take."},
+    )
 
 
 @dataclass
@@ -241,9 +259,17 @@ class RunInfo:
     """One τ² episode as it happened: what was said, how long it took, what it earned."""
 
     task_id: str = ""
+    split: str | None = None
     reward: float = 0.0
+    # Why the episode ended, as tau2 names it (agent_stop, user_stop, max_steps, ...).
+    termination_reason: str | None = None
+    duration: float = 0.0
     agent_latencies: list[float] = field(default_factory=list)
     user_latencies: list[float] = field(default_factory=list)
+    # Reward handed to AReaL per agent completion id (format penalties + episode reward).
+    completion_rewards: dict[str, float] = field(default_factory=dict)
+    # Completion id -> what was malformed in it.
+    format_problems: dict[str, str] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     task: dict[str, Any] | None = None
     reward_info: dict[str, Any] | None = None
@@ -259,8 +285,12 @@ class RunInfo:
             return f"{len(xs)} calls, mean {sum(xs) / len(xs):.2f}s, max {max(xs):.2f}s"
 
         lines = [
-            f"Task: {self.task_id}",
+            f"Task: {self.task_id}" + (f" (split {self.split})" if self.split else ""),
             f"Reward: {self.reward}",
+        ]
+        if self.termination_reason:
+            lines.append(f"Ended by: {self.termination_reason} after {self.duration:.2f}s")
+        lines += [
             f"Agent latency: {stats(self.agent_latencies)}",
             f"User latency: {stats(self.user_latencies)}",
         ]
@@ -268,6 +298,10 @@ class RunInfo:
             lines.append(f"Error: {self.error}")
         if self.reward_info:
             lines.append("Reward info: " + json.dumps(self.reward_info, default=str))
+        for completion_id, problem in self.format_problems.items():
+            lines.append(f"Malformed completion {completion_id}: {problem}")
+        if self.completion_rewards:
+            lines.append("Completion rewards: " + json.dumps(self.completion_rewards))
         lines.append("Messages:")
         for i, message in enumerate(self.messages):
             role = message.get("role", "?")

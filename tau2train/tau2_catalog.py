@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from tau2train.files import write_atomic
+
 # Split name meaning "every task of the domain" (tau2's loaders take None for it).
 ALL_TASKS = "all"
 
@@ -48,10 +50,7 @@ def domain_splits() -> dict[str, list[str]]:
         pass
     catalog = _ask_registry()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(catalog))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(catalog))
     except OSError:
         pass  # a read-only home only costs the next run the registry import
     return catalog

@@ -1,0 +1,214 @@
+"""LLM calls of a τ² episode: tau2 messages in, tau2 messages out, over the OpenAI API.
+
+tau2 talks to LLMs through litellm, which keeps neither the completion id (AReaL keys
+per-completion rewards by it) nor malformed tool-call arguments (it crashes on them, and
+they are exactly what RL must penalise). So the episode's players call the endpoint through
+`Chat`, which keeps both and judges each completion's format against the offered tools.
+
+tau2 is synchronous: an episode runs in a worker thread, while the HTTP request runs as a
+coroutine on the event loop that owns the AsyncOpenAI client (and AReaL's http_client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from typing import Any
+
+from openai import AsyncOpenAI
+from pydantic import ValidationError
+from tau2.data_model.message import AssistantMessage, Message, ToolCall
+from tau2.environment.tool import Tool
+from tau2.utils.llm_utils import to_litellm_messages
+
+# Sampling arguments the Chat Completions API takes by name; anything else goes in extra_body.
+OPENAI_SAMPLING_ARGS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logprobs",
+        "top_logprobs",
+    }
+)
+# Where unparseable tool-call arguments are kept, so the trajectory shows what was produced.
+UNPARSED_ARGUMENTS_KEY = "_unparsed_arguments"
+# The agent's optional `think` tool is answered here, not by the environment (which has no
+# such tool, and whose replay in tau2's evaluator must not see it).
+THINK_TOOL_NAME = "think"
+THOUGHT_ACK = "Your thought is recorded. Please continue."
+# Consecutive thoughts answered before the next one is passed on (and fails as a tool call).
+MAX_CONSECUTIVE_THOUGHTS = 8
+
+
+class EpisodeCancelled(Exception):
+    """The episode ran out of time; its thread stops at the next LLM call."""
+
+
+@dataclass
+class Completion:
+    """One LLM call, as the reward rules and the trajectory log need it."""
+
+    id: str
+    latency: float
+    # Why the output is malformed; None when it is well formed.
+    problem: str | None = None
+
+
+@dataclass
+class Chat:
+    """Blocking chat calls for an episode thread, served on `loop` by `client`."""
+
+    client: AsyncOpenAI
+    loop: asyncio.AbstractEventLoop
+    model: str
+    gen_args: dict[str, Any] = field(default_factory=dict)
+    # "agent" or "user": which side an LLM failure is blamed on.
+    role: str = "agent"
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    completions: list[Completion] = field(default_factory=list)
+    # (position in the tau2 history, messages) of thoughts answered here, replayed each call.
+    thoughts: list[tuple[int, list[dict[str, Any]]]] = field(default_factory=list)
+
+    def __call__(
+        self,
+        messages: list[Message],
+        tools: list[Tool] | None = None,
+        tool_choice: str | None = None,
+    ) -> AssistantMessage:
+        history = [_without_nulls(m) for m in to_litellm_messages(messages)]
+        thinking = any(tool.name == THINK_TOOL_NAME for tool in tools or [])
+        for _ in range(MAX_CONSECUTIVE_THOUGHTS):
+            message = self._complete(self._with_thoughts(history), tools, tool_choice)
+            if not (thinking and _only_thoughts(message)):
+                return message
+            self.thoughts.append((len(history), _thought_messages(message)))
+        return self._complete(self._with_thoughts(history), tools, tool_choice)
+
+    def _complete(self, messages, tools, tool_choice) -> AssistantMessage:
+        request = self._request(messages, tools, tool_choice)
+        start = time.perf_counter()
+        try:
+            response = self._call_on_loop(self.client.chat.completions.create(**request))
+        except (EpisodeCancelled, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            raise LLMCallFailed(self.role, self.client.base_url, e) from e
+        message, problem = to_tau2_message(response, tools or [])
+        self.completions.append(
+            Completion(id=response.id, latency=time.perf_counter() - start, problem=problem)
+        )
+        return message
+
+    def _with_thoughts(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        merged, start = [], 0
+        for position, extra in self.thoughts:
+            merged += history[start:position] + extra
+            start = position
+        return merged + history[start:]
+
+    def _request(self, messages, tools, tool_choice) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": self.model, "messages": messages}
+        if tools:
+            request["tools"] = [tool.openai_schema for tool in tools]
+            request["tool_choice"] = tool_choice or "auto"
+        extra_body = dict(self.gen_args.get("extra_body") or {})
+        for key, value in self.gen_args.items():
+            if key in OPENAI_SAMPLING_ARGS:
+                request[key] = value
+            elif key != "extra_body":
+                extra_body[key] = value
+        if extra_body:
+            request["extra_body"] = extra_body
+        return request
+
+    def _call_on_loop(self, coroutine):
+        if self.cancelled.is_set():
+            coroutine.close()
+            raise EpisodeCancelled("episode timed out")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.5)
+                except TimeoutError:
+                    if self.cancelled.is_set():
+                        future.cancel()
+                        raise EpisodeCancelled("episode timed out") from None
+        except CancelledError:
+            raise EpisodeCancelled("episode timed out") from None
+
+
+class LLMCallFailed(Exception):
+    """An LLM endpoint failed (after the client's retries); `role` says whose."""
+
+    def __init__(self, role: str, base_url, cause: Exception):
+        super().__init__(f"{role} LLM at {base_url} failed: {type(cause).__name__}: {cause}")
+        self.role = role
+
+
+def _only_thoughts(message: AssistantMessage) -> bool:
+    calls = message.tool_calls or []
+    return bool(calls) and all(call.name == THINK_TOOL_NAME for call in calls)
+
+
+def _thought_messages(message: AssistantMessage) -> list[dict[str, Any]]:
+    said = [_without_nulls(m) for m in to_litellm_messages([message])]
+    acks = [
+        {"role": "tool", "tool_call_id": call.id, "content": THOUGHT_ACK}
+        for call in message.tool_calls
+    ]
+    return said + acks
+
+
+def _without_nulls(message: dict[str, Any]) -> dict[str, Any]:
+    # Servers such as SGLang reject `"tool_calls": null`; tau2's converter writes it.
+    return {k: v for k, v in message.items() if v is not None or k == "content"}
+
+
+def to_tau2_message(response, tools: list[Tool]) -> tuple[AssistantMessage, str | None]:
+    """The first choice as a tau2 message, and what (if anything) is malformed in it."""
+    choice = response.choices[0].message
+    offered = {tool.name: tool for tool in tools}
+    problems = []
+    calls = []
+    for raw in choice.tool_calls or []:
+        name, text = raw.function.name, raw.function.arguments or ""
+        try:
+            arguments = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            problems.append(f"arguments of {name!r} are not a JSON object: {text[:200]!r}")
+            arguments = {UNPARSED_ARGUMENTS_KEY: text}
+        elif name not in offered:
+            problems.append(f"call to unknown tool {name!r}")
+        else:
+            try:
+                offered[name].params.model_validate(arguments)
+            except ValidationError as e:
+                problems.append(
+                    f"arguments of {name!r} do not fit its schema: "
+                    + "; ".join(err["msg"] + f" ({'.'.join(map(str, err['loc']))})" for err in e.errors())
+                )
+        calls.append(ToolCall(id=raw.id, name=name, arguments=arguments))
+    content = choice.content
+    if not calls and (content is None or not content.strip()):
+        problems.append("empty message with no tool call")
+    message = AssistantMessage(
+        role="assistant",
+        content=content,
+        tool_calls=calls or None,
+        usage=response.usage.model_dump() if response.usage else None,
+        cost=0.0,
+    )
+    return message, "; ".join(problems) or None

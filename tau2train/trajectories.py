@@ -1,0 +1,30 @@
+"""Each episode's record on disk, as JSON for tools and as text for people.
+
+Layout: <run_dir>/generated/<split>/<task id>/<time>-<episode id>.{json,txt}; every file is
+written whole or not at all, so a crashed worker never leaves a truncated trajectory.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+from tau2train.files import write_atomic
+from tau2train.schemas import RunInfo
+
+GENERATED_DIR = "generated"
+
+
+def _safe(name: str) -> str:
+    # Task ids are free text (telecom's hold brackets and '|'); keep paths portable.
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "task"
+
+
+def write_run_info(dump_dir: str | Path, info: RunInfo) -> Path:
+    """Write `info` under `dump_dir`; returns the JSON file's path."""
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    folder = Path(dump_dir) / _safe(info.split or "nosplit") / _safe(info.task_id)
+    write_atomic(folder / f"{stem}.txt", str(info))
+    return write_atomic(folder / f"{stem}.json", info.to_json())
