@@ -1,7 +1,6 @@
 """One τ² episode, synchronously: tau2's environment, players, orchestrator and evaluator.
 
-Runs in a worker thread (see workflow.py); the LLM calls hop onto the event loop via `Chat`.
-"""
+Runs in a worker thread (see workflow.py); the LLM calls hop onto the event loop via `Chat`."""
 
 from __future__ import annotations
 
@@ -82,7 +81,6 @@ def play(
     econfig: EnvConfig,
     agent_chat: Chat,
     user_chat: Chat | None,
-    reward_basis: list[str] | None,
 ) -> Episode:
     """Run `task` to its end and score it with tau2's evaluator.
 
@@ -119,7 +117,7 @@ def play(
     try:
         reward_info = evaluate_simulation(
             simulation=simulation,
-            task=with_reward_basis(task, reward_basis),
+            task=with_reward_basis(task, econfig.reward_basis),
             evaluation_type=EvaluationType.ALL,
             solo_mode=solo,
             domain=domain,

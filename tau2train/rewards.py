@@ -15,6 +15,7 @@ from typing import Any
 from tau2.data_model.tasks import RewardType, Task
 
 from tau2train.chat import Completion
+from tau2train.schemas import GroupFilterConfig
 
 
 def completion_rewards(
@@ -45,14 +46,10 @@ def basis_label(basis: list[str] | None) -> str:
 
 
 @dataclass
-class GroupFilter:
-    """AReaL's dynamic filter: drop a group of rollouts of one task that is already solved.
-
-    A group whose mean reward exceeds `max_mean_reward` teaches little (upstream: 0.95).
-    A top-level class, so AReaL can ship it to its rollout workers by pickling.
-    """
-
-    max_mean_reward: float = 0.95
+class GroupFilter(GroupFilterConfig):
+    """AReaL's dynamic filter: keep a group of rollouts of one task only if its mean reward
+    is within the configured bounds (a solved group teaches little; upstream drops > 0.95).
+    A top-level class, so AReaL can ship it to its rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
         rewards = group["rewards"]
@@ -60,4 +57,6 @@ class GroupFilter:
             mean = float(rewards.float().mean())
         else:
             mean = sum(rewards) / len(rewards)
-        return mean <= self.max_mean_reward
+        if self.max_mean_reward is not None and mean > self.max_mean_reward:
+            return False
+        return self.min_mean_reward is None or mean >= self.min_mean_reward

@@ -8,19 +8,17 @@ submitted; bad input exits with status 2 and one message. Hydra's own verbs
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from tau2train.compose import CONFIG_MODULE, CONFIG_NAME, Composed, compose, sweep_points  # noqa: E402
-from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError  # noqa: E402
-from tau2train.plan import render_plan, write_areal_config  # noqa: E402
-from tau2train.schemas import register_configs  # noqa: E402
-from tau2train.validate import Layout, validate  # noqa: E402
+from tau2train.compose import CONFIG_MODULE, CONFIG_NAME, Composed, compose, sweep_points
+from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
+from tau2train.evaluate import render_eval_plan, run_eval
+from tau2train.plan import render_plan, write_areal_config
+from tau2train.schemas import register_configs
+from tau2train.validate import Layout, validate
 
 # Flags that make Hydra print something instead of running the job (--resolve and
 # --package only modify --cfg/--help and travel with them).
@@ -42,13 +40,14 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
         jobs.append((composed, validate(composed.config)))
     _check_distinct_run_dirs(jobs)
     for composed, _ in jobs:
-        if not composed.config.dry_run:
+        exp = composed.config
+        if exp.mode == "train" and not exp.dry_run:
             raise ConfigError(
                 "dry_run",
                 False,
-                "this version of tau2train only plans runs; launching AReaL's trainer "
-                "and Slurm submission are not built yet",
-                valid="dry_run=true",
+                "this version of tau2train plans training runs and runs evaluations; "
+                "launching AReaL's trainer and Slurm submission are not built yet",
+                valid="dry_run=true, or mode=eval",
                 fix="add dry_run=true to see the plan and the AReaL config",
             )
     return jobs
@@ -69,9 +68,20 @@ def _check_distinct_run_dirs(jobs: list[tuple[Composed, Layout]]) -> None:
         seen[run_dir] = composed.overrides
 
 
-def dry_run(composed: Composed, layout: Layout) -> None:
+def dry_run(composed: Composed, layout: Layout | None) -> None:
+    if composed.config.mode == "eval":
+        print(render_eval_plan(composed.config))
+        return
     config_path = write_areal_config(composed.config)
     print(render_plan(composed, layout, config_path))
+
+
+def launch(composed: Composed, layout: Layout | None) -> None:
+    """Run one prepared job in this process."""
+    if composed.config.dry_run:
+        dry_run(composed, layout)
+    else:  # mode=eval; prepare() refused everything else
+        run_eval(composed.config)
 
 
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)
@@ -100,11 +110,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         jobs = prepare(argv)
+        for composed, layout in jobs:
+            launch(composed, layout)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    for composed, layout in jobs:
-        dry_run(composed, layout)
 
 
 if __name__ == "__main__":

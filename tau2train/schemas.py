@@ -21,6 +21,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+# tau2's reward types (tau2.data_model.tasks.RewardType), spelled out so that validation
+# need not import tau2.
+REWARD_TYPES = ("DB", "ENV_ASSERTION", "NL_ASSERTION", "ACTION", "COMMUNICATE")
+
+
 @dataclass
 class EnvConfig:
     """Options of the τ² environment each rollout episode runs in."""
@@ -97,12 +102,43 @@ class EnvConfig:
 
 
 @dataclass
+class GroupFilterConfig:
+    """AReaL's dynamic filter over each group of rollouts of one task (GRPO group)."""
+
+    max_mean_reward: float | None = field(
+        default=0.95,
+        metadata={
+            "help": "Drop groups whose mean reward is above this (already solved: "
+            "nothing to learn); null keeps them."
+        },
+    )
+    min_mean_reward: float | None = field(
+        default=None,
+        metadata={
+            "help": "Drop groups whose mean reward is below this (e.g. 0.05: all failed); "
+            "null keeps them."
+        },
+    )
+
+
+@dataclass
 class PPOConfig(ArealPPOConfig):
     """AReaL's PPOConfig with the τ² environment: what AReaL's PPOTrainer is given."""
 
     econfig: EnvConfig = field(
         default_factory=EnvConfig,
         metadata={"help": "τ² environment options for every rollout episode."},
+    )
+    group_filter: GroupFilterConfig = field(
+        default_factory=GroupFilterConfig,
+        metadata={"help": "Which rollout groups the trainer keeps (dynamic filtering)."},
+    )
+    min_dataset_size: int = field(
+        default=128,
+        metadata={
+            "help": "Task splits smaller than this are repeated whole until they reach it, "
+            "so every batch can be filled."
+        },
     )
 
 
@@ -221,11 +257,54 @@ class SlurmSpec:
 
 
 @dataclass
+class EvalSpec:
+    """`mode=eval`: score any OpenAI-compatible endpoint on a τ² task split."""
+
+    agent_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible base URL of the agent under test, e.g. "
+            "http://host:30000/v1. Its API key is read from $OPENAI_API_KEY, never from a config."
+        },
+    )
+    agent_model: str = field(
+        default="default", metadata={"help": "Model name sent to the agent endpoint."}
+    )
+    split: str = field(
+        default="test", metadata={"help": "τ² task split to evaluate on."}
+    )
+    num_trials: int = field(
+        default=4, metadata={"help": "Episodes per task; pass^k is reported for k=1..this."}
+    )
+    max_concurrency: int = field(
+        default=16, metadata={"help": "Episodes running at the same time."}
+    )
+    reward_basis: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Score on these tau2 reward types only; null (the default) scores each "
+            "task on its own basis, as published τ² results do."
+        },
+    )
+    gen_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Sampling arguments for the agent, e.g. {temperature: 0.0}."},
+    )
+    episode_timeout: float = field(
+        default=600.0, metadata={"help": "Seconds one episode may take before it is failed."}
+    )
+
+
+@dataclass
 class ExperimentConfig(PPOConfig):
     """The root config: AReaL's PPOConfig + econfig, plus the chosen groups' facts."""
 
     mode: str = field(
-        default="train", metadata={"help": "What to run.", "choices": ["train"]}
+        default="train",
+        metadata={
+            "help": "What to run: train (AReaL's trainer) or eval (score an endpoint).",
+            "choices": ["train", "eval"],
+        },
     )
     dry_run: bool = field(
         default=False,
@@ -248,10 +327,15 @@ class ExperimentConfig(PPOConfig):
     slurm: SlurmSpec = field(
         default_factory=SlurmSpec, metadata={"help": "Slurm settings (cluster group)."}
     )
+    eval: EvalSpec = field(
+        default_factory=EvalSpec, metadata={"help": "Evaluation settings (mode=eval)."}
+    )
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
-TAU2TRAIN_ONLY_KEYS = ("mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm")
+TAU2TRAIN_ONLY_KEYS = (
+    "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval",
+)
 
 
 @dataclass

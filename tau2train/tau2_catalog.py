@@ -28,11 +28,7 @@ def _cache_file() -> Path:
 
 
 def _ask_registry() -> dict[str, list[str]]:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from loguru import logger
-
-    logger.disable("tau2")  # its import-time chatter is not ours to print
-    from tau2.registry import registry
+    from tau2.registry import registry  # quiet and offline: see tau2train/__init__.py
 
     catalog = {}
     for domain in registry.get_domains():

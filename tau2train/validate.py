@@ -14,7 +14,7 @@ from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 from tau2train import tau2_catalog
 from tau2train.compose import group_options, load_choice
 from tau2train.errors import ConfigError
-from tau2train.schemas import ExperimentConfig
+from tau2train.schemas import REWARD_TYPES, ExperimentConfig
 
 INFERENCE_BACKENDS = ("sglang", "vllm")
 TRAINING_BACKENDS = ("archon", "megatron", "fsdp")
@@ -35,9 +35,17 @@ class Layout:
         return self.rollout.parallel.world_size + self.actor.parallel.world_size
 
 
-def validate(exp: ExperimentConfig) -> Layout:
-    """Raise ConfigError on the first problem; return the parsed layout when all is well."""
+def validate(exp: ExperimentConfig) -> Layout | None:
+    """Raise ConfigError on the first problem; return the parsed layout when all is well
+    (None for mode=eval, which uses no GPUs of its own)."""
     check_names(exp)
+    if exp.mode == "eval":
+        check_eval(exp)
+        check_domain(exp)
+        check_reward_basis(exp)
+        check_user_simulator(exp)
+        check_no_secrets(exp)
+        return None
     layout = parse_layout(exp)
     check_engine(exp, layout)
     check_gpu_count(exp, layout)
@@ -45,6 +53,7 @@ def validate(exp: ExperimentConfig) -> Layout:
     check_model_fit(exp, "actor", layout.actor.parallel)
     check_token_budgets(exp)
     check_domain(exp)
+    check_reward_basis(exp)
     check_user_simulator(exp)
     check_storage(exp)
     check_no_secrets(exp)
@@ -218,18 +227,54 @@ def check_domain(exp: ExperimentConfig) -> None:
             fix="pick domain=<choice>; to add a domain, register it with tau2 and add conf/domain/<name>.yaml",
         )
     splits = catalog[domain] + [tau2_catalog.ALL_TASKS]
-    for key, split in (
-        ("train_dataset.split", exp.train_dataset.split),
-        ("valid_dataset.split", exp.valid_dataset.split if exp.valid_dataset else None),
-    ):
+    if exp.mode == "eval":
+        used = [("eval.split", exp.eval.split, "set eval.split to one of those")]
+    else:
+        used = [
+            (key, split, f"set domain.{key.split('_')[0]}_split to one of those")
+            for key, split in (
+                ("train_dataset.split", exp.train_dataset.split),
+                ("valid_dataset.split", exp.valid_dataset.split if exp.valid_dataset else None),
+            )
+        ]
+    for key, split, fix in used:
         if split is not None and split not in splits:
             raise ConfigError(
-                key,
-                split,
-                f"tau2's {domain} domain has no such task split",
-                valid=", ".join(splits),
-                fix=f"set domain.{key.split('_')[0]}_split to one of those",
+                key, split, f"tau2's {domain} domain has no such task split",
+                valid=", ".join(splits), fix=fix,
             )
+
+
+def check_reward_basis(exp: ExperimentConfig) -> None:
+    for key, basis in (
+        ("econfig.reward_basis", exp.econfig.reward_basis),
+        ("eval.reward_basis", exp.eval.reward_basis),
+    ):
+        unknown = [b for b in basis or [] if b not in REWARD_TYPES]
+        if unknown or basis == []:
+            raise ConfigError(
+                key,
+                basis,
+                f"{unknown[0]!r} is not a tau2 reward type" if unknown else "an empty basis scores nothing",
+                valid=f"a list of {', '.join(REWARD_TYPES)}, or null for each task's own basis",
+                fix=f"e.g. {key}=[DB] or {key}=null",
+            )
+
+
+def check_eval(exp: ExperimentConfig) -> None:
+    ev = exp.eval
+    url = ev.agent_base_url
+    if not url or not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "eval.agent_base_url",
+            url,
+            "mode=eval needs the agent endpoint to evaluate" if not url else "is not an http(s) URL",
+            valid="the base URL of an OpenAI-compatible server, e.g. http://host:30000/v1",
+            fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY)",
+        )
+    for key, value in (("eval.num_trials", ev.num_trials), ("eval.max_concurrency", ev.max_concurrency)):
+        if value < 1:
+            raise ConfigError(key, value, "must be at least 1", valid="1, 2, 3, ...", fix=f"set {key}=1 or more")
 
 
 def check_user_simulator(exp: ExperimentConfig) -> None:

@@ -73,7 +73,6 @@ class Tau2AgentWorkflow:
         dump_dir: str | None = None,
         max_concurrent_episodes: int = 256,
         agent_model: str = "policy",
-        reward_basis: list[str] | None = None,
     ):
         if econfig is None:
             econfig = EnvConfig()
@@ -85,8 +84,6 @@ class Tau2AgentWorkflow:
         self.dump_dir = dump_dir
         self.max_concurrent_episodes = max_concurrent_episodes
         self.agent_model = agent_model
-        # Evaluation passes its own basis; training scores on econfig.reward_basis.
-        self.reward_basis = reward_basis if reward_basis is not None else econfig.reward_basis
 
     async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> dict[str, float] | float:
         base_url = extra_kwargs.get("base_url") or os.getenv("OPENAI_BASE_URL")
@@ -140,7 +137,7 @@ class Tau2AgentWorkflow:
             )
 
         def play_and_record() -> Episode:
-            episode = play(task, split, self.econfig, agent_chat, user_chat, self.reward_basis)
+            episode = play(task, split, self.econfig, agent_chat, user_chat)
             if self.dump_dir:
                 write_run_info(self.dump_dir, episode.info)
             return episode

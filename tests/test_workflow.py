@@ -1,0 +1,242 @@
+"""The τ² workflow end to end: real tau2 environments, orchestrator and evaluator; the only
+stand-in is the scripted OpenAI-compatible server (tests/scripted_llm.py) playing the LLMs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from scripted_llm import SLOW_SECONDS, ScriptedLLM
+
+from tau2train.chat import Completion, EpisodeCancelled
+from tau2train.episode import UnknownTask, find_task
+from tau2train.rewards import GroupFilter, completion_rewards
+from tau2train.schemas import REWARD_TYPES, EnvConfig
+from tau2train.workflow import EpisodeDiscarded, Tau2AgentWorkflow
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server = ScriptedLLM()
+    server.start()
+    yield server
+    server.stop()
+
+
+def workflow(llm, model="gold", domain="airline", dump_dir=None, timeout=60.0, **env):
+    env = {"user_llm_base_url": llm.base_url, "user_llm": "user", **env}
+    econfig = EnvConfig(domain=domain, **env)
+    return Tau2AgentWorkflow(
+        econfig=econfig, timeout=timeout, dump_dir=dump_dir, agent_model=model,
+        max_concurrent_episodes=32,
+    )
+
+
+def run(wf, task_id, split, llm):
+    return asyncio.run(wf.run({"task_id": task_id, "split": split}, base_url=llm.base_url, api_key="k"))
+
+
+def play(wf, task_id, split, llm):
+    return asyncio.run(wf.play({"task_id": task_id, "split": split}, llm.base_url, "k"))
+
+
+@pytest.mark.parametrize(
+    "domain,split,task_id",
+    [
+        ("airline", "train", "7"),  # writes, then must tell the user what it did
+        ("airline", "train", "14"),
+        ("airline", "test", "18"),
+        ("retail", "train", "2"),
+        ("retail", "test", "32"),
+        ("retail", "test", "9"),
+    ],
+)
+def test_gold_replay_earns_full_reward_on_the_last_completion(llm, domain, split, task_id):
+    rewards = run(workflow(llm, domain=domain), task_id, split, llm)
+    assert isinstance(rewards, dict) and rewards
+    assert all(type(r) is float for r in rewards.values())  # AReaL rejects other types
+    *earlier, last = rewards.values()
+    assert last == 1.0
+    assert earlier == [0.0] * len(earlier)
+
+
+@pytest.mark.parametrize("domain,split,task_id", [("airline", "train", "7"), ("retail", "train", "0")])
+def test_a_wrong_action_sequence_earns_zero(llm, domain, split, task_id):
+    episode = play(workflow(llm, "wrong", domain=domain), task_id, split, llm)
+    assert episode.info.reward == 0.0
+    assert episode.info.reward_info["db_check"]["db_match"] is False
+    assert list(episode.info.completion_rewards.values())[-1] == 0.0
+
+
+def test_malformed_completions_get_the_penalty_and_only_they(llm):
+    episode = play(workflow(llm, "malformed", invalid_format_penalty=0.25), "7", "train", llm)
+    rewards, problems = episode.info.completion_rewards, episode.info.format_problems
+    ids = list(rewards)
+    # The script's first three completions: unknown tool, non-JSON arguments, missing argument.
+    assert list(problems) == ids[:3]
+    assert "unknown tool 'no_such_tool'" in problems[ids[0]]
+    assert "not a JSON object" in problems[ids[1]]
+    assert "do not fit its schema" in problems[ids[2]]
+    assert [rewards[i] for i in ids[:3]] == [-0.25] * 3
+    assert [rewards[i] for i in ids[3:-1]] == [0.0] * (len(ids) - 4)
+    # The malformed calls changed nothing, so the gold actions after them still succeed.
+    assert rewards[ids[-1]] == 1.0
+    assert episode.info.termination_reason == "user_stop"
+
+
+def test_the_penalty_knob_really_changes_the_rewards(llm):
+    episode = play(workflow(llm, "malformed", invalid_format_penalty=0.0), "7", "train", llm)
+    assert min(episode.info.completion_rewards.values()) == 0.0
+    assert len(episode.info.format_problems) == 3
+
+
+def test_an_empty_message_is_penalised_and_ends_the_episode_as_tau2_does(llm):
+    episode = play(workflow(llm, "empty"), "7", "train", llm)
+    assert episode.info.termination_reason == "agent_error"
+    assert list(episode.info.completion_rewards.values()) == [-0.1]
+    assert "empty message" in next(iter(episode.info.format_problems.values()))
+    assert episode.discard_reason is None  # the agent's own fault: a training signal
+
+
+def test_reward_basis_override_scores_on_fewer_checks(llm):
+    # The "wrong" script skips the last (writing) action but still tells the user what the
+    # task requires: it fails on DB and passes on COMMUNICATE.
+    task = find_task("airline", "train", "14")
+    assert task.evaluation_criteria.communicate_info
+    full = play(workflow(llm, "wrong"), "14", "train", llm)
+    comm_only = play(workflow(llm, "wrong", reward_basis=["COMMUNICATE"]), "14", "train", llm)
+    assert full.info.reward == 0.0
+    assert comm_only.info.reward == 1.0
+    assert comm_only.info.reward_info["reward_basis"] == ["COMMUNICATE"]
+
+
+def test_solo_mode_plays_without_a_user_simulator(llm):
+    wf = workflow(llm, domain="mock", solo_mode=True, user_llm_base_url=None)
+    before = llm.requests["user"]
+    episode = play(wf, "create_task_1", "all", llm)
+    assert episode.info.reward == 1.0
+    assert episode.info.termination_reason == "agent_stop"
+    assert llm.requests["user"] == before
+    assert episode.info.user_latencies == []
+
+
+def test_the_think_tool_is_answered_without_touching_the_environment(llm):
+    episode = play(workflow(llm, "thinker", add_thinking_tool=True), "7", "train", llm)
+    assert episode.info.reward == 1.0
+    assert episode.info.format_problems == {}
+    calls = [c["name"] for m in episode.info.messages for c in (m.get("tool_calls") or [])]
+    assert "think" not in calls
+    assert not any(m.get("error") for m in episode.info.messages)
+
+
+def test_an_episode_over_its_time_limit_raises_so_areal_discards_it(llm):
+    wf = workflow(llm, "slow", timeout=1.0)
+    start = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        run(wf, "7", "train", llm)
+    assert time.perf_counter() - start < SLOW_SECONDS / 2
+
+
+def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    wf = workflow(llm, dump_dir=str(tmp_path), user_llm_base_url=dead, user_llm_max_retries=1)
+    with pytest.raises(EpisodeDiscarded, match="user LLM at .* failed"):
+        run(wf, "7", "train", llm)
+    [record] = tmp_path.rglob("*.json")
+    info = json.loads(record.read_text())
+    assert info["termination_reason"] == "user_error"
+    assert "APIConnectionError" in info["error"]
+
+
+def test_an_erroring_user_simulator_is_retried_with_backoff(llm, tmp_path):
+    wf = workflow(llm, dump_dir=str(tmp_path), user_llm_max_retries=2)
+    wf.econfig.user_llm = "user-down"
+    before = llm.requests["user-down"]
+    with pytest.raises(EpisodeDiscarded):
+        run(wf, "7", "train", llm)
+    assert llm.requests["user-down"] - before == 3  # first try + 2 retries
+
+
+def test_agent_endpoint_errors_propagate(llm):
+    with pytest.raises(Exception, match="agent LLM at .* failed: InternalServerError"):
+        run(workflow(llm, "broken"), "7", "train", llm)
+
+
+def test_unknown_task_or_split_is_a_clear_error(llm):
+    with pytest.raises(UnknownTask, match=r"task id '999' is not in split 'train' of tau2's airline domain \(30 tasks"):
+        run(workflow(llm), "999", "train", llm)
+    with pytest.raises(UnknownTask, match=r"no task split 'nope'; valid: .*test.*train"):
+        run(workflow(llm), "7", "nope", llm)
+
+
+def test_trajectories_are_written_whole_as_json_and_text(llm, tmp_path):
+    play(workflow(llm, dump_dir=str(tmp_path)), "7", "train", llm)
+    [record] = tmp_path.rglob("*.json")
+    [text] = tmp_path.rglob("*.txt")
+    assert record.parent == tmp_path / "train" / "7"
+    assert sorted(p.name for p in record.parent.iterdir()) == sorted([record.name, text.name])
+    info = json.loads(record.read_text())
+    assert info["task_id"] == "7" and info["reward"] == 1.0
+    assert info["reward_info"]["reward_breakdown"] == {"DB": 1.0, "COMMUNICATE": 1.0}
+    assert len(info["agent_latencies"]) == len(info["completion_rewards"])
+    assert info["user_latencies"] and info["error"] is None
+    assert "Reward: 1.0" in text.read_text()
+
+
+def test_concurrent_episodes_keep_their_own_state(llm):
+    wf = workflow(llm, domain="retail")
+    tasks = ["2", "3", "4", "16", "19", "21", "24", "28"] * 2
+
+    async def all_of_them():
+        return await asyncio.gather(
+            *(wf.run({"task_id": t, "split": "train"}, base_url=llm.base_url, api_key="k") for t in tasks)
+        )
+
+    results = asyncio.run(all_of_them())
+    assert [list(r.values())[-1] for r in results] == [1.0] * len(tasks)
+    ids = [i for r in results for i in r]
+    assert len(ids) == len(set(ids))
+
+
+def test_reward_rule_adds_the_episode_reward_to_the_last_completion():
+    completions = [Completion("a", 0.1), Completion("b", 0.1, "bad"), Completion("c", 0.1)]
+    assert completion_rewards(completions, 1.0, 0.1) == {"a": 0.0, "b": -0.1, "c": 1.0}
+    last_bad = [Completion("a", 0.1), Completion("b", 0.1, "bad")]
+    assert completion_rewards(last_bad, 0.0, 0.5) == {"a": 0.0, "b": -0.5}
+
+
+def test_group_filter_threshold_is_configurable():
+    assert GroupFilter()({"rewards": [1.0, 1.0, 0.8, 1.0]}) is True  # mean 0.95: kept
+    assert GroupFilter()({"rewards": [1.0, 1.0, 1.0, 1.0]}) is False
+    assert GroupFilter(max_mean_reward=0.5)({"rewards": [1.0, 0.0, 1.0]}) is False
+    assert GroupFilter(min_mean_reward=0.05)({"rewards": [0.0, 0.0]}) is False
+    assert GroupFilter(max_mean_reward=None)({"rewards": [1.0]}) is True
+
+
+def test_reward_type_names_match_tau2():
+    from tau2.data_model.tasks import RewardType
+
+    assert set(REWARD_TYPES) == {r.value for r in RewardType}
+
+
+def test_cancelled_chat_stops_before_calling_the_endpoint(llm):
+    import threading
+
+    from openai import AsyncOpenAI
+
+    from tau2train.chat import Chat
+
+    loop = asyncio.new_event_loop()
+    cancelled = threading.Event()
+    cancelled.set()
+    chat = Chat(AsyncOpenAI(base_url=llm.base_url, api_key="k"), loop, "gold", cancelled=cancelled)
+    with pytest.raises(EpisodeCancelled):
+        chat([], None)
+    loop.close()
+    assert chat.completions == []
