@@ -66,6 +66,7 @@ _MISSING = object()
 _EMPTY: dict = {}
 _ATOMIC = frozenset({str, int, float, bool, type(None), bytes, complex, decimal.Decimal,
                      datetime.date, datetime.datetime, datetime.time, datetime.timedelta, uuid.UUID})
+_MODEL_COPY = BaseModel.__copy__
 _lock = threading.Lock()
 _built: dict[str, Callable] = {}  # domain -> its fast constructor (.__wrapped__: the stock one)
 _installed: set[str] = set()
@@ -78,24 +79,28 @@ def _atomic(value: Any) -> bool:
 
 def _fork(value: Any) -> Any:
     """A private copy of a pristine value, as deep as needed, with large dicts copied lazily."""
-    if _atomic(value):
-        return value
     kind = type(value)
-    if isinstance(value, BaseModel) and kind.__copy__ is BaseModel.__copy__:
-        # pydantic's shallow copy: new instance, copies of __dict__ (the field values),
-        # __pydantic_fields_set__, __pydantic_extra__ and __pydantic_private__.
-        model = copy.copy(value)
-        for slots in (model.__dict__, model.__pydantic_extra__, model.__pydantic_private__):
-            for key, item in (slots or _EMPTY).items():
-                if not _atomic(item):
-                    slots[key] = _fork(item)
-        return model
+    if kind in _ATOMIC:
+        return value
     if kind is dict:
-        if all(_atomic(item) for item in value.values()):
-            return value.copy()
-        return CowDict._over(value)
+        for item in value.values():
+            if type(item) not in _ATOMIC and not isinstance(item, Enum):
+                return CowDict._over(value)
+        return value.copy()
     if kind is list:
         return [_fork(item) for item in value]
+    if isinstance(value, BaseModel) and kind.__copy__ is _MODEL_COPY:
+        # pydantic's shallow copy: new instance, copies of __dict__ (the field values),
+        # __pydantic_fields_set__, __pydantic_extra__ and __pydantic_private__.
+        model = value.__copy__()
+        for slots in (model.__dict__, model.__pydantic_extra__, model.__pydantic_private__):
+            if slots:
+                for key, item in slots.items():
+                    if type(item) not in _ATOMIC and not isinstance(item, Enum):
+                        slots[key] = _fork(item)
+        return model
+    if isinstance(value, Enum):
+        return value
     if kind is tuple:
         return tuple(_fork(item) for item in value)
     return copy.deepcopy(value)
@@ -190,6 +195,15 @@ class CowDict(dict):
 class _Values(ValuesView):
     __slots__ = ()
 
+    def __iter__(self):  # = (mapping[key] for key in mapping), without the double lookup
+        mapping = self._mapping
+        pristine = mapping._pristine
+        for key, value in dict.items(mapping):
+            if value is pristine.get(key, _MISSING):
+                value = _fork(value)
+                dict.__setitem__(mapping, key, value)  # same key: iteration stays valid
+            yield value
+
     def __reversed__(self):
         return (self._mapping[key] for key in reversed(self._mapping))
 
@@ -200,6 +214,15 @@ class _Values(ValuesView):
 
 class _Items(ItemsView):
     __slots__ = ()
+
+    def __iter__(self):
+        mapping = self._mapping
+        pristine = mapping._pristine
+        for key, value in dict.items(mapping):
+            if value is pristine.get(key, _MISSING):
+                value = _fork(value)
+                dict.__setitem__(mapping, key, value)
+            yield key, value
 
     def __reversed__(self):
         return ((key, self._mapping[key]) for key in reversed(self._mapping))

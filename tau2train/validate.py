@@ -38,6 +38,7 @@ class Layout:
 def validate(exp: ExperimentConfig) -> Layout | None:
     """Raise ConfigError on the first problem; return the parsed layout when all is well
     (None for mode=eval, which uses no GPUs of its own)."""
+    check_mode(exp)
     check_names(exp)
     if exp.mode == "eval":
         check_eval(exp)
@@ -58,6 +59,15 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_storage(exp)
     check_no_secrets(exp)
     return layout
+
+
+def check_mode(exp: ExperimentConfig) -> None:
+    modes = ExperimentConfig.__dataclass_fields__["mode"].metadata["choices"]
+    if exp.mode not in modes:
+        raise ConfigError(
+            "mode", exp.mode, "tau2train has no such mode", valid=", ".join(modes),
+            fix="mode=train runs AReaL's trainer; mode=eval scores an endpoint",
+        )
 
 
 def check_names(exp: ExperimentConfig) -> None:

@@ -33,10 +33,12 @@ from tau2.registry import registry  # noqa: E402
 
 GREETING = "Hi! How can I help you today?"
 STOP = "###STOP###"
-TASK_TAG = re.compile(r"\[task:([^/\]]+)/([^\]]+)\]")
+TASK_TAG = re.compile(r"\[task:([^/\]]+)/([^\]]+)\] \[episode:(\d+)\]")
 DOMAINS = ("airline", "retail", "mock")
 # Agent scripts: the model name the agent is configured with.
-AGENT_SCRIPTS = ("gold", "wrong", "malformed", "empty", "thinker", "slow", "broken")
+# "alternate" plays gold in a task's even-numbered episodes and wrong in the odd ones, so
+# repeated trials disagree and pass^k falls with k.
+AGENT_SCRIPTS = ("gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken")
 # How long the "slow" agent takes to answer (tests give episodes a shorter timeout).
 SLOW_SECONDS = 30.0
 
@@ -64,10 +66,11 @@ class Scripts:
         self.by_id: dict[tuple[str, str], object] = {}
         for domain, task in _all_tasks():
             self.by_id[(domain, task.id)] = task
-            if task.user_scenario is not None:
-                self.by_scenario[str(task.user_scenario).strip()] = (domain, task)
-            if task.ticket:
-                self.by_ticket[task.ticket.strip()] = (domain, task)
+            # Scenarios or tickets shared by several tasks (some mock tasks) name none of them.
+            for index, key in ((self.by_scenario, task.user_scenario), (self.by_ticket, task.ticket)):
+                if key is not None:
+                    key = str(key).strip()
+                    index[key] = None if key in index else (domain, task)
 
     def agent_turns(self, script: str, task, solo: bool) -> list[Turn]:
         actions = [
@@ -103,6 +106,10 @@ class ScriptedLLM:
         self.scripts = scripts or Scripts()
         self.port = port
         self.requests: Counter[str] = Counter()
+        # Authorization headers seen per model (to check which key reached which endpoint).
+        self.auth: dict[str, set[str]] = {}
+        # Episodes begun per (domain, task id), counted at the user's opening line.
+        self.episodes: Counter[tuple[str, str]] = Counter()
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -156,26 +163,35 @@ class ScriptedLLM:
         body = await request.json()
         model = body.get("model", "")
         self.requests[model] += 1
+        self.auth.setdefault(model, set()).add(request.headers.get("Authorization", ""))
         if model == "user-down":
             return web.json_response({"error": {"message": "scripted failure"}}, status=503)
         if model == "broken":
             return web.json_response({"error": {"message": "scripted failure"}}, status=500)
         if model == "slow":
             await asyncio.sleep(SLOW_SECONDS)
-        if model.startswith("user"):
-            turn = self._user_turn(body["messages"])
-        else:
-            turn = self._agent_turn(model, body["messages"])
+        try:
+            if model.startswith("user"):
+                turn = self._user_turn(body["messages"])
+            else:
+                turn = self._agent_turn(model, body["messages"])
+        except LookupError as e:  # a task the script cannot tell apart: say so, loudly
+            return web.json_response({"error": {"message": f"no script: {e}"}}, status=400)
         return web.json_response(self._completion(model, turn))
 
     # -- scripts -----------------------------------------------------------------------
     def _user_turn(self, messages: list[dict]) -> Turn:
         system = messages[0]["content"]
         scenario = system.split("<scenario>", 1)[1].rsplit("</scenario>", 1)[0].strip()
-        domain, task = self.scripts.by_scenario[scenario]
+        found = self.scripts.by_scenario[scenario]
+        if found is None:
+            raise LookupError("several tasks share this scenario")
+        domain, task = found
         # tau2 flips roles for the simulator: its own earlier turns arrive as "assistant".
         if not any(m["role"] == "assistant" for m in messages):
-            return Turn(text=f"Hello, I need help. [task:{domain}/{task.id}]")
+            episode = self.episodes[(domain, task.id)]
+            self.episodes[(domain, task.id)] += 1
+            return Turn(text=f"Hello, I need help. [task:{domain}/{task.id}] [episode:{episode}]")
         return Turn(text=f"Thanks, that is all. {STOP}")
 
     def _agent_turn(self, script: str, messages: list[dict]) -> Turn:
@@ -183,11 +199,16 @@ class ScriptedLLM:
         solo = "<ticket>" in system
         if solo:
             ticket = system.split("<ticket>", 1)[1].rsplit("</ticket>", 1)[0].strip()
-            domain, task = self.scripts.by_ticket[ticket]
+            found = self.scripts.by_ticket[ticket]
+            if found is None:
+                raise LookupError("several tasks share this ticket")
+            (domain, task), episode = found, 0
         else:
             opening = next(m["content"] for m in messages if m["role"] == "user")
-            domain, task_id = TASK_TAG.search(opening).groups()
+            domain, task_id, episode = TASK_TAG.search(opening).groups()
             task = self.scripts.by_id[(domain, task_id)]
+        if script == "alternate":
+            script = "gold" if int(episode) % 2 == 0 else "wrong"
         said = [m for m in messages if m["role"] == "assistant"]
         done = len(said) - (0 if solo else 1)  # the orchestrator's greeting is not ours
         turns = self.scripts.agent_turns("gold" if script == "slow" else script, task, solo)

@@ -107,6 +107,31 @@ CASES = {
     "experiment name with '_'": (
         ["experiment_name=tau2_rl"], "experiment_name", ["AReaL forbids '_' and '/'", "experiment_name=tau2-rl"],
     ),
+    "reward basis tau2 does not have": (
+        ["econfig.reward_basis=[DB,SPEED]"], "econfig.reward_basis",
+        ["'SPEED' is not a tau2 reward type", "DB, ENV_ASSERTION, NL_ASSERTION, ACTION, COMMUNICATE"],
+    ),
+    "eval without an agent endpoint": (
+        ["mode=eval"], "eval.agent_base_url", ["needs the agent endpoint", "$OPENAI_API_KEY"],
+    ),
+    "eval endpoint that is not a URL": (
+        ["mode=eval", "eval.agent_base_url=localhost:8000"], "eval.agent_base_url", ["not an http(s) URL"],
+    ),
+    "eval with no trials": (
+        ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.num_trials=0"], "eval.num_trials",
+        ["must be at least 1"],
+    ),
+    "eval on a split tau2 does not know": (
+        ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.split=dev"], "eval.split",
+        ["tau2's airline domain has no such task split", "set eval.split"],
+    ),
+    "eval scored on an unknown basis": (
+        ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.reward_basis=[db]"], "eval.reward_basis",
+        ["'db' is not a tau2 reward type"],
+    ),
+    "unknown mode": (
+        ["mode=serve"], "mode", ["train, eval"],
+    ),
     "trial name with '-'": (
         ["trial_name=run-1"], "trial_name", ["AReaL forbids '-' and '/'", "trial_name=run_1"],
     ),
