@@ -46,10 +46,10 @@ import functools
 import inspect
 import threading
 import uuid
-from collections.abc import ItemsView, ValuesView
+from collections.abc import Callable, ItemsView, ValuesView
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -133,7 +133,7 @@ class CowDict(dict):
         return dict.__iter__(self)
 
     def get(self, key, default=None):
-        return self[key] if key in self else default
+        return self[key] if key in self else default  # noqa: SIM401 - self.get is this method
 
     def setdefault(self, key, default=None):
         if key in self:
@@ -262,8 +262,9 @@ def _same_dict(value: dict, pristine: dict) -> bool:
     return True
 
 
-def _no_shared_objects(root: Any) -> bool:
-    """Forking copies each reachable object separately, so it is exact only for a tree."""
+def _tree_problem(root: Any) -> str | None:
+    """Why forking might not equal a deep copy of `root` (a shared object, a type _fork does not
+    know), or None. Forking copies each reachable object separately, so it needs a tree."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -271,9 +272,11 @@ def _no_shared_objects(root: Any) -> bool:
         if _atomic(value):
             continue
         if id(value) in seen:
-            return False
+            return f"a {type(value).__name__} is shared between records"
         seen.add(id(value))
         if isinstance(value, BaseModel):
+            if type(value).__copy__ is not _MODEL_COPY:
+                return f"{type(value).__name__} overrides __copy__"
             stack.extend(value.__dict__.values())
             stack.extend((value.__pydantic_extra__ or _EMPTY).values())
             stack.extend((value.__pydantic_private__ or _EMPTY).values())
@@ -281,7 +284,9 @@ def _no_shared_objects(root: Any) -> bool:
             stack.extend(value.values())
         elif type(value) in (list, tuple):
             stack.extend(value)
-    return True
+        else:
+            return f"unsupported value type {type(value).__name__}"
+    return None
 
 
 class _Domain:
@@ -311,9 +316,7 @@ class _Domain:
             return "the DB has no dict tables"
         if any(type(k) is not str for f in self.tables for k in pristine.__dict__[f]):
             return "a table has non-str keys"
-        if not _no_shared_objects(pristine):
-            return "the DB shares objects between records"
-        return None
+        return _tree_problem(pristine)
 
     def fork(self) -> BaseModel:
         return _fork(self.pristine)
@@ -418,7 +421,11 @@ def _make_fast(name: str, stock: Callable) -> Callable | None:
         env.tools.get_db_hash = functools.partial(_hash_of, env.tools, domain)  # internals (2)
         return env
 
-    env = fast()  # self-check of internals (1)-(3) on a real environment
+    try:  # self-check of internals (1)-(3) on a real environment
+        env = fast()
+    except RuntimeError as error:
+        logger.warning(f"{error}; keeping stock")
+        return None
     if env.user_tools is not None or not str(env.get_db_hash()).startswith(DIGEST_PREFIX):
         logger.warning(f"fast_env: {name}: Environment.get_db_hash bypasses tools; keeping stock")
         return None
@@ -447,7 +454,7 @@ def install(domain: str) -> None:
         current = registry.get_env_constructor(domain)
         if domain in _installed or domain not in FAST_DOMAINS or hasattr(current, "fast_env_domain"):
             return
-        if domain not in _built:
+        if domain not in _built or _built[domain].__wrapped__ is not current:
             fast = _make_fast(domain, current)
             if fast is None:
                 return

@@ -88,6 +88,14 @@ class EnvConfig:
             "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
         },
     )
+    fast_env: bool = field(
+        default=True,
+        metadata={
+            "help": "Build each episode's environment over one read-only copy of the domain "
+            "DB per process, copying records on access (same results as tau2's loader, far "
+            "cheaper); false loads tau2's packaged data for every environment."
+        },
+    )
     user_llm_max_retries: int = field(
         default=3,
         metadata={

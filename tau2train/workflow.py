@@ -23,6 +23,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
+from tau2train import fast_env
 from tau2train.chat import Chat
 from tau2train.episode import Episode, find_task, play
 from tau2train.schemas import EnvConfig
@@ -79,6 +80,8 @@ class Tau2AgentWorkflow:
         elif isinstance(econfig, dict):
             econfig = EnvConfig(**econfig)
         self.econfig = econfig
+        if econfig.fast_env:
+            fast_env.install(econfig.domain)
         self.gen_args = dict(gen_args or {})
         self.timeout = timeout
         self.dump_dir = dump_dir
