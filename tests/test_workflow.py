@@ -117,7 +117,7 @@ def test_reward_basis_override_scores_on_fewer_checks(llm):
 def test_solo_mode_plays_without_a_user_simulator(llm):
     wf = workflow(llm, domain="mock", solo_mode=True, user_llm_base_url=None)
     before = llm.requests["user"]
-    episode = play(wf, "create_task_1", "all", llm)
+    episode = play(wf, "update_task_1", "all", llm)
     assert episode.info.reward == 1.0
     assert episode.info.termination_reason == "agent_stop"
     assert llm.requests["user"] == before
