@@ -22,7 +22,6 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import (
-    ConfigKeyError,
     MissingMandatoryValue,
     OmegaConfBaseException,
     ValidationError,

@@ -90,7 +90,9 @@ def play(
     """
     domain, solo = econfig.domain, econfig.solo_mode
     env = registry.get_env_constructor(domain)(solo_mode=solo)
-    agent, user = make_players(task, env, agent_chat, user_chat, solo, econfig.add_thinking_tool)
+    agent, user = make_players(
+        task, domain, env, agent_chat, user_chat, solo, econfig.add_thinking_tool
+    )
     orchestrator = Orchestrator(
         domain=domain,
         agent=agent,

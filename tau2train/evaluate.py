@@ -59,11 +59,11 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
     ev = exp.eval
     return "\n".join(
         [
-            f"τ² evaluation plan (mode=eval, dry run: nothing started)",
+            "τ² evaluation plan (mode=eval, dry run: nothing started)",
             f"  agent       {ev.agent_model} at {ev.agent_base_url} (API key from ${AGENT_API_KEY_ENV})",
             f"  tasks       {exp.econfig.domain}/{ev.split}, {ev.num_trials} trials each, "
             f"{ev.max_concurrency} at a time",
-            f"  user        " + (
+            "  user        " + (
                 "none (solo mode)" if exp.econfig.solo_mode
                 else f"{exp.econfig.user_llm} at {exp.econfig.user_llm_base_url}"
             ),

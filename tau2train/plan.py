@@ -50,7 +50,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 def render_plan(composed: Composed, layout: Layout, config_path: Path | None) -> str:
     exp = composed.config
     choices = composed.choices
-    model, domain, cluster = exp.model, exp.domain, exp.cluster
+    model, cluster = exp.model, exp.cluster
     user = getpass.getuser()
     n_available = cluster.n_nodes * cluster.n_gpus_per_node
     arch = f"{model.num_layers} layers, {model.num_attention_heads} heads / {model.num_kv_heads} KV heads, " + (

@@ -8,11 +8,14 @@ it; every other model name still goes to tau2's litellm path unchanged.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from tau2.agent import llm_agent
 from tau2.agent.llm_agent import LLMAgent, LLMSoloAgent
 from tau2.data_model.tasks import Task
 from tau2.environment.environment import Environment
-from tau2.environment.tool import as_tool
+from tau2.environment.tool import Tool, as_tool
+from tau2.registry import registry
 from tau2.user import user_simulator
 from tau2.user.user_simulator import DummyUser, UserSimulator
 
@@ -46,8 +49,25 @@ def think(thought: str) -> str:
 THINK_TOOL = as_tool(think)
 
 
+@lru_cache(maxsize=None)
+def _offered_tools(domain: str, solo_mode: bool) -> tuple[tuple[Tool, ...], tuple[Tool, ...]]:
+    """The agent's and the user's tools of `domain`, built once per process.
+
+    Players only show tools to the LLM (name, description, JSON schema); calls are executed
+    by the episode's own environment. tau2 builds Tool objects with pydantic models for every
+    environment (~20 ms an episode), so one template environment's tools serve every episode.
+    """
+    env = registry.get_env_constructor(domain)(solo_mode=solo_mode)
+    try:
+        user_tools = tuple(env.get_user_tools())
+    except Exception:  # domains without user tools raise here
+        user_tools = ()
+    return tuple(env.get_tools()), user_tools
+
+
 def make_players(
     task: Task,
+    domain: str,
     env: Environment,
     agent_chat: Chat,
     user_chat: Chat | None,
@@ -55,13 +75,9 @@ def make_players(
     add_thinking_tool: bool,
 ):
     """The agent (the policy) and the user for one episode, as tau2 builds them."""
-    tools = env.get_tools()
-    try:
-        user_tools = env.get_user_tools()
-    except Exception:  # domains without user tools raise here
-        user_tools = []
-    if add_thinking_tool:
-        tools.append(THINK_TOOL)
+    agent_tools, user_tools = _offered_tools(domain, solo_mode)
+    tools = list(agent_tools) + ([THINK_TOOL] if add_thinking_tool else [])
+    user_tools = list(user_tools)
     if solo_mode:
         agent = LLMSoloAgent(
             tools=tools + user_tools, domain_policy=env.get_policy(), task=task, llm=agent_chat

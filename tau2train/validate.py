@@ -211,7 +211,7 @@ def check_token_budgets(exp: ExperimentConfig) -> None:
             g.max_new_tokens,
             f"one turn may generate more than the whole episode holds (gconfig.max_tokens={g.max_tokens})",
             valid=f"<= {g.max_tokens}",
-            fix=f"lower gconfig.max_new_tokens or raise gconfig.max_tokens",
+            fix="lower gconfig.max_new_tokens or raise gconfig.max_tokens",
         )
     per_mb = exp.actor.mb_spec.max_tokens_per_mb
     if per_mb is not None and per_mb < g.max_tokens:

@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from openai import AsyncOpenAI
@@ -37,15 +36,18 @@ LITELLM_OPENAI_PREFIX = "openai/"
 USER_LLM_API_KEY_ENV = "USER_LLM_API_KEY"
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
 def episode_pool(size: int) -> ThreadPoolExecutor:
-    """The process-wide pool episodes run in, grown when a caller needs more threads."""
-    global _pool
+    """The process-wide pool episodes run in, replaced by a larger one when a caller needs
+    more threads (the old one finishes what it runs)."""
+    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None or _pool._max_workers < size:
+        if _pool is None or _pool_size < size:
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tau2-episode")
+            _pool_size = size
         return _pool
 
 

@@ -63,6 +63,17 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     )
 
 
+@pytest.fixture(scope="session")
+def llm():
+    """The scripted OpenAI-compatible server (tests/scripted_llm.py), shared by the session."""
+    from scripted_llm import ScriptedLLM
+
+    server = ScriptedLLM()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def slurm_root(tmp_path: Path) -> list[str]:
     return slurm_overrides(tmp_path)

@@ -8,17 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from scripted_llm import ScriptedLLM
 
 SECRET = "sk-test-agent-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = ScriptedLLM()
-    server.start()
-    yield server
-    server.stop()
 
 
 def eval_args(llm, root: Path, *extra: str) -> list[str]:

@@ -7,24 +7,15 @@ import asyncio
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
-from scripted_llm import SLOW_SECONDS, ScriptedLLM
+from scripted_llm import SLOW_SECONDS
 
 from tau2train.chat import Completion, EpisodeCancelled
 from tau2train.episode import UnknownTask, find_task
 from tau2train.rewards import GroupFilter, completion_rewards
 from tau2train.schemas import REWARD_TYPES, EnvConfig
 from tau2train.workflow import EpisodeDiscarded, Tau2AgentWorkflow
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = ScriptedLLM()
-    server.start()
-    yield server
-    server.stop()
 
 
 def workflow(llm, model="gold", domain="airline", dump_dir=None, timeout=60.0, **env):
