@@ -103,7 +103,7 @@ class Chat:
         except (EpisodeCancelled, asyncio.CancelledError):
             raise
         except Exception as e:
-            if self.cancelled.is_set():  # the client was closed under a timed-out episode
+            if self.cancelled.is_set():  # whatever failed after the episode timed out
                 raise EpisodeCancelled("episode timed out") from e
             raise LLMCallFailed(self.role, self.client.base_url, e) from e
         message, problem = to_tau2_message(response, tools or [])
