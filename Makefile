@@ -30,5 +30,7 @@ run: $(STAMP)
 test: $(STAMP)
 	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# All benchmarks (~15 min on 2 cores); one alone: make bench BENCH=rollout
+BENCH ?= startup env_overhead rollout
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/startup.py
+	@for b in $(BENCH); do echo "== benchmarks/$$b.py"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done
