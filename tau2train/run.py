@@ -18,6 +18,7 @@ from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.evaluate import render_eval_plan, run_eval
 from tau2train.plan import render_plan, write_areal_config
 from tau2train.schemas import register_configs
+from tau2train.train import run_training
 from tau2train.validate import Layout, validate
 
 # Flags that make Hydra print something instead of running the job (--resolve and
@@ -41,13 +42,12 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
     _check_distinct_run_dirs(jobs)
     for composed, _ in jobs:
         exp = composed.config
-        if exp.mode == "train" and not exp.dry_run:
+        if exp.mode == "train" and not exp.dry_run and exp.scheduler.type == "slurm":
             raise ConfigError(
-                "dry_run",
-                False,
-                "this version of tau2train plans training runs and runs evaluations; "
-                "launching AReaL's trainer and Slurm submission are not built yet",
-                valid="dry_run=true, or mode=eval",
+                "cluster",
+                "slurm",
+                "submitting training to Slurm is not built yet in this version",
+                valid="cluster=local (on a machine with the GPUs), or dry_run=true",
                 fix="add dry_run=true to see the plan and the AReaL config",
             )
     return jobs
@@ -78,10 +78,13 @@ def dry_run(composed: Composed, layout: Layout | None) -> None:
 
 def launch(composed: Composed, layout: Layout | None) -> None:
     """Run one prepared job in this process."""
-    if composed.config.dry_run:
+    exp = composed.config
+    if exp.dry_run:
         dry_run(composed, layout)
-    else:  # mode=eval; prepare() refused everything else
-        run_eval(composed.config)
+    elif exp.mode == "eval":
+        run_eval(exp)
+    else:
+        run_training(exp)
 
 
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)

@@ -304,6 +304,28 @@ class EvalSpec:
 
 
 @dataclass
+class TrainerSpec:
+    """Which trainer `mode=train` hands the composed config to, and the episode settings
+    only the trainer call needs."""
+
+    _target_: str = field(
+        default="areal.PPOTrainer",
+        metadata={
+            "help": "Import path of the trainer class, called as "
+            "cls(config, train_dataset=..., valid_dataset=...).train(...)."
+        },
+    )
+    episode_timeout: float = field(
+        default=600.0,
+        metadata={"help": "Seconds a training episode may take; a slower one is discarded."},
+    )
+    valid_temperature: float = field(
+        default=0.6,
+        metadata={"help": "Sampling temperature of the validation episodes (upstream: 0.6)."},
+    )
+
+
+@dataclass
 class ExperimentConfig(PPOConfig):
     """The root config: AReaL's PPOConfig + econfig, plus the chosen groups' facts."""
 
@@ -338,11 +360,14 @@ class ExperimentConfig(PPOConfig):
     eval: EvalSpec = field(
         default_factory=EvalSpec, metadata={"help": "Evaluation settings (mode=eval)."}
     )
+    trainer: TrainerSpec = field(
+        default_factory=TrainerSpec, metadata={"help": "Trainer settings (mode=train)."}
+    )
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
-    "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval",
+    "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval", "trainer",
 )
 
 

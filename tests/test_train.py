@@ -1,0 +1,68 @@
+"""`mode=train` as a user runs it: everything up to AReaL's trainer is real; the trainer is a
+recording stand-in injected through `trainer._target_` (AReaL's engines need GPUs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import USER_SIM, run_cli
+from recording_trainer import RECORD_NAME
+
+TESTS = Path(__file__).resolve().parent
+STAND_IN = "trainer._target_=recording_trainer.RecordingTrainer"
+
+
+def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_path):
+    result = run_cli(
+        STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
+        "econfig.invalid_format_penalty=0.3", "econfig.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
+        cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-airline" / "trial0"
+    call = json.loads((run_dir / RECORD_NAME).read_text())
+
+    assert call["config_type"] == "tau2train.schemas.PPOConfig"
+    config = call["config"]
+    assert config["econfig"]["invalid_format_penalty"] == 0.3
+    assert config["rollout"]["agent"]["turn_discount"] == 0.9
+    assert config["actor"]["path"] == "Qwen/Qwen3-1.7B"
+    assert "trainer" not in config and "eval" not in config  # ours, not AReaL's
+
+    assert len(call["train_rows"]) == 150  # airline train: 30 tasks, repeated to >= 128
+    assert call["train_rows"][0] == {"task_id": "0", "split": "train"}
+    assert {r["split"] for r in call["valid_rows"]} == {"test"}
+
+    assert call["workflow"] == call["eval_workflow"] == "tau2train.workflow.Tau2AgentWorkflow"
+    assert call["workflow_types"] == ["Tau2AgentWorkflow", "Tau2AgentWorkflow"]
+    kwargs, eval_kwargs = call["workflow_kwargs"], call["eval_workflow_kwargs"]
+    assert kwargs["econfig"]["invalid_format_penalty"] == 0.3
+    assert kwargs["econfig"]["user_llm_base_url"] == "http://127.0.0.1:8000/v1/"
+    assert kwargs["gen_args"] == {"temperature": 1.0, "top_p": 1.0, "max_completion_tokens": 8192}
+    assert eval_kwargs["gen_args"]["temperature"] == 0.6
+    assert kwargs["timeout"] == 600.0
+    assert kwargs["dump_dir"] == str(run_dir / "generated")
+    assert kwargs["max_concurrent_episodes"] == 256 * config["gconfig"]["n_samples"]
+
+    assert call["dynamic_filter"] == {"type": "GroupFilter", "max_mean_reward": 0.8, "min_mean_reward": None}
+    assert call["filter_keeps_solved_group"] is False
+
+
+def test_training_here_without_the_gpus_stops_and_points_to_dry_run(tmp_path):
+    result = run_cli(
+        USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: cluster.n_gpus_per_node=8: the layout needs 8 GPUs on this machine and it has 0",
+        "  valid: at most 0 on this machine, or a cluster with the GPUs",
+        "  fix:   check the plan with dry_run=true, then run where the GPUs are (cluster=slurm)",
+    ]
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_trainer_that_cannot_be_imported_is_named(tmp_path):
+    result = run_cli("trainer._target_=areal.NoSuchTrainer", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: trainer._target_='areal.NoSuchTrainer': cannot be imported")
