@@ -95,6 +95,42 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
         return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
+# Group choices already in the experiment name (tau2-<model>-<domain>): not repeated in trials.
+EXPERIMENT_NAME_KEYS = ("model", "domain", "experiment_name")
+
+
+def with_trial_names(points: list[list[str]]) -> list[list[str]]:
+    """Give each sweep point a trial_name derived from what varies across the sweep
+    (`econfig.turn_discount=0.9,1.0` -> trial_name=turn_discount0.9, ...), so every job has
+    its own run directory under the one experiment. Points that set trial_name keep it."""
+
+    def key_values(point: list[str]) -> dict[str, str]:
+        pairs = (o.lstrip("+~").split("=", 1) for o in point if "=" in o)
+        return {key: value for key, value in pairs}
+
+    parsed = [key_values(point) for point in points]
+    keys = sorted({k for p in parsed for k in p})
+    varying = [
+        k for k in keys
+        if k not in EXPERIMENT_NAME_KEYS and len({p.get(k) for p in parsed}) > 1
+    ]
+    if not varying or "trial_name" in keys:
+        return points
+    short = [k.rsplit(".", 1)[-1] for k in varying]
+    labels = short if len(set(short)) == len(short) else [k.replace(".", "_") for k in varying]
+    named = []
+    for point, values in zip(points, parsed):
+        parts = [label + _trial_safe(values.get(key, "default")) for key, label in zip(varying, labels)]
+        named.append([*point, "trial_name=" + "_".join(parts)])
+    return named
+
+
+def _trial_safe(value: str) -> str:
+    # AReaL forbids '-' and '/' in trial names; keep them readable and path-safe.
+    value = value.strip("'\"").replace("-", "m")
+    return "".join(c for c in value if c.isalnum() or c in "._")
+
+
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
     _check_group_choices(overrides)

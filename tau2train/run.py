@@ -13,7 +13,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tau2train.compose import CONFIG_MODULE, CONFIG_NAME, Composed, compose, sweep_points
+from tau2train.compose import (
+    CONFIG_MODULE,
+    CONFIG_NAME,
+    Composed,
+    compose,
+    sweep_points,
+    with_trial_names,
+)
 from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.evaluate import render_eval_plan, run_eval
 from tau2train.plan import render_plan, write_areal_config
@@ -34,7 +41,7 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
     """Compose and validate every job the command line describes."""
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
     overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
-    points = sweep_points(overrides) if multirun else [overrides]
+    points = with_trial_names(sweep_points(overrides)) if multirun else [overrides]
     jobs = []
     for point in points:
         composed = compose(point)
