@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from tau2train.errors import ConfigError
 from tau2train.files import write_atomic
-from tau2train.rewards import basis_label
 from tau2train.schemas import ExperimentConfig
+from tau2train.trajectories import path_safe
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -33,6 +33,11 @@ RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.json"
 # Orchestrator's default; recorded in tau2's results header.
 TAU2_MAX_ERRORS = 10
+
+
+def basis_label(basis: list[str] | None) -> str:
+    """How a report names the basis episodes were scored on."""
+    return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
 
 
 def check_reachable(key: str, url: str) -> None:
@@ -50,7 +55,7 @@ def check_reachable(key: str, url: str) -> None:
 
 
 def eval_dir(exp: ExperimentConfig) -> Path:
-    model = "".join(c if c.isalnum() or c in "._-" else "_" for c in exp.eval.agent_model)
+    model = path_safe(exp.eval.agent_model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(exp.run_dir) / EVAL_DIR / f"{exp.econfig.domain}-{exp.eval.split}-{model}-{stamp}"
 

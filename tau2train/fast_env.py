@@ -192,17 +192,21 @@ class CowDict(dict):
         return merged
 
 
+def _private_items(mapping: CowDict):
+    """(key, private value) pairs: = ((k, mapping[k]) for k in mapping), one lookup each."""
+    pristine = mapping._pristine
+    for key, value in dict.items(mapping):
+        if value is pristine.get(key, _MISSING):
+            value = _fork(value)
+            dict.__setitem__(mapping, key, value)  # same key: iteration stays valid
+        yield key, value
+
+
 class _Values(ValuesView):
     __slots__ = ()
 
-    def __iter__(self):  # = (mapping[key] for key in mapping), without the double lookup
-        mapping = self._mapping
-        pristine = mapping._pristine
-        for key, value in dict.items(mapping):
-            if value is pristine.get(key, _MISSING):
-                value = _fork(value)
-                dict.__setitem__(mapping, key, value)  # same key: iteration stays valid
-            yield value
+    def __iter__(self):
+        return (value for _, value in _private_items(self._mapping))
 
     def __reversed__(self):
         return (self._mapping[key] for key in reversed(self._mapping))
@@ -216,13 +220,7 @@ class _Items(ItemsView):
     __slots__ = ()
 
     def __iter__(self):
-        mapping = self._mapping
-        pristine = mapping._pristine
-        for key, value in dict.items(mapping):
-            if value is pristine.get(key, _MISSING):
-                value = _fork(value)
-                dict.__setitem__(mapping, key, value)
-            yield key, value
+        return _private_items(self._mapping)
 
     def __reversed__(self):
         return ((key, self._mapping[key]) for key in reversed(self._mapping))

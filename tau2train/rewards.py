@@ -40,11 +40,6 @@ def with_reward_basis(task: Task, basis: list[str] | None) -> Task:
     return task.model_copy(update={"evaluation_criteria": criteria})
 
 
-def basis_label(basis: list[str] | None) -> str:
-    """How a report names the basis episodes were scored on."""
-    return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
-
-
 @dataclass
 class GroupFilter(GroupFilterConfig):
     """AReaL's dynamic filter: keep a group of rollouts of one task only if its mean reward

@@ -17,14 +17,15 @@ from tau2train.schemas import RunInfo
 GENERATED_DIR = "generated"
 
 
-def _safe(name: str) -> str:
-    # Task ids are free text (telecom's hold brackets and '|'); keep paths portable.
+def path_safe(name: str) -> str:
+    """`name` as one portable path component (task ids are free text: telecom's hold
+    brackets and '|'; model names hold '/')."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "task"
 
 
 def write_run_info(dump_dir: str | Path, info: RunInfo) -> Path:
     """Write `info` under `dump_dir`; returns the JSON file's path."""
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    folder = Path(dump_dir) / _safe(info.split or "nosplit") / _safe(info.task_id)
+    folder = Path(dump_dir) / path_safe(info.split or "nosplit") / path_safe(info.task_id)
     write_atomic(folder / f"{stem}.txt", str(info))
     return write_atomic(folder / f"{stem}.json", info.to_json())

@@ -80,7 +80,8 @@ class Tau2AgentWorkflow:
         timeout: seconds an episode may take; a slower one raises TimeoutError, and AReaL
             discards it.
         dump_dir: where trajectories go (`<run_dir>/generated`); None writes none.
-        max_concurrent_episodes: threads for episodes (`rollout.max_concurrent_rollouts`).
+        max_concurrent_episodes: threads for episodes (training passes
+            rollout.max_concurrent_rollouts x gconfig.n_samples).
         agent_model: model name sent to the agent endpoint (AReaL's proxy ignores it).
     """
 
