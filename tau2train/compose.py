@@ -32,7 +32,7 @@ from tau2train.schemas import ExperimentConfig, register_configs
 
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
-GROUPS = ("model", "domain", "cluster", "allocation")
+GROUPS = ("model", "domain", "cluster", "allocation", "tracking")
 
 
 

@@ -102,8 +102,28 @@ def run_eval(exp: ExperimentConfig) -> Path:
         "errors": errors,
     }
     write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
+    track(exp, report, out)
     print(render_report(report, out))
     return out
+
+
+def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
+    """Log the report to the tracking run (tracking group); the key stays in the environment."""
+    t = exp.tracking
+    if t.backend != "wandb" or t.mode == "disabled":
+        return
+    import wandb
+
+    config = dataclasses.asdict(exp)
+    run = wandb.init(
+        project=t.project, entity=t.entity, group=t.group, name=exp.trial_name, tags=t.tags,
+        notes=t.notes, mode=t.mode, job_type="eval", dir=str(out), config=config,
+    )
+    scalars = {"avg_reward": report["avg_reward"], "num_errors": report["num_errors"]}
+    scalars.update({f"pass^{k}": v for k, v in report["pass_hat_k"].items()})
+    run.log(scalars)
+    run.summary.update({**scalars, "reward_basis": report["reward_basis"]})
+    run.finish()
 
 
 def render_report(report: dict, out: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import hydra
 from omegaconf import DictConfig
@@ -42,6 +43,8 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
     overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
     points = with_trial_names(sweep_points(overrides)) if multirun else [overrides]
+    if multirun:
+        points = with_sweep_group(points)
     jobs = []
     for point in points:
         composed = compose(point)
@@ -58,6 +61,14 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
                 fix="add dry_run=true to see the plan and the AReaL config",
             )
     return jobs
+
+
+def with_sweep_group(points: list[list[str]]) -> list[list[str]]:
+    """One tracking group for all the runs of a sweep (unless the sweep names one)."""
+    group = "tracking.group=${experiment_name}-sweep-" + time.strftime("%Y%m%d-%H%M%S")
+    if any(o.startswith("tracking.group=") for p in points for o in p):
+        return points
+    return [[*p, group] for p in points]
 
 
 def _check_distinct_run_dirs(jobs: list[tuple[Composed, Layout]]) -> None:

@@ -304,6 +304,34 @@ class EvalSpec:
 
 
 @dataclass
+class TrackingSpec:
+    """Experiment tracking (tracking group): where the trainer's stats and eval reports go."""
+
+    backend: str = field(
+        default="none",
+        metadata={"help": "wandb or none.", "choices": ["wandb", "none"]},
+    )
+    project: str = field(default="tau2train", metadata={"help": "wandb project."})
+    entity: str | None = field(
+        default=None, metadata={"help": "wandb team or user; null = your default entity."}
+    )
+    mode: str = field(
+        default="disabled",
+        metadata={
+            "help": "online, offline (sync later with `wandb sync`) or disabled.",
+            "choices": ["online", "offline", "disabled"],
+        },
+    )
+    group: str | None = field(
+        default=None, metadata={"help": "Run group: the sweep, or the experiment."}
+    )
+    notes: str | None = field(default=None, metadata={"help": "Free text on the run page."})
+    tags: list[str] = field(
+        default_factory=list, metadata={"help": "Run tags; the chosen config groups by default."}
+    )
+
+
+@dataclass
 class TrainerSpec:
     """Which trainer `mode=train` hands the composed config to, and the episode settings
     only the trainer call needs."""
@@ -363,11 +391,15 @@ class ExperimentConfig(PPOConfig):
     trainer: TrainerSpec = field(
         default_factory=TrainerSpec, metadata={"help": "Trainer settings (mode=train)."}
     )
+    tracking: TrackingSpec = field(
+        default_factory=TrackingSpec, metadata={"help": "Experiment tracking (tracking group)."}
+    )
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
     "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval", "trainer",
+    "tracking",
 )
 
 
@@ -439,5 +471,6 @@ def register_configs() -> None:
         ("allocation", AllocationSpec),
         ("cluster", ClusterSpecConfig),
         ("slurm", SlurmSpec),
+        ("tracking", TrackingSpec),
     ]:
         cs.store(group="schema", name=name, node=node)

@@ -45,6 +45,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
         check_domain(exp)
         check_reward_basis(exp)
         check_user_simulator(exp)
+        check_tracking(exp)
         check_no_secrets(exp)
         return None
     layout = parse_layout(exp)
@@ -57,6 +58,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_reward_basis(exp)
     check_user_simulator(exp)
     check_storage(exp)
+    check_tracking(exp)
     check_no_secrets(exp)
     return layout
 
@@ -322,6 +324,29 @@ def check_storage(exp: ExperimentConfig) -> None:
                 valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
                 fix=f"add {key}=/your/shared/storage/...",
             )
+
+
+def check_tracking(exp: ExperimentConfig) -> None:
+    if exp.stats_logger.wandb.wandb_api_key:
+        raise ConfigError(
+            "stats_logger.wandb.wandb_api_key",
+            "<redacted>",
+            "an API key in a config ends up in saved configs and job scripts",
+            valid="empty",
+            fix="remove it and export WANDB_API_KEY (or run `wandb login`) instead",
+        )
+    if exp.dry_run or exp.tracking.mode != "online" or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.expanduser(os.environ.get("NETRC", "~/.netrc"))
+    if os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read():
+        return  # `wandb login` stored the key there
+    raise ConfigError(
+        "tracking.mode",
+        "online",
+        "wandb online needs an API key and none is set (no $WANDB_API_KEY, no `wandb login`)",
+        valid="online with a key, offline, disabled",
+        fix="export WANDB_API_KEY=... (or `wandb login`), or tracking.mode=offline, or tracking=none",
+    )
 
 
 def check_no_secrets(exp: ExperimentConfig) -> None:

@@ -58,11 +58,17 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
     assert f"pass^2             {expected[2]:.4f}" in out
     assert report["num_errors"] == 0
 
+    # The report is in this job's offline wandb run (tracking=wandb, $WANDB_MODE=offline).
+    [run_file] = results_file.parent.glob("wandb/offline-run-*/run-*.wandb")
+    logged = run_file.read_bytes()
+    assert b"avg_reward" in logged and b"pass^2" in logged
+    assert b"tau2-qwen3-1.7b-airline" in logged  # the run group
+
     # The key reached the agent endpoint and nothing the run wrote.
     assert llm.auth["alternate"] == {f"Bearer {SECRET}"}
     for path in (tmp_path / "exp").rglob("*"):
         if path.is_file():
-            assert SECRET not in path.read_text(), path
+            assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in out + result.stderr
 
 

@@ -23,6 +23,7 @@ def test_every_group_has_its_choices():
     assert DOMAINS == ["airline", "mock", "retail", "telecom"]
     assert CLUSTERS == ["local", "slurm"]
     assert len(group_options("allocation")) == 4
+    assert group_options("tracking") == ["none", "wandb"]
 
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
@@ -34,7 +35,7 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     assert isinstance(exp.econfig, EnvConfig)
     assert exp.econfig.domain == domain
     assert composed.choices == {"model": model, "domain": domain, "cluster": cluster,
-                                "allocation": composed.choices["allocation"]}
+                                "allocation": composed.choices["allocation"], "tracking": "wandb"}
     if cluster == "local" and exp.cluster.n_nodes > 1:
         # multi-node reference layouts cannot run on one machine: refused with advice
         with pytest.raises(ConfigError) as error:

@@ -280,7 +280,10 @@ PER_MODEL = {
 
 
 @pytest.mark.parametrize("model", sorted(PER_MODEL))
-def test_model_on_airline_reproduces_upstream_config(model, tmp_path):
+def test_model_on_airline_reproduces_upstream_config(model, tmp_path, monkeypatch):
+    # as a logged-in user's shell: wandb online, as upstream
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     cluster = [] if model == "qwen3_1_7b" else slurm_overrides(tmp_path)
     composed = compose([f"model={model}", "domain=airline", USER_SIM, *cluster])
     validate(composed.config)
