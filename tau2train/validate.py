@@ -38,7 +38,7 @@ class Layout:
 def validate(exp: ExperimentConfig) -> Layout | None:
     """Raise ConfigError on the first problem; return the parsed layout when all is well
     (None for mode=eval, which uses no GPUs of its own)."""
-    check_mode(exp)
+    check_choices(exp)
     check_names(exp)
     if exp.mode == "eval":
         check_eval(exp)
@@ -63,13 +63,18 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     return layout
 
 
-def check_mode(exp: ExperimentConfig) -> None:
-    modes = ExperimentConfig.__dataclass_fields__["mode"].metadata["choices"]
-    if exp.mode not in modes:
-        raise ConfigError(
-            "mode", exp.mode, "tau2train has no such mode", valid=", ".join(modes),
-            fix="mode=train runs AReaL's trainer; mode=eval scores an endpoint",
-        )
+def check_choices(exp: ExperimentConfig) -> None:
+    """Fields whose schema lists `choices` (OmegaConf does not enforce them)."""
+    for key, owner, value, fix in (
+        ("mode", exp, exp.mode, "mode=train runs AReaL's trainer; mode=eval scores an endpoint"),
+        ("tracking.backend", exp.tracking, exp.tracking.backend, "pick tracking=wandb or tracking=none"),
+        ("tracking.mode", exp.tracking, exp.tracking.mode, "set tracking.mode to one of those"),
+    ):
+        choices = owner.__dataclass_fields__[key.rsplit(".", 1)[-1]].metadata["choices"]
+        if value not in choices:
+            raise ConfigError(
+                key, value, "not one of the choices", valid=", ".join(choices), fix=fix
+            )
 
 
 def check_names(exp: ExperimentConfig) -> None:

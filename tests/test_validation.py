@@ -130,7 +130,13 @@ CASES = {
         ["'db' is not a tau2 reward type"],
     ),
     "unknown mode": (
-        ["mode=serve"], "mode", ["train, eval"],
+        ["mode=serve"], "mode", ["not one of the choices", "train, eval"],
+    ),
+    "unknown tracking mode (AReaL's own check of the stats logger it feeds)": (
+        ["tracking.mode=ofline"], "config", ["Invalid wandb mode: 'ofline'", "online, offline, disabled"],
+    ),
+    "unknown tracking mode without wandb": (
+        ["tracking=none", "tracking.mode=ofline"], "tracking.mode", ["online, offline, disabled"],
     ),
     "trial name with '-'": (
         ["trial_name=run-1"], "trial_name", ["AReaL forbids '-' and '/'", "trial_name=run_1"],
