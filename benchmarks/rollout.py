@@ -41,7 +41,7 @@ RSS_GOAL_MB = 1536.0
 
 def child(approach: str, concurrency: int, episodes: int, url: str, domain: str, split: str) -> dict:
     """Run `episodes` gold-replay episodes, `concurrency` at a time; report what it cost."""
-    from tau2train.episode import split_task_ids
+    from tau2train.episode import split_tasks
     from tau2train.schemas import EnvConfig
     from tau2train.workflow import Tau2AgentWorkflow
 
@@ -54,7 +54,7 @@ def child(approach: str, concurrency: int, episodes: int, url: str, domain: str,
             agent_model="gold",
             max_concurrent_episodes=min(32, (os.cpu_count() or 1) + 4) if upstream else concurrency,
         )
-        ids = split_task_ids(domain, split)
+        ids = [task.id for task in split_tasks(domain, split)]
         gate = asyncio.Semaphore(concurrency)
         overheads: list[float] = []
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from tau2train.episode import split_task_ids
+from tau2train.episode import split_tasks
 
 
 def task_rows(domain: str, split: str, min_size: int = 0) -> list[dict[str, str]]:
     """One row per task of `split` ("all" = every task), repeated to at least `min_size`."""
-    rows = [{"task_id": task_id, "split": split} for task_id in split_task_ids(domain, split)]
+    rows = [{"task_id": task.id, "split": split} for task in split_tasks(domain, split)]
     repeats = max(1, -(-min_size // len(rows))) if rows else 0
     return rows * repeats
 

@@ -21,6 +21,7 @@ from tau2train.chat import Chat, EpisodeCancelled, LLMCallFailed
 from tau2train.players import make_players
 from tau2train.rewards import completion_rewards, with_reward_basis
 from tau2train.schemas import EnvConfig, RunInfo
+from tau2train import tau2_catalog
 from tau2train.tau2_catalog import ALL_TASKS
 
 _TASKS_LOCK = threading.Lock()
@@ -36,8 +37,7 @@ def _tasks(domain: str, split: str) -> dict[str, Task]:
     try:
         tasks = loader(None if split == ALL_TASKS else split)
     except (ValueError, KeyError) as e:
-        splits_loader = registry.get_task_splits_loader(domain)
-        known = sorted(splits_loader()) if splits_loader else []
+        known = tau2_catalog.domain_splits().get(domain, [])
         raise UnknownTask(
             f"tau2's {domain} domain has no task split {split!r}; "
             f"valid: {', '.join(known + [ALL_TASKS])} ({e})"
@@ -45,10 +45,14 @@ def _tasks(domain: str, split: str) -> dict[str, Task]:
     return {task.id: task for task in tasks}
 
 
+def _split(domain: str, split: str) -> dict[str, Task]:
+    with _TASKS_LOCK:  # one load per split even when 256 episodes start at once
+        return _tasks(domain, split)
+
+
 def find_task(domain: str, split: str, task_id: str) -> Task:
     """The task `task_id` of `split` (loaded once per process and split)."""
-    with _TASKS_LOCK:  # one load per split even when 256 episodes start at once
-        tasks = _tasks(domain, split)
+    tasks = _split(domain, split)
     try:
         return tasks[str(task_id)]
     except KeyError:
@@ -59,9 +63,9 @@ def find_task(domain: str, split: str, task_id: str) -> Task:
         ) from None
 
 
-def split_task_ids(domain: str, split: str) -> list[str]:
-    with _TASKS_LOCK:
-        return list(_tasks(domain, split))
+def split_tasks(domain: str, split: str) -> list[Task]:
+    """Every task of `split` ("all" = the whole domain), in tau2's order."""
+    return list(_split(domain, split).values())
 
 
 @dataclass

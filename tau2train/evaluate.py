@@ -150,7 +150,7 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
     from tau2.registry import registry
     from tau2.utils.utils import get_now
 
-    from tau2train.episode import find_task, split_task_ids
+    from tau2train.episode import split_tasks
     from tau2train.workflow import Tau2AgentWorkflow
 
     ev, env = exp.eval, exp.econfig
@@ -165,7 +165,8 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
         agent_model=ev.agent_model,
     )
     api_key = os.environ.get(AGENT_API_KEY_ENV) or "EMPTY"
-    task_ids = split_task_ids(env.domain, ev.split)
+    tasks = split_tasks(env.domain, ev.split)
+    task_ids = [task.id for task in tasks]
     jobs = [(task_id, trial) for trial in range(ev.num_trials) for task_id in task_ids]
     gate = asyncio.Semaphore(ev.max_concurrency)
     errors: list[str] = []
@@ -220,5 +221,4 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
         ),
         environment_info=environment.get_info(),
     )
-    tasks = [find_task(env.domain, ev.split, task_id) for task_id in task_ids]
     return Results(info=info, tasks=tasks, simulations=list(simulations)), errors
