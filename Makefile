@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench install lock
+.PHONY: run test bench install lock slurm
 
 install: $(STAMP)
 
@@ -27,10 +27,16 @@ lock:
 run: $(STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) slurm
 	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# All benchmarks (~15 min on 2 cores); one alone: make bench BENCH=rollout
-BENCH ?= startup env_overhead rollout
-bench: $(STAMP)
+# The Slurm tests need a Slurm: unless one answers, start a one-node Slurm on this machine
+# (installs Debian's slurmctld/slurmd/munge when missing; needs root, or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+slurm:
+	@sinfo -h >/dev/null 2>&1 || $(SUDO) bash tests/setup_slurm.sh
+
+# All benchmarks (~15 min on 2 cores, plus sweep_submit); one alone: make bench BENCH=rollout
+BENCH ?= startup env_overhead rollout sweep_submit
+bench: $(STAMP) slurm
 	@for b in $(BENCH); do echo "== benchmarks/$$b.py"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

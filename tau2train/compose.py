@@ -17,9 +17,11 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, OverrideParseException
+from hydra_plugins.tau2train_slurm_launcher import register as register_launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import (
     MissingMandatoryValue,
@@ -32,7 +34,7 @@ from tau2train.schemas import ExperimentConfig, register_configs
 
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
-GROUPS = ("model", "domain", "cluster", "allocation", "tracking")
+GROUPS = ("model", "domain", "cluster", "allocation", "tracking", "user_sim")
 
 
 
@@ -57,9 +59,17 @@ def _hydra_context():
     """Hydra's compose API for our packaged conf/ (after anyone who left Hydra initialised,
     e.g. AReaL's load_expr_config)."""
     register_configs()
+    register_launcher()
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+    with initialize_config_module(config_module=CONFIG_MODULE, job_name="tau2train", version_base=None):
         yield
+
+
+@contextmanager
+def hydra_session():
+    """The Hydra instance behind the compose API (its config loader and launchers)."""
+    with _hydra_context():
+        yield GlobalHydra.instance().hydra
 
 
 def load_choice(group: str, name: str) -> DictConfig:
@@ -143,11 +153,19 @@ def compose(overrides: list[str]) -> Composed:
     except (HydraException, OmegaConfBaseException) as error:
         raise _explain_composition_error(error, overrides) from None
 
-    hydra_node = cfg.hydra
-    choices = {g: str(hydra_node.runtime.choices.get(g)) for g in GROUPS}
-    experiment = _to_object(cfg)
-    launcher = OmegaConf.to_container(hydra_node.launcher, resolve=True)
-    return Composed(experiment, choices, launcher, list(overrides))
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    return Composed(_to_object(cfg), _choices(cfg.hydra), launcher, list(overrides))
+
+
+def to_composed(cfg: DictConfig) -> Composed:
+    """The config Hydra composed for a running job (hydra-submitit-launcher's), typed; the
+    job's own launcher settings are not needed inside it."""
+    hydra_node = HydraConfig.get()
+    return Composed(_to_object(cfg), _choices(hydra_node), {}, list(hydra_node.overrides.task))
+
+
+def _choices(hydra_node: DictConfig) -> dict[str, str]:
+    return {g: str(hydra_node.runtime.choices.get(g)) for g in GROUPS}
 
 
 def _adds_keys(overrides: list[str]) -> bool:
@@ -173,7 +191,7 @@ def _check_group_choices(overrides: list[str]) -> None:
 def _to_object(cfg: DictConfig) -> ExperimentConfig:
     cfg = cfg.copy()
     with open_dict(cfg):
-        cfg.pop("hydra")
+        cfg.pop("hydra", None)  # absent in the config Hydra hands a running job
     try:
         experiment = OmegaConf.to_object(cfg)
     except MissingMandatoryValue as error:

@@ -54,6 +54,14 @@ def check_reachable(key: str, url: str) -> None:
         ) from None
 
 
+def check_endpoints(exp: ExperimentConfig) -> None:
+    """The servers the run's episodes talk to answer (before a job is started or submitted)."""
+    if exp.mode == "eval":
+        check_reachable("eval.agent_base_url", exp.eval.agent_base_url)
+    if not exp.econfig.solo_mode:
+        check_reachable("econfig.user_llm_base_url", exp.econfig.user_llm_base_url)
+
+
 def eval_dir(exp: ExperimentConfig) -> Path:
     model = path_safe(exp.eval.agent_model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -80,9 +88,7 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
 
 def run_eval(exp: ExperimentConfig) -> Path:
     """Evaluate, print the report, and return the results directory."""
-    check_reachable("eval.agent_base_url", exp.eval.agent_base_url)
-    if not exp.econfig.solo_mode:
-        check_reachable("econfig.user_llm_base_url", exp.econfig.user_llm_base_url)
+    check_endpoints(exp)
     out = eval_dir(exp)
     results, errors = asyncio.run(_evaluate(exp, out))
     from tau2.metrics.agent_metrics import compute_metrics

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 
 import hydra
+from hydra_plugins.tau2train_slurm_launcher import register as register_launcher
 from omegaconf import DictConfig
 
 from tau2train.compose import (
@@ -20,12 +22,15 @@ from tau2train.compose import (
     Composed,
     compose,
     sweep_points,
+    to_composed,
     with_trial_names,
 )
 from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
-from tau2train.evaluate import render_eval_plan, run_eval
+from tau2train.evaluate import check_endpoints, render_eval_plan, run_eval
+from tau2train.job_record import now, read_job_record, update_job_record
 from tau2train.plan import render_plan, write_areal_config
 from tau2train.schemas import register_configs
+from tau2train.slurm import render_submission, sbatch_preview, slurm_job_id, submit
 from tau2train.train import run_training
 from tau2train.validate import Layout, validate
 
@@ -50,16 +55,6 @@ def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
         composed = compose(point)
         jobs.append((composed, validate(composed.config)))
     _check_distinct_run_dirs(jobs)
-    for composed, _ in jobs:
-        exp = composed.config
-        if exp.mode == "train" and not exp.dry_run and exp.scheduler.type == "slurm":
-            raise ConfigError(
-                "cluster",
-                "slurm",
-                "submitting training to Slurm is not built yet in this version",
-                valid="cluster=local (on a machine with the GPUs), or dry_run=true",
-                fix="add dry_run=true to see the plan and the AReaL config",
-            )
     return jobs
 
 
@@ -105,6 +100,42 @@ def launch(composed: Composed, layout: Layout | None) -> None:
         run_training(exp)
 
 
+def launch_on_slurm(jobs: list[tuple[Composed, Layout]]) -> None:
+    """Submit the jobs (a sweep: one array) and return; a dry run shows the sbatch script."""
+    composed = [c for c, _ in jobs]
+    if composed[0].config.dry_run:
+        for c, layout in jobs:
+            dry_run(c, layout)
+        print("\nsbatch script (made by hydra-submitit-launcher/submitit; not submitted):\n")
+        print(sbatch_preview(composed, run_submitted_job))
+        return
+    for c in composed:
+        check_endpoints(c.config)
+    submitted = submit(composed, run_submitted_job)
+    print(render_submission(submitted, str(Path(composed[0].config.run_dir).parent)))
+
+
+def run_submitted_job(cfg: DictConfig) -> None:
+    """What each Slurm job runs: hydra-submitit-launcher composes the job's overrides and
+    calls this through Hydra's run_job; a requeued job runs it again with the same ones."""
+    register_configs()
+    composed = to_composed(cfg)
+    run_dir = composed.config.run_dir
+    starts = read_job_record(run_dir).get("starts", 0) + 1  # more than 1 after a requeue
+    update_job_record(run_dir, state="running", slurm_job_id=slurm_job_id(), started_at=now(),
+                      ended_at=None, error=None, starts=starts)
+    try:
+        launch(composed, None)
+    except SystemExit:
+        # submitit's checkpoint hook requeued this job (preempted or timed out)
+        update_job_record(run_dir, state="requeued", ended_at=now())
+        raise
+    except BaseException as error:
+        update_job_record(run_dir, state="failed", ended_at=now(), error=f"{type(error).__name__}: {error}")
+        raise
+    update_job_record(run_dir, state="completed", ended_at=now())
+
+
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)
 def _hydra_main(cfg: DictConfig) -> None:
     """Only Hydra's printing verbs are routed here, and Hydra answers them without running
@@ -124,6 +155,7 @@ def _restore_stdlib_logging() -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     register_configs()
+    register_launcher()
     _restore_stdlib_logging()
     if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
         sys.argv = [sys.argv[0], *argv]
@@ -131,8 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         jobs = prepare(argv)
-        for composed, layout in jobs:
-            launch(composed, layout)
+        if jobs[0][0].config.scheduler.type == "slurm":
+            launch_on_slurm(jobs)
+        else:
+            for composed, layout in jobs:
+                launch(composed, layout)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)

@@ -18,7 +18,14 @@ from typing import Any
 from areal.api.cli_args import ClusterSpecConfig
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from tau2train.user_sim_record import USER_SIM_URL_RESOLVER, recorded_url
+
+# econfig.user_llm_base_url defaults to ${tau2train.user_sim_url:<record>}: the URL a running
+# `python -m tau2train.serve_user_sim` recorded. Registered on import, not in register_configs,
+# so every process that resolves a config (a Slurm job re-composing its own included) has it.
+OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
 
 
 # tau2's reward types (tau2.data_model.tasks.RewardType), spelled out so that validation
@@ -260,7 +267,20 @@ class SlurmSpec:
     )
     env_vars: dict[str, str] = field(
         default_factory=dict,
-        metadata={"help": "Environment variables for the controller and its workers."},
+        metadata={
+            "help": "Environment variables for the controller and its workers (no secrets: "
+            "sbatch passes your shell's environment, so export keys there)."
+        },
+    )
+    requeue_on_timeout: int = field(
+        default=3,
+        metadata={
+            "help": "Times a job that reaches its time limit requeues itself and resumes "
+            "from its last recover checkpoint (preempted jobs always requeue)."
+        },
+    )
+    array_parallelism: int = field(
+        default=64, metadata={"help": "Jobs of one -m sweep array that may run at once."}
     )
 
 
@@ -332,6 +352,109 @@ class TrackingSpec:
 
 
 @dataclass
+class UserSimSlurmSpec:
+    """The Slurm job the user-simulator server runs in (cluster=slurm)."""
+
+    partition: str | None = field(
+        default=None, metadata={"help": "Slurm partition of the server job (null = cluster default)."}
+    )
+    account: str | None = field(
+        default=None, metadata={"help": "Slurm account of the server job."}
+    )
+    qos: str | None = field(default=None, metadata={"help": "Slurm QOS of the server job."})
+    time_minutes: int = field(
+        default=4320,
+        metadata={"help": "Time limit of the server job in minutes: as long as the runs it serves."},
+    )
+    cpus_per_task: int = field(
+        default=32, metadata={"help": "CPUs of the server job (tokenization, scheduling)."}
+    )
+    mem_gb: int = field(
+        default=256, metadata={"help": "Host memory (GB) of the server job (weights pass through it)."}
+    )
+    gpus_per_node: int = field(
+        default=8,
+        metadata={
+            "help": "GPUs asked of Slurm (sbatch --gpus-per-node); 0 asks for none, for "
+            "partitions that hand out whole GPU nodes without it."
+        },
+    )
+    setup: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Shell lines run before the server starts (module load, source venv)."},
+    )
+
+
+@dataclass
+class UserSimSpec:
+    """The SGLang server the τ² user simulator talks to (user_sim group), started by
+    `python -m tau2train.serve_user_sim`; training and eval jobs find it through its record."""
+
+    model_path: str = field(
+        default=MISSING, metadata={"help": "HuggingFace id or local path of the user-simulator weights."}
+    )
+    served_model_name: str = field(
+        default=MISSING,
+        metadata={
+            "help": "Model name the server answers to; econfig.user_llm is openai/<this> and "
+            "the record is named after it."
+        },
+    )
+    tp: int = field(default=1, metadata={"help": "Tensor-parallel size (GPUs per model replica)."})
+    dp: int = field(default=1, metadata={"help": "Data-parallel size (model replicas)."})
+    gpus: int = field(default=1, metadata={"help": "GPUs the server uses; must equal tp x dp."})
+    host: str = field(
+        default="0.0.0.0", metadata={"help": "Address the server listens on (0.0.0.0: every interface)."}
+    )
+    port: int = field(default=8000, metadata={"help": "Port the server listens on."})
+    tool_call_parser: str = field(
+        default="qwen25", metadata={"help": "SGLang --tool-call-parser for the model's tool calls."}
+    )
+    chat_template: str = field(
+        default="qwen_nonthinking.jinja",
+        metadata={
+            "help": "SGLang --chat-template: a file name shipped in tau2train/chat_templates, "
+            "or a path to your own."
+        },
+    )
+    extra_args: list[str] = field(
+        default_factory=list,
+        metadata={"help": "More server arguments, e.g. [--mem-fraction-static, '0.85']."},
+    )
+    server_module: str = field(
+        default="sglang.launch_server",
+        metadata={"help": "Python module run as the server (`python -m <this> ...`)."},
+    )
+    python: str | None = field(
+        default=None,
+        metadata={
+            "help": "Python interpreter that has the server installed; null = the one running "
+            "serve_user_sim."
+        },
+    )
+    startup_timeout_s: float = field(
+        default=3600.0,
+        metadata={
+            "help": "Seconds to wait (Slurm queue + weight loading) for GET /health to answer "
+            "before the server is stopped and the launch fails."
+        },
+    )
+    record_file: str = field(
+        default=MISSING,
+        metadata={
+            "help": "JSON record of the running server (URL, job id or pid, logs); training "
+            "and eval read econfig.user_llm_base_url from it. Shared storage on Slurm."
+        },
+    )
+    log_dir: str = field(
+        default=MISSING, metadata={"help": "Where the server's logs (and Slurm job files) go."}
+    )
+    slurm: UserSimSlurmSpec = field(
+        default_factory=UserSimSlurmSpec, metadata={"help": "The server's Slurm job (cluster=slurm)."}
+    )
+
+
+@dataclass
 class TrainerSpec:
     """Which trainer `mode=train` hands the composed config to, and the episode settings
     only the trainer call needs."""
@@ -394,12 +517,16 @@ class ExperimentConfig(PPOConfig):
     tracking: TrackingSpec = field(
         default_factory=TrackingSpec, metadata={"help": "Experiment tracking (tracking group)."}
     )
+    user_sim: UserSimSpec = field(
+        default_factory=UserSimSpec,
+        metadata={"help": "The user-simulator server (user_sim group; tau2train.serve_user_sim)."},
+    )
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
     "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval", "trainer",
-    "tracking",
+    "tracking", "user_sim",
 )
 
 
@@ -472,5 +599,6 @@ def register_configs() -> None:
         ("cluster", ClusterSpecConfig),
         ("slurm", SlurmSpec),
         ("tracking", TrackingSpec),
+        ("user_sim", UserSimSpec),
     ]:
         cs.store(group="schema", name=name, node=node)

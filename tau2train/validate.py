@@ -300,9 +300,12 @@ def check_user_simulator(exp: ExperimentConfig) -> None:
         raise ConfigError(
             "econfig.user_llm_base_url",
             env.user_llm_base_url,
-            "every episode needs a user simulator, and no server URL is set",
+            "every episode needs a user simulator, and no server URL is set "
+            f"(no running server is recorded in {exp.user_sim.record_file})",
             valid="an OpenAI-compatible base URL, e.g. http://user-sim-host:8000/v1/",
-            fix="add econfig.user_llm_base_url=http://<host>:<port>/v1/, "
+            fix="start one with `python -m tau2train.serve_user_sim` (same user_sim, cluster and "
+            "cluster.fileroot as this run; it records its URL there), or add "
+            "econfig.user_llm_base_url=http://<host>:<port>/v1/, "
             "or econfig.solo_mode=true for domains without a user",
         )
 

@@ -1,11 +1,15 @@
 """A recording stand-in for AReaL's PPOTrainer, put at the GPU boundary through the config:
 `trainer._target_=recording_trainer.RecordingTrainer`. It does what the real trainer does
 first with its arguments (builds the workflow from its import path and kwargs, reads the
-datasets) and writes what it was given to <run_dir>/trainer_call.json."""
+datasets) and writes what it was given to <run_dir>/trainer_call.json, counting the calls
+(a requeued job calls it again). With $HOLD_FIRST_TRAINING=1 the first call then waits, as
+a long training would, until a signal (Slurm preemption) or 300 s."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,5 +49,8 @@ class RecordingTrainer:
             "filter_keeps_solved_group": dynamic_filter_fn({"rewards": [1.0, 1.0]}),
         }
         out = Path(config.cluster.fileroot) / config.experiment_name / config.trial_name / RECORD_NAME
+        record["calls"] = json.loads(out.read_text())["calls"] + 1 if out.exists() else 1
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, default=str))
+        if record["calls"] == 1 and os.environ.get("HOLD_FIRST_TRAINING") == "1":
+            threading.Event().wait(300)  # a signal handler (submitit's) interrupts this

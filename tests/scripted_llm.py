@@ -8,6 +8,10 @@ The user finds its task from the <scenario> in its system prompt; the agent from
 opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its prompt.
 
     python tests/scripted_llm.py --port 8000   # serve until interrupted
+
+It also stands in for SGLang's server in tau2train.serve_user_sim's tests
+(`user_sim.server_module=scripted_llm`): it answers GET /health, listens on --host/--port
+and ignores the other launch arguments.
 """
 
 from __future__ import annotations
@@ -102,9 +106,10 @@ class Scripts:
 class ScriptedLLM:
     """The server; `start()` returns its base URL, `requests` counts requests per model."""
 
-    def __init__(self, scripts: Scripts | None = None, port: int = 0):
+    def __init__(self, scripts: Scripts | None = None, port: int = 0, host: str = "127.0.0.1"):
         self.scripts = scripts or Scripts()
         self.port = port
+        self.host = host
         self.requests: Counter[str] = Counter()
         # Authorization headers seen per model (to check which key reached which endpoint).
         self.auth: dict[str, set[str]] = {}
@@ -132,9 +137,10 @@ class ScriptedLLM:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         self._loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]
         ready.set()
@@ -155,6 +161,9 @@ class ScriptedLLM:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
@@ -245,8 +254,10 @@ class ScriptedLLM:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    server = ScriptedLLM(port=args.port)
+    parser.add_argument("--host", default="127.0.0.1")
+    # SGLang's other launch arguments (--model-path, --tp, ...) mean nothing here
+    args, _ = parser.parse_known_args()
+    server = ScriptedLLM(port=args.port, host=args.host)
     print(f"serving on {server.start()}", flush=True)
     threading.Event().wait()
 

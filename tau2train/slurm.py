@@ -1,0 +1,129 @@
+"""cluster=slurm: submit the composed jobs through our hydra-submitit-launcher launcher
+(hydra_plugins/tau2train_slurm_launcher), record them, and say where to follow them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hydra._internal.callbacks import Callbacks
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, RunMode
+from hydra_plugins.tau2train_slurm_launcher import SubmitOnlySlurmLauncher
+
+from tau2train.compose import CONFIG_NAME, Composed, hydra_session
+from tau2train.errors import ConfigError
+from tau2train.job_record import now, read_job_record, update_job_record
+
+# Launcher settings that may differ between the points of one sweep (one array shares the rest).
+PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
+
+
+@dataclass
+class SubmittedJob:
+    job_id: str
+    trial_name: str
+    run_dir: str
+    stdout: str
+    stderr: str
+
+
+def tau2_data_dir() -> str:
+    """The installed tau2 package's domain data (found without importing tau2)."""
+    spec = importlib.util.find_spec("tau2")
+    assert spec and spec.submodule_search_locations
+    return str(Path(next(iter(spec.submodule_search_locations))) / "data")
+
+
+def job_environment(composed: Composed) -> dict[str, str]:
+    """What the controller job and its workers need besides the submitting shell's
+    environment (which sbatch passes on: keys stay there, never in the script)."""
+    return {"TAU2_DATA_DIR": tau2_data_dir(), **composed.config.slurm.env_vars}
+
+
+def check_one_array(jobs: list[Composed]) -> None:
+    """A sweep is one job array: every point must ask Slurm for the same job."""
+    def shared(c: Composed) -> dict:
+        return {k: v for k, v in c.launcher.items() if k not in PER_POINT_LAUNCHER_KEYS}
+
+    first = shared(jobs[0])
+    for composed in jobs[1:]:
+        differing = sorted(k for k, v in shared(composed).items() if first.get(k) != v)
+        if differing:
+            raise ConfigError(
+                "slurm",
+                ", ".join(f"{k}={shared(composed)[k]}" for k in differing),
+                f"sweep points {jobs[0].overrides} and {composed.overrides} ask Slurm for "
+                "different jobs, and one -m sweep is one job array",
+                fix="sweep over settings of the run, not of its Slurm job; submit "
+                "different slurm.* settings as separate sweeps",
+            )
+
+
+def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
+    check_one_array(jobs)
+    with hydra_session() as hydra:
+        master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(master))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task_function, config=master
+        )
+        assert isinstance(launcher, SubmitOnlySlurmLauncher), type(launcher)
+        exports = [f"export {k}={shlex.quote(str(v))}" for k, v in job_environment(jobs[0]).items()]
+        launcher.params["setup"] = exports + list(launcher.params.get("setup") or [])
+        launcher.preview = preview
+        return launcher.launch([c.overrides for c in jobs], initial_job_idx=0)
+
+
+def sbatch_preview(jobs: list[Composed], task_function: Callable) -> str:
+    """The exact sbatch script `submit` would hand to Slurm for these jobs."""
+    return _launch(jobs, task_function, preview=True)[0]
+
+
+def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
+    """Submit the jobs (one array when more than one) and record each in its run dir."""
+    submitted = []
+    for composed, job in zip(jobs, _launch(jobs, task_function, preview=False)):
+        exp = composed.config
+        entry = SubmittedJob(job.job_id, exp.trial_name, exp.run_dir, str(job.paths.stdout),
+                             str(job.paths.stderr))
+        if read_job_record(exp.run_dir).get("slurm_job_id") != job.job_id:  # not started yet
+            update_job_record(
+                exp.run_dir, state="submitted", mode=exp.mode, experiment_name=exp.experiment_name,
+                trial_name=exp.trial_name, overrides=composed.overrides, slurm_job_id=job.job_id,
+                stdout=entry.stdout, stderr=entry.stderr, submitted_at=now(), started_at=None,
+                ended_at=None, error=None, train_split=exp.train_dataset.split,
+                valid_split=exp.valid_dataset.split if exp.valid_dataset else None,
+            )
+        submitted.append(entry)
+    return submitted
+
+
+def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
+    first = submitted[0]
+    array = first.job_id.split("_")[0]
+    lines = [
+        f"Submitted {len(submitted)} Slurm job(s)"
+        + (f" as job array {array}" if "_" in first.job_id else "") + ":",
+    ]
+    width = max(len(s.trial_name) for s in submitted)
+    for s in submitted:
+        lines.append(f"  {s.job_id:<10} {s.trial_name:<{width}}  {s.run_dir}")
+    lines += [
+        f"logs:    {first.stdout}" + (" (one per job)" if len(submitted) > 1 else ""),
+        f"follow:  tail -f {first.stdout} {first.stderr}",
+        f"queue:   squeue -j {array}        cancel: scancel {array}",
+        f"report:  {Path(sys.executable).name} -m tau2train.sweep_report {sweep_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def slurm_job_id() -> str | None:
+    """This process's Slurm job id as submitit names it (array tasks: <array>_<index>)."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")

@@ -1,0 +1,176 @@
+"""cluster=slurm on a real Slurm (tests/setup_slurm.sh starts one on this machine; .ci/run
+does): submission through hydra-submitit-launcher, sweeps as one job array, requeue."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, slurm_overrides
+from recording_trainer import RECORD_NAME
+
+from tau2train.slurm import tau2_data_dir
+
+TESTS = Path(__file__).resolve().parent
+SECRETS = {"OPENAI_API_KEY": "sk-test-agent-key-slurm-0123", "WANDB_API_KEY": "wandb-test-key-slurm-4567"}
+# the controller job of a test: what this 2-CPU node can run several of at once
+SMALL_JOB = ["slurm.cpus_per_task=1", "slurm.mem_gb=1"]
+EXPERIMENT = "tau2-qwen3-1.7b-airline"
+
+
+def slurm_is_up() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+if not slurm_is_up():
+    pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` first (.ci/run does)",
+                pytrace=False)
+
+
+def wait_for(predicate, what: str, deadline_s: float = 300):
+    """Poll `predicate` until it returns something truthy; fail with `what` after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {deadline_s} s waiting for {what}; squeue:\n"
+                + subprocess.run(["squeue"], capture_output=True, text=True).stdout)
+
+
+def job_state(run_dir: Path) -> str | None:
+    path = run_dir / "job.json"
+    return json.loads(path.read_text())["state"] if path.exists() else None
+
+
+def squeue_state(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def submitted_ids(stdout: str) -> list[str]:
+    return re.findall(r"^  (\d+(?:_\d+)?) ", stdout, re.MULTILINE)
+
+
+def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
+    return [(p, p.read_bytes()) for p in root.rglob("*") if p.is_file()]
+
+
+def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(tmp_path):
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    result = run_cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "slurm.partition=debug",
+                     "slurm.account=rl", "slurm.time_minutes=90", "econfig.user_llm_base_url=http://h:8000/v1",
+                     "econfig.turn_discount=0.9,1.0", "econfig.invalid_format_penalty=0.0,0.1",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    script = out[out.index("#!/bin/bash"):]
+    experiment = tmp_path / "experiments" / EXPERIMENT
+    for line in [
+        "#SBATCH --array=0-3%4",  # four points, one array
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=rl",
+        "#SBATCH --time=90",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --requeue",
+        "#SBATCH --signal=USR2@120",  # submitit's checkpoint/requeue hook
+        f"#SBATCH --output={experiment}/.submitit/%A_%a/%A_%a_0_log.out",
+        f"export TAU2_DATA_DIR={tau2_data_dir()}",
+        "export NCCL_DEBUG=WARN",
+        "-u -m submitit.core._submit",
+    ]:
+        assert line in script, line
+    assert (Path(tau2_data_dir()) / "tau2" / "domains" / "airline").is_dir()
+    assert not (experiment / ".submitit").exists()
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    assert after == before  # nothing was submitted
+
+
+def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_runs(llm, tmp_path):
+    result = run_cli(
+        "-m", "mode=eval", f"eval.agent_base_url={llm.base_url}", f"econfig.user_llm_base_url={llm.base_url}",
+        "econfig.user_llm=user", "domain=airline", "eval.num_trials=1", "eval.agent_model=gold,wrong",
+        *slurm_overrides(tmp_path), *SMALL_JOB,
+        cwd=tmp_path, env=SECRETS,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    ids = submitted_ids(out)
+    assert len(ids) == 2 and len({i.split("_")[0] for i in ids}) == 1, out  # one array
+    assert f"Submitted 2 Slurm job(s) as job array {ids[0].split('_')[0]}" in out
+    assert "follow:  tail -f " in out and "report:  " in out
+
+    experiment = tmp_path / "experiments" / EXPERIMENT
+    runs = {agent: experiment / f"agent_model{agent}" for agent in ("gold", "wrong")}
+    for run_dir in runs.values():
+        wait_for(lambda: job_state(run_dir) in ("completed", "failed"), f"{run_dir.name} to finish")
+    for agent, run_dir in runs.items():
+        record = json.loads((run_dir / "job.json").read_text())
+        assert record["state"] == "completed", Path(record["stderr"]).read_text()[-3000:]
+        assert record["slurm_job_id"] in ids and record["trial_name"] == run_dir.name
+        [metrics] = run_dir.glob("eval/*/metrics.json")
+        report = json.loads(metrics.read_text())
+        assert report["num_tasks"] == 20 and report["num_errors"] == 0
+        assert (report["avg_reward"] == 1.0) == (agent == "gold")
+        [wandb_run] = metrics.parent.glob("wandb/offline-run-*")
+        assert any(wandb_run.glob("*.wandb"))
+
+    report = subprocess.run([sys.executable, "-m", "tau2train.sweep_report", str(experiment)],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    rows = {line.split()[0]: line for line in report.stdout.splitlines() if line.startswith("agent_model")}
+    assert sorted(rows) == ["agent_modelgold", "agent_modelwrong"], report.stdout
+    for trial, row in rows.items():
+        assert "completed" in row and json.loads((experiment / trial / "job.json").read_text())["slurm_job_id"] in row
+    assert (experiment / "sweep_report.png").read_bytes().startswith(b"\x89PNG")
+
+    for path, data in all_bytes_under(tmp_path / "experiments"):
+        for secret in SECRETS.values():
+            assert secret.encode() not in data, path
+
+
+def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(llm, tmp_path):
+    result = run_cli(
+        "trainer._target_=recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
+        "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_JOB,
+        cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", **SECRETS},
+    )
+    assert result.returncode == 0, result.stderr
+    [job_id] = submitted_ids(result.stdout)
+    run_dir = tmp_path / "experiments" / EXPERIMENT / "trial0"
+    record_file = run_dir / RECORD_NAME
+    wait_for(record_file.exists, "the first training call")
+    first = json.loads(record_file.read_text())
+    assert first["calls"] == 1
+    assert first["config"]["recover"]["mode"] == "auto"
+    assert first["config"]["scheduler"]["type"] == "slurm"
+    assert first["workflow"] == "tau2train.workflow.Tau2AgentWorkflow"
+    assert first["workflow_kwargs"]["econfig"]["turn_discount"] == 0.9
+
+    # Preemption as Slurm signals it to submitit (SlurmJob._interrupt does the same).
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_for(lambda: job_state(run_dir) == "requeued", "submitit's hook to requeue the job")
+    # Slurm holds a requeued job back for about two minutes; let it start now.
+    wait_for(lambda: squeue_state(job_id) == "PENDING", "Slurm to requeue the job")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    wait_for(lambda: job_state(run_dir) == "completed" and json.loads(record_file.read_text())["calls"] == 2,
+             "the requeued job to train again and finish")
+    second = json.loads(record_file.read_text())
+    assert second["config"]["trial_name"] == first["config"]["trial_name"] == "trial0"
+    assert second["config"]["recover"] == first["config"]["recover"]
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["slurm_job_id"] == job_id and record["starts"] == 2
+    assert "this job is preempted" in Path(record["stderr"]).read_text()
+
+    for path, data in all_bytes_under(tmp_path / "experiments"):
+        for secret in SECRETS.values():
+            assert secret.encode() not in data, path
