@@ -105,6 +105,11 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
         return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
+def is_sweep_override(override: str) -> bool:
+    """a=1,2 / x=interval(0,1) / model=glob(*): a value for the sweeper to choose."""
+    return parse_overrides([override])[0].is_sweep_override()
+
+
 # Group choices already in the experiment name (tau2-<model>-<domain>): not repeated in trials.
 EXPERIMENT_NAME_KEYS = ("model", "domain", "experiment_name")
 

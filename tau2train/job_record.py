@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tau2train.files import write_atomic
+
+if TYPE_CHECKING:  # readers of records (sweep_report) stay free of AReaL's import
+    from tau2train.compose import Composed
 
 JOB_RECORD_NAME = "job.json"
 
@@ -31,3 +34,13 @@ def update_job_record(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
     record = {**read_job_record(run_dir), **fields}
     write_atomic(Path(run_dir) / JOB_RECORD_NAME, json.dumps(record, indent=2))
     return record
+
+
+def run_description(composed: Composed) -> dict[str, Any]:
+    """What a record says about the run itself, whoever writes it first."""
+    exp = composed.config
+    return {
+        "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
+        "overrides": composed.overrides, "train_split": exp.train_dataset.split,
+        "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
+    }

@@ -21,16 +21,19 @@ from tau2train.compose import (
     CONFIG_NAME,
     Composed,
     compose,
+    hydra_session,
+    is_sweep_override,
     sweep_points,
     to_composed,
     with_trial_names,
 )
 from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.evaluate import check_endpoints, render_eval_plan, run_eval
-from tau2train.job_record import now, read_job_record, update_job_record
+from tau2train.job_record import now, read_job_record, run_description, update_job_record
 from tau2train.plan import render_plan, write_areal_config
 from tau2train.schemas import register_configs
 from tau2train.slurm import render_submission, sbatch_preview, slurm_job_id, submit
+from tau2train.sweep_report import run_reward
 from tau2train.train import run_training
 from tau2train.validate import Layout, validate
 
@@ -41,6 +44,8 @@ HYDRA_VERBS = (
     "--shell-completion", "-sc", "--version",
 )
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
+SWEEPER_TRIAL_NAME = "trial_name=trial${hydra:job.num}"
 
 
 def prepare(argv: list[str]) -> list[tuple[Composed, Layout]]:
@@ -115,15 +120,16 @@ def launch_on_slurm(jobs: list[tuple[Composed, Layout]]) -> None:
     print(render_submission(submitted, str(Path(composed[0].config.run_dir).parent)))
 
 
-def run_submitted_job(cfg: DictConfig) -> None:
-    """What each Slurm job runs: hydra-submitit-launcher composes the job's overrides and
-    calls this through Hydra's run_job; a requeued job runs it again with the same ones."""
+def run_submitted_job(cfg: DictConfig) -> float | None:
+    """What each job Hydra launches runs (a Slurm job through hydra-submitit-launcher, or a
+    point of a Hydra sweeper's sweep): record it, run it, return its reward for the sweeper.
+    A requeued job runs it again with the same overrides."""
     register_configs()
     composed = to_composed(cfg)
     run_dir = composed.config.run_dir
     starts = read_job_record(run_dir).get("starts", 0) + 1  # more than 1 after a requeue
-    update_job_record(run_dir, state="running", slurm_job_id=slurm_job_id(), started_at=now(),
-                      ended_at=None, error=None, starts=starts)
+    update_job_record(run_dir, **run_description(composed), state="running", slurm_job_id=slurm_job_id(),
+                      started_at=now(), ended_at=None, error=None, starts=starts)
     try:
         launch(composed, None)
     except SystemExit:
@@ -134,6 +140,36 @@ def run_submitted_job(cfg: DictConfig) -> None:
         update_job_record(run_dir, state="failed", ended_at=now(), error=f"{type(error).__name__}: {error}")
         raise
     update_job_record(run_dir, state="completed", ended_at=now())
+    return run_reward(Path(run_dir))
+
+
+def hydra_sweeper(overrides: list[str]) -> str | None:
+    """The Hydra sweeper plugin a `-m` command picks (hydra/sweeper=optuna), if not the basic one."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra/sweeper=")]
+    return chosen[-1] if chosen and chosen[-1] != "basic" else None
+
+
+def run_hydra_sweep(overrides: list[str]) -> None:
+    """`-m hydra/sweeper=optuna ...`: the sweeper picks each next point from the rewards of
+    the last ones, so Hydra drives the sweep and waits for every job (on Slurm too). The
+    fixed part is validated now; each point is composed and checked in its own job."""
+    fixed = [o for o in overrides if not is_sweep_override(o)]
+    composed = compose(fixed)
+    exp = composed.config
+    layout = validate(exp)
+    if exp.dry_run:
+        dry_run(composed, layout)
+        print(f"\n(dry run of the fixed settings only: {hydra_sweeper(overrides)} picks the swept "
+              "values from the rewards of earlier points)")
+        return
+    check_endpoints(exp)
+    extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
+    if exp.scheduler.type == "slurm":
+        extra.append("hydra.launcher.wait_for_results=true")
+    with hydra_session() as hydra:
+        hydra.multirun(CONFIG_NAME, run_submitted_job, [*overrides, *extra], with_log_configuration=False)
+    print(f"sweep results: {Path(exp.run_dir).parent}/optimization_results.yaml\n"
+          f"report:        python -m tau2train.sweep_report {Path(exp.run_dir).parent}")
 
 
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)
@@ -162,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         _hydra_main()
         return
     try:
+        if any(a in MULTIRUN_FLAGS for a in argv) and hydra_sweeper(argv):
+            run_hydra_sweep([a for a in argv if a not in MULTIRUN_FLAGS])
+            return
         jobs = prepare(argv)
         if jobs[0][0].config.scheduler.type == "slurm":
             launch_on_slurm(jobs)

@@ -14,11 +14,10 @@ from typing import Callable
 from hydra._internal.callbacks import Callbacks
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
-from hydra_plugins.tau2train_slurm_launcher import SubmitOnlySlurmLauncher
 
 from tau2train.compose import CONFIG_NAME, Composed, hydra_session
 from tau2train.errors import ConfigError
-from tau2train.job_record import now, read_job_record, update_job_record
+from tau2train.job_record import now, read_job_record, run_description, update_job_record
 
 # Launcher settings that may differ between the points of one sweep (one array shares the rest).
 PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
@@ -73,7 +72,6 @@ def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> lis
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task_function, config=master
         )
-        assert isinstance(launcher, SubmitOnlySlurmLauncher), type(launcher)
         exports = [f"export {k}={shlex.quote(str(v))}" for k, v in job_environment(jobs[0]).items()]
         launcher.params["setup"] = exports + list(launcher.params.get("setup") or [])
         launcher.preview = preview
@@ -94,11 +92,9 @@ def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
                              str(job.paths.stderr))
         if read_job_record(exp.run_dir).get("slurm_job_id") != job.job_id:  # not started yet
             update_job_record(
-                exp.run_dir, state="submitted", mode=exp.mode, experiment_name=exp.experiment_name,
-                trial_name=exp.trial_name, overrides=composed.overrides, slurm_job_id=job.job_id,
+                exp.run_dir, **run_description(composed), state="submitted", slurm_job_id=job.job_id,
                 stdout=entry.stdout, stderr=entry.stderr, submitted_at=now(), started_at=None,
-                ended_at=None, error=None, train_split=exp.train_dataset.split,
-                valid_split=exp.valid_dataset.split if exp.valid_dataset else None,
+                ended_at=None, error=None,
             )
         submitted.append(entry)
     return submitted

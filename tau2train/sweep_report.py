@@ -231,6 +231,12 @@ def build_rows(dirs: list[Path]) -> list[Row]:
     return sorted(rows, key=lambda r: r.trial)
 
 
+def run_reward(run_dir: Path) -> float | None:
+    """One run's reward as a sweeper optimises it: eval's average reward, training's final."""
+    [row] = build_rows([run_dir])
+    return row.mean if row.job.get("mode") == "eval" else row.final
+
+
 def varying_keys(rows: list[Row]) -> dict[str, str]:
     """{full override key: short column name} for the overrides that differ between rows."""
     keys = list(dict.fromkeys(k for r in rows for k in r.overrides))  # command-line order

@@ -73,12 +73,20 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
 
     preview = False
 
+    def __init__(self, wait_for_results: bool = False, **params: Any) -> None:
+        super().__init__(**params)
+        self.wait_for_results = wait_for_results
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().__call__(*args, **kwargs)
         # Hydra's run_job hands back a failed job's exception; raising it makes the job fail
         # in submitit's and Slurm's eyes too (exit status, result pickle, sacct).
-        return super().__call__(*args, **kwargs).return_value
+        result.return_value
+        return result
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        if self.wait_for_results:  # a sweeper that chooses points from results (Optuna)
+            return super().launch(job_overrides, initial_job_idx)
         with _executor_class(_PreviewExecutor if self.preview else _SubmitOnlyExecutor):
             return super().launch(job_overrides, initial_job_idx)
 
@@ -86,6 +94,8 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
 @dataclass
 class SubmitOnlySlurmQueueConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.tau2train_slurm_launcher.SubmitOnlySlurmLauncher"
+    # wait for every job's result, as a sweeper choosing points from rewards needs
+    wait_for_results: bool = False
 
 
 def register() -> None:
