@@ -20,12 +20,15 @@ from areal.api.cli_args import PPOConfig as ArealPPOConfig
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from tau2train.tau2_catalog import tau2_data_dir
 from tau2train.user_sim_record import USER_SIM_URL_RESOLVER, recorded_url
 
 # econfig.user_llm_base_url defaults to ${tau2train.user_sim_url:<record>}: the URL a running
 # `python -m tau2train.serve_user_sim` recorded. Registered on import, not in register_configs,
 # so every process that resolves a config (a Slurm job re-composing its own included) has it.
 OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
+# ${tau2train.tau2_data_dir:}: the installed tau2's data, for Slurm jobs and their workers.
+OmegaConf.register_new_resolver("tau2train.tau2_data_dir", tau2_data_dir, replace=True)
 
 
 # tau2's reward types (tau2.data_model.tasks.RewardType), spelled out so that validation

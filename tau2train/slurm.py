@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,19 +28,6 @@ class SubmittedJob:
     run_dir: str
     stdout: str
     stderr: str
-
-
-def tau2_data_dir() -> str:
-    """The installed tau2 package's domain data (found without importing tau2)."""
-    spec = importlib.util.find_spec("tau2")
-    assert spec and spec.submodule_search_locations
-    return str(Path(next(iter(spec.submodule_search_locations))) / "data")
-
-
-def job_environment(composed: Composed) -> dict[str, str]:
-    """What the controller job and its workers need besides the submitting shell's
-    environment (which sbatch passes on: keys stay there, never in the script)."""
-    return {"TAU2_DATA_DIR": tau2_data_dir(), **composed.config.slurm.env_vars}
 
 
 def check_one_array(jobs: list[Composed]) -> None:
@@ -72,8 +57,6 @@ def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> lis
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task_function, config=master
         )
-        exports = [f"export {k}={shlex.quote(str(v))}" for k, v in job_environment(jobs[0]).items()]
-        launcher.params["setup"] = exports + list(launcher.params.get("setup") or [])
         launcher.preview = preview
         return launcher.launch([c.overrides for c in jobs], initial_job_idx=0)
 

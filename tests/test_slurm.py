@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_cli, slurm_overrides
 from recording_trainer import RECORD_NAME
 
-from tau2train.slurm import tau2_data_dir
+from tau2train.tau2_catalog import tau2_data_dir
 
 TESTS = Path(__file__).resolve().parent
 SECRETS = {"OPENAI_API_KEY": "sk-test-agent-key-slurm-0123", "WANDB_API_KEY": "wandb-test-key-slurm-4567"}
@@ -91,6 +92,9 @@ def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(tmp_path):
         assert line in script, line
     assert (Path(tau2_data_dir()) / "tau2" / "domains" / "airline").is_dir()
     assert not (experiment / ".submitit").exists()
+    [areal_config, *_] = experiment.glob("*/areal_config.yaml")
+    [worker] = yaml.safe_load(areal_config.read_text())["actor"]["scheduling_spec"]
+    assert worker["env_vars"]["TAU2_DATA_DIR"] == tau2_data_dir()  # the GPU workers get it too
     after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     assert after == before  # nothing was submitted
 

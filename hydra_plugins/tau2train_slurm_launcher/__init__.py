@@ -10,6 +10,7 @@ it would have submitted. Hydra loads launchers only from the hydra_plugins packa
 
 from __future__ import annotations
 
+import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -17,8 +18,10 @@ from typing import Any, Callable, Iterator, Sequence
 import submitit
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import DictConfig, OmegaConf
 from submitit.slurm.slurm import _make_sbatch_string
 
 LAUNCHER_NAME = "tau2train_slurm"
@@ -76,6 +79,14 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
     def __init__(self, wait_for_results: bool = False, **params: Any) -> None:
         super().__init__(**params)
         self.wait_for_results = wait_for_results
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        # The job's environment: `slurm.env_vars` exported before the setup lines. sbatch
+        # passes the submitting shell's environment on, so keys stay there, never in the script.
+        env = OmegaConf.to_container(OmegaConf.select(config, "slurm.env_vars", default={}), resolve=True)
+        exports = [f"export {k}={shlex.quote(str(v))}" for k, v in env.items()]
+        self.params["setup"] = exports + list(self.params.get("setup") or [])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = super().__call__(*args, **kwargs)
