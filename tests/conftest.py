@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
         text=True,
         timeout=300,
     )
+
+
+def wait_for(predicate, what: str, deadline_s: float = 300, explain=lambda: ""):
+    """Poll `predicate` until it returns something truthy (a job, a server: they answer when
+    they are ready); fail naming `what`, plus `explain()`, after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}{explain()}")
 
 
 @pytest.fixture(scope="session")

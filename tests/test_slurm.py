@@ -7,11 +7,11 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+import conftest
 from conftest import run_cli, slurm_overrides
 from recording_trainer import RECORD_NAME
 
@@ -37,15 +37,8 @@ if not slurm_is_up():
 
 
 def wait_for(predicate, what: str, deadline_s: float = 300):
-    """Poll `predicate` until it returns something truthy; fail with `what` after the deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {deadline_s} s waiting for {what}; squeue:\n"
-                + subprocess.run(["squeue"], capture_output=True, text=True).stdout)
+    return conftest.wait_for(predicate, what, deadline_s, explain=lambda: "; squeue:\n" + subprocess.run(
+        ["squeue"], capture_output=True, text=True).stdout)
 
 
 def job_state(run_dir: Path) -> str | None:
@@ -115,8 +108,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
 
     experiment = tmp_path / "experiments" / EXPERIMENT
     runs = {agent: experiment / f"agent_model{agent}" for agent in ("gold", "wrong")}
-    for run_dir in runs.values():
-        wait_for(lambda: job_state(run_dir) in ("completed", "failed"), f"{run_dir.name} to finish")
+    wait_for(lambda: all(job_state(d) in ("completed", "failed") for d in runs.values()), "both jobs to finish")
     for agent, run_dir in runs.items():
         record = json.loads((run_dir / "job.json").read_text())
         assert record["state"] == "completed", Path(record["stderr"]).read_text()[-3000:]

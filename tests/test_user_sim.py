@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from conftest import run_cli, slurm_overrides
+from conftest import run_cli, slurm_overrides, wait_for
 from tau2train.errors import BAD_INPUT_EXIT_CODE
 from tau2train.serve_user_sim import main as serve_main
 
@@ -181,16 +180,6 @@ def answers(url: str) -> bool:
         return False
 
 
-def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
-
-
 def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
@@ -199,7 +188,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
         cwd=tmp_path, env=serve_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: record_file.exists() or process.poll() is not None, "the record")
+        wait_for(lambda: record_file.exists() or process.poll() is not None, "the record", DEADLINE_S)
         assert process.poll() is None, process.communicate()
         record = json.loads(record_file.read_text())
         url = f"http://127.0.0.1:{port}/v1/"

@@ -5,7 +5,9 @@ each job requeue itself through submitit's checkpoint hook when it is preempted 
 out. What it lacks for days-long training is returning once submitted (its `launch` waits
 on every job's result), so this launcher keeps all of its handling and, for the one call,
 swaps in an executor that returns the submitted jobs, or, for a dry run, the sbatch script
-it would have submitted. Hydra loads launchers only from the hydra_plugins package.
+it would have submitted. It also exports the config's `slurm.env_vars` in the script, and
+waits as the stock launcher does when a sweeper needs the results (`wait_for_results`,
+Optuna). Hydra loads launchers only from the hydra_plugins package.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
         result = super().__call__(*args, **kwargs)
         # Hydra's run_job hands back a failed job's exception; raising it makes the job fail
         # in submitit's and Slurm's eyes too (exit status, result pickle, sacct).
-        result.return_value
+        _ = result.return_value
         return result
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
