@@ -18,8 +18,6 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -27,16 +25,12 @@ from pathlib import Path
 
 from tau2train.files import write_atomic
 from tau2train.job_record import JOB_RECORD_NAME
+from tau2train.slurm_queue import SLURM_ENDED, slurm_states
 
 JOB_FILE = JOB_RECORD_NAME
 REPORT_NAME = "sweep_report"
 FINAL_FRACTION = 0.1  # "final reward" = mean over the newest 10% of train episodes
 ENDED = ("completed", "failed")  # recorded states after which Slurm is not asked
-# Slurm states of a job that is over; squeue -t all still lists them for MinJobAge (300 s).
-SLURM_ENDED = {
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-    "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "REVOKED",
-}
 UNREADABLE = "unreadable"  # the state shown for a job.json that is not a JSON object
 NOT_OVERRIDES = ("trial_name", "experiment_name")  # already the row / the directory
 STAMP = re.compile(r"\d{8}-\d{6}$")  # the time suffix of an eval results directory
@@ -147,26 +141,6 @@ def eval_results(row: Row) -> None:
         row.episodes += f" ({metrics['num_errors']} err)"
     row.mean = metrics.get("avg_reward")
     row.final = (metrics.get("pass_hat_k") or {}).get("1")
-
-
-def slurm_states(job_ids: list[str]) -> tuple[dict[str, str] | None, str]:
-    """{job id: Slurm state} in one squeue call, or None and why when Slurm can't be asked."""
-    if not job_ids:
-        return {}, ""
-    if shutil.which("squeue") is None:
-        return None, "squeue not found"
-    cmd = ["squeue", "-h", "-r", "-t", "all", "-o", "%i %T", "-j", ",".join(job_ids)]
-    try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"squeue failed ({type(e).__name__})"
-    if done.returncode != 0:
-        # One id alone that Slurm has forgotten is an error; several are just not listed.
-        if "Invalid job id" in done.stderr:
-            return {}, ""
-        return None, "squeue failed: " + (done.stderr.strip().splitlines() or ["?"])[0]
-    states = dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
-    return states, ""
 
 
 def last_line(path: str | None) -> str:

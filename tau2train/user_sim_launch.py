@@ -18,17 +18,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tau2train.slurm_queue import SLURM_ENDED, slurm_states
 from tau2train.user_sim_job import host_file, serve, server_log
 
 POLL_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
 STOP_GRACE_S = 30.0
 LOG_TAIL_LINES = 20
-# squeue states of a job that will not run (again).
-SLURM_ENDED = {
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-    "PREEMPTED", "TIMEOUT",
-}
 
 
 class ServerFailed(Exception):
@@ -125,16 +121,10 @@ class SlurmServer:
         return f"Slurm job {self.job_id} is {state or 'unknown to squeue'}"
 
     def _state(self, with_reason: bool = False) -> str | None:
-        """squeue's state of the job; "" once Slurm has forgotten it; None if squeue failed
-        for another reason (a busy controller is not a dead job). submitit's own watcher
-        asks sacct, which clusters without accounting do not have."""
-        fmt = "%T %r" if with_reason else "%T"
-        result = subprocess.run(
-            ["squeue", "-h", "-j", self.job_id, "-o", fmt], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            return "" if "Invalid job id" in result.stderr else None
-        return result.stdout.strip()
+        """squeue's state of the job; "" once Slurm has forgotten it; None if Slurm can't
+        be asked (a busy controller is not a dead job)."""
+        states, _ = slurm_states([self.job_id], with_reason)
+        return None if states is None else states.get(self.job_id, "")
 
     def stop(self) -> None:
         subprocess.run(["scancel", self.job_id], capture_output=True)
