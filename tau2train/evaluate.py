@@ -54,12 +54,20 @@ def check_reachable(key: str, url: str) -> None:
         ) from None
 
 
+def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
+    """(key, URL) of the servers the run's episodes talk to."""
+    needed = []
+    if exp.mode == "eval":
+        needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
+    if not exp.econfig.solo_mode:
+        needed.append(("econfig.user_llm_base_url", exp.econfig.user_llm_base_url))
+    return needed
+
+
 def check_endpoints(exp: ExperimentConfig) -> None:
     """The servers the run's episodes talk to answer (before a job is started or submitted)."""
-    if exp.mode == "eval":
-        check_reachable("eval.agent_base_url", exp.eval.agent_base_url)
-    if not exp.econfig.solo_mode:
-        check_reachable("econfig.user_llm_base_url", exp.econfig.user_llm_base_url)
+    for key, url in endpoints(exp):
+        check_reachable(key, url)
 
 
 def eval_dir(exp: ExperimentConfig) -> Path:

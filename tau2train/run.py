@@ -28,7 +28,7 @@ from tau2train.compose import (
     with_trial_names,
 )
 from tau2train.errors import BAD_INPUT_EXIT_CODE, ConfigError
-from tau2train.evaluate import check_endpoints, render_eval_plan, run_eval
+from tau2train.evaluate import check_endpoints, check_reachable, endpoints, render_eval_plan, run_eval
 from tau2train.job_record import now, read_job_record, run_description, update_job_record
 from tau2train.plan import render_plan, write_areal_config
 from tau2train.schemas import register_configs
@@ -114,17 +114,16 @@ def launch_on_slurm(jobs: list[tuple[Composed, Layout]]) -> None:
         print("\nsbatch script (made by hydra-submitit-launcher/submitit; not submitted):\n")
         print(sbatch_preview(composed, run_submitted_job))
         return
-    for c in composed:
-        check_endpoints(c.config)
+    for key, url in sorted({e for c in composed for e in endpoints(c.config)}):  # once per server
+        check_reachable(key, url)
     submitted = submit(composed, run_submitted_job)
     print(render_submission(submitted, str(Path(composed[0].config.run_dir).parent)))
 
 
-def run_submitted_job(cfg: DictConfig) -> float | None:
+def run_submitted_job(cfg: DictConfig) -> str:
     """What each job Hydra launches runs (a Slurm job through hydra-submitit-launcher, or a
-    point of a Hydra sweeper's sweep): record it, run it, return its reward for the sweeper.
+    point of a Hydra sweeper's sweep): record it and run it; returns its run directory.
     A requeued job runs it again with the same overrides."""
-    register_configs()
     composed = to_composed(cfg)
     run_dir = composed.config.run_dir
     starts = read_job_record(run_dir).get("starts", 0) + 1  # more than 1 after a requeue
@@ -140,7 +139,12 @@ def run_submitted_job(cfg: DictConfig) -> float | None:
         update_job_record(run_dir, state="failed", ended_at=now(), error=f"{type(error).__name__}: {error}")
         raise
     update_job_record(run_dir, state="completed", ended_at=now())
-    return run_reward(Path(run_dir))
+    return run_dir
+
+
+def run_sweeper_job(cfg: DictConfig) -> float | None:
+    """A Hydra sweeper's job: run it, and hand the sweeper the reward it optimises."""
+    return run_reward(Path(run_submitted_job(cfg)))
 
 
 def hydra_sweeper(overrides: list[str]) -> str | None:
@@ -167,7 +171,7 @@ def run_hydra_sweep(overrides: list[str]) -> None:
     if exp.scheduler.type == "slurm":
         extra.append("hydra.launcher.wait_for_results=true")
     with hydra_session() as hydra:
-        hydra.multirun(CONFIG_NAME, run_submitted_job, [*overrides, *extra], with_log_configuration=False)
+        hydra.multirun(CONFIG_NAME, run_sweeper_job, [*overrides, *extra], with_log_configuration=False)
     print(f"sweep results: {Path(exp.run_dir).parent}/optimization_results.yaml\n"
           f"report:        python -m tau2train.sweep_report {Path(exp.run_dir).parent}")
 

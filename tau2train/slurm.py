@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import submitit
 from hydra._internal.callbacks import Callbacks
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
@@ -103,6 +104,7 @@ def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
 
 
 def slurm_job_id() -> str | None:
-    """This process's Slurm job id as submitit names it (array tasks: <array>_<index>)."""
-    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
+    """This job's id as submitit names it (array tasks: <array>_<index>); None outside one."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":  # set by submitit's sbatch script
+        return None
+    return submitit.JobEnvironment().job_id
