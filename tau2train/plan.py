@@ -12,6 +12,7 @@ import yaml
 
 from tau2train.compose import Composed
 from tau2train.files import write_atomic
+from tau2train.tables import align
 from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig
 from tau2train.validate import Layout
 
@@ -42,11 +43,6 @@ def write_areal_config(exp: ExperimentConfig) -> Path:
     return write_atomic(Path(exp.run_dir) / AREAL_CONFIG_NAME, text)
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-
-
 def render_plan(composed: Composed, layout: Layout, config_path: Path | None) -> str:
     exp = composed.config
     choices = composed.choices
@@ -60,7 +56,7 @@ def render_plan(composed: Composed, layout: Layout, config_path: Path | None) ->
     lines = [
         "tau2train plan (dry run: nothing was started or submitted)",
         "",
-        *_table([
+        *align([
             ["model", choices["model"], f"{model.path} ({arch})"],
             ["domain", choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
              f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}', "
@@ -80,13 +76,13 @@ def render_plan(composed: Composed, layout: Layout, config_path: Path | None) ->
         rows.append([role, allocation.backend, str(p.world_size), str(p.dp_size), str(p.tp_size),
                      str(p.pp_size), str(p.cp_size), str(p.ep_size), str(p.edp_size)])
     rows.append(["total", "", f"{layout.n_gpus} of {n_available}", "", "", "", "", "", ""])
-    lines += _table(rows)
+    lines += align(rows)
 
     g = exp.gconfig
     lines += [
         "",
         "Token budgets and batch",
-        *_table([
+        *align([
             ["per agent turn", "gconfig.max_new_tokens", str(g.max_new_tokens)],
             ["per episode", "gconfig.max_tokens", str(g.max_tokens)],
             ["per micro-batch", "actor.mb_spec.max_tokens_per_mb", str(exp.actor.mb_spec.max_tokens_per_mb)],
@@ -97,7 +93,7 @@ def render_plan(composed: Composed, layout: Layout, config_path: Path | None) ->
         ]),
         "",
         "Where things go",
-        *_table([
+        *align([
             ["AReaL config", str(config_path) if config_path else "(not written)"],
             ["checkpoints", f"{cluster.fileroot}/checkpoints/{user}/{exp.experiment_name}/{exp.trial_name}"],
             ["logs, rollouts", f"{cluster.fileroot}/logs/{user}/{exp.experiment_name}/{exp.trial_name}"],
@@ -120,7 +116,7 @@ def slurm_submission(composed: Composed) -> list[str]:
     return [
         "Slurm submission (would be made through hydra-submitit-launcher; not submitted)",
         "  controller job:",
-        *["  " + line for line in _table(rows)],
+        *["  " + line for line in align(rows)],
         f"  then AReaL's Slurm scheduler starts {exp.cluster.n_nodes * exp.cluster.n_gpus_per_node} "
         f"GPU workers on {exp.cluster.n_nodes} node(s)"
         + (f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""),

@@ -19,11 +19,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tau2train.files import write_atomic
+from tau2train.tables import align
 from tau2train.job_record import JOB_RECORD_NAME
 from tau2train.slurm_queue import SLURM_ENDED, slurm_states
 
@@ -267,7 +267,6 @@ def table(rows: list[Row], keys: dict[str, str]) -> list[list[str]]:
 
 def render(path: Path, rows: list[Row], keys: dict[str, str], caveat: str) -> str:
     grid = table(rows, keys)
-    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -277,7 +276,7 @@ def render(path: Path, rows: list[Row], keys: dict[str, str], caveat: str) -> st
     if caveat:
         lines.append(caveat)
     lines.append("")
-    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in grid]
+    lines += align(grid, indent="")
     return "\n".join(lines)
 
 
@@ -296,7 +295,7 @@ def write_csv(path: Path, rows: list[Row], keys: dict[str, str]) -> Path:
 
 
 def write_plot(path: Path, rows: list[Row]) -> Path:
-    """Mean and final reward per point as grouped bars; written whole through a rename."""
+    """Mean and final reward per point as grouped bars; written whole or not at all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,17 +318,12 @@ def write_plot(path: Path, rows: list[Row]) -> Path:
     ax.set_title(f"{path.parent.name}: reward per point", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    png = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
