@@ -27,7 +27,6 @@ from tau2train.tables import align
 from tau2train.job_record import JOB_RECORD_NAME
 from tau2train.slurm_queue import SLURM_ENDED, slurm_states
 
-JOB_FILE = JOB_RECORD_NAME
 REPORT_NAME = "sweep_report"
 FINAL_FRACTION = 0.1  # "final reward" = mean over the newest 10% of train episodes
 ENDED = ("completed", "failed")  # recorded states after which Slurm is not asked
@@ -59,25 +58,25 @@ def run_dirs(path: Path) -> tuple[list[Path], list[str]]:
     if not path.is_dir():
         problem = "does not exist" if not path.exists() else "is not a directory"
         raise BadDir(f"error: {path} {problem}.\n" + _expected())
-    if (path / JOB_FILE).is_file():
+    if (path / JOB_RECORD_NAME).is_file():
         return [path], []
     children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    runs = [p for p in children if (p / JOB_FILE).is_file()]
+    runs = [p for p in children if (p / JOB_RECORD_NAME).is_file()]
     if runs:
         return runs, [p.name for p in children if p not in runs]
-    nested = sorted({p.parent.parent.name for p in path.glob(f"*/*/{JOB_FILE}")})
+    nested = sorted({p.parent.parent.name for p in path.glob(f"*/*/{JOB_RECORD_NAME}")})
     hint = ""
     if nested:
         hint = (f"\n  {path} looks like a cluster.fileroot; its experiments: {', '.join(nested)}"
                 f"\n  e.g. python -m tau2train.sweep_report {path / nested[0]}")
     elif children:
-        hint = f"\n  its {len(children)} subdirectories have no {JOB_FILE} (dry runs write none)"
-    raise BadDir(f"error: {path} holds no {JOB_FILE}.\n" + _expected() + hint)
+        hint = f"\n  its {len(children)} subdirectories have no {JOB_RECORD_NAME} (dry runs write none)"
+    raise BadDir(f"error: {path} holds no {JOB_RECORD_NAME}.\n" + _expected() + hint)
 
 
 def _expected() -> str:
-    return (f"  expected: <sweep dir>/<trial>/{JOB_FILE} (sweep dir = <cluster.fileroot>/"
-            f"<experiment_name>, as the -m submission printed), or a run dir holding {JOB_FILE}\n"
+    return (f"  expected: <sweep dir>/<trial>/{JOB_RECORD_NAME} (sweep dir = <cluster.fileroot>/"
+            f"<experiment_name>, as the -m submission printed), or a run dir holding {JOB_RECORD_NAME}\n"
             "  fix: point at the experiment directory of a sweep submitted without dry_run=true")
 
 
@@ -167,7 +166,7 @@ def settle_states(rows: list[Row]) -> str:
             row.state = f"{recorded}?"  # a local run, or Slurm can't be asked: as recorded
         elif (slurm := states.get(str(job_id))) and slurm not in SLURM_ENDED:
             row.state = slurm
-        elif (again := read_json(row.run_dir / JOB_FILE) or {}).get("state") in ENDED:
+        elif (again := read_json(row.run_dir / JOB_RECORD_NAME) or {}).get("state") in ENDED:
             row.job = again  # it recorded its end while Slurm was being asked
             ended(row)
         else:
@@ -194,11 +193,11 @@ def ended(row: Row) -> None:
 def build_rows(dirs: list[Path]) -> list[Row]:
     rows = []
     for run_dir in dirs:
-        job = read_json(run_dir / JOB_FILE)
+        job = read_json(run_dir / JOB_RECORD_NAME)
         row = Row(trial=str((job or {}).get("trial_name") or run_dir.name), run_dir=run_dir,
                   job=job or {"state": UNREADABLE})
         if job is None:
-            row.note = f"{run_dir / JOB_FILE} is not a JSON object"
+            row.note = f"{run_dir / JOB_RECORD_NAME} is not a JSON object"
         row.overrides = parse_overrides(row.job.get("overrides"))
         (eval_results if row.job.get("mode") == "eval" else train_results)(row)
         rows.append(row)
@@ -344,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = varying_keys(rows)
     print(render(path, rows, keys, caveat))
     if skipped:
-        print(f"\nskipped {len(skipped)} subdirectory(ies) without {JOB_FILE}: "
+        print(f"\nskipped {len(skipped)} subdirectory(ies) without {JOB_RECORD_NAME}: "
               + ", ".join(skipped))
     try:
         plot = write_plot(path / f"{REPORT_NAME}.png", rows)
