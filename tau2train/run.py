@@ -32,7 +32,7 @@ from tau2train.evaluate import check_endpoints, check_reachable, endpoints, rend
 from tau2train.job_record import now, read_job_record, run_description, update_job_record
 from tau2train.plan import render_plan, write_areal_config
 from tau2train.schemas import register_configs
-from tau2train.slurm import render_submission, sbatch_preview, slurm_job_id, submit
+from tau2train.slurm import check_one_array, render_submission, sbatch_preview, slurm_job_id, submit
 from tau2train.sweep_report import run_reward
 from tau2train.train import run_training
 from tau2train.validate import Layout, validate
@@ -108,6 +108,7 @@ def launch(composed: Composed, layout: Layout | None) -> None:
 def launch_on_slurm(jobs: list[tuple[Composed, Layout]]) -> None:
     """Submit the jobs (a sweep: one array) and return; a dry run shows the sbatch script."""
     composed = [c for c, _ in jobs]
+    check_one_array(composed)  # before a dry run writes anything
     if composed[0].config.dry_run:
         for c, layout in jobs:
             dry_run(c, layout)

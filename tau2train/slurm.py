@@ -51,7 +51,6 @@ def check_one_array(jobs: list[Composed]) -> None:
 
 
 def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
-    check_one_array(jobs)
     with hydra_session() as hydra:
         master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
         context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(master))

@@ -170,3 +170,13 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
     for path, data in all_bytes_under(tmp_path / "experiments"):
         for secret in SECRETS.values():
             assert secret.encode() not in data, path
+
+
+def test_a_sweep_over_the_slurm_job_itself_is_refused_before_anything_is_written(tmp_path):
+    result = run_cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "econfig.user_llm_base_url=http://h:8000/v1",
+                     "slurm.mem_gb=32,64", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: slurm='mem_gb=64': sweep points" in result.stderr
+    assert "one -m sweep is one job array" in result.stderr
+    assert "fix:   sweep over settings of the run, not of its Slurm job" in result.stderr
+    assert not (tmp_path / "experiments").exists()
