@@ -1,4 +1,4 @@
-"""Per-episode τ² environment cost, stock constructor vs tau2train.fast_env, in the same run.
+"""Per-episode τ² environment cost, stock constructor vs tau2train.rollout.fast_env, in the same run.
 
     python benchmarks/env_overhead.py [domain ...] [--tasks N] [--repeats R]
 
@@ -32,7 +32,7 @@ from tau2.data_model.simulation import SimulationRun, TerminationReason
 from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
 
-from tau2train import fast_env
+from tau2train.rollout import fast_env
 
 GOAL_MS = 15.0
 

@@ -2,7 +2,7 @@
 
     python benchmarks/rollout.py [--levels 1,16,64,256] [--domain airline]
 
-A scripted zero-latency LLM server (tests/scripted_llm.py, its own process) plays agent and
+A scripted zero-latency LLM server (tests/helpers/scripted_llm.py, its own process) plays agent and
 user, so what is measured is the workflow's own cost: environment set-up, tau2's
 orchestrator, evaluation, trajectory records. Each (approach, concurrency) runs in a fresh
 process, so its peak RSS is its own.
@@ -41,9 +41,9 @@ RSS_GOAL_MB = 1536.0
 
 def child(approach: str, concurrency: int, episodes: int, url: str, domain: str, split: str) -> dict:
     """Run `episodes` gold-replay episodes, `concurrency` at a time; report what it cost."""
-    from tau2train.episode import split_tasks
+    from tau2train.rollout.episode import split_tasks
+    from tau2train.rollout.workflow import Tau2AgentWorkflow
     from tau2train.schemas import EnvConfig
-    from tau2train.workflow import Tau2AgentWorkflow
 
     upstream = approach == "upstream"
     econfig = EnvConfig(domain=domain, user_llm_base_url=url, user_llm="user", fast_env=not upstream)
@@ -83,7 +83,7 @@ def child(approach: str, concurrency: int, episodes: int, url: str, domain: str,
 
 def start_server() -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "scripted_llm.py"), "--port", "0"],
+        [sys.executable, str(ROOT / "tests" / "helpers" / "scripted_llm.py"), "--port", "0"],
         stdout=subprocess.PIPE, text=True,
     )
     line = server.stdout.readline()  # "serving on <url>" once it listens

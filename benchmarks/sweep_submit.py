@@ -4,7 +4,7 @@
     (default 64 points; needs a Slurm: `make slurm` starts one here)
 
 Each point is a short job: `mode=eval` on the mock domain, one trial per task, against the
-scripted OpenAI-compatible server (tests/scripted_llm.py) on 127.0.0.1. Side A is one
+scripted OpenAI-compatible server (tests/helpers/scripted_llm.py) on 127.0.0.1. Side A is one
 `python -m tau2train.run -m cluster=slurm ... seed=range(points)` (one array); side B is what
 a user does without sweeps: one `python -m tau2train.run cluster=slurm ... seed=i` per point,
 in a loop. Both are timed to "submitted" (the command returned) and to "finished" (every
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from scripted_llm import ScriptedLLM  # noqa: E402
+from helpers.scripted_llm import ScriptedLLM  # noqa: E402
 
 GOAL = 0.2
 EXPERIMENT = "tau2-qwen3-1.7b-mock"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import yaml
 from areal.api.cli_args import load_expr_config
+from helpers.cli import USER_SIM, run_cli, slurm_overrides
 
-from conftest import USER_SIM, run_cli, slurm_overrides
-from tau2train.plan import AREAL_CONFIG_NAME, areal_config
-from tau2train.compose import compose
+from tau2train.config.compose import compose
+from tau2train.launch.plan import areal_config
+from tau2train.records.layout import AREAL_CONFIG_NAME
 from tau2train.schemas import PPOConfig
 
 SECRET = "wandb-secret-0123456789"

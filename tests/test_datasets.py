@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from tau2train.datasets import task_rows, tau2_dataset
-from tau2train.episode import UnknownTask
+from tau2train.rollout.datasets import task_rows, tau2_dataset
+from tau2train.rollout.episode import UnknownTask
 
 
 def test_a_small_split_is_repeated_whole_up_to_the_minimum():

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from helpers.cli import run_cli
 
 SECRET = "sk-test-agent-key-0123456789"
 

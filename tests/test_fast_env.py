@@ -1,4 +1,4 @@
-"""tau2train.fast_env gives exactly tau2's evaluation results, and episodes never share state.
+"""tau2train.rollout.fast_env gives exactly tau2's evaluation results, and episodes never share state.
 
 The equivalence test runs tau2's unmodified `evaluate_simulation` on every task of airline,
 retail and mock, for a gold replay and a perturbed trajectory, once with the stock
@@ -37,8 +37,8 @@ from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
 from tau2.utils import get_dict_hash
 
-from tau2train import fast_env
-from tau2train.fast_env import CowDict
+from tau2train.rollout import fast_env
+from tau2train.rollout.fast_env import CowDict
 
 DOMAINS = ("airline", "retail", "mock")
 CACHED = ("airline", "retail")  # stock evaluation too slow to repeat every run

@@ -6,12 +6,12 @@ import itertools
 
 import pytest
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
+from helpers.cli import USER_SIM, slurm_overrides
 
-from conftest import USER_SIM, slurm_overrides
-from tau2train.compose import compose, group_options
-from tau2train.errors import ConfigError
+from tau2train.config.compose import compose, group_options
+from tau2train.config.errors import ConfigError
+from tau2train.config.validate import validate
 from tau2train.schemas import EnvConfig, PPOConfig
-from tau2train.validate import validate
 
 MODELS = group_options("model")
 DOMAINS = group_options("domain")
@@ -71,9 +71,9 @@ def test_a_typo_inside_a_group_file_fails_at_composition(tmp_path, monkeypatch):
     from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException
 
-    from tau2train.schemas import register_configs
+    from tau2train.config.registry import register
 
-    register_configs()
+    register()
     with initialize_config_dir(config_dir=str(conf), version_base=None):
         with pytest.raises(ConfigCompositionException) as error:
             hydra_compose("config", overrides=["domain=airline"])

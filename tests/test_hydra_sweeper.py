@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from conftest import run_cli, slurm_overrides
+from helpers.cli import run_cli, slurm_overrides
 
 OPTUNA = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1",
           "eval.agent_model=choice(gold,wrong)"]

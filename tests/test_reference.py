@@ -10,10 +10,10 @@ and the MoE runs' user-simulator name.
 from __future__ import annotations
 
 import pytest
+from helpers.cli import USER_SIM, flatten, slurm_overrides
 
-from conftest import USER_SIM, flatten, slurm_overrides
-from tau2train.compose import compose
-from tau2train.validate import validate
+from tau2train.config.compose import compose
+from tau2train.config.validate import validate
 
 # Settings all four reference runs share.
 COMMON = {

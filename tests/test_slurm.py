@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import conftest
 import pytest
 import yaml
-import conftest
-from conftest import run_cli, slurm_overrides
-from recording_trainer import RECORD_NAME
+from helpers.cli import run_cli, slurm_overrides
+from helpers.recording_trainer import RECORD_NAME
 
-from tau2train.tau2_catalog import tau2_data_dir
+from tau2train.config.catalog import tau2_data_dir
 
 TESTS = Path(__file__).resolve().parent
 SECRETS = {"OPENAI_API_KEY": "sk-test-agent-key-slurm-0123", "WANDB_API_KEY": "wandb-test-key-slurm-4567"}
@@ -120,7 +120,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
         [wandb_run] = metrics.parent.glob("wandb/offline-run-*")
         assert any(wandb_run.glob("*.wandb"))
 
-    report = subprocess.run([sys.executable, "-m", "tau2train.sweep_report", str(experiment)],
+    report = subprocess.run([sys.executable, "-m", "tau2train.reports.sweep", str(experiment)],
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
     rows = {line.split()[0]: line for line in report.stdout.splitlines() if line.startswith("agent_model")}
@@ -136,7 +136,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
 
 def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(llm, tmp_path):
     result = run_cli(
-        "trainer._target_=recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
+        "trainer._target_=helpers.recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
         "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_JOB,
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", **SECRETS},
     )
@@ -149,7 +149,7 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
     assert first["calls"] == 1
     assert first["config"]["recover"]["mode"] == "auto"
     assert first["config"]["scheduler"]["type"] == "slurm"
-    assert first["workflow"] == "tau2train.workflow.Tau2AgentWorkflow"
+    assert first["workflow"] == "tau2train.rollout.workflow.Tau2AgentWorkflow"
     assert first["workflow_kwargs"]["econfig"]["turn_discount"] == 0.9
 
     # Preemption as Slurm signals it to submitit (SlurmJob._interrupt does the same).

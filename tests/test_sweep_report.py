@@ -1,4 +1,4 @@
-"""`python -m tau2train.sweep_report`: what a user sees for a sweep's run directories.
+"""`python -m tau2train.reports.sweep`: what a user sees for a sweep's run directories.
 
 Run directories are built as jobs leave them: job.json as the launcher contract describes,
 episodes written by tau2train's own `write_run_info`, metrics.json in `mode=eval`'s shape.
@@ -20,9 +20,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tau2train import trajectories
+from tau2train.rollout import trajectories
+from tau2train.rollout.trajectories import write_run_info
 from tau2train.schemas import RunInfo
-from tau2train.trajectories import write_run_info
 
 EXPERIMENT = "tau2-qwen3-1.7b-airline"
 
@@ -56,7 +56,7 @@ def write_episodes(run_dir: Path, split: str, rewards: list[float], start: int =
 def report(path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """The command as a user types it, in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "tau2train.sweep_report", str(path)],
+        [sys.executable, "-m", "tau2train.reports.sweep", str(path)],
         check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, **(env or {})},
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import yaml
-from conftest import USER_SIM, run_cli
+from helpers.cli import USER_SIM, run_cli
 
-from tau2train.compose import sweep_points, with_trial_names
+from tau2train.launch.sweeps import sweep_points, with_trial_names
 
 
 def test_trial_names_come_from_what_the_sweep_varies():

@@ -4,12 +4,12 @@ grouped by sweep; the API key only ever comes from the environment."""
 from __future__ import annotations
 
 import pytest
-from conftest import USER_SIM
+from helpers.cli import USER_SIM
 
-from tau2train.compose import compose
-from tau2train.errors import ConfigError
-from tau2train.run import prepare
-from tau2train.validate import validate
+from tau2train.config.compose import compose
+from tau2train.config.errors import ConfigError
+from tau2train.config.validate import validate
+from tau2train.launch.sweeps import prepare
 
 
 def test_wandb_tracking_wires_areal_stats_logger_to_the_run():
@@ -28,8 +28,8 @@ def test_no_tracking_disables_wandb():
 
 def test_a_sweep_shares_one_group_and_each_point_keeps_its_name(tmp_path):
     jobs = prepare(["-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}", "econfig.turn_discount=0.9,1.0"])
-    groups = {c.config.stats_logger.wandb.group for c, _ in jobs}
-    names = [c.config.stats_logger.wandb.name for c, _ in jobs]
+    groups = {c.config.stats_logger.wandb.group for c in jobs}
+    names = [c.config.stats_logger.wandb.name for c in jobs]
     assert len(groups) == 1 and groups.pop().startswith("tau2-qwen3-1.7b-airline-sweep-")
     assert names == ["turn_discount0.9", "turn_discount1.0"]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import USER_SIM, run_cli
-from recording_trainer import RECORD_NAME
+from helpers.cli import USER_SIM, run_cli
+from helpers.recording_trainer import RECORD_NAME
 
 TESTS = Path(__file__).resolve().parent
-STAND_IN = "trainer._target_=recording_trainer.RecordingTrainer"
+STAND_IN = "trainer._target_=helpers.recording_trainer.RecordingTrainer"
 
 
 def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_path):
@@ -34,7 +34,7 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_
     assert call["train_rows"][0] == {"task_id": "0", "split": "train"}
     assert {r["split"] for r in call["valid_rows"]} == {"test"}
 
-    assert call["workflow"] == call["eval_workflow"] == "tau2train.workflow.Tau2AgentWorkflow"
+    assert call["workflow"] == call["eval_workflow"] == "tau2train.rollout.workflow.Tau2AgentWorkflow"
     assert call["workflow_types"] == ["Tau2AgentWorkflow", "Tau2AgentWorkflow"]
     kwargs, eval_kwargs = call["workflow_kwargs"], call["eval_workflow_kwargs"]
     assert kwargs["econfig"]["invalid_format_penalty"] == 0.3

@@ -1,4 +1,4 @@
-"""The user-simulator server: its chat template, `python -m tau2train.serve_user_sim` locally
+"""The user-simulator server: its chat template, `python -m tau2train.user_sim.serve` locally
 and on the real local Slurm (the scripted server stands in for SGLang), and how a following
 `python -m tau2train.run` finds it without being told the URL."""
 
@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_cli, slurm_overrides, wait_for
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from conftest import run_cli, slurm_overrides, wait_for
-from tau2train.errors import BAD_INPUT_EXIT_CODE
-from tau2train.serve_user_sim import main as serve_main
+from tau2train.config.errors import BAD_INPUT_EXIT_CODE
+from tau2train.user_sim.serve import main as serve_main
 
 TESTS = Path(__file__).resolve().parent
 TEMPLATE = TESTS.parent / "tau2train" / "chat_templates" / "qwen_nonthinking.jinja"
@@ -160,14 +160,14 @@ def free_port() -> int:
 
 
 def serve_env() -> dict:
-    """The scripted server importable as `python -m scripted_llm`; secrets in the environment
+    """The scripted server importable as `python -m helpers.scripted_llm`; secrets in the environment
     that must never reach the record."""
     return {**os.environ, "PYTHONPATH": str(TESTS), "USER_LLM_API_KEY": SECRET, "OPENAI_API_KEY": SECRET}
 
 
 def scripted(fileroot: Path, port: int) -> list[str]:
     return [
-        f"cluster.fileroot={fileroot}", "user_sim.server_module=scripted_llm",
+        f"cluster.fileroot={fileroot}", "user_sim.server_module=helpers.scripted_llm",
         f"user_sim.port={port}", "user_sim.startup_timeout_s=150",
     ]
 
@@ -184,7 +184,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
     process = subprocess.Popen(
-        [sys.executable, "-m", "tau2train.serve_user_sim", *scripted(fileroot, port)],
+        [sys.executable, "-m", "tau2train.user_sim.serve", *scripted(fileroot, port)],
         cwd=tmp_path, env=serve_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -217,7 +217,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
 def test_a_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record(tmp_path):
     fileroot = tmp_path / "exp"
     result = subprocess.run(
-        [sys.executable, "-m", "tau2train.serve_user_sim", *scripted(fileroot, free_port()),
+        [sys.executable, "-m", "tau2train.user_sim.serve", *scripted(fileroot, free_port()),
          "user_sim.server_module=no_such_server"],
         cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
     )
@@ -250,7 +250,7 @@ def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(tmp_path, slu
     job_id = None
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "tau2train.serve_user_sim", *overrides, *scripted(fileroot, port),
+            [sys.executable, "-m", "tau2train.user_sim.serve", *overrides, *scripted(fileroot, port),
              *SLURM_TEST_JOB],
             cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
         )
@@ -284,7 +284,7 @@ def test_a_slurm_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record
     overrides = slurm_overrides(tmp_path)
     fileroot = Path(overrides[1].split("=", 1)[1])
     result = subprocess.run(
-        [sys.executable, "-m", "tau2train.serve_user_sim", *overrides, *scripted(fileroot, free_port()),
+        [sys.executable, "-m", "tau2train.user_sim.serve", *overrides, *scripted(fileroot, free_port()),
          *SLURM_TEST_JOB, "user_sim.server_module=no_such_server"],
         cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
     )
@@ -299,21 +299,21 @@ def test_a_slurm_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record
 
 
 def test_without_a_recorded_server_the_run_says_how_to_start_one(tmp_path):
-    from tau2train.compose import compose
-    from tau2train.errors import ConfigError
-    from tau2train.validate import validate
+    from tau2train.config.compose import compose
+    from tau2train.config.errors import ConfigError
+    from tau2train.config.validate import validate
 
     with pytest.raises(ConfigError) as caught:
         validate(compose(["dry_run=true", f"cluster.fileroot={tmp_path}"]).config)
     message = str(caught.value)
     assert caught.value.key == "econfig.user_llm_base_url"
     assert f"no running server is recorded in {tmp_path}/user_sim/{RECORD_NAME}" in message
-    assert "python -m tau2train.serve_user_sim" in message
+    assert "python -m tau2train.user_sim.serve" in message
     assert "econfig.user_llm_base_url=http://<host>:<port>/v1/" in message
 
 
 def test_a_second_server_for_a_recorded_healthy_one_is_refused(capsys, tmp_path, llm):
-    from tau2train.user_sim_record import write_record
+    from tau2train.records.user_sim import write_record
 
     record_file = tmp_path / "user_sim" / RECORD_NAME
     write_record(record_file, {"url": llm.base_url + "/", "slurm_job_id": "4242"})
@@ -324,14 +324,3 @@ def test_a_second_server_for_a_recorded_healthy_one_is_refused(capsys, tmp_path,
     ), err
     assert "scancel 4242" in err
     assert json.loads(record_file.read_text())["slurm_job_id"] == "4242"
-
-
-def test_episode_code_does_not_import_the_launcher():
-    launcher = ["tau2train.serve_user_sim", "tau2train.user_sim_launch", "tau2train.user_sim_job", "submitit"]
-    check = (
-        "import sys, tau2train.workflow, tau2train.schemas; tau2train.schemas.register_configs(); "
-        f"print([m for m in {launcher!r} if m in sys.modules])"
-    )
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers.cli import USER_SIM, slurm_overrides
 
-from conftest import USER_SIM, slurm_overrides
-from tau2train.compose import compose
-from tau2train.errors import ConfigError
-from tau2train.validate import validate
+from tau2train.config.compose import compose
+from tau2train.config.errors import ConfigError
+from tau2train.config.validate import validate
 
 # (overrides, key the message names, words the message must contain)
 CASES = {

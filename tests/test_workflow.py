@@ -1,5 +1,5 @@
 """The τ² workflow end to end: real tau2 environments, orchestrator and evaluator; the only
-stand-in is the scripted OpenAI-compatible server (tests/scripted_llm.py) playing the LLMs."""
+stand-in is the scripted OpenAI-compatible server (tests/helpers/scripted_llm.py) playing the LLMs."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import socket
 import time
 
 import pytest
-from scripted_llm import SLOW_SECONDS
+from helpers.scripted_llm import SLOW_SECONDS
 
-from tau2train.chat import Completion, EpisodeCancelled
-from tau2train.episode import UnknownTask, find_task
-from tau2train.rewards import GroupFilter, completion_rewards
+from tau2train.rollout.chat import Completion, EpisodeCancelled
+from tau2train.rollout.episode import UnknownTask, find_task
+from tau2train.rollout.rewards import GroupFilter, completion_rewards
+from tau2train.rollout.workflow import EpisodeDiscarded, Tau2AgentWorkflow
 from tau2train.schemas import REWARD_TYPES, EnvConfig
-from tau2train.workflow import EpisodeDiscarded, Tau2AgentWorkflow
 
 
 def workflow(llm, model="gold", domain="airline", dump_dir=None, timeout=60.0, **env):
@@ -221,7 +221,7 @@ def test_cancelled_chat_stops_before_calling_the_endpoint(llm):
 
     from openai import AsyncOpenAI
 
-    from tau2train.chat import Chat
+    from tau2train.rollout.chat import Chat
 
     loop = asyncio.new_event_loop()
     cancelled = threading.Event()

@@ -1,0 +1,26 @@
+"""The config node of `hydra/launcher=tau2train_slurm` (hydra-submitit-launcher's
+SlurmQueueConf, aimed at our launcher): what composing a `cluster=slurm` config needs,
+without importing submitit or the launcher itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+
+LAUNCHER_NAME = "tau2train_slurm"
+
+
+@dataclass
+class SubmitOnlySlurmQueueConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.tau2train_slurm_launcher.launcher.SubmitOnlySlurmLauncher"
+    # wait for every job's result, as a sweeper choosing points from rewards needs
+    wait_for_results: bool = False
+
+
+def store() -> None:
+    """Make `hydra/launcher=tau2train_slurm` choosable."""
+    ConfigStore.instance().store(
+        group="hydra/launcher", name=LAUNCHER_NAME, node=SubmitOnlySlurmQueueConf(), provider="tau2train"
+    )

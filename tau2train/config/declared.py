@@ -1,0 +1,64 @@
+"""Every `choices` and `range` a schema field declares, checked over the composed config in one
+place: tau2train's own fields (their metadata), AReaL's (their `choices` metadata, plus the
+ranges tau2train declares for them in INHERITED_RANGES), at any depth, list items included.
+OmegaConf checks types but not these, so `slurm.container_type=docker` would otherwise pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+from areal.api.cli_args import PPOConfig as ArealPPOConfig
+
+from tau2train.config.errors import ConfigError
+from tau2train.schemas import CHOICES, INHERITED_RANGES, RANGE, ExperimentConfig
+
+_AREAL_TOP_LEVEL = {f.name for f in dataclasses.fields(ArealPPOConfig)}
+
+
+def declared_fields(exp: ExperimentConfig) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(dotted key, value, declarations) for every field of the composed config: tau2train's
+    own keys first, so a value interpolated into AReaL's (slurm.container_type into the
+    workers' scheduling_spec) is reported under the key the user set."""
+    top = dataclasses.fields(exp)
+    ordered = [f for f in top if f.name not in _AREAL_TOP_LEVEL] + [f for f in top if f.name in _AREAL_TOP_LEVEL]
+    yield from _walk(exp, ordered, "")
+
+
+def _walk(node: Any, fields: list[dataclasses.Field], prefix: str) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    for f in fields:
+        key, value = prefix + f.name, getattr(node, f.name)
+        declarations = dict(f.metadata)
+        if key in INHERITED_RANGES:
+            declarations[RANGE] = INHERITED_RANGES[key]
+        yield key, value, declarations
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                inner = key if index is None else f"{key}.{index}"
+                yield from _walk(item, list(dataclasses.fields(item)), inner + ".")
+
+
+def check_declared(exp: ExperimentConfig) -> None:
+    """Raise a ConfigError for the first value outside its field's declared choices or range."""
+    for key, value, declarations in declared_fields(exp):
+        value = value.value if isinstance(value, Enum) else value
+        if value is None:  # unset; whether it may be is the type's business
+            continue
+        choices = declarations.get(CHOICES)
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                key, value, "not one of the choices",
+                valid=", ".join(str(c) for c in choices if c is not None),
+                fix=f"set {key} to one of those",
+            )
+        allowed = declarations.get(RANGE)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(
+                key, value, allowed.requirement(),
+                valid=str(allowed),
+                fix=f"set {key} to a value in {allowed}",
+            )

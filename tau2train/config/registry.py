@@ -1,0 +1,51 @@
+"""Everything Hydra and OmegaConf must know before a tau2train config is composed or resolved,
+registered in one place: the schemas in Hydra's ConfigStore (`tau2train_schema`, and
+`schema/<group>` for each group's YAML choices to name), the Slurm launcher's config node, and
+tau2train's OmegaConf resolvers. Idempotent; every process that composes or resolves a config
+calls `register()` first (the CLI, the user-sim server, a Slurm job before it resolves its own).
+"""
+
+from __future__ import annotations
+
+from areal.api.cli_args import ClusterSpecConfig
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from hydra_plugins.tau2train_slurm_launcher import config as launcher_config
+from tau2train.config.catalog import tau2_data_dir
+from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
+from tau2train.schemas import (
+    AllocationSpec,
+    DomainSpec,
+    ExperimentConfig,
+    ModelSpec,
+    SlurmSpec,
+    TrackingSpec,
+    UserSimSpec,
+)
+
+ROOT_SCHEMA = "tau2train_schema"
+# The schema each group's YAML choices name in their defaults (`/schema/<group>`).
+GROUP_SCHEMAS = {
+    "model": ModelSpec,
+    "domain": DomainSpec,
+    "allocation": AllocationSpec,
+    "cluster": ClusterSpecConfig,
+    "slurm": SlurmSpec,
+    "tracking": TrackingSpec,
+    "user_sim": UserSimSpec,
+}
+TAU2_DATA_DIR_RESOLVER = "tau2train.tau2_data_dir"
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name=ROOT_SCHEMA, node=ExperimentConfig)
+    for name, node in GROUP_SCHEMAS.items():
+        cs.store(group="schema", name=name, node=node)
+    launcher_config.store()
+    # econfig.user_llm_base_url defaults to ${tau2train.user_sim_url:<record>}: the URL a
+    # running `tau2train-user-sim` recorded.
+    OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
+    # ${tau2train.tau2_data_dir:}: the installed tau2's data, for Slurm jobs and their workers.
+    OmegaConf.register_new_resolver(TAU2_DATA_DIR_RESOLVER, tau2_data_dir, replace=True)

@@ -1,0 +1,372 @@
+"""Checks that need the whole experiment, run before any GPU is touched.
+
+Each check raises one `ConfigError`; the order goes from what the user typed (names,
+allocation syntax) to what follows from it (GPU counts, model fit, token budgets).
+"""
+
+from __future__ import annotations
+
+import os
+
+from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
+
+from tau2train.config import catalog as tau2_catalog
+from tau2train.config.compose import Composed, group_options, load_choice
+from tau2train.config.declared import check_declared
+from tau2train.config.errors import ConfigError
+from tau2train.config.gpu_layout import Layout
+from tau2train.schemas import (
+    ALL_TASKS,
+    INFERENCE_BACKENDS,
+    REWARD_TYPES,
+    TRAINING_BACKENDS,
+    ExperimentConfig,
+)
+
+PLACEHOLDER_PREFIX = "/path/to"
+# Environment variables whose values must never be copied into a config.
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def checked(composed: Composed) -> Composed:
+    """`composed`, validated, with its parsed GPU layout (None for mode=eval)."""
+    composed.layout = validate(composed.config)
+    return composed
+
+
+def validate(exp: ExperimentConfig) -> Layout | None:
+    """Raise ConfigError on the first problem; return the parsed layout when all is well
+    (None for mode=eval, which uses no GPUs of its own)."""
+    check_declared(exp)
+    check_names(exp)
+    if exp.mode == "eval":
+        check_eval(exp)
+        check_domain(exp)
+        check_reward_basis(exp)
+        check_user_simulator(exp)
+        check_tracking(exp)
+        check_no_secrets(exp)
+        return None
+    layout = parse_layout(exp)
+    check_engine(exp, layout)
+    check_gpu_count(exp, layout)
+    check_model_fit(exp, "rollout", layout.rollout.parallel)
+    check_model_fit(exp, "actor", layout.actor.parallel)
+    check_token_budgets(exp)
+    check_domain(exp)
+    check_reward_basis(exp)
+    check_user_simulator(exp)
+    check_storage(exp)
+    check_tracking(exp)
+    check_no_secrets(exp)
+    return layout
+
+
+def check_names(exp: ExperimentConfig) -> None:
+    # AReaL joins names into job ids and paths as <experiment>_<trial>:<job>.
+    for key, value, forbidden, joiner in (
+        ("experiment_name", exp.experiment_name, "_/", "-"),
+        ("trial_name", exp.trial_name, "-/", "_"),
+    ):
+        if value and not any(c in value for c in forbidden):
+            continue
+        suggestion = "".join(joiner if c in forbidden else c for c in value) or "trial0"
+        raise ConfigError(
+            key,
+            value,
+            f"AReaL forbids {forbidden[0]!r} and {forbidden[1]!r} in {key}" if value else "must not be empty",
+            valid=f"letters, digits, '.' and {joiner!r}",
+            fix=f"e.g. {key}={suggestion}",
+        )
+
+
+def _role_key(exp: ExperimentConfig, role: str) -> tuple[str, str]:
+    """The key the user set a role's backend with: the allocation group, or the role itself."""
+    value = getattr(exp, role).backend
+    if getattr(exp.allocation, role) == value:
+        return f"allocation.{role}", value
+    return f"{role}.backend", value
+
+
+def parse_layout(exp: ExperimentConfig) -> Layout:
+    parsed = {}
+    for role, backends in (("rollout", INFERENCE_BACKENDS), ("actor", TRAINING_BACKENDS)):
+        key, value = _role_key(exp, role)
+        try:
+            allocation = ModelAllocation.from_str(value, name=role)
+        except Exception as error:  # AReaL's parser raises ValueError, its own errors, asserts
+            reason = str(error).strip().split("\n\n")[0].replace("\n", " ")
+            raise ConfigError(
+                key,
+                value,
+                f"AReaL's allocation parser rejects it: {reason}",
+                valid="backend:dims, e.g. sglang:d6, sglang:d8t4, archon:d2, "
+                "megatron:(attn:d4p4t2|ffn:d2p4e4); layouts: " + ", ".join(group_options("allocation")),
+                fix="fix the string, or pick a layout with allocation=<name>",
+            ) from None
+        if allocation.backend not in backends:
+            raise ConfigError(
+                key,
+                value,
+                f"{allocation.backend} cannot serve the {role} role",
+                valid=", ".join(backends),
+                fix=f"use one of those backends for {key}",
+            )
+        parsed[role] = allocation
+    return Layout(**parsed)
+
+
+def check_engine(exp: ExperimentConfig, layout: Layout) -> None:
+    if layout.actor.backend == exp.model.engine:
+        return
+    matching = [
+        name
+        for name in group_options("allocation")
+        if load_choice("allocation", name).actor.split(":")[0] == exp.model.engine
+    ]
+    key, value = _role_key(exp, "actor")
+    raise ConfigError(
+        key,
+        value,
+        f"trains with {layout.actor.backend}, but model.engine={exp.model.engine} "
+        f"(the engine this model's settings are tuned for)",
+        valid=f"{exp.model.engine} layouts: {', '.join(matching) or 'none yet'}",
+        fix=f"pick allocation=<one of those>, or set model.engine={layout.actor.backend} "
+        "if you mean to switch engines",
+    )
+
+
+def check_gpu_count(exp: ExperimentConfig, layout: Layout) -> None:
+    cluster = exp.cluster
+    available = cluster.n_nodes * cluster.n_gpus_per_node
+    needed = layout.n_gpus
+    if exp.scheduler.type == "local" and cluster.n_nodes != 1:
+        raise ConfigError(
+            "cluster.n_nodes",
+            cluster.n_nodes,
+            f"cluster=local runs on one node, but the allocation "
+            f"({exp.rollout.backend} + {exp.actor.backend}) is planned for {cluster.n_nodes} nodes",
+            valid="1 with cluster=local",
+            fix="use cluster=slurm for multi-node layouts, or a one-node layout: "
+            "allocation=n1_sglang_d6_archon_d2",
+        )
+    if needed != available:
+        raise ConfigError(
+            "allocation",
+            f"{exp.rollout.backend}+{exp.actor.backend}",
+            f"uses {layout.rollout.parallel.world_size} rollout + "
+            f"{layout.actor.parallel.world_size} trainer = {needed} GPUs, but the cluster has "
+            f"cluster.n_nodes={cluster.n_nodes} x cluster.n_gpus_per_node="
+            f"{cluster.n_gpus_per_node} = {available}",
+            valid=f"layouts whose GPUs add up to {available}",
+            fix="change allocation.rollout / allocation.actor so the GPUs add up, "
+            "or set cluster.n_nodes to match",
+        )
+
+
+def check_model_fit(exp: ExperimentConfig, role: str, parallel: ParallelStrategy) -> None:
+    model = exp.model
+    key, value = _role_key(exp, role)
+    tp, pp, ep = parallel.tp_size, parallel.pp_size, parallel.ep_size
+    problems = []
+    if model.num_attention_heads % tp:
+        problems.append(
+            f"tensor parallel size {tp} does not divide the {model.num_attention_heads} attention heads"
+        )
+    if model.num_kv_heads % tp and tp % model.num_kv_heads:
+        problems.append(
+            f"tensor parallel size {tp} and the {model.num_kv_heads} KV heads do not divide one another"
+        )
+    if pp > model.num_layers:
+        problems.append(f"pipeline parallel size {pp} exceeds the {model.num_layers} layers")
+    if ep > 1 and not model.num_experts:
+        problems.append(f"expert parallel size {ep} on a dense model (no experts)")
+    if model.num_experts and model.num_experts % ep:
+        problems.append(f"expert parallel size {ep} does not divide the {model.num_experts} experts")
+    if problems:
+        raise ConfigError(
+            key,
+            value,
+            f"does not fit {model.path}: " + "; ".join(problems),
+            valid=f"tp dividing {model.num_attention_heads} heads (and {model.num_kv_heads} KV heads "
+            f"or a multiple), pp <= {model.num_layers} layers, "
+            + (f"ep dividing {model.num_experts} experts" if model.num_experts else "ep = 1"),
+            fix=f"change the parallel sizes in {key}",
+        )
+
+
+def check_token_budgets(exp: ExperimentConfig) -> None:
+    g = exp.gconfig
+    if g.max_new_tokens > g.max_tokens:
+        raise ConfigError(
+            "gconfig.max_new_tokens",
+            g.max_new_tokens,
+            f"one turn may generate more than the whole episode holds (gconfig.max_tokens={g.max_tokens})",
+            valid=f"<= {g.max_tokens}",
+            fix="lower gconfig.max_new_tokens or raise gconfig.max_tokens",
+        )
+    per_mb = exp.actor.mb_spec.max_tokens_per_mb
+    if per_mb is not None and per_mb < g.max_tokens:
+        raise ConfigError(
+            "actor.mb_spec.max_tokens_per_mb",
+            per_mb,
+            f"a micro-batch cannot hold one full episode of gconfig.max_tokens={g.max_tokens} tokens",
+            valid=f">= {g.max_tokens}",
+            fix=f"set actor.mb_spec.max_tokens_per_mb={g.max_tokens} or more, "
+            "or lower gconfig.max_tokens",
+        )
+
+
+def check_domain(exp: ExperimentConfig) -> None:
+    catalog = tau2_catalog.domain_splits()
+    domain = exp.econfig.domain
+    if domain not in catalog:
+        raise ConfigError(
+            "econfig.domain",
+            domain,
+            "tau2's registry has no such domain",
+            valid=", ".join(sorted(catalog)) + f" (config choices: {', '.join(group_options('domain'))})",
+            fix="pick domain=<choice>; to add a domain, register it with tau2 and add conf/domain/<name>.yaml",
+        )
+    splits = catalog[domain] + [ALL_TASKS]
+    if exp.mode == "eval":
+        used = [("eval.split", exp.eval.split, "set eval.split to one of those")]
+    else:
+        used = [
+            (key, split, f"set domain.{key.split('_')[0]}_split to one of those")
+            for key, split in (
+                ("train_dataset.split", exp.train_dataset.split),
+                ("valid_dataset.split", exp.valid_dataset.split if exp.valid_dataset else None),
+            )
+        ]
+    for key, split, fix in used:
+        if split is not None and split not in splits:
+            raise ConfigError(
+                key, split, f"tau2's {domain} domain has no such task split",
+                valid=", ".join(splits), fix=fix,
+            )
+
+
+def check_reward_basis(exp: ExperimentConfig) -> None:
+    for key, basis in (
+        ("econfig.reward_basis", exp.econfig.reward_basis),
+        ("eval.reward_basis", exp.eval.reward_basis),
+    ):
+        unknown = [b for b in basis or [] if b not in REWARD_TYPES]
+        if unknown or basis == []:
+            raise ConfigError(
+                key,
+                basis,
+                f"{unknown[0]!r} is not a tau2 reward type" if unknown else "an empty basis scores nothing",
+                valid=f"a list of {', '.join(REWARD_TYPES)}, or null for each task's own basis",
+                fix=f"e.g. {key}=[DB] or {key}=null",
+            )
+
+
+def check_eval(exp: ExperimentConfig) -> None:
+    url = exp.eval.agent_base_url
+    if not url or not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "eval.agent_base_url",
+            url,
+            "mode=eval needs the agent endpoint to evaluate" if not url else "is not an http(s) URL",
+            valid="the base URL of an OpenAI-compatible server, e.g. http://host:30000/v1",
+            fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY)",
+        )
+
+
+def check_user_simulator(exp: ExperimentConfig) -> None:
+    env = exp.econfig
+    if not env.solo_mode and not env.user_llm_base_url:
+        raise ConfigError(
+            "econfig.user_llm_base_url",
+            env.user_llm_base_url,
+            "every episode needs a user simulator, and no server URL is set "
+            f"(no running server is recorded in {exp.user_sim.record_file})",
+            valid="an OpenAI-compatible base URL, e.g. http://user-sim-host:8000/v1/",
+            fix="start one with `python -m tau2train.user_sim.serve` (same user_sim, cluster and "
+            "cluster.fileroot as this run; it records its URL there), or add "
+            "econfig.user_llm_base_url=http://<host>:<port>/v1/, "
+            "or econfig.solo_mode=true for domains without a user",
+        )
+
+
+def check_storage(exp: ExperimentConfig) -> None:
+    if exp.scheduler.type != "slurm":
+        return
+    for key, path in (
+        ("cluster.fileroot", exp.cluster.fileroot),
+        ("cluster.name_resolve.nfs_record_root", exp.cluster.name_resolve.nfs_record_root),
+    ):
+        problem = None
+        if path.startswith(PLACEHOLDER_PREFIX):
+            problem = "is a placeholder, not a real directory"
+        elif not os.path.isabs(path):
+            problem = "must be an absolute path"
+        elif exp.cluster.n_nodes > 1 and (path == "/tmp" or path.startswith("/tmp/")):
+            problem = f"/tmp is local to each node; {exp.cluster.n_nodes} nodes need shared storage"
+        if problem:
+            raise ConfigError(
+                key,
+                path,
+                f"cluster=slurm needs a shared directory every node can see; this {problem}",
+                valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
+                fix=f"add {key}=/your/shared/storage/...",
+            )
+
+
+def check_tracking(exp: ExperimentConfig) -> None:
+    if exp.stats_logger.wandb.wandb_api_key:
+        raise ConfigError(
+            "stats_logger.wandb.wandb_api_key",
+            "<redacted>",
+            "an API key in a config ends up in saved configs and job scripts",
+            valid="empty",
+            fix="remove it and export WANDB_API_KEY (or run `wandb login`) instead",
+        )
+    if exp.dry_run or exp.tracking.mode != "online" or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.expanduser(os.environ.get("NETRC", "~/.netrc"))
+    if os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read():
+        return  # `wandb login` stored the key there
+    raise ConfigError(
+        "tracking.mode",
+        "online",
+        "wandb online needs an API key and none is set (no $WANDB_API_KEY, no `wandb login`)",
+        valid="online with a key, offline, disabled",
+        fix="export WANDB_API_KEY=... (or `wandb login`), or tracking.mode=offline, or tracking=none",
+    )
+
+
+def check_no_secrets(exp: ExperimentConfig) -> None:
+    """Refuse a config that carries a secret's value (e.g. through ${oc.env:WANDB_API_KEY})."""
+    from dataclasses import asdict
+
+    secrets = {
+        name: value
+        for name, value in os.environ.items()
+        if any(marker in name.upper() for marker in SECRET_MARKERS) and len(value) >= 8
+    }
+    if not secrets:
+        return
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{path}[{i}]")
+        elif isinstance(node, str):
+            yield path, node
+
+    for path, text in walk(asdict(exp), ""):
+        for name, value in secrets.items():
+            if value in text:
+                raise ConfigError(
+                    path,
+                    "<redacted>",
+                    f"holds the value of the secret ${name}; secrets must not be written "
+                    "into configs, job scripts or logs",
+                    fix=f"remove it from the config; the jobs read ${name} from the environment",
+                )

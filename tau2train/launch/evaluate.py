@@ -1,0 +1,246 @@
+"""`mode=eval`: score any OpenAI-compatible endpoint on a τ² task split, K trials per task.
+
+Episodes go through the same workflow training uses, so what is measured is what is
+trained. Results are saved in tau2's own format (`tau2 view --file <results.json>` opens
+them) and pass^k / average reward come from tau2's metrics code. Unless `eval.reward_basis`
+says otherwise, each task is scored on its own basis — never on a training shortcut such as
+`econfig.reward_basis=[DB]` — and the report names the basis used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.metadata
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from tau2train.config.errors import ConfigError
+from tau2train.records.files import write_atomic
+from tau2train.records.layout import (
+    METRICS_NAME,
+    RESULTS_NAME,
+    eval_dir,
+    eval_root,
+    generated_dir,
+)
+from tau2train.schemas import ExperimentConfig
+
+# The agent endpoint's API key comes from here, never from a config file.
+AGENT_API_KEY_ENV = "OPENAI_API_KEY"
+# Orchestrator's default; recorded in tau2's results header.
+TAU2_MAX_ERRORS = 10
+
+
+def basis_label(basis: list[str] | None) -> str:
+    """How a report names the basis episodes were scored on."""
+    return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
+
+
+def check_reachable(key: str, url: str) -> None:
+    """One clear message, before any episode starts, when nothing answers at `url`."""
+    try:
+        httpx.get(url.rstrip("/") + "/models", timeout=5.0)
+    except httpx.HTTPError as e:
+        raise ConfigError(
+            key,
+            url,
+            f"no server answers there ({type(e).__name__}: {e})",
+            valid="the base URL of a running OpenAI-compatible server, e.g. http://host:8000/v1",
+            fix=f"start that server, or set {key} to where it listens",
+        ) from None
+
+
+def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
+    """(key, URL) of the servers the run's episodes talk to."""
+    needed = []
+    if exp.mode == "eval":
+        needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
+    if not exp.econfig.solo_mode:
+        needed.append(("econfig.user_llm_base_url", exp.econfig.user_llm_base_url))
+    return needed
+
+
+def check_endpoints(exp: ExperimentConfig) -> None:
+    """The servers the run's episodes talk to answer (before a job is started or submitted)."""
+    for key, url in endpoints(exp):
+        check_reachable(key, url)
+
+
+def new_eval_dir(exp: ExperimentConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return eval_dir(exp.run_dir, exp.econfig.domain, exp.eval.split, exp.eval.agent_model, stamp)
+
+
+def render_eval_plan(exp: ExperimentConfig) -> str:
+    ev = exp.eval
+    return "\n".join(
+        [
+            "τ² evaluation plan (mode=eval, dry run: nothing started)",
+            f"  agent       {ev.agent_model} at {ev.agent_base_url} (API key from ${AGENT_API_KEY_ENV})",
+            f"  tasks       {exp.econfig.domain}/{ev.split}, {ev.num_trials} trials each, "
+            f"{ev.max_concurrency} at a time",
+            "  user        " + (
+                "none (solo mode)" if exp.econfig.solo_mode
+                else f"{exp.econfig.user_llm} at {exp.econfig.user_llm_base_url}"
+            ),
+            f"  scored on   {basis_label(ev.reward_basis)}",
+            f"  results     {eval_root(exp.run_dir)}/<domain>-<split>-<model>-<time>/",
+        ]
+    )
+
+
+def run_eval(exp: ExperimentConfig) -> Path:
+    """Evaluate, print the report, and return the results directory."""
+    check_endpoints(exp)
+    out = new_eval_dir(exp)
+    results, errors = asyncio.run(_evaluate(exp, out))
+    from tau2.metrics.agent_metrics import compute_metrics
+
+    metrics = compute_metrics(results)
+    write_atomic(out / RESULTS_NAME, results.model_dump_json(indent=2))
+    report = {
+        "domain": exp.econfig.domain,
+        "split": exp.eval.split,
+        "agent_model": exp.eval.agent_model,
+        "num_tasks": len(results.tasks),
+        "num_trials": exp.eval.num_trials,
+        "reward_basis": basis_label(exp.eval.reward_basis),
+        "avg_reward": metrics.avg_reward,
+        "pass_hat_k": {str(k): v for k, v in metrics.pass_hat_ks.items()},
+        "num_errors": len(errors),
+        "errors": errors,
+    }
+    write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
+    track(exp, report, out)
+    print(render_report(report, out))
+    return out
+
+
+def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
+    """Log the report to the tracking run (tracking group); the key stays in the environment."""
+    t = exp.tracking
+    if t.backend != "wandb" or t.mode == "disabled":
+        return
+    import wandb
+
+    config = dataclasses.asdict(exp)
+    run = wandb.init(
+        project=t.project, entity=t.entity, group=t.group, name=exp.trial_name, tags=t.tags,
+        notes=t.notes, mode=t.mode, job_type="eval", dir=str(out), config=config,
+    )
+    scalars = {"avg_reward": report["avg_reward"], "num_errors": report["num_errors"]}
+    scalars.update({f"pass^{k}": v for k, v in report["pass_hat_k"].items()})
+    run.log(scalars)
+    run.summary.update({**scalars, "reward_basis": report["reward_basis"]})
+    run.finish()
+
+
+def render_report(report: dict, out: Path) -> str:
+    lines = [
+        f"τ² evaluation: {report['domain']}/{report['split']}, {report['num_tasks']} tasks x "
+        f"{report['num_trials']} trials, agent {report['agent_model']}",
+        f"scored on: {report['reward_basis']}",
+        f"  average reward  {report['avg_reward']:.4f}",
+    ]
+    lines += [f"  pass^{k:<12}  {v:.4f}" for k, v in report["pass_hat_k"].items()]
+    if report["num_errors"]:
+        lines.append(
+            f"  {report['num_errors']} episode(s) failed and count as reward 0; "
+            f"first: {report['errors'][0]}"
+        )
+    lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
+    return "\n".join(lines)
+
+
+async def _evaluate(exp: ExperimentConfig, out: Path):
+    from tau2.data_model.simulation import (
+        AgentInfo,
+        Info,
+        Results,
+        RewardInfo,
+        SimulationRun,
+        TerminationReason,
+        UserInfo,
+    )
+    from tau2.registry import registry
+    from tau2.utils.utils import get_now
+
+    from tau2train.rollout.episode import split_tasks
+    from tau2train.rollout.workflow import Tau2AgentWorkflow
+
+    ev, env = exp.eval, exp.econfig
+    # Score on the evaluation's basis (default: each task's own), never training's shortcut.
+    scoring = dataclasses.replace(env, reward_basis=ev.reward_basis)
+    workflow = Tau2AgentWorkflow(
+        econfig=scoring,
+        gen_args=ev.gen_args,
+        timeout=ev.episode_timeout,
+        dump_dir=str(generated_dir(out)),
+        max_concurrent_episodes=ev.max_concurrency,
+        agent_model=ev.agent_model,
+    )
+    api_key = os.environ.get(AGENT_API_KEY_ENV) or "EMPTY"
+    tasks = split_tasks(env.domain, ev.split)
+    task_ids = [task.id for task in tasks]
+    jobs = [(task_id, trial) for trial in range(ev.num_trials) for task_id in task_ids]
+    gate = asyncio.Semaphore(ev.max_concurrency)
+    errors: list[str] = []
+    bar = tqdm(total=len(jobs), desc=f"{env.domain}/{ev.split}", unit="episode")
+
+    async def one(task_id: str, trial: int) -> SimulationRun:
+        async with gate:
+            started = get_now()
+            try:
+                episode = await workflow.play(
+                    {"task_id": task_id, "split": ev.split}, ev.agent_base_url, api_key
+                )
+                simulation = episode.simulation
+                if episode.info.error:
+                    errors.append(f"task {task_id} trial {trial}: {episode.info.error}")
+            except Exception as e:  # agent endpoint failure or timeout: a failed episode
+                message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                errors.append(f"task {task_id} trial {trial}: {message}")
+                simulation = SimulationRun(
+                    id=str(uuid.uuid4()),
+                    task_id=task_id,
+                    start_time=started,
+                    end_time=get_now(),
+                    duration=0.0,
+                    termination_reason=TerminationReason.AGENT_ERROR,
+                    reward_info=RewardInfo(reward=0.0, info={"error": message}),
+                    messages=[],
+                )
+            simulation.trial = trial
+            bar.update()
+            return simulation
+
+    try:
+        simulations = await asyncio.gather(*(one(t, k) for t, k in jobs))
+    finally:
+        bar.close()
+    environment = registry.get_env_constructor(env.domain)(solo_mode=env.solo_mode)
+    info = Info(
+        git_commit=f"tau2train-{importlib.metadata.version('tau2train')}",
+        num_trials=ev.num_trials,
+        max_steps=env.max_steps,
+        max_errors=TAU2_MAX_ERRORS,
+        user_info=UserInfo(
+            implementation="dummy_user" if env.solo_mode else "user_simulator",
+            llm=None if env.solo_mode else env.user_llm,
+            llm_args=None if env.solo_mode else env.user_llm_args,
+        ),
+        agent_info=AgentInfo(
+            implementation="llm_agent_solo" if env.solo_mode else "llm_agent",
+            llm=ev.agent_model,
+            llm_args=ev.gen_args,
+        ),
+        environment_info=environment.get_info(),
+    )
+    return Results(info=info, tasks=tasks, simulations=list(simulations)), errors

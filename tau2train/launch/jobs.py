@@ -1,0 +1,57 @@
+"""What each job Hydra launches runs: a Slurm job submitted through hydra-submitit-launcher
+(pickled by reference, so it imports this module in the job), or a point of a Hydra
+sweeper's sweep."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from tau2train.config.compose import to_composed
+from tau2train.config.registry import register
+from tau2train.launch.local import run_here
+from tau2train.records.job import (
+    now,
+    read_job_record,
+    run_description,
+    update_job_record,
+)
+from tau2train.reports.sweep import run_reward
+
+
+def slurm_job_id() -> str | None:
+    """This job's id as submitit names it (array tasks: <array>_<index>); None outside one."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":  # set by submitit's sbatch script
+        return None
+    import submitit
+
+    return submitit.JobEnvironment().job_id
+
+
+def run_submitted_job(cfg: DictConfig) -> str:
+    """Record the job and run it; returns its run directory. A requeued job runs it again
+    with the same overrides."""
+    register()  # the job resolves its config here (tau2train's resolvers)
+    composed = to_composed(cfg)
+    run_dir = composed.config.run_dir
+    starts = read_job_record(run_dir).get("starts", 0) + 1  # more than 1 after a requeue
+    update_job_record(run_dir, **run_description(composed), state="running", slurm_job_id=slurm_job_id(),
+                      started_at=now(), ended_at=None, error=None, starts=starts)
+    try:
+        run_here(composed)
+    except SystemExit:
+        # submitit's checkpoint hook requeued this job (preempted or timed out)
+        update_job_record(run_dir, state="requeued", ended_at=now())
+        raise
+    except BaseException as error:
+        update_job_record(run_dir, state="failed", ended_at=now(), error=f"{type(error).__name__}: {error}")
+        raise
+    update_job_record(run_dir, state="completed", ended_at=now())
+    return run_dir
+
+
+def run_sweeper_job(cfg: DictConfig) -> float | None:
+    """A Hydra sweeper's job: run it, and hand the sweeper the reward it optimises."""
+    return run_reward(Path(run_submitted_job(cfg)))

@@ -1,0 +1,123 @@
+"""The dry run's products: the AReaL YAML in the run directory and a plan a person can check."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tau2train.config.compose import Composed
+from tau2train.records.files import write_atomic
+from tau2train.records.layout import areal_config_file, generated_dir
+from tau2train.reports.tables import align
+from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig
+
+
+def areal_config(exp: ExperimentConfig) -> dict[str, Any]:
+    """The PPOConfig part of the experiment, fully resolved, as AReaL's YAML loader takes it."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    config = plain(asdict(exp))
+    for key in TAU2TRAIN_ONLY_KEYS:
+        config.pop(key)
+    return config
+
+
+def write_areal_config(exp: ExperimentConfig) -> Path:
+    """Write the AReaL YAML atomically: a crash never leaves a truncated file behind."""
+    text = yaml.safe_dump(areal_config(exp), sort_keys=False, default_flow_style=False)
+    return write_atomic(areal_config_file(exp.run_dir), text)
+
+
+def render_plan(composed: Composed, config_path: Path | None) -> str:
+    """The plan of a validated training run (its GPU layout parsed: `composed.layout`)."""
+    exp, layout = composed.config, composed.layout
+    assert layout is not None, "render_plan needs a validated Composed (tau2train.config.validate.checked)"
+    choices = composed.choices
+    model, cluster = exp.model, exp.cluster
+    user = getpass.getuser()
+    n_available = cluster.n_nodes * cluster.n_gpus_per_node
+    arch = f"{model.num_layers} layers, {model.num_attention_heads} heads / {model.num_kv_heads} KV heads, " + (
+        f"MoE with {model.num_experts} experts" if model.num_experts else "dense"
+    )
+
+    lines = [
+        "tau2train plan (dry run: nothing was started or submitted)",
+        "",
+        *align([
+            ["model", choices["model"], f"{model.path} ({arch})"],
+            ["domain", choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
+             f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}', "
+             f"max {exp.econfig.max_steps} steps"],
+            ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
+             f"AReaL scheduler '{exp.scheduler.type}'"],
+            ["experiment", exp.experiment_name, f"trial {exp.trial_name}"],
+            ["user sim", exp.econfig.user_llm or "-", "solo mode (no user simulator)" if exp.econfig.solo_mode
+             else str(exp.econfig.user_llm_base_url)],
+        ]),
+        "",
+        f"GPU layout: allocation={choices['allocation']} ({exp.rollout.backend} + {exp.actor.backend})",
+    ]
+    rows = [["role", "backend", "GPUs", "dp", "tp", "pp", "cp", "ep", "expert dp"]]
+    for role, allocation in (("rollout", layout.rollout), ("trainer", layout.actor)):
+        p = allocation.parallel
+        rows.append([role, allocation.backend, str(p.world_size), str(p.dp_size), str(p.tp_size),
+                     str(p.pp_size), str(p.cp_size), str(p.ep_size), str(p.edp_size)])
+    rows.append(["total", "", f"{layout.n_gpus} of {n_available}", "", "", "", "", "", ""])
+    lines += align(rows)
+
+    g = exp.gconfig
+    lines += [
+        "",
+        "Token budgets and batch",
+        *align([
+            ["per agent turn", "gconfig.max_new_tokens", str(g.max_new_tokens)],
+            ["per episode", "gconfig.max_tokens", str(g.max_tokens)],
+            ["per micro-batch", "actor.mb_spec.max_tokens_per_mb", str(exp.actor.mb_spec.max_tokens_per_mb)],
+            ["inference context", "sglang.context_length", str(exp.sglang.context_length)],
+            ["episodes per step", "train_dataset.batch_size x gconfig.n_samples",
+             f"{exp.train_dataset.batch_size} x {g.n_samples} = {exp.train_dataset.batch_size * g.n_samples}"],
+            ["concurrent episodes", "rollout.max_concurrent_rollouts", str(exp.rollout.max_concurrent_rollouts)],
+        ]),
+        "",
+        "Where things go",
+        *align([
+            ["AReaL config", str(config_path) if config_path else "(not written)"],
+            ["checkpoints", f"{cluster.fileroot}/checkpoints/{user}/{exp.experiment_name}/{exp.trial_name}"],
+            ["logs, rollouts", f"{cluster.fileroot}/logs/{user}/{exp.experiment_name}/{exp.trial_name}"],
+            ["τ² trajectories", str(generated_dir(exp.run_dir))],
+            ["recover", f"mode={exp.recover.mode}"],
+        ]),
+    ]
+    if exp.scheduler.type == "slurm":
+        lines += ["", *slurm_submission(composed)]
+    return "\n".join(lines)
+
+
+def slurm_submission(composed: Composed) -> list[str]:
+    """The controller job submitit would submit, and what AReaL then asks Slurm for."""
+    launcher = composed.launcher
+    exp = composed.config
+    shown = ["partition", "account", "qos", "timeout_min", "nodes", "tasks_per_node",
+             "cpus_per_task", "mem_gb", "gpus_per_node", "name", "submitit_folder", "setup"]
+    rows = [[key, str(launcher.get(key))] for key in shown if launcher.get(key) not in (None, [], "")]
+    return [
+        "Slurm submission (would be made through hydra-submitit-launcher; not submitted)",
+        "  controller job:",
+        *["  " + line for line in align(rows)],
+        f"  then AReaL's Slurm scheduler starts {exp.cluster.n_nodes * exp.cluster.n_gpus_per_node} "
+        f"GPU workers on {exp.cluster.n_nodes} node(s)"
+        + (f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""),
+    ]

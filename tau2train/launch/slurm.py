@@ -1,0 +1,127 @@
+"""cluster=slurm: submit the composed jobs through our hydra-submitit-launcher launcher
+(hydra_plugins/tau2train_slurm_launcher), record them, and say where to follow them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hydra._internal.callbacks import Callbacks
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, RunMode
+
+from hydra_plugins.tau2train_slurm_launcher.launcher import (
+    register as register_launcher,
+)
+from tau2train.config.compose import CONFIG_NAME, Composed, hydra_session
+from tau2train.config.errors import ConfigError
+from tau2train.launch.evaluate import check_reachable, endpoints
+from tau2train.launch.jobs import run_submitted_job
+from tau2train.launch.local import dry_run
+from tau2train.records.job import (
+    now,
+    read_job_record,
+    run_description,
+    update_job_record,
+)
+
+# Launcher settings that may differ between the points of one sweep (one array shares the rest).
+PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
+
+
+@dataclass
+class SubmittedJob:
+    job_id: str
+    trial_name: str
+    run_dir: str
+    stdout: str
+    stderr: str
+
+
+def check_one_array(jobs: list[Composed]) -> None:
+    """A sweep is one job array: every point must ask Slurm for the same job."""
+    def shared(c: Composed) -> dict:
+        return {k: v for k, v in c.launcher.items() if k not in PER_POINT_LAUNCHER_KEYS}
+
+    first = shared(jobs[0])
+    for composed in jobs[1:]:
+        differing = sorted(k for k, v in shared(composed).items() if first.get(k) != v)
+        if differing:
+            raise ConfigError(
+                "slurm",
+                ", ".join(f"{k}={shared(composed)[k]}" for k in differing),
+                f"sweep points {jobs[0].overrides} and {composed.overrides} ask Slurm for "
+                "different jobs, and one -m sweep is one job array",
+                fix="sweep over settings of the run, not of its Slurm job; submit "
+                "different slurm.* settings as separate sweeps",
+            )
+
+
+def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
+    register_launcher()
+    with hydra_session() as hydra:
+        master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(master))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task_function, config=master
+        )
+        launcher.preview = preview
+        return launcher.launch([c.overrides for c in jobs], initial_job_idx=0)
+
+
+def sbatch_preview(jobs: list[Composed], task_function: Callable) -> str:
+    """The exact sbatch script `submit` would hand to Slurm for these jobs."""
+    return _launch(jobs, task_function, preview=True)[0]
+
+
+def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
+    """Submit the jobs (one array when more than one) and record each in its run dir."""
+    submitted = []
+    for composed, job in zip(jobs, _launch(jobs, task_function, preview=False)):
+        exp = composed.config
+        entry = SubmittedJob(job.job_id, exp.trial_name, exp.run_dir, str(job.paths.stdout),
+                             str(job.paths.stderr))
+        if read_job_record(exp.run_dir).get("slurm_job_id") != job.job_id:  # not started yet
+            update_job_record(
+                exp.run_dir, **run_description(composed), state="submitted", slurm_job_id=job.job_id,
+                stdout=entry.stdout, stderr=entry.stderr, submitted_at=now(), started_at=None,
+                ended_at=None, error=None,
+            )
+        submitted.append(entry)
+    return submitted
+
+
+def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
+    first = submitted[0]
+    array = first.job_id.split("_")[0]
+    lines = [
+        f"Submitted {len(submitted)} Slurm job(s)"
+        + (f" as job array {array}" if "_" in first.job_id else "") + ":",
+    ]
+    width = max(len(s.trial_name) for s in submitted)
+    for s in submitted:
+        lines.append(f"  {s.job_id:<10} {s.trial_name:<{width}}  {s.run_dir}")
+    lines += [
+        f"logs:    {first.stdout}" + (" (one per job)" if len(submitted) > 1 else ""),
+        f"follow:  tail -f {first.stdout} {first.stderr}",
+        f"queue:   squeue -j {array}        cancel: scancel {array}",
+        f"report:  {Path(sys.executable).name} -m tau2train.reports.sweep {sweep_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def launch_on_slurm(jobs: list[Composed]) -> None:
+    """Submit the jobs (a sweep: one array) and return; a dry run shows the sbatch script."""
+    check_one_array(jobs)  # before a dry run writes anything
+    if jobs[0].config.dry_run:
+        for composed in jobs:
+            dry_run(composed)
+        print("\nsbatch script (made by hydra-submitit-launcher/submitit; not submitted):\n")
+        print(sbatch_preview(jobs, run_submitted_job))
+        return
+    for key, url in sorted({e for c in jobs for e in endpoints(c.config)}):  # once per server
+        check_reachable(key, url)
+    submitted = submit(jobs, run_submitted_job)
+    print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))

@@ -1,0 +1,103 @@
+"""`mode=train`: AReaL's trainer with the τ² workflow, the τ² datasets and the group filter.
+
+The trainer class is a config entry (`trainer._target_`, AReaL's PPOTrainer by default): the
+GPU boundary, where tests put a recording stand-in. Everything before the call is real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from tau2train.config.errors import ConfigError
+from tau2train.records.layout import generated_dir
+from tau2train.schemas import ExperimentConfig, PPOConfig
+
+WORKFLOW = "tau2train.rollout.workflow.Tau2AgentWorkflow"
+
+
+def trainer_class(target: str) -> type:
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(
+            "trainer._target_",
+            target,
+            f"cannot be imported ({type(e).__name__}: {e})",
+            valid="an importable class, e.g. areal.PPOTrainer",
+            fix="correct trainer._target_ (module.Class)",
+        ) from None
+
+
+def gpus_on_this_machine() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_local_gpus(exp: ExperimentConfig, trainer_cls: type) -> None:
+    """cluster=local runs on this machine: it must have the GPUs the layout uses."""
+    if exp.scheduler.type != "local" or not getattr(trainer_cls, "requires_gpus", True):
+        return
+    needed, found = exp.cluster.n_gpus_per_node, gpus_on_this_machine()
+    if found < needed:
+        raise ConfigError(
+            "cluster.n_gpus_per_node",
+            needed,
+            f"the layout needs {needed} GPUs on this machine and it has {found}",
+            valid=f"at most {found} on this machine, or a cluster with the GPUs",
+            fix="check the plan with dry_run=true, then run where the GPUs are (cluster=slurm)",
+        )
+
+
+def agent_gen_args(exp: ExperimentConfig, temperature: float | None = None) -> dict[str, Any]:
+    """The policy's sampling arguments for an episode's completions, from gconfig."""
+    g = exp.gconfig
+    return {
+        "temperature": g.temperature if temperature is None else temperature,
+        "top_p": g.top_p,
+        "max_completion_tokens": g.max_new_tokens,
+    }
+
+
+def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> dict[str, Any]:
+    """Tau2AgentWorkflow's constructor arguments (plain data: AReaL ships them to workers)."""
+    concurrent = exp.rollout.max_concurrent_rollouts or exp.rollout.consumer_batch_size
+    return {
+        "econfig": dataclasses.asdict(exp.econfig),
+        "gen_args": agent_gen_args(exp, temperature),
+        "timeout": exp.trainer.episode_timeout,
+        "dump_dir": str(generated_dir(exp.run_dir)),
+        # AReaL runs n_samples episodes for each of its concurrent rollouts
+        "max_concurrent_episodes": concurrent * exp.gconfig.n_samples,
+    }
+
+
+def ppo_config(exp: ExperimentConfig) -> PPOConfig:
+    """The PPOConfig part of the experiment, as AReaL's trainer takes it."""
+    return PPOConfig(**{f.name: getattr(exp, f.name) for f in dataclasses.fields(PPOConfig)})
+
+
+def run_training(exp: ExperimentConfig) -> None:
+    from tau2train.rollout.datasets import tau2_dataset
+    from tau2train.rollout.rewards import GroupFilter
+
+    trainer_cls = trainer_class(exp.trainer._target_)
+    check_local_gpus(exp, trainer_cls)
+    domain = exp.econfig.domain
+    train_dataset = tau2_dataset(domain, exp.train_dataset.split, exp.min_dataset_size)
+    valid_dataset = (
+        tau2_dataset(domain, exp.valid_dataset.split, exp.min_dataset_size)
+        if exp.valid_dataset
+        else None
+    )
+    with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:
+        trainer.train(
+            workflow=WORKFLOW,
+            workflow_kwargs=workflow_kwargs(exp),
+            eval_workflow=WORKFLOW,
+            eval_workflow_kwargs=workflow_kwargs(exp, exp.trainer.valid_temperature),
+            dynamic_filter_fn=GroupFilter(**dataclasses.asdict(exp.group_filter)),
+        )

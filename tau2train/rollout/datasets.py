@@ -1,0 +1,22 @@
+"""τ² task splits as the datasets AReaL's trainer consumes: one row per task, {task_id, split}.
+
+Small splits are repeated whole until they reach a minimum size (upstream: 128), so a batch
+of the configured size can always be drawn and every task appears equally often.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from tau2train.rollout.episode import split_tasks
+
+
+def task_rows(domain: str, split: str, min_size: int = 0) -> list[dict[str, str]]:
+    """One row per task of `split` ("all" = every task), repeated to at least `min_size`."""
+    rows = [{"task_id": task.id, "split": split} for task in split_tasks(domain, split)]
+    repeats = max(1, -(-min_size // len(rows))) if rows else 0
+    return rows * repeats
+
+
+def tau2_dataset(domain: str, split: str, min_size: int = 0) -> Dataset:
+    return Dataset.from_list(task_rows(domain, split, min_size))

@@ -1,0 +1,165 @@
+"""One τ² episode, synchronously: tau2's environment, players, orchestrator and evaluator.
+
+Runs in a worker thread (see workflow.py); the LLM calls hop onto the event loop via `Chat`."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+from tau2.data_model.simulation import RewardInfo, SimulationRun, TerminationReason
+from tau2.data_model.tasks import Task
+from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
+from tau2.orchestrator.orchestrator import Orchestrator
+from tau2.registry import registry
+from tau2.utils.utils import get_now
+
+from tau2train.rollout.chat import Chat, EpisodeCancelled, LLMCallFailed
+from tau2train.rollout.players import make_players
+from tau2train.rollout.rewards import completion_rewards, with_reward_basis
+from tau2train.schemas import ALL_TASKS, EnvConfig, RunInfo
+
+_TASKS_LOCK = threading.Lock()
+
+
+class UnknownTask(ValueError):
+    """A dataset row names a split or task id tau2 does not have."""
+
+
+@lru_cache(maxsize=None)
+def _tasks(domain: str, split: str) -> dict[str, Task]:
+    loader = registry.get_tasks_loader(domain)
+    try:
+        tasks = loader(None if split == ALL_TASKS else split)
+    except (ValueError, KeyError) as e:
+        splits = registry.get_task_splits_loader(domain)
+        known = sorted(splits()) if splits else []
+        raise UnknownTask(
+            f"tau2's {domain} domain has no task split {split!r}; "
+            f"valid: {', '.join(known + [ALL_TASKS])} ({e})"
+        ) from None
+    return {task.id: task for task in tasks}
+
+
+def _split(domain: str, split: str) -> dict[str, Task]:
+    with _TASKS_LOCK:  # one load per split even when 256 episodes start at once
+        return _tasks(domain, split)
+
+
+def find_task(domain: str, split: str, task_id: str) -> Task:
+    """The task `task_id` of `split` (loaded once per process and split)."""
+    tasks = _split(domain, split)
+    try:
+        return tasks[str(task_id)]
+    except KeyError:
+        sample = ", ".join(list(tasks)[:5])
+        raise UnknownTask(
+            f"task id {task_id!r} is not in split {split!r} of tau2's {domain} domain "
+            f"({len(tasks)} tasks, e.g. {sample})"
+        ) from None
+
+
+def split_tasks(domain: str, split: str) -> list[Task]:
+    """Every task of `split` ("all" = the whole domain), in tau2's order."""
+    return list(_split(domain, split).values())
+
+
+@dataclass
+class Episode:
+    """What one episode produced: tau2's record of it and ours."""
+
+    simulation: SimulationRun
+    info: RunInfo
+    # Set when the episode failed for a reason outside the agent (user simulator down,
+    # evaluator error): its reward says nothing about the policy, so training discards it.
+    discard_reason: str | None = None
+
+
+def play(
+    task: Task,
+    split: str,
+    econfig: EnvConfig,
+    agent_chat: Chat,
+    user_chat: Chat | None,
+) -> Episode:
+    """Run `task` to its end and score it with tau2's evaluator.
+
+    Failures of the agent endpoint propagate (AReaL must reject that trajectory). Every other
+    failure (user simulator down, malformed agent output tau2 refuses, evaluator error) ends
+    the episode with tau2's AGENT_ERROR/USER_ERROR and is recorded in `info.error`.
+    """
+    domain, solo = econfig.domain, econfig.solo_mode
+    env = registry.get_env_constructor(domain)(solo_mode=solo)
+    agent, user = make_players(
+        task, domain, env, agent_chat, user_chat, solo, econfig.add_thinking_tool
+    )
+    orchestrator = Orchestrator(
+        domain=domain,
+        agent=agent,
+        user=user,
+        environment=env,
+        task=task,
+        max_steps=econfig.max_steps,
+        solo_mode=solo,
+    )
+    start, started_at = time.perf_counter(), get_now()
+    error = discard_reason = None
+    try:
+        simulation = orchestrator.run()
+    except EpisodeCancelled:
+        raise
+    except LLMCallFailed as e:
+        if e.role == "agent":
+            raise
+        simulation = _ended_by_error(orchestrator, TerminationReason.USER_ERROR, started_at, start)
+        error = discard_reason = str(e)
+    except Exception as e:  # tau2 refusing what the agent produced, e.g. an empty message
+        simulation = _ended_by_error(orchestrator, TerminationReason.AGENT_ERROR, started_at, start)
+        error = f"{type(e).__name__}: {e}"
+    try:
+        reward_info = evaluate_simulation(
+            simulation=simulation,
+            task=with_reward_basis(task, econfig.reward_basis),
+            evaluation_type=EvaluationType.ALL,
+            solo_mode=solo,
+            domain=domain,
+        )
+    except Exception as e:
+        reward_info = RewardInfo(reward=0.0, info={"note": "evaluation failed"})
+        discard_reason = f"evaluation failed: {type(e).__name__}: {e}"
+        error = error or discard_reason
+    simulation.reward_info = reward_info
+    info = RunInfo(
+        task_id=task.id,
+        split=split,
+        reward=float(reward_info.reward),
+        termination_reason=simulation.termination_reason.value,
+        duration=simulation.duration,
+        agent_latencies=[c.latency for c in agent_chat.completions],
+        user_latencies=[c.latency for c in user_chat.completions] if user_chat else [],
+        completion_rewards=completion_rewards(
+            agent_chat.completions, reward_info.reward, econfig.invalid_format_penalty
+        ),
+        format_problems={c.id: c.problem for c in agent_chat.completions if c.problem},
+        messages=[m.model_dump(mode="json", exclude={"raw_data"}) for m in simulation.messages],
+        task=task.model_dump(mode="json"),
+        reward_info=reward_info.model_dump(mode="json"),
+        error=error,
+    )
+    return Episode(simulation=simulation, info=info, discard_reason=discard_reason)
+
+
+def _ended_by_error(orchestrator, reason, started_at, start) -> SimulationRun:
+    """tau2's record of an episode its orchestrator could not finish."""
+    return SimulationRun(
+        id=str(uuid.uuid4()),
+        task_id=orchestrator.task.id,
+        start_time=started_at,
+        end_time=get_now(),
+        duration=time.perf_counter() - start,
+        termination_reason=reason,
+        messages=orchestrator.get_trajectory(),
+    )

@@ -1,0 +1,92 @@
+"""tau2's own agent and user-simulator classes, talking through `Chat` instead of litellm.
+
+tau2's LLMAgent, LLMSoloAgent and UserSimulator call the module-level `generate(model=...)`
+of their modules. Passing a `Chat` as their `llm` and routing that one case to it keeps all
+of tau2's turn logic (solo stop tool, role flipping, user tool calls) exactly as tau2 wrote
+it; every other model name still goes to tau2's litellm path unchanged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tau2.agent import llm_agent
+from tau2.agent.llm_agent import LLMAgent, LLMSoloAgent
+from tau2.data_model.tasks import Task
+from tau2.environment.environment import Environment
+from tau2.environment.tool import Tool, as_tool
+from tau2.registry import registry
+from tau2.user import user_simulator
+from tau2.user.user_simulator import DummyUser, UserSimulator
+
+from tau2train.rollout.chat import Chat
+
+_tau2_generate = llm_agent.generate
+
+
+def _generate(model, messages, tools=None, tool_choice=None, **kwargs):
+    if isinstance(model, Chat):
+        return model(messages, tools, tool_choice)
+    return _tau2_generate(model=model, messages=messages, tools=tools, tool_choice=tool_choice, **kwargs)
+
+
+# The two names tau2's player classes resolve `generate` through (tau2.agent.llm_agent and
+# tau2.user.user_simulator import it from tau2.utils.llm_utils).
+llm_agent.generate = _generate
+user_simulator.generate = _generate
+
+
+def think(thought: str) -> str:
+    """Use this tool to think. It neither fetches information nor changes anything; the
+    thought is kept in the conversation. Use it only when careful reasoning is needed.
+
+    Args:
+        thought: What you are thinking.
+    """
+    return ""
+
+
+THINK_TOOL = as_tool(think)
+
+
+@lru_cache(maxsize=None)
+def _offered_tools(domain: str, solo_mode: bool) -> tuple[tuple[Tool, ...], tuple[Tool, ...]]:
+    """The agent's and the user's tools of `domain`, built once per process.
+
+    Players only show tools to the LLM (name, description, JSON schema); calls are executed
+    by the episode's own environment. tau2 builds Tool objects with pydantic models for every
+    environment (~20 ms an episode), so one template environment's tools serve every episode.
+    """
+    env = registry.get_env_constructor(domain)(solo_mode=solo_mode)
+    try:
+        user_tools = tuple(env.get_user_tools())
+    except Exception:  # domains without user tools raise here
+        user_tools = ()
+    return tuple(env.get_tools()), user_tools
+
+
+def make_players(
+    task: Task,
+    domain: str,
+    env: Environment,
+    agent_chat: Chat,
+    user_chat: Chat | None,
+    solo_mode: bool,
+    add_thinking_tool: bool,
+):
+    """The agent (the policy) and the user for one episode, as tau2 builds them."""
+    agent_tools, user_tools = _offered_tools(domain, solo_mode)
+    tools = list(agent_tools) + ([THINK_TOOL] if add_thinking_tool else [])
+    user_tools = list(user_tools)
+    if solo_mode:
+        agent = LLMSoloAgent(
+            tools=tools + user_tools, domain_policy=env.get_policy(), task=task, llm=agent_chat
+        )
+        return agent, DummyUser()
+    agent = LLMAgent(tools=tools, domain_policy=env.get_policy(), llm=agent_chat)
+    user = UserSimulator(
+        tools=user_tools or None,
+        instructions=str(task.user_scenario),
+        llm=user_chat,
+    )
+    return agent, user

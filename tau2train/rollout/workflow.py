@@ -1,0 +1,182 @@
+"""The rollout workflow AReaL runs for every τ² episode (AReaL's proxy-mode agent contract).
+
+AReaL calls `await workflow.run(data, base_url=..., api_key=..., http_client=...)` with a
+dataset row `{"task_id", "split"}`; the agent's calls go to `base_url` (AReaL's proxy in
+front of the policy), the user simulator's to `econfig.user_llm_base_url`. The return value
+is `{completion_id: reward}` (see rewards.py for the rule). Imports only schemas and tau2
+code paths: this module runs inside AReaL's rollout workers.
+
+tau2 is synchronous, so each episode runs in a thread of a pool sized for the rollout
+concurrency (asyncio's default executor has a handful of threads and would serialise 256
+rollouts); its LLM requests still run as coroutines on the caller's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+from tau2train.rollout import fast_env
+from tau2train.rollout.chat import Chat
+from tau2train.rollout.episode import Episode, find_task, play
+from tau2train.rollout.trajectories import write_run_info
+from tau2train.schemas import EnvConfig
+
+logger = logging.getLogger("tau2train.rollout.workflow")
+
+# litellm's provider prefix in model names ("openai/<model>"); the endpoint wants <model>.
+LITELLM_OPENAI_PREFIX = "openai/"
+# Environment variable holding the user-simulator server's API key, if it wants one.
+USER_LLM_API_KEY_ENV = "USER_LLM_API_KEY"
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def episode_pool(size: int) -> ThreadPoolExecutor:
+    """The process-wide pool episodes run in, replaced by a larger one when a caller needs
+    more threads (the old one finishes what it runs)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < size:
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tau2-episode")
+            _pool_size = size
+        return _pool
+
+
+_http_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_http_client(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
+    """One connection pool per event loop, shared by every episode's clients: building an
+    HTTP client (its TLS context) costs ~20 ms, most of an episode's own overhead otherwise."""
+    client = _http_clients.get(loop)
+    if client is None or client.is_closed:
+        client = _http_clients[loop] = DefaultAsyncHttpxClient()
+    return client
+
+
+class EpisodeDiscarded(RuntimeError):
+    """The episode failed outside the agent; raised so AReaL rejects the trajectory."""
+
+
+class Tau2AgentWorkflow:
+    """Plays one τ² episode per `run` and returns its per-completion rewards.
+
+    Args:
+        econfig: the τ² environment (EnvConfig or its dict form).
+        gen_args: sampling arguments for the agent's completions (temperature, ...).
+        timeout: seconds an episode may take; a slower one raises TimeoutError, and AReaL
+            discards it.
+        dump_dir: where trajectories go (`<run_dir>/generated`); None writes none.
+        max_concurrent_episodes: threads for episodes (training passes
+            rollout.max_concurrent_rollouts x gconfig.n_samples).
+        agent_model: model name sent to the agent endpoint (AReaL's proxy ignores it).
+    """
+
+    def __init__(
+        self,
+        econfig: EnvConfig | dict | None = None,
+        gen_args: dict | None = None,
+        timeout: float = 600.0,
+        dump_dir: str | None = None,
+        max_concurrent_episodes: int = 256,
+        agent_model: str = "policy",
+    ):
+        if econfig is None:
+            econfig = EnvConfig()
+        elif isinstance(econfig, dict):
+            econfig = EnvConfig(**econfig)
+        self.econfig = econfig
+        if econfig.fast_env:
+            fast_env.install(econfig.domain)
+        self.gen_args = dict(gen_args or {})
+        self.timeout = timeout
+        self.dump_dir = dump_dir
+        self.max_concurrent_episodes = max_concurrent_episodes
+        self.agent_model = agent_model
+
+    async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> dict[str, float] | float:
+        base_url = extra_kwargs.get("base_url") or os.getenv("OPENAI_BASE_URL")
+        if not base_url:
+            raise ValueError("Tau2AgentWorkflow needs base_url (AReaL's proxy) for the agent")
+        episode = await self.play(
+            data,
+            base_url=base_url,
+            api_key=extra_kwargs.get("api_key") or os.getenv("OPENAI_API_KEY") or "EMPTY",
+            http_client=extra_kwargs.get("http_client"),
+        )
+        if episode.discard_reason:
+            raise EpisodeDiscarded(
+                f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
+            )
+        return episode.info.completion_rewards or float(episode.info.reward)
+
+    async def play(
+        self,
+        data: dict[str, Any],
+        base_url: str,
+        api_key: str,
+        http_client=None,
+    ) -> Episode:
+        """Play the episode `data` names, record it, and return it (no discarding here)."""
+        split = data.get("split", "train")
+        task = find_task(self.econfig.domain, split, data["task_id"])
+        loop = asyncio.get_running_loop()
+        shared = loop_http_client(loop)
+        cancelled = threading.Event()
+        agent_client = AsyncOpenAI(
+            base_url=base_url, api_key=api_key, http_client=http_client or shared, max_retries=0
+        )
+        agent_chat = Chat(
+            agent_client, loop, self.agent_model, self.gen_args, role="agent", cancelled=cancelled
+        )
+        user_chat = None
+        if not self.econfig.solo_mode:
+            user_client = AsyncOpenAI(
+                base_url=self.econfig.user_llm_base_url,
+                api_key=os.getenv(USER_LLM_API_KEY_ENV) or "EMPTY",
+                max_retries=self.econfig.user_llm_max_retries,
+                timeout=self.econfig.user_llm_timeout,
+                http_client=shared,
+            )
+            user_chat = Chat(
+                user_client,
+                loop,
+                _endpoint_model_name(self.econfig.user_llm),
+                dict(self.econfig.user_llm_args or {}),
+                role="user",
+                cancelled=cancelled,
+            )
+
+        def play_and_record() -> Episode:
+            episode = play(task, split, self.econfig, agent_chat, user_chat)
+            if self.dump_dir:
+                write_run_info(self.dump_dir, episode.info)
+            return episode
+
+        pool = episode_pool(self.max_concurrent_episodes)
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(pool, play_and_record), timeout=self.timeout
+            )
+        except TimeoutError:
+            cancelled.set()  # the episode's thread stops at its next LLM call
+            logger.error("task %s exceeded %ss; trajectory discarded", task.id, self.timeout)
+            raise
+
+
+def _endpoint_model_name(name: str | None) -> str:
+    name = name or "default"
+    return name[len(LITELLM_OPENAI_PREFIX):] if name.startswith(LITELLM_OPENAI_PREFIX) else name

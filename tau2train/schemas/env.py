@@ -1,0 +1,145 @@
+"""The τ² environment every rollout episode runs in, and the PPOConfig AReaL's trainer gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from areal.api.cli_args import PPOConfig as ArealPPOConfig
+
+from tau2train.schemas.declare import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE
+
+# tau2's reward types (tau2.data_model.tasks.RewardType), spelled out so that validation
+# need not import tau2.
+REWARD_TYPES = ("DB", "ENV_ASSERTION", "NL_ASSERTION", "ACTION", "COMMUNICATE")
+# Split name meaning "every task of the domain" (tau2's loaders take None for it).
+ALL_TASKS = "all"
+
+
+@dataclass
+class EnvConfig:
+    """Options of the τ² environment each rollout episode runs in."""
+
+    domain: str = field(
+        default="telecom",
+        metadata={"help": "τ² domain to train on: airline, retail, telecom or mock."},
+    )
+    max_steps: int = field(
+        default=100,
+        metadata={"range": AT_LEAST_ONE, "help": "Maximum number of agent/user steps in one episode."},
+    )
+    add_thinking_tool: bool = field(
+        default=False,
+        metadata={"help": "Give the agent a `think` tool to reason in the open."},
+    )
+    solo_mode: bool = field(
+        default=False,
+        metadata={
+            "help": "The agent plays both roles (no user simulator); only for domains "
+            "with a solo policy."
+        },
+    )
+    user_llm_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible base URL of the user-simulator LLM server, "
+            "e.g. http://host:8000/v1/. Required unless solo_mode."
+        },
+    )
+    user_llm: str | None = field(
+        default=None,
+        metadata={
+            "help": "litellm model name of the user simulator, "
+            "e.g. openai/self-hosted-Qwen2.5-72B."
+        },
+    )
+    user_llm_args: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling arguments for the user simulator, "
+            "e.g. {temperature: 0.0, max_completion_tokens: 512}."
+        },
+    )
+    turn_discount: float = field(
+        default=1.0,
+        metadata={"range": FRACTION, "help": "Per-turn discount of the episode reward (1.0 = none)."},
+    )
+    invalid_format_penalty: float = field(
+        default=0.1,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "Penalty given to each malformed agent completion "
+            "(unknown tool, bad arguments, empty message)."
+        },
+    )
+    reward_basis: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Score training episodes on these tau2 reward types only "
+            "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
+        },
+    )
+    fast_env: bool = field(
+        default=True,
+        metadata={
+            "help": "Build each episode's environment over one read-only copy of the domain "
+            "DB per process, copying records on access (same results as tau2's loader, far "
+            "cheaper); false loads tau2's packaged data for every environment."
+        },
+    )
+    user_llm_max_retries: int = field(
+        default=3,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "Retries (exponential backoff) of a failed user-simulator call before "
+            "the episode is recorded as failed."
+        },
+    )
+    user_llm_timeout: float = field(
+        default=120.0,
+        metadata={"range": POSITIVE, "help": "Seconds one user-simulator call may take."},
+    )
+
+
+@dataclass
+class GroupFilterConfig:
+    """AReaL's dynamic filter over each group of rollouts of one task (GRPO group)."""
+
+    max_mean_reward: float | None = field(
+        default=0.95,
+        metadata={
+            "range": FRACTION,
+            "help": "Drop groups whose mean reward is above this (already solved: "
+            "nothing to learn); null keeps them."
+        },
+    )
+    min_mean_reward: float | None = field(
+        default=None,
+        metadata={
+            "range": FRACTION,
+            "help": "Drop groups whose mean reward is below this (e.g. 0.05: all failed); "
+            "null keeps them."
+        },
+    )
+
+
+@dataclass
+class PPOConfig(ArealPPOConfig):
+    """AReaL's PPOConfig with the τ² environment: what AReaL's PPOTrainer is given."""
+
+    econfig: EnvConfig = field(
+        default_factory=EnvConfig,
+        metadata={"help": "τ² environment options for every rollout episode."},
+    )
+    group_filter: GroupFilterConfig = field(
+        default_factory=GroupFilterConfig,
+        metadata={"help": "Which rollout groups the trainer keeps (dynamic filtering)."},
+    )
+    min_dataset_size: int = field(
+        default=128,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "Task splits smaller than this are repeated whole until they reach it, "
+            "so every batch can be filled."
+        },
+    )

@@ -1,0 +1,106 @@
+"""The root config a user composes: AReaL's PPOConfig + econfig, plus the chosen groups' facts.
+
+Only the `PPOConfig` part is handed to AReaL; the group facts feed validation and the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+from tau2train.schemas.declare import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    TEMPERATURE,
+    Range,
+)
+from tau2train.schemas.env import PPOConfig
+from tau2train.schemas.groups import (
+    AllocationSpec,
+    DomainSpec,
+    EvalSpec,
+    ModelSpec,
+    SlurmSpec,
+    TrackingSpec,
+    TrainerSpec,
+    UserSimSpec,
+)
+
+
+@dataclass
+class ExperimentConfig(PPOConfig):
+    """The root config: AReaL's PPOConfig + econfig, plus the chosen groups' facts."""
+
+    mode: str = field(
+        default="train",
+        metadata={
+            "help": "What to run: train (AReaL's trainer) or eval (score an endpoint).",
+            "choices": ["train", "eval"],
+        },
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Compose, validate, write the AReaL config and print the plan; "
+            "never starts or submits anything."
+        },
+    )
+    run_dir: str = field(
+        default=MISSING,
+        metadata={"help": "Where this run's resolved config and Hydra logs go."},
+    )
+    model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "model group."})
+    domain: DomainSpec = field(
+        default_factory=DomainSpec, metadata={"help": "domain group."}
+    )
+    allocation: AllocationSpec = field(
+        default_factory=AllocationSpec, metadata={"help": "allocation group."}
+    )
+    slurm: SlurmSpec = field(
+        default_factory=SlurmSpec, metadata={"help": "Slurm settings (cluster group)."}
+    )
+    eval: EvalSpec = field(
+        default_factory=EvalSpec, metadata={"help": "Evaluation settings (mode=eval)."}
+    )
+    trainer: TrainerSpec = field(
+        default_factory=TrainerSpec, metadata={"help": "Trainer settings (mode=train)."}
+    )
+    tracking: TrackingSpec = field(
+        default_factory=TrackingSpec, metadata={"help": "Experiment tracking (tracking group)."}
+    )
+    user_sim: UserSimSpec = field(
+        default_factory=UserSimSpec,
+        metadata={"help": "The user-simulator server (user_sim group; tau2train.user_sim.serve)."},
+    )
+
+
+# Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
+TAU2TRAIN_ONLY_KEYS = (
+    "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval", "trainer",
+    "tracking", "user_sim",
+)
+
+
+# Ranges of the AReaL fields whose meaning has one (AReaL's dataclasses declare `help` and
+# `choices` but no ranges): checked with the ranges declared on tau2train's own fields.
+INHERITED_RANGES: dict[str, Range] = {
+    "total_train_epochs": AT_LEAST_ONE,
+    "gconfig.n_samples": AT_LEAST_ONE,
+    "gconfig.max_new_tokens": AT_LEAST_ONE,
+    "gconfig.max_tokens": AT_LEAST_ONE,
+    "gconfig.temperature": TEMPERATURE,
+    "gconfig.top_p": Range(0, 1, low_open=True),
+    "train_dataset.batch_size": AT_LEAST_ONE,
+    "valid_dataset.batch_size": AT_LEAST_ONE,
+    "rollout.max_concurrent_rollouts": AT_LEAST_ONE,
+    "rollout.max_head_offpolicyness": NON_NEGATIVE,
+    "rollout.agent.turn_discount": Range(0, 1),
+    "actor.eps_clip": POSITIVE,
+    "actor.optimizer.lr": POSITIVE,
+    "actor.ppo_n_minibatches": AT_LEAST_ONE,
+    "cluster.n_nodes": AT_LEAST_ONE,
+    "cluster.n_gpus_per_node": NON_NEGATIVE,
+    "sglang.context_length": AT_LEAST_ONE,
+}

@@ -1,0 +1,331 @@
+"""The config groups' own schemas: model, domain, allocation, Slurm, eval, trainer,
+tracking and the user-simulator server. Each YAML choice names its schema in its defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from tau2train.schemas.declare import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    PORT,
+    POSITIVE,
+    TEMPERATURE,
+)
+
+# AReaL backends by role (the names its allocation syntax uses).
+INFERENCE_BACKENDS = ("sglang", "vllm")
+TRAINING_BACKENDS = ("archon", "megatron", "fsdp")
+
+@dataclass
+class ModelSpec:
+    """Facts about a model that validation and naming need; HF config.json values."""
+
+    name: str = field(
+        default=MISSING,
+        metadata={"help": "Short name used in experiment names (no '_' or '/')."},
+    )
+    path: str = field(
+        default=MISSING,
+        metadata={"help": "HuggingFace id or local path of the weights to train."},
+    )
+    num_layers: int = field(
+        default=MISSING, metadata={"range": AT_LEAST_ONE, "help": "num_hidden_layers of the model."}
+    )
+    num_attention_heads: int = field(
+        default=MISSING, metadata={"range": AT_LEAST_ONE, "help": "num_attention_heads of the model."}
+    )
+    num_kv_heads: int = field(
+        default=MISSING, metadata={"range": AT_LEAST_ONE, "help": "num_key_value_heads of the model."}
+    )
+    num_experts: int = field(
+        default=0, metadata={"range": NON_NEGATIVE, "help": "Routed experts per MoE layer; 0 for a dense model."}
+    )
+    engine: str = field(
+        default=MISSING,
+        metadata={
+            "help": "AReaL training engine this model's settings are tuned for "
+            "(archon for dense, megatron for MoE); the allocation's trainer backend "
+            "must match.",
+            "choices": list(TRAINING_BACKENDS),
+        },
+    )
+
+
+@dataclass
+class DomainSpec:
+    """A τ² domain and the task splits training and validation draw from."""
+
+    name: str = field(
+        default=MISSING, metadata={"help": "τ² domain name in tau2's registry."}
+    )
+    train_split: str = field(
+        default="train", metadata={"help": "τ² task split used for training."}
+    )
+    valid_split: str = field(
+        default="test", metadata={"help": "τ² task split used for validation."}
+    )
+    max_steps: int = field(
+        default=50, metadata={"range": AT_LEAST_ONE, "help": "Episode step limit for this domain."}
+    )
+
+
+@dataclass
+class AllocationSpec:
+    """A GPU layout in AReaL's allocation syntax, one backend string per role."""
+
+    rollout: str = field(
+        default=MISSING,
+        metadata={"help": "Inference backend and parallelism, e.g. sglang:d6."},
+    )
+    actor: str = field(
+        default=MISSING,
+        metadata={
+            "help": "Training backend and parallelism, e.g. archon:d2 or "
+            "megatron:(attn:d4p4t2|ffn:d2p4e4)."
+        },
+    )
+    n_nodes: int = field(
+        default=1, metadata={"range": AT_LEAST_ONE, "help": "Nodes the layout is planned for."}
+    )
+
+
+@dataclass
+class QueueSpec:
+    """What one Slurm job asks for (as hydra-submitit-launcher's BaseQueueConf): shared by the
+    controller job (`slurm`) and the user-simulator server's job (`user_sim.slurm`)."""
+
+    partition: str | None = field(
+        default=None, metadata={"help": "Slurm partition (sbatch --partition); null = the cluster's default."}
+    )
+    account: str | None = field(
+        default=None, metadata={"help": "Slurm account (sbatch --account)."}
+    )
+    qos: str | None = field(default=None, metadata={"help": "Slurm QOS (sbatch --qos)."})
+    time_minutes: int = field(
+        default=4320, metadata={"help": "Time limit of the job in minutes.", "range": AT_LEAST_ONE}
+    )
+    cpus_per_task: int = field(
+        default=8, metadata={"help": "CPUs of the job.", "range": AT_LEAST_ONE}
+    )
+    mem_gb: int = field(
+        default=64, metadata={"help": "Host memory (GB) of the job.", "range": AT_LEAST_ONE}
+    )
+    setup: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Shell lines run before the job's program starts (module load, source a venv, ...)."},
+    )
+
+
+@dataclass
+class SlurmSpec(QueueSpec):
+    """Slurm submission settings for the controller job (used with cluster=slurm)."""
+
+    container_type: str = field(
+        default="none",
+        metadata={
+            "help": "How GPU workers run: in an apptainer container or on the host.",
+            "choices": ["none", "apptainer"],
+        },
+    )
+    container_image: str = field(
+        default="",
+        metadata={"help": "Container image the GPU workers run in (apptainer only)."},
+    )
+    container_mounts: str = field(
+        default="", metadata={"help": "Bind mounts for the container, src:dst[,src:dst]."}
+    )
+    env_vars: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Environment variables for the controller and its workers (no secrets: "
+            "sbatch passes your shell's environment, so export keys there)."
+        },
+    )
+    requeue_on_timeout: int = field(
+        default=3,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "Times a job that reaches its time limit requeues itself and resumes "
+            "from its last recover checkpoint (preempted jobs always requeue)."
+        },
+    )
+    array_parallelism: int = field(
+        default=64, metadata={"range": AT_LEAST_ONE, "help": "Jobs of one -m sweep array that may run at once."}
+    )
+
+
+@dataclass
+class EvalSpec:
+    """`mode=eval`: score any OpenAI-compatible endpoint on a τ² task split."""
+
+    agent_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible base URL of the agent under test, e.g. "
+            "http://host:30000/v1. Its API key is read from $OPENAI_API_KEY, never from a config."
+        },
+    )
+    agent_model: str = field(
+        default="default", metadata={"help": "Model name sent to the agent endpoint."}
+    )
+    split: str = field(
+        default="test", metadata={"help": "τ² task split to evaluate on."}
+    )
+    num_trials: int = field(
+        default=4, metadata={"range": AT_LEAST_ONE, "help": "Episodes per task; pass^k is reported for k=1..this."}
+    )
+    max_concurrency: int = field(
+        default=16, metadata={"range": AT_LEAST_ONE, "help": "Episodes running at the same time."}
+    )
+    reward_basis: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Score on these tau2 reward types only; null (the default) scores each "
+            "task on its own basis, as published τ² results do."
+        },
+    )
+    gen_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Sampling arguments for the agent, e.g. {temperature: 0.0}."},
+    )
+    episode_timeout: float = field(
+        default=600.0, metadata={"range": POSITIVE, "help": "Seconds one episode may take before it is failed."}
+    )
+
+
+@dataclass
+class TrackingSpec:
+    """Experiment tracking (tracking group): where the trainer's stats and eval reports go."""
+
+    backend: str = field(
+        default="none",
+        metadata={"help": "wandb or none.", "choices": ["wandb", "none"]},
+    )
+    project: str = field(default="tau2train", metadata={"help": "wandb project."})
+    entity: str | None = field(
+        default=None, metadata={"help": "wandb team or user; null = your default entity."}
+    )
+    mode: str = field(
+        default="disabled",
+        metadata={
+            "help": "online, offline (sync later with `wandb sync`) or disabled.",
+            "choices": ["online", "offline", "disabled"],
+        },
+    )
+    group: str | None = field(
+        default=None, metadata={"help": "Run group: the sweep, or the experiment."}
+    )
+    notes: str | None = field(default=None, metadata={"help": "Free text on the run page."})
+    tags: list[str] = field(
+        default_factory=list, metadata={"help": "Run tags; the chosen config groups by default."}
+    )
+
+
+@dataclass
+class UserSimSlurmSpec(QueueSpec):
+    """The Slurm job the user-simulator server runs in (cluster=slurm)."""
+
+    gpus_per_node: int = field(
+        default=8,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "GPUs asked of Slurm (sbatch --gpus-per-node); 0 asks for none, for "
+            "partitions that hand out whole GPU nodes without it."
+        },
+    )
+
+
+@dataclass
+class UserSimSpec:
+    """The SGLang server the τ² user simulator talks to (user_sim group), started by
+    `python -m tau2train.user_sim.serve`; training and eval jobs find it through its record."""
+
+    model_path: str = field(
+        default=MISSING, metadata={"help": "HuggingFace id or local path of the user-simulator weights."}
+    )
+    served_model_name: str = field(
+        default=MISSING,
+        metadata={
+            "help": "Model name the server answers to; econfig.user_llm is openai/<this> and "
+            "the record is named after it."
+        },
+    )
+    tp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Tensor-parallel size (GPUs per model replica)."})
+    dp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Data-parallel size (model replicas)."})
+    gpus: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "GPUs the server uses; must equal tp x dp."})
+    host: str = field(
+        default="0.0.0.0", metadata={"help": "Address the server listens on (0.0.0.0: every interface)."}
+    )
+    port: int = field(default=8000, metadata={"range": PORT, "help": "Port the server listens on."})
+    tool_call_parser: str = field(
+        default="qwen25", metadata={"help": "SGLang --tool-call-parser for the model's tool calls."}
+    )
+    chat_template: str = field(
+        default="qwen_nonthinking.jinja",
+        metadata={
+            "help": "SGLang --chat-template: a file name shipped in tau2train/chat_templates, "
+            "or a path to your own."
+        },
+    )
+    extra_args: list[str] = field(
+        default_factory=list,
+        metadata={"help": "More server arguments, e.g. [--mem-fraction-static, '0.85']."},
+    )
+    server_module: str = field(
+        default="sglang.launch_server",
+        metadata={"help": "Python module run as the server (`python -m <this> ...`)."},
+    )
+    python: str | None = field(
+        default=None,
+        metadata={
+            "help": "Python interpreter that has the server installed; null = the one running "
+            "serve_user_sim."
+        },
+    )
+    startup_timeout_s: float = field(
+        default=3600.0,
+        metadata={
+            "range": POSITIVE,
+            "help": "Seconds to wait (Slurm queue + weight loading) for GET /health to answer "
+            "before the server is stopped and the launch fails."
+        },
+    )
+    record_file: str = field(
+        default=MISSING,
+        metadata={
+            "help": "JSON record of the running server (URL, job id or pid, logs); training "
+            "and eval read econfig.user_llm_base_url from it. Shared storage on Slurm."
+        },
+    )
+    log_dir: str = field(
+        default=MISSING, metadata={"help": "Where the server's logs (and Slurm job files) go."}
+    )
+    slurm: UserSimSlurmSpec = field(
+        default_factory=UserSimSlurmSpec, metadata={"help": "The server's Slurm job (cluster=slurm)."}
+    )
+
+
+@dataclass
+class TrainerSpec:
+    """Which trainer `mode=train` hands the composed config to, and the episode settings
+    only the trainer call needs."""
+
+    _target_: str = field(
+        default="areal.PPOTrainer",
+        metadata={
+            "help": "Import path of the trainer class, called as "
+            "cls(config, train_dataset=..., valid_dataset=...).train(...)."
+        },
+    )
+    episode_timeout: float = field(
+        default=600.0,
+        metadata={"range": POSITIVE, "help": "Seconds a training episode may take; a slower one is discarded."},
+    )
+    valid_temperature: float = field(
+        default=0.6,
+        metadata={"range": TEMPERATURE, "help": "Sampling temperature of the validation episodes (upstream: 0.6)."},
+    )

@@ -1,0 +1,78 @@
+"""One τ² episode as it happened: the record a rollout writes and reports read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunInfo:
+    """One τ² episode as it happened: what was said, how long it took, what it earned."""
+
+    task_id: str = field(default="", metadata={"help": "τ² task id the episode played."})
+    split: str | None = field(default=None, metadata={"help": "Task split the task was drawn from."})
+    reward: float = field(default=0.0, metadata={"help": "Episode reward tau2's evaluator gave."})
+    termination_reason: str | None = field(
+        default=None,
+        metadata={"help": "Why the episode ended, as tau2 names it (agent_stop, user_stop, max_steps, ...)."},
+    )
+    duration: float = field(default=0.0, metadata={"help": "Seconds the episode took."})
+    agent_latencies: list[float] = field(
+        default_factory=list, metadata={"help": "Seconds of each agent LLM call."}
+    )
+    user_latencies: list[float] = field(
+        default_factory=list, metadata={"help": "Seconds of each user-simulator call."}
+    )
+    completion_rewards: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "Reward handed to AReaL per agent completion id (format penalties + episode reward)."},
+    )
+    format_problems: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Completion id -> what was malformed in it."}
+    )
+    messages: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"help": "The dialogue: agent, user and tool messages in order."}
+    )
+    task: dict[str, Any] | None = field(default=None, metadata={"help": "The τ² task, as tau2 serialises it."})
+    reward_info: dict[str, Any] | None = field(
+        default=None, metadata={"help": "tau2's reward breakdown (DB match, assertions, actions, ...)."}
+    )
+    error: str | None = field(default=None, metadata={"help": "What went wrong, when the episode failed."})
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, default=str)
+
+    def __str__(self) -> str:
+        def stats(xs: list[float]) -> str:
+            if not xs:
+                return "n/a"
+            return f"{len(xs)} calls, mean {sum(xs) / len(xs):.2f}s, max {max(xs):.2f}s"
+
+        lines = [
+            f"Task: {self.task_id}" + (f" (split {self.split})" if self.split else ""),
+            f"Reward: {self.reward}",
+        ]
+        if self.termination_reason:
+            lines.append(f"Ended by: {self.termination_reason} after {self.duration:.2f}s")
+        lines += [
+            f"Agent latency: {stats(self.agent_latencies)}",
+            f"User latency: {stats(self.user_latencies)}",
+        ]
+        if self.error:
+            lines.append(f"Error: {self.error}")
+        if self.reward_info:
+            lines.append("Reward info: " + json.dumps(self.reward_info, default=str))
+        for completion_id, problem in self.format_problems.items():
+            lines.append(f"Malformed completion {completion_id}: {problem}")
+        if self.completion_rewards:
+            lines.append("Completion rewards: " + json.dumps(self.completion_rewards))
+        lines.append("Messages:")
+        for i, message in enumerate(self.messages):
+            role = message.get("role", "?")
+            content = message.get("content") or ""
+            lines.append(f"[{i}] {role}: {content}")
+            for call in message.get("tool_calls") or []:
+                lines.append(f"    -> {call.get('name')}({json.dumps(call.get('arguments'))})")
+        return "\n".join(lines)

@@ -1,0 +1,282 @@
+"""`python -m tau2train.user_sim.serve [group=choice ...] [key=value ...]`: start the τ²
+user-simulator's SGLang server and record where it answers.
+
+The experiment config is composed exactly as `python -m tau2train.run` composes it (same
+groups, same overrides, same error messages, exit status 2 on bad input), so the record
+lands where the training and eval jobs of that config look for it:
+`user_sim.record_file` (under `cluster.fileroot`), from which they take
+`econfig.user_llm_base_url`.
+
+- `cluster=local`: the server runs as a child process; this command stays in the
+  foreground and, on Ctrl-C or SIGTERM, stops it and removes the record.
+- `cluster=slurm`: the server is submitted as a Slurm job through submitit; this command
+  returns once the server is healthy and recorded (`scancel <job id>` stops it, and the
+  job then removes the record itself).
+- `dry_run=true`: prints the server command and job settings; starts nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tau2train.config.compose import compose
+from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
+from tau2train.config.validate import PLACEHOLDER_PREFIX, check_no_secrets
+from tau2train.records.user_sim import read_record, remove_record, write_record
+from tau2train.schemas import ExperimentConfig, UserSimSpec
+from tau2train.user_sim.launch import (
+    LocalServer,
+    ServerFailed,
+    SlurmServer,
+    healthy,
+    log_tail,
+    wait_healthy,
+)
+
+# Chat templates shipped inside the tau2train package (package data).
+CHAT_TEMPLATES_DIR = "chat_templates"
+# Exit status of a server that failed to start or is already running (bad input is 2).
+SERVER_FAILED_EXIT_CODE = 1
+USAGE = "usage: python -m tau2train.user_sim.serve [user_sim=<choice>] [cluster=local|slurm] [key=value ...]"
+
+
+def shipped_templates() -> list[str]:
+    return sorted(p.name for p in _templates_folder().iterdir() if p.name.endswith(".jinja"))
+
+
+def _templates_folder() -> Path:
+    return Path(__file__).resolve().parent / CHAT_TEMPLATES_DIR
+
+
+def chat_template_path(spec: UserSimSpec) -> str:
+    """A shipped template's installed path (by file name), or the user's own file."""
+    if spec.chat_template in shipped_templates():
+        return str(_templates_folder() / spec.chat_template)
+    path = Path(spec.chat_template).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            "user_sim.chat_template",
+            spec.chat_template,
+            "neither a template shipped with tau2train nor an existing file",
+            valid=shipped_templates(),
+            fix="name a shipped template, or give the path of your own .jinja file",
+        )
+    return str(path.resolve())
+
+
+def server_command(spec: UserSimSpec) -> list[str]:
+    return [
+        spec.python or sys.executable, "-m", spec.server_module,
+        "--model-path", spec.model_path,
+        "--served-model-name", spec.served_model_name,
+        "--tp", str(spec.tp),
+        "--dp", str(spec.dp),
+        "--tool-call-parser", spec.tool_call_parser,
+        "--chat-template", chat_template_path(spec),
+        "--host", spec.host,
+        "--port", str(spec.port),
+        *spec.extra_args,
+    ]
+
+
+def slurm_parameters(exp: ExperimentConfig) -> dict:
+    """submitit's AutoExecutor parameters of the server job."""
+    spec, job = exp.user_sim, exp.user_sim.slurm
+    return {
+        "name": f"user-sim-{spec.served_model_name}",
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "timeout_min": job.time_minutes,
+        "cpus_per_task": job.cpus_per_task,
+        "mem_gb": job.mem_gb,
+        "gpus_per_node": job.gpus_per_node or None,
+        "slurm_partition": job.partition,
+        "slurm_account": job.account,
+        "slurm_qos": job.qos,
+        "slurm_setup": list(job.setup),
+    }
+
+
+def check_spec(exp: ExperimentConfig) -> None:
+    """What the server needs that composition cannot check; ConfigError on the first problem."""
+    spec = exp.user_sim
+    if spec.tp < 1 or spec.dp < 1 or spec.tp * spec.dp != spec.gpus:
+        raise ConfigError(
+            "user_sim.gpus", spec.gpus,
+            f"the server runs dp={spec.dp} replicas of tp={spec.tp} GPUs each: "
+            f"{spec.tp * spec.dp} GPUs, not {spec.gpus}",
+            valid=f"user_sim.tp x user_sim.dp = {spec.tp * spec.dp} (both at least 1)",
+            fix="set user_sim.gpus, user_sim.tp and user_sim.dp so that gpus = tp x dp",
+        )
+    if not 0 < spec.port < 65536:
+        raise ConfigError("user_sim.port", spec.port, "not a TCP port", valid="1-65535",
+                          fix="e.g. user_sim.port=8000")
+    if spec.startup_timeout_s <= 0:
+        raise ConfigError("user_sim.startup_timeout_s", spec.startup_timeout_s, "must be positive",
+                          valid="seconds, e.g. 3600", fix="e.g. user_sim.startup_timeout_s=3600")
+    if exp.scheduler.type == "slurm":
+        for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
+            if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():
+                raise ConfigError(
+                    key, path,
+                    "cluster=slurm needs shared storage the server job, this machine and the "
+                    "training jobs all see; this is " + (
+                        "a placeholder" if path.startswith(PLACEHOLDER_PREFIX) else "not an absolute path"),
+                    valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
+                    fix="add cluster.fileroot=/your/shared/storage/... (the record and logs go under it)",
+                )
+    chat_template_path(spec)
+
+
+def render_dry_run(exp: ExperimentConfig, choice: str, command: list[str]) -> str:
+    spec = exp.user_sim
+    on_slurm = exp.scheduler.type == "slurm"
+    lines = [
+        "tau2train user-sim server (dry run: nothing was started or submitted)",
+        "",
+        f"  user_sim  {choice}: {spec.model_path} served as '{spec.served_model_name}', "
+        f"{spec.gpus} GPUs (tp {spec.tp} x dp {spec.dp})",
+        "  runs as   " + ("a Slurm job submitted through submitit" if on_slurm
+                           else "a child process of this command (Ctrl-C stops it)"),
+        "",
+        "Server command:",
+        "  " + shlex.join(command),
+    ]
+    if on_slurm:
+        rows = [(k, v) for k, v in slurm_parameters(exp).items() if v not in (None, [], "")]
+        width = max(len(k) for k, _ in rows)
+        lines += ["", "Slurm job (submitit AutoExecutor parameters):"]
+        lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+        lines.append(f"  {'logs'.ljust(width)}  {spec.log_dir}/<job id>/")
+    else:
+        lines += ["", f"Log: {spec.log_dir}/{spec.served_model_name}-<time>.log"]
+    lines += [
+        "",
+        f"Then: waits up to {spec.startup_timeout_s:g} s for GET /health on port {spec.port}, and "
+        f"records the URL in {spec.record_file};",
+        "training and eval jobs with the same cluster.fileroot take it as econfig.user_llm_base_url.",
+    ]
+    return "\n".join(lines)
+
+
+def refuse_if_running(spec: UserSimSpec) -> None:
+    """One recorded, healthy server per record; a stale or unreadable record is replaced."""
+    try:
+        record = read_record(spec.record_file)
+    except ValueError:
+        return
+    if record and healthy(record["url"].rstrip("/").removesuffix("/v1") + "/health"):
+        how = (f"scancel {record['slurm_job_id']}" if record.get("slurm_job_id")
+               else "Ctrl-C the serve_user_sim that started it")
+        raise ServerFailed(
+            f"a user-sim server is already recorded in {spec.record_file} and answers at "
+            f"{record['url']}; use it, or stop it first ({how})"
+        )
+
+
+def make_record(spec: UserSimSpec, url: str, logs: list[str], slurm_job_id: str | None = None,
+                pid: int | None = None) -> dict:
+    """What the record holds: where the server is and how to stop it; nothing secret."""
+    return {
+        "url": url,
+        "served_model_name": spec.served_model_name,
+        "model_path": spec.model_path,
+        "host": url.split("//", 1)[1].split(":", 1)[0],
+        "port": spec.port,
+        "launcher": "slurm" if slurm_job_id else "local",
+        "slurm_job_id": slurm_job_id,
+        "pid": pid,
+        "logs": logs,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def serve_locally(exp: ExperimentConfig, command: list[str]) -> None:
+    """Run the server until Ctrl-C / SIGTERM, with its URL recorded while it is healthy."""
+    spec = exp.user_sim
+    log = Path(spec.log_dir) / f"{spec.served_model_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    signal.signal(signal.SIGTERM, _interrupt)
+    server = LocalServer.start(command, log)
+    owner = {"pid": server.process.pid}
+    print(f"started the user-sim server (pid {server.process.pid}); log: {log}", flush=True)
+    try:
+        url = wait_healthy(server, spec.port, spec.startup_timeout_s)
+        write_record(spec.record_file, make_record(spec, url, server.logs, pid=server.process.pid))
+        print(f"user-sim server '{spec.served_model_name}' is up at {url}\n"
+              f"recorded in {spec.record_file}; Ctrl-C stops it", flush=True)
+        code = server.process.wait()
+        tail = log_tail(server.logs)
+        raise ServerFailed(
+            f"the user-sim server exited with status {code}; see its log {log}" + (f"\n{tail}" if tail else "")
+        )
+    except KeyboardInterrupt:
+        print("stopping the user-sim server", flush=True)
+    finally:
+        # a second Ctrl-C must not leave the server running or its record behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        server.stop()
+        remove_record(spec.record_file, owner)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def serve_on_slurm(exp: ExperimentConfig, command: list[str]) -> None:
+    """Submit the server job, wait until it is healthy, record it and return."""
+    spec = exp.user_sim
+    server = SlurmServer.submit(command, spec.record_file, f"{spec.log_dir}/%j", slurm_parameters(exp))
+    print(f"submitted Slurm job {server.job_id} for the user-sim server; its log: {server.logs[0]}\n"
+          f"waiting up to {spec.startup_timeout_s:g} s for it to answer GET /health ...", flush=True)
+    try:
+        url = wait_healthy(server, spec.port, spec.startup_timeout_s)
+    except KeyboardInterrupt:
+        server.stop()
+        print(f"interrupted: cancelled Slurm job {server.job_id}", file=sys.stderr)
+        raise
+    write_record(spec.record_file, make_record(spec, url, server.logs, slurm_job_id=server.job_id))
+    print(
+        f"user-sim server '{spec.served_model_name}' is up at {url} (Slurm job {server.job_id})\n"
+        f"  recorded in {spec.record_file}: training and eval jobs with this cluster.fileroot use it\n"
+        f"  log:  {server.logs[0]} (job logs: {', '.join(server.logs[1:])})\n"
+        f"  stop: scancel {server.job_id}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
+        return
+    try:
+        composed = compose(argv)
+        exp = composed.config
+        check_spec(exp)
+        check_no_secrets(exp)
+        command = server_command(exp.user_sim)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(BAD_INPUT_EXIT_CODE)
+    if exp.dry_run:
+        print(render_dry_run(exp, composed.choices["user_sim"], command))
+        return
+    try:
+        refuse_if_running(exp.user_sim)
+        if exp.scheduler.type == "slurm":
+            serve_on_slurm(exp, command)
+        else:
+            serve_locally(exp, command)
+    except ServerFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(SERVER_FAILED_EXIT_CODE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Running tau2train as a user would, and the overrides most tests share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
+
+
+def slurm_overrides(root: Path) -> list[str]:
+    """cluster=slurm with real (test-local) shared directories."""
+    return [
+        "cluster=slurm",
+        f"cluster.fileroot={root}/experiments",
+        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+    ]
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """{'actor.optimizer.lr': 1.7e-05, 'actor.scheduling_spec.0.cpu': 2, ...}"""
+    if hasattr(node, "__dataclass_fields__"):
+        node = asdict(node)
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list):
+        out = {}
+        for index, value in enumerate(node):
+            out.update(flatten(value, f"{prefix}{index}."))
+        return out
+    return {prefix[:-1]: getattr(node, "value", node)}
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m tau2train.run ARGS` in a fresh process, as a user types it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tau2train.run", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def wait_for(predicate, what: str, deadline_s: float = 300, explain=lambda: ""):
+    """Poll `predicate` until it returns something truthy (a job, a server: they answer when
+    they are ready); fail naming `what`, plus `explain()`, after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}{explain()}")

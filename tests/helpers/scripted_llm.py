@@ -1,0 +1,266 @@
+"""A scripted OpenAI-compatible chat-completions server on 127.0.0.1: the stand-in for LLMs.
+
+The model name picks the script. Agent scripts replay a τ² task's gold actions (from its
+evaluation criteria) or a deliberately wrong or malformed variant; the user script opens the
+conversation by naming its task and ends it the way tau2's simulator does (###STOP###).
+
+The user finds its task from the <scenario> in its system prompt; the agent from the user's
+opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its prompt.
+
+    python tests/helpers/scripted_llm.py --port 8000   # serve until interrupted
+
+It also stands in for SGLang's server in tau2train.user_sim.serve's tests
+(`user_sim.server_module=helpers.scripted_llm`): it answers GET /health, listens on --host/--port
+and ignores the other launch arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from aiohttp import web  # noqa: E402
+from loguru import logger  # noqa: E402
+
+logger.disable("tau2")
+from tau2.registry import registry  # noqa: E402
+
+GREETING = "Hi! How can I help you today?"
+STOP = "###STOP###"
+TASK_TAG = re.compile(r"\[task:([^/\]]+)/([^\]]+)\] \[episode:(\d+)\]")
+DOMAINS = ("airline", "retail", "mock")
+# Agent scripts: the model name the agent is configured with.
+# "alternate" plays gold in a task's even-numbered episodes and wrong in the odd ones, so
+# repeated trials disagree and pass^k falls with k.
+AGENT_SCRIPTS = ("gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken")
+# How long the "slow" agent takes to answer (tests give episodes a shorter timeout).
+SLOW_SECONDS = 30.0
+
+
+def _all_tasks():
+    for domain in DOMAINS:
+        for task in registry.get_tasks_loader(domain)(None):
+            yield domain, task
+
+
+@dataclass
+class Turn:
+    """One scripted completion: tool calls (name, raw argument text), or text."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    text: str | None = None
+
+
+class Scripts:
+    """Tasks indexed the ways a request can name them."""
+
+    def __init__(self):
+        self.by_scenario: dict[str, tuple[str, object]] = {}
+        self.by_ticket: dict[str, tuple[str, object]] = {}
+        self.by_id: dict[tuple[str, str], object] = {}
+        for domain, task in _all_tasks():
+            self.by_id[(domain, task.id)] = task
+            # Scenarios or tickets shared by several tasks (some mock tasks) name none of them.
+            for index, key in ((self.by_scenario, task.user_scenario), (self.by_ticket, task.ticket)):
+                if key is not None:
+                    key = str(key).strip()
+                    index[key] = None if key in index else (domain, task)
+
+    def agent_turns(self, script: str, task, solo: bool) -> list[Turn]:
+        actions = [
+            a for a in (task.evaluation_criteria.actions or []) if a.requestor == "assistant"
+        ]
+        gold = [Turn(calls=[(a.name, json.dumps(a.arguments))]) for a in actions]
+        if solo:
+            ending = Turn(calls=[("done", "{}")])
+        else:
+            said = " ".join(task.evaluation_criteria.communicate_info or [])
+            ending = Turn(text=f"All done. {said}".strip())
+        if script == "wrong":
+            gold = gold[:-1]
+        elif script == "malformed":
+            first = actions[0].name
+            gold = [
+                Turn(calls=[("no_such_tool", "{}")]),
+                Turn(calls=[(first, "{not json")]),
+                Turn(calls=[(first, "{}")]),
+            ] + gold
+        elif script == "empty":
+            gold = [Turn(text="")]
+            ending = Turn(text="")
+        elif script == "thinker":
+            gold = [Turn(calls=[("think", json.dumps({"thought": "check the policy first"}))])] + gold
+        return gold + [ending]
+
+
+class ScriptedLLM:
+    """The server; `start()` returns its base URL, `requests` counts requests per model."""
+
+    def __init__(self, scripts: Scripts | None = None, port: int = 0, host: str = "127.0.0.1"):
+        self.scripts = scripts or Scripts()
+        self.port = port
+        self.host = host
+        self.requests: Counter[str] = Counter()
+        # Authorization headers seen per model (to check which key reached which endpoint).
+        self.auth: dict[str, set[str]] = {}
+        # Episodes begun per (domain, task id), counted at the user's opening line.
+        self.episodes: Counter[tuple[str, str]] = Counter()
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- serving -----------------------------------------------------------------------
+    def start(self) -> str:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        await self._runner.cleanup()
+        # Handlers still waiting (the "slow" script) are cancelled, not left dangling.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        model = body.get("model", "")
+        self.requests[model] += 1
+        self.auth.setdefault(model, set()).add(request.headers.get("Authorization", ""))
+        if model == "user-down":
+            return web.json_response({"error": {"message": "scripted failure"}}, status=503)
+        if model == "broken":
+            return web.json_response({"error": {"message": "scripted failure"}}, status=500)
+        if model == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        try:
+            if model.startswith("user"):
+                turn = self._user_turn(body["messages"])
+            else:
+                turn = self._agent_turn(model, body["messages"])
+        except LookupError as e:  # a task the script cannot tell apart: say so, loudly
+            return web.json_response({"error": {"message": f"no script: {e}"}}, status=400)
+        return web.json_response(self._completion(model, turn))
+
+    # -- scripts -----------------------------------------------------------------------
+    def _user_turn(self, messages: list[dict]) -> Turn:
+        system = messages[0]["content"]
+        scenario = system.split("<scenario>", 1)[1].rsplit("</scenario>", 1)[0].strip()
+        found = self.scripts.by_scenario[scenario]
+        if found is None:
+            raise LookupError("several tasks share this scenario")
+        domain, task = found
+        # tau2 flips roles for the simulator: its own earlier turns arrive as "assistant".
+        if not any(m["role"] == "assistant" for m in messages):
+            episode = self.episodes[(domain, task.id)]
+            self.episodes[(domain, task.id)] += 1
+            return Turn(text=f"Hello, I need help. [task:{domain}/{task.id}] [episode:{episode}]")
+        return Turn(text=f"Thanks, that is all. {STOP}")
+
+    def _agent_turn(self, script: str, messages: list[dict]) -> Turn:
+        system = messages[0]["content"]
+        solo = "<ticket>" in system
+        if solo:
+            ticket = system.split("<ticket>", 1)[1].rsplit("</ticket>", 1)[0].strip()
+            found = self.scripts.by_ticket[ticket]
+            if found is None:
+                raise LookupError("several tasks share this ticket")
+            (domain, task), episode = found, 0
+        else:
+            opening = next(m["content"] for m in messages if m["role"] == "user")
+            domain, task_id, episode = TASK_TAG.search(opening).groups()
+            task = self.scripts.by_id[(domain, task_id)]
+        if script == "alternate":
+            script = "gold" if int(episode) % 2 == 0 else "wrong"
+        said = [m for m in messages if m["role"] == "assistant"]
+        done = len(said) - (0 if solo else 1)  # the orchestrator's greeting is not ours
+        turns = self.scripts.agent_turns("gold" if script == "slow" else script, task, solo)
+        return turns[min(done, len(turns) - 1)]
+
+    def _completion(self, model: str, turn: Turn) -> dict:
+        n = next(self._ids)
+        message: dict = {"role": "assistant", "content": turn.text}
+        if turn.calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{n}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+                for i, (name, arguments) in enumerate(turn.calls)
+            ]
+        return {
+            "id": f"chatcmpl-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if turn.calls else "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1")
+    # SGLang's other launch arguments (--model-path, --tp, ...) mean nothing here
+    args, _ = parser.parse_known_args()
+    server = ScriptedLLM(port=args.port, host=args.host)
+    print(f"serving on {server.start()}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
