@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 import yaml
 from areal.api.cli_args import load_expr_config
 from helpers.cli import USER_SIM, run_cli, slurm_overrides
@@ -16,6 +17,9 @@ from tau2train.config.compose import compose
 from tau2train.launch.plan import areal_config
 from tau2train.records.layout import AREAL_CONFIG_NAME
 from tau2train.schemas import PPOConfig
+
+# the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
+pytestmark = [pytest.mark.slow]
 
 SECRET = "wandb-secret-0123456789"
 REPO = Path(__file__).resolve().parents[1]

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from helpers.cli import run_cli
 
+# the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
+pytestmark = [pytest.mark.slow]
+
 SECRET = "sk-test-agent-key-0123456789"
 
 

@@ -169,6 +169,7 @@ def stock_result(domain: str, task, messages: list, always: bool) -> dict:
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
+@pytest.mark.slow
 def test_evaluation_identical_to_stock_on_every_task(fast, domain):
     tasks = registry.get_tasks_loader(domain)()
     assert len(tasks) >= (9 if domain == "mock" else 50)

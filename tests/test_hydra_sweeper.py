@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from helpers.cli import run_cli, slurm_overrides
+
+# the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
+pytestmark = [pytest.mark.slow]
 
 OPTUNA = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1",
           "eval.agent_model=choice(gold,wrong)"]
@@ -36,6 +40,7 @@ def test_optuna_picks_points_from_the_rewards_the_runs_return(llm, tmp_path):
     assert f"sweep results: {experiment}/optimization_results.yaml" in result.stdout
 
 
+@pytest.mark.slurm
 def test_optuna_batches_run_as_slurm_job_arrays_and_wait_for_their_rewards(llm, tmp_path):
     result = run_cli(*OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *eval_args(llm),
                      *slurm_overrides(tmp_path), "slurm.cpus_per_task=1", "slurm.mem_gb=1", cwd=tmp_path)

@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import conftest
 import pytest
 import yaml
+from helpers import cli
 from helpers.cli import run_cli, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 from tau2train.config.catalog import tau2_data_dir
+
+# the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
 SECRETS = {"OPENAI_API_KEY": "sk-test-agent-key-slurm-0123", "WANDB_API_KEY": "wandb-test-key-slurm-4567"}
@@ -31,13 +34,15 @@ def slurm_is_up() -> bool:
         return False
 
 
-if not slurm_is_up():
-    pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` first (.ci/run does)",
-                pytrace=False)
+@pytest.fixture(autouse=True, scope="module")
+def _slurm_is_up():
+    if not slurm_is_up():
+        pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` first (make test does)",
+                    pytrace=False)
 
 
 def wait_for(predicate, what: str, deadline_s: float = 300):
-    return conftest.wait_for(predicate, what, deadline_s, explain=lambda: "; squeue:\n" + subprocess.run(
+    return cli.wait_for(predicate, what, deadline_s, explain=lambda: "; squeue:\n" + subprocess.run(
         ["squeue"], capture_output=True, text=True).stdout)
 
 

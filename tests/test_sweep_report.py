@@ -189,7 +189,7 @@ def slurm_jobs():
     """Real, harmless Slurm jobs, cancelled at teardown: a held 2-task array (PENDING, so
     squeue would print it as <id>_[0-1] without -r) and a job cancelled at once."""
     if shutil.which("sbatch") is None:
-        pytest.skip("no Slurm here: sudo bash tests/setup_slurm.sh")
+        pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` (make test does)", pytrace=False)
     array = sbatch("--hold", "--array=0-1")
     cancelled = sbatch("--hold")
     try:
@@ -205,6 +205,7 @@ def slurm_jobs():
         subprocess.run(["scancel", array, cancelled], check=False, timeout=30)
 
 
+@pytest.mark.slurm
 def test_unfinished_jobs_are_looked_up_in_slurm(tmp_path: Path, slurm_jobs: dict):
     sweep = tmp_path / EXPERIMENT
     array = slurm_jobs["array"]
@@ -234,9 +235,10 @@ def test_unfinished_jobs_are_looked_up_in_slurm(tmp_path: Path, slurm_jobs: dict
         "lost", "ended without recording it (Slurm: CANCELLED); no log recorded")
 
 
+@pytest.mark.slurm
 def test_a_running_job_slurm_never_heard_of_alone_is_lost(tmp_path: Path):
     if shutil.which("squeue") is None:
-        pytest.skip("no Slurm here: sudo bash tests/setup_slurm.sh")
+        pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` (make test does)", pytrace=False)
     # one unknown id alone makes squeue exit 1 ("Invalid job id specified")
     write_job(tmp_path / "gone", "gone", [], state="running", slurm_job_id="99999991")
     rows = rows_of(report(tmp_path / "gone").stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from helpers.cli import USER_SIM, run_cli
 
@@ -29,6 +30,7 @@ def test_model_and_domain_sweeps_keep_the_default_trial_and_explicit_names_win()
     assert [o for p in explicit for o in p if o.startswith("trial_name=")] == ["trial_name=a", "trial_name=b"] * 2
 
 
+@pytest.mark.slow
 def test_a_reward_sweep_plans_one_run_directory_per_point(tmp_path):
     result = run_cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
                      "econfig.turn_discount=0.9,1.0", "econfig.invalid_format_penalty=0.0,0.1", cwd=tmp_path)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from helpers.cli import USER_SIM, run_cli
 from helpers.recording_trainer import RECORD_NAME
+
+# the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
+pytestmark = [pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
 STAND_IN = "trainer._target_=helpers.recording_trainer.RecordingTrainer"
@@ -23,7 +27,7 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_
     run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-airline" / "trial0"
     call = json.loads((run_dir / RECORD_NAME).read_text())
 
-    assert call["config_type"] == "tau2train.schemas.PPOConfig"
+    assert call["config_type"] == "tau2train.schemas.env.PPOConfig"
     config = call["config"]
     assert config["econfig"]["invalid_format_penalty"] == 0.3
     assert config["rollout"]["agent"]["turn_discount"] == 0.9

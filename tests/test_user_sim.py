@@ -1,4 +1,4 @@
-"""The user-simulator server: its chat template, `python -m tau2train.user_sim.serve` locally
+"""The user-simulator server: its chat template, `tau2train-user-sim` locally
 and on the real local Slurm (the scripted server stands in for SGLang), and how a following
 `python -m tau2train.run` finds it without being told the URL."""
 
@@ -139,6 +139,9 @@ def test_slurm_dry_run_shows_the_server_job(capsys, tmp_path):
     (["user_sim=qwen72b"], "user_sim", ["no such user_sim choice", "qwen2_5_72b, qwen2_5_7b"]),
     (["user_sim.tp=8"], "user_sim.gpus", ["16 GPUs, not 8"]),
     (["user_sim.tpp=8"], "user_sim.tpp", ["has no 'tpp'", "did you mean 'tp'"]),
+    (["user_sim.port=70000"], "user_sim.port", ["must lie in [1, 65535]", "set user_sim.port to a value in"]),
+    (["user_sim.slurm.mem_gb=0"], "user_sim.slurm.mem_gb", ["must be at least 1"]),
+    (["user_sim.startup_timeout_s=0"], "user_sim.startup_timeout_s", ["must be greater than 0"]),
     (["user_sim.chat_template=mine.jinja"], "user_sim.chat_template", ["qwen_nonthinking.jinja"]),
     (["cluster=slurm"], "user_sim.record_file", ["is a placeholder", "cluster.fileroot="]),
 ])
@@ -180,6 +183,7 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
@@ -214,6 +218,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
     assert not answers(url)
 
 
+@pytest.mark.slow
 def test_a_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record(tmp_path):
     fileroot = tmp_path / "exp"
     result = subprocess.run(
@@ -243,6 +248,8 @@ def slurm():
         subprocess.run(["bash", str(TESTS / "setup_slurm.sh")], check=True, timeout=300)
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(tmp_path, slurm):
     port, overrides = free_port(), slurm_overrides(tmp_path)
     fileroot = Path(overrides[1].split("=", 1)[1])
@@ -280,6 +287,8 @@ def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(tmp_path, slu
     wait_for(lambda: not answers(url), "the cancelled server to stop", 60)
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_a_slurm_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record(tmp_path, slurm):
     overrides = slurm_overrides(tmp_path)
     fileroot = Path(overrides[1].split("=", 1)[1])
@@ -308,7 +317,7 @@ def test_without_a_recorded_server_the_run_says_how_to_start_one(tmp_path):
     message = str(caught.value)
     assert caught.value.key == "econfig.user_llm_base_url"
     assert f"no running server is recorded in {tmp_path}/user_sim/{RECORD_NAME}" in message
-    assert "python -m tau2train.user_sim.serve" in message
+    assert "tau2train-user-sim" in message
     assert "econfig.user_llm_base_url=http://<host>:<port>/v1/" in message
 
 

@@ -121,6 +121,53 @@ CASES = {
         ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.num_trials=0"], "eval.num_trials",
         ["must be at least 1"],
     ),
+    # a declared choice and a declared range refused in each group (and the root's own sections)
+    "model: engine AReaL does not have": (
+        ["model.engine=deepspeed"], "model.engine", ["not one of the choices", "archon, megatron, fsdp"],
+    ),
+    "model: no layers": (["model.num_layers=0"], "model.num_layers", ["must be at least 1", "valid: >= 1"]),
+    "domain: split tau2 does not have": (
+        ["domain.train_split=dev"], "train_dataset.split", ["tau2's airline domain has no such task split"],
+    ),
+    "domain: no steps": (["domain.max_steps=0"], "domain.max_steps", ["must be at least 1"]),
+    "cluster: name-resolve backend AReaL does not have": (
+        ["cluster.name_resolve.type=zookeeper"], "cluster.name_resolve.type", ["nfs, etcd3, ray"],
+    ),
+    "cluster: container runtime the workers cannot use": (
+        ["SLURM", "slurm.container_type=docker"], "slurm.container_type", ["not one of the choices", "none, apptainer"],
+    ),
+    "cluster: a Slurm job without memory": (["SLURM", "slurm.mem_gb=0"], "slurm.mem_gb", ["must be at least 1"]),
+    "cluster: negative GPUs per node": (
+        ["cluster.n_gpus_per_node=-8"], "cluster.n_gpus_per_node", ["must be at least 0"],
+    ),
+    "allocation: inference backend in the trainer role": (
+        ["allocation.actor=sglang:d2"], "allocation.actor", ["cannot serve the actor role", "archon, megatron, fsdp"],
+    ),
+    "allocation: no nodes": (["allocation.n_nodes=0"], "allocation.n_nodes", ["must be at least 1"]),
+    "tracking: backend tau2train does not have": (
+        ["tracking=none", "tracking.backend=mlflow"], "tracking.backend", ["not one of the choices", "wandb, none"],
+    ),
+    "user_sim: port out of range": (["user_sim.port=0"], "user_sim.port", ["must lie in [1, 65535]"]),
+    "econfig: discount above 1": (
+        ["econfig.turn_discount=1.5"], "econfig.turn_discount", ["must lie in [0, 1]", "set econfig.turn_discount"],
+    ),
+    "econfig: negative penalty": (
+        ["econfig.invalid_format_penalty=-0.1"], "econfig.invalid_format_penalty", ["must be at least 0"],
+    ),
+    "group_filter: mean reward above 1": (
+        ["group_filter.max_mean_reward=2"], "group_filter.max_mean_reward", ["must lie in [0, 1]"],
+    ),
+    "trainer: temperature out of range": (
+        ["trainer.valid_temperature=3"], "trainer.valid_temperature", ["must lie in [0, 2]"],
+    ),
+    "eval: no concurrency": (
+        ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.max_concurrency=0"], "eval.max_concurrency",
+        ["must be at least 1"],
+    ),
+    "AReaL's gconfig: an empty GRPO group": (["gconfig.n_samples=0"], "gconfig.n_samples", ["must be at least 1"]),
+    "AReaL's optimizer type": (
+        ["actor.optimizer.type=adamw"], "actor.optimizer.type", ["adam, sgd, adam_bf16"],
+    ),
     "eval on a split tau2 does not know": (
         ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.split=dev"], "eval.split",
         ["tau2's airline domain has no such task split", "set eval.split"],
@@ -176,3 +223,48 @@ def test_areal_dataclass_validation_is_reported():
     with pytest.raises(ConfigError) as caught:
         compose([USER_SIM, "total_train_epochs=0"])
     assert "total_train_epochs must be positive" in str(caught.value)
+
+
+def bad_values(declarations) -> list:
+    """Values outside a field's declared choices / range."""
+    from tau2train.schemas import CHOICES, RANGE
+
+    bad = []
+    if CHOICES in declarations:
+        bad.append("not_a_choice")
+    allowed = declarations.get(RANGE)
+    if allowed is not None:
+        if allowed.low is not None:
+            bad.append(allowed.low if allowed.low_open else allowed.low - 1)
+        if allowed.high is not None:
+            bad.append(allowed.high if allowed.high_open else allowed.high + 1)
+    return bad
+
+
+@pytest.mark.slow
+def test_every_declared_choice_and_range_is_enforced(tmp_path):
+    """Each tau2train field declaring choices or a range, and each AReaL field with a declared
+    range, refuses a value outside them, naming that key."""
+    from tau2train.config.declared import check_declared, declared_fields
+    from tau2train.schemas import INHERITED_RANGES
+
+    ours = ("mode", "econfig.", "group_filter.", "min_dataset_size", "model.", "domain.", "allocation.",
+            "slurm.", "eval.", "trainer.", "tracking.", "user_sim.")
+    base = [USER_SIM, *slurm_overrides(tmp_path), "tracking=none"]
+    exp = compose(base).config
+    checked = 0
+    for key, _, declarations in declared_fields(exp):
+        if not (key.startswith(ours) or key in INHERITED_RANGES):
+            continue
+        for value in bad_values(declarations):
+            try:
+                bad = compose([*base, f"{key}={value}"]).config
+            except ConfigError as error:  # AReaL's own __post_init__ refused it first
+                assert key.rsplit(".", 1)[-1] in str(error), (key, value, str(error))
+                checked += 1
+                continue
+            with pytest.raises(ConfigError) as caught:
+                check_declared(bad)
+            assert caught.value.key == key, (key, value, str(caught.value))
+            checked += 1
+    assert checked >= 40

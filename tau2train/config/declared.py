@@ -11,20 +11,20 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
-from areal.api.cli_args import PPOConfig as ArealPPOConfig
-
 from tau2train.config.errors import ConfigError
 from tau2train.schemas import CHOICES, INHERITED_RANGES, RANGE, ExperimentConfig
 
-_AREAL_TOP_LEVEL = {f.name for f in dataclasses.fields(ArealPPOConfig)}
-
 
 def declared_fields(exp: ExperimentConfig) -> Iterator[tuple[str, Any, dict[str, Any]]]:
-    """(dotted key, value, declarations) for every field of the composed config: tau2train's
-    own keys first, so a value interpolated into AReaL's (slurm.container_type into the
-    workers' scheduling_spec) is reported under the key the user set."""
-    top = dataclasses.fields(exp)
-    ordered = [f for f in top if f.name not in _AREAL_TOP_LEVEL] + [f for f in top if f.name in _AREAL_TOP_LEVEL]
+    """(dotted key, value, declarations) for every field of the composed config, the most
+    derived schema's fields first (the groups' facts, then econfig & co., then AReaL's): a
+    value interpolated from another key (domain.max_steps into econfig.max_steps, econfig's
+    into AReaL's rollout.agent) is reported under the key it comes from, the one users set."""
+    levels = [c for c in type(exp).__mro__ if dataclasses.is_dataclass(c)]
+    ordered = []
+    for cls, base in zip(levels, [*levels[1:], None]):
+        inherited = {f.name for f in dataclasses.fields(base)} if base else set()
+        ordered += [f for f in dataclasses.fields(cls) if f.name not in inherited]
     yield from _walk(exp, ordered, "")
 
 

@@ -284,7 +284,7 @@ def check_user_simulator(exp: ExperimentConfig) -> None:
             "every episode needs a user simulator, and no server URL is set "
             f"(no running server is recorded in {exp.user_sim.record_file})",
             valid="an OpenAI-compatible base URL, e.g. http://user-sim-host:8000/v1/",
-            fix="start one with `python -m tau2train.user_sim.serve` (same user_sim, cluster and "
+            fix="start one with `tau2train-user-sim` or `python -m tau2train.user_sim` (same user_sim, cluster and "
             "cluster.fileroot as this run; it records its URL there), or add "
             "econfig.user_llm_base_url=http://<host>:<port>/v1/, "
             "or econfig.solo_mode=true for domains without a user",

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
-from tau2train.config.compose import to_composed
+from tau2train.config.compose import Composed, to_composed
 from tau2train.config.registry import register
 from tau2train.launch.local import run_here
-from tau2train.records.job import (
-    now,
-    read_job_record,
-    run_description,
-    update_job_record,
-)
+from tau2train.records.job import now, read_job_record, update_job_record
 from tau2train.reports.sweep import run_reward
+
+
+def run_description(composed: Composed) -> dict[str, Any]:
+    """What a record says about the run itself, whoever writes it first."""
+    exp = composed.config
+    return {
+        "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
+        "overrides": composed.overrides, "train_split": exp.train_dataset.split,
+        "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
+    }
 
 
 def slurm_job_id() -> str | None:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from hydra._internal.callbacks import Callbacks
+from hydra._internal.hydra import Hydra
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
 
@@ -18,14 +20,9 @@ from hydra_plugins.tau2train_slurm_launcher.launcher import (
 from tau2train.config.compose import CONFIG_NAME, Composed, hydra_session
 from tau2train.config.errors import ConfigError
 from tau2train.launch.evaluate import check_reachable, endpoints
-from tau2train.launch.jobs import run_submitted_job
+from tau2train.launch.jobs import run_description, run_submitted_job
 from tau2train.launch.local import dry_run
-from tau2train.records.job import (
-    now,
-    read_job_record,
-    run_description,
-    update_job_record,
-)
+from tau2train.records.job import now, read_job_record, update_job_record
 
 # Launcher settings that may differ between the points of one sweep (one array shares the rest).
 PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
@@ -59,9 +56,17 @@ def check_one_array(jobs: list[Composed]) -> None:
             )
 
 
-def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
+@contextmanager
+def launcher_session() -> Iterator[Hydra]:
+    """Hydra with tau2train's Slurm launcher registered (Hydra instantiates launchers only
+    from its plugin registry)."""
     register_launcher()
     with hydra_session() as hydra:
+        yield hydra
+
+
+def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
+    with launcher_session() as hydra:
         master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
         context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(master))
         launcher = Plugins.instance().instantiate_launcher(

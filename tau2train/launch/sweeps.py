@@ -9,15 +9,11 @@ from pathlib import Path
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 
-from hydra_plugins.tau2train_slurm_launcher.launcher import (
-    register as register_launcher,
-)
 from tau2train.config.compose import (
     CONFIG_NAME,
     Composed,
     compose,
     hydra_context,
-    hydra_session,
     parse_overrides,
 )
 from tau2train.config.errors import ConfigError
@@ -25,6 +21,7 @@ from tau2train.config.validate import checked
 from tau2train.launch.evaluate import check_endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.local import dry_run
+from tau2train.launch.slurm import launcher_session
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 # A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
@@ -136,8 +133,7 @@ def run_hydra_sweep(overrides: list[str]) -> None:
     extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
     if exp.scheduler.type == "slurm":
         extra.append("hydra.launcher.wait_for_results=true")
-    register_launcher()
-    with hydra_session() as hydra:
+    with launcher_session() as hydra:
         hydra.multirun(CONFIG_NAME, run_sweeper_job, [*overrides, *extra], with_log_configuration=False)
     print(f"sweep results: {Path(exp.run_dir).parent}/optimization_results.yaml\n"
           f"report:        python -m tau2train.reports.sweep {Path(exp.run_dir).parent}")

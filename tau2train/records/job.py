@@ -10,14 +10,10 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import job_record_file
-
-if TYPE_CHECKING:  # readers of records (sweep_report) stay free of AReaL's import
-    from tau2train.config.compose import Composed
-
 
 
 def now() -> str:
@@ -34,13 +30,3 @@ def update_job_record(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
     record = {**read_job_record(run_dir), **fields}
     write_atomic(job_record_file(run_dir), json.dumps(record, indent=2))
     return record
-
-
-def run_description(composed: Composed) -> dict[str, Any]:
-    """What a record says about the run itself, whoever writes it first."""
-    exp = composed.config
-    return {
-        "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
-        "overrides": composed.overrides, "train_split": exp.train_dataset.split,
-        "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
-    }

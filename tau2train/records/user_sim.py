@@ -1,6 +1,6 @@
 """The record a running user-simulator server leaves on shared storage, and how configs read it.
 
-`python -m tau2train.user_sim.serve` writes `<user_sim.record_file>` once the server answers
+`tau2train-user-sim` writes `<user_sim.record_file>` once the server answers
 `GET /health`, and removes it when the server stops. Training and eval jobs take
 `econfig.user_llm_base_url` from it through the `${tau2train.user_sim_url:<record>}`
 resolver, so nobody copies URLs between terminals. Kept free of launcher code (and of
@@ -44,7 +44,7 @@ def read_record(record_file: str | Path) -> dict[str, Any] | None:
     except ValueError as error:
         raise ValueError(
             f"the user-sim record {path} is unreadable ({error}); remove it and start the "
-            "server again with `python -m tau2train.user_sim.serve`"
+            "server again with `tau2train-user-sim`"
         ) from None
     return record
 

@@ -72,7 +72,7 @@ class ExperimentConfig(PPOConfig):
     )
     user_sim: UserSimSpec = field(
         default_factory=UserSimSpec,
-        metadata={"help": "The user-simulator server (user_sim group; tau2train.user_sim.serve)."},
+        metadata={"help": "The user-simulator server (user_sim group; tau2train-user-sim)."},
     )
 
 

@@ -242,7 +242,7 @@ class UserSimSlurmSpec(QueueSpec):
 @dataclass
 class UserSimSpec:
     """The SGLang server the τ² user simulator talks to (user_sim group), started by
-    `python -m tau2train.user_sim.serve`; training and eval jobs find it through its record."""
+    `tau2train-user-sim`; training and eval jobs find it through its record."""
 
     model_path: str = field(
         default=MISSING, metadata={"help": "HuggingFace id or local path of the user-simulator weights."}

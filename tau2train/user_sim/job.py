@@ -1,4 +1,4 @@
-"""What runs inside the user-simulator server's Slurm job (submitted by tau2train.user_sim.serve).
+"""What runs inside the user-simulator server's Slurm job (submitted by tau2train-user-sim).
 
 submitit imports this module on the compute node, so it stays tiny: no config, no AReaL.
 It tells the launcher which node the server landed on (a `host` file in the job's

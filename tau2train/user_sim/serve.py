@@ -1,4 +1,4 @@
-"""`python -m tau2train.user_sim.serve [group=choice ...] [key=value ...]`: start the τ²
+"""`tau2train-user-sim [group=choice ...] [key=value ...]` (= `python -m tau2train.user_sim`): start the τ²
 user-simulator's SGLang server and record where it answers.
 
 The experiment config is composed exactly as `python -m tau2train.run` composes it (same
@@ -17,6 +17,7 @@ lands where the training and eval jobs of that config look for it:
 
 from __future__ import annotations
 
+import importlib.resources
 import shlex
 import signal
 import sys
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from tau2train.config.compose import compose
+from tau2train.config.declared import check_declared
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.validate import PLACEHOLDER_PREFIX, check_no_secrets
 from tau2train.records.user_sim import read_record, remove_record, write_record
@@ -41,7 +43,7 @@ from tau2train.user_sim.launch import (
 CHAT_TEMPLATES_DIR = "chat_templates"
 # Exit status of a server that failed to start or is already running (bad input is 2).
 SERVER_FAILED_EXIT_CODE = 1
-USAGE = "usage: python -m tau2train.user_sim.serve [user_sim=<choice>] [cluster=local|slurm] [key=value ...]"
+USAGE = "usage: tau2train-user-sim (or python -m tau2train.user_sim) [user_sim=<choice>] [cluster=local|slurm] [key=value ...]"
 
 
 def shipped_templates() -> list[str]:
@@ -49,7 +51,8 @@ def shipped_templates() -> list[str]:
 
 
 def _templates_folder() -> Path:
-    return Path(__file__).resolve().parent / CHAT_TEMPLATES_DIR
+    """tau2train/chat_templates: package data (pyproject.toml), shared by every layer."""
+    return Path(str(importlib.resources.files("tau2train") / CHAT_TEMPLATES_DIR))
 
 
 def chat_template_path(spec: UserSimSpec) -> str:
@@ -103,21 +106,16 @@ def slurm_parameters(exp: ExperimentConfig) -> dict:
 
 def check_spec(exp: ExperimentConfig) -> None:
     """What the server needs that composition cannot check; ConfigError on the first problem."""
+    check_declared(exp)  # every declared choice and range (user_sim.port, user_sim.tp, ...)
     spec = exp.user_sim
-    if spec.tp < 1 or spec.dp < 1 or spec.tp * spec.dp != spec.gpus:
+    if spec.tp * spec.dp != spec.gpus:
         raise ConfigError(
             "user_sim.gpus", spec.gpus,
             f"the server runs dp={spec.dp} replicas of tp={spec.tp} GPUs each: "
             f"{spec.tp * spec.dp} GPUs, not {spec.gpus}",
-            valid=f"user_sim.tp x user_sim.dp = {spec.tp * spec.dp} (both at least 1)",
+            valid=f"user_sim.tp x user_sim.dp = {spec.tp * spec.dp}",
             fix="set user_sim.gpus, user_sim.tp and user_sim.dp so that gpus = tp x dp",
         )
-    if not 0 < spec.port < 65536:
-        raise ConfigError("user_sim.port", spec.port, "not a TCP port", valid="1-65535",
-                          fix="e.g. user_sim.port=8000")
-    if spec.startup_timeout_s <= 0:
-        raise ConfigError("user_sim.startup_timeout_s", spec.startup_timeout_s, "must be positive",
-                          valid="seconds, e.g. 3600", fix="e.g. user_sim.startup_timeout_s=3600")
     if exp.scheduler.type == "slurm":
         for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
             if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():

@@ -1,0 +1,169 @@
+"""The config reference, rendered from the schemas: every tau2train key with its type, default,
+valid values (declared `choices` / `range`) and `help`. The `help` metadata is the one source of
+what a field means; docs/config-reference.md is this module's output, and a test fails when
+the file and the schemas disagree.
+
+    tau2train-config-reference                      # the whole reference, to stdout
+    tau2train-config-reference econfig slurm        # some sections
+    tau2train-config-reference --write docs/config-reference.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from areal.api.cli_args import PPOConfig as ArealPPOConfig
+from omegaconf import MISSING
+
+from tau2train.schemas import (
+    CHOICES,
+    HELP,
+    INHERITED_RANGES,
+    RANGE,
+    ExperimentConfig,
+    RunInfo,
+)
+
+REFERENCE_FILE = "docs/config-reference.md"
+TOP_LEVEL = "top level"
+HEADER = """# tau2train config reference
+
+Generated from the schemas' `help` metadata (`tau2train/schemas/`) by
+`tau2train-config-reference --write docs/config-reference.md`; `tests/test_config_reference.py`
+fails when this file is out of date. Set any key on the command line (`econfig.max_steps=30`);
+values outside **valid** are refused before anything is written or submitted. Defaults are the
+schema's; the config groups (`conf/`) set many of them (`python -m tau2train.run --cfg job`
+prints the composed values). AReaL's own keys (`actor.*`, `gconfig.*`, `rollout.*`, ...) are
+documented in AReaL's CLI reference; the ranges tau2train checks on some of them are listed at
+the end.
+"""
+
+
+def _areal_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(ArealPPOConfig)}
+
+
+def sections() -> Iterator[tuple[str, type, list[dataclasses.Field]]]:
+    """(key prefix, schema, fields) for the root's own fields and each nested schema of ours."""
+    own = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in _areal_names()]
+    yield TOP_LEVEL, ExperimentConfig, [f for f in own if not _schema_of(f)]
+    yield from _nested("", own)
+
+
+def _nested(prefix: str, fields: list[dataclasses.Field]) -> Iterator[tuple[str, type, list[dataclasses.Field]]]:
+    for f in fields:
+        schema = _schema_of(f)
+        if schema:
+            inner = list(dataclasses.fields(schema))
+            yield prefix + f.name, schema, [g for g in inner if not _schema_of(g)]
+            yield from _nested(f"{prefix}{f.name}.", inner)
+
+
+def _schema_of(f: dataclasses.Field) -> type | None:
+    if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+        return f.default_factory
+    return None
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default_factory is not dataclasses.MISSING:
+        value: Any = f.default_factory()
+    elif f.default is dataclasses.MISSING:
+        return "—"
+    else:
+        value = f.default
+    if value == MISSING:
+        return "required"
+    if value is None:
+        return "`null`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return '`""`' if value == "" else f"`{value}`"
+
+
+def _valid(f: dataclasses.Field) -> str:
+    parts = []
+    if CHOICES in f.metadata:
+        parts.append(", ".join(f"`{c}`" for c in f.metadata[CHOICES]))
+    if RANGE in f.metadata:
+        parts.append(str(f.metadata[RANGE]))
+    return "; ".join(parts)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_section(prefix: str, schema: type, fields: list[dataclasses.Field]) -> str:
+    title = f"`{prefix}`" if prefix != TOP_LEVEL else "Top level"
+    doc = " ".join((schema.__doc__ or "").split())
+    lines = [f"## {title} ({schema.__name__})", "", doc, "",
+             "| key | type | default | valid | what it does |", "| --- | --- | --- | --- | --- |"]
+    for f in fields:
+        key = f.name if prefix == TOP_LEVEL else f"{prefix}.{f.name}"
+        lines.append(
+            f"| `{key}` | `{_cell(str(f.type))}` | {_cell(_default(f))} | {_cell(_valid(f))} "
+            f"| {_cell(f.metadata.get(HELP, ''))} |"
+        )
+    return "\n".join(lines)
+
+
+def render_inherited() -> str:
+    lines = ["## AReaL keys with a checked range", "",
+             "AReaL's dataclasses declare `help` and `choices` (both checked too) but no ranges; "
+             "tau2train checks these.", "", "| key | valid |", "| --- | --- |"]
+    lines += [f"| `{key}` | {allowed} |" for key, allowed in INHERITED_RANGES.items()]
+    return "\n".join(lines)
+
+
+def render_run_info() -> str:
+    lines = ["## Episode records (RunInfo)", "",
+             "Not a config: what each episode's JSON under `<run_dir>/generated/` holds.", "",
+             "| field | type | what it holds |", "| --- | --- | --- |"]
+    lines += [f"| `{f.name}` | `{_cell(str(f.type))}` | {_cell(f.metadata.get(HELP, ''))} |"
+              for f in dataclasses.fields(RunInfo)]
+    return "\n".join(lines)
+
+
+def section_names() -> list[str]:
+    return [prefix for prefix, _, _ in sections()]
+
+
+def render(only: list[str] | None = None) -> str:
+    parts = [] if only else [HEADER]
+    for prefix, schema, fields in sections():
+        if not only or prefix in only:
+            parts.append(render_section(prefix, schema, fields))
+    if not only:
+        parts += [render_inherited(), render_run_info()]
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tau2train-config-reference",
+        description="Every tau2train config key: type, default, valid values and what it does.",
+    )
+    parser.add_argument("section", nargs="*", help=f"sections to show (default: all): {', '.join(section_names())}")
+    parser.add_argument("--write", metavar="PATH", help=f"write the whole reference to PATH (e.g. {REFERENCE_FILE})")
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.section if s not in section_names()]
+    if unknown:
+        print(f"error: no section {unknown[0]!r}\n  valid: {', '.join(section_names())}\n"
+              f"  fix:   name one of those, or none for the whole reference", file=sys.stderr)
+        return 2
+    if args.write:
+        Path(args.write).write_text(render())
+        print(f"wrote {args.write}")
+        return 0
+    sys.stdout.write(render(args.section or None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

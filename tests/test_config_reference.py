@@ -1,0 +1,83 @@
+"""The per-field documentation has one source, the schemas' `help` metadata: the rendered
+reference (docs/config-reference.md, `tau2train-config-reference`) is checked against it, and
+every tau2train field has a help."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tau2train.config.reference import REFERENCE_FILE, render, section_names, sections
+from tau2train.schemas import HELP, RunInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_reference_file_is_what_the_schemas_render():
+    written = (ROOT / REFERENCE_FILE).read_text()
+    assert written == render(), (
+        f"{REFERENCE_FILE} is out of date: run `tau2train-config-reference --write {REFERENCE_FILE}`"
+    )
+
+
+def test_every_tau2train_field_has_a_help():
+    missing = [
+        f"{prefix}.{f.name}"
+        for prefix, _, fields in sections()
+        for f in fields
+        if not f.metadata.get(HELP, "").strip()
+    ]
+    missing += [f"RunInfo.{f.name}" for f in dataclasses.fields(RunInfo) if not f.metadata.get(HELP)]
+    assert missing == []
+
+
+def test_every_group_and_nested_schema_has_a_section():
+    assert {"top level", "econfig", "group_filter", "model", "domain", "allocation", "slurm", "eval",
+            "trainer", "tracking", "user_sim", "user_sim.slurm"} == set(section_names())
+
+
+def test_a_field_is_rendered_with_its_type_default_range_and_help():
+    text = render(["econfig"])
+    assert text.startswith("## `econfig` (EnvConfig)")
+    assert ("| `econfig.turn_discount` | `float` | `1.0` | [0, 1] | Per-turn discount of the episode "
+            "reward (1.0 = none). |") in text
+    slurm = render(["slurm"])
+    assert "| `slurm.container_type` | `str` | `none` | `none`, `apptainer` |" in slurm
+    assert "## `econfig`" not in slurm
+
+
+def reference_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tau2train.config.reference", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_prints_a_section_and_refuses_an_unknown_one():
+    shown = reference_cli("user_sim.slurm")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("## `user_sim.slurm` (UserSimSlurmSpec)")
+    assert "`user_sim.slurm.gpus_per_node`" in shown.stdout
+    bad = reference_cli("econfg")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: no section 'econfg'")
+    assert "valid: top level, econfig" in bad.stderr
+
+
+@pytest.mark.parametrize("script,args,words", [
+    ("tau2train", ["--help"], ["== Config groups (group=choice) ==", "tau2train-config-reference"]),
+    ("tau2train-user-sim", ["--help"], ["usage: tau2train-user-sim"]),
+    ("tau2train-sweep-report", ["--help"], ["sweep"]),
+    ("tau2train-config-reference", ["tracking"], ["## `tracking` (TrackingSpec)"]),
+])
+@pytest.mark.slow
+def test_console_scripts_are_installed(script, args, words):
+    """pyproject.toml's [project.scripts], as `make install` puts them in the environment."""
+    path = Path(sys.executable).parent / script
+    assert path.exists(), f"{path} missing: reinstall with `make install`"
+    done = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for word in words:
+        assert word in done.stdout, f"{word!r} not in:\n{done.stdout}"
