@@ -46,6 +46,14 @@ def test_online_tracking_without_a_key_is_refused_before_launch(monkeypatch, tmp
     validate(compose([USER_SIM, "tracking.mode=online"]).config)
 
 
+def test_a_proxy_admin_key_in_the_config_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        validate(compose([USER_SIM, "rollout.agent.admin_api_key=my-own-key-123"]).config)
+    assert caught.value.key == "rollout.agent.admin_api_key"
+    assert "fresh admin key" in str(caught.value)
+    assert "my-own-key-123" not in str(caught.value)
+
+
 def test_an_api_key_in_the_config_is_refused():
     with pytest.raises(ConfigError) as caught:
         validate(compose([USER_SIM, "stats_logger.wandb.wandb_api_key=abc123"]).config)

@@ -33,6 +33,13 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_
     assert config["rollout"]["agent"]["turn_discount"] == 0.9
     assert config["actor"]["path"] == "Qwen/Qwen3-1.7B"
     assert "trainer" not in config and "eval" not in config  # ours, not AReaL's
+    # a fresh admin key for AReaL's rollout proxy (it refuses its default off loopback), made
+    # in the trainer's process: in no output and no record of the run
+    admin_key = config["rollout"]["agent"]["admin_api_key"]
+    assert admin_key != "areal-admin-key" and len(admin_key) >= 32
+    assert admin_key not in result.stdout + result.stderr
+    written = [p for p in (tmp_path / "exp").rglob("*") if p.is_file() and p.name != RECORD_NAME]
+    assert not [p for p in written if admin_key in p.read_text(errors="replace")]
 
     assert len(call["train_rows"]) == 150  # airline train: 30 tasks, repeated to >= 128
     assert call["train_rows"][0] == {"task_id": "0", "split": "train"}
@@ -61,7 +68,8 @@ def test_training_here_without_the_gpus_stops_and_points_to_dry_run(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: cluster.n_gpus_per_node=8: the layout needs 8 GPUs on this machine and it has 0",
         "  valid: at most 0 on this machine, or a cluster with the GPUs",
-        "  fix:   check the plan with dry_run=true, then run where the GPUs are (cluster=slurm)",
+        "  fix:   check the plan with dry_run=true, then run where the GPUs are (cluster=slurm); "
+        "trainer.cpu_only=true for a CPU rehearsal",
     ]
     assert not (tmp_path / "exp").exists()
 

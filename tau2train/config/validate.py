@@ -6,6 +6,7 @@ allocation syntax) to what follows from it (GPU counts, model fit, token budgets
 
 from __future__ import annotations
 
+import functools
 import os
 
 from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
@@ -19,6 +20,7 @@ from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
     REWARD_TYPES,
+    SECRETS_SET_ELSEWHERE,
     TRAINING_BACKENDS,
     ExperimentConfig,
 )
@@ -45,6 +47,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
         check_reward_basis(exp)
         check_user_simulator(exp)
         check_tracking(exp)
+        check_secrets_set_elsewhere(exp)
         check_no_secrets(exp)
         return None
     layout = parse_layout(exp)
@@ -58,6 +61,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_user_simulator(exp)
     check_storage(exp)
     check_tracking(exp)
+    check_secrets_set_elsewhere(exp)
     check_no_secrets(exp)
     return layout
 
@@ -315,15 +319,17 @@ def check_storage(exp: ExperimentConfig) -> None:
             )
 
 
+def check_secrets_set_elsewhere(exp: ExperimentConfig) -> None:
+    """Keys and secrets whose config field must keep its default: they come from elsewhere."""
+    for key, (allowed, fix) in SECRETS_SET_ELSEWHERE.items():
+        if functools.reduce(getattr, key.split("."), exp) != allowed:
+            raise ConfigError(
+                key, "<redacted>", "a secret in a config ends up in saved configs and job scripts",
+                valid=repr(allowed), fix=fix,
+            )
+
+
 def check_tracking(exp: ExperimentConfig) -> None:
-    if exp.stats_logger.wandb.wandb_api_key:
-        raise ConfigError(
-            "stats_logger.wandb.wandb_api_key",
-            "<redacted>",
-            "an API key in a config ends up in saved configs and job scripts",
-            valid="empty",
-            fix="remove it and export WANDB_API_KEY (or run `wandb login`) instead",
-        )
     if exp.dry_run or exp.tracking.mode != "online" or os.environ.get("WANDB_API_KEY"):
         return
     netrc = os.path.expanduser(os.environ.get("NETRC", "~/.netrc"))

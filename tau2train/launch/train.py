@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import secrets
 from typing import Any
 
 from tau2train.config.errors import ConfigError
@@ -38,8 +39,9 @@ def gpus_on_this_machine() -> int:
 
 
 def check_local_gpus(exp: ExperimentConfig, trainer_cls: type) -> None:
-    """cluster=local runs on this machine: it must have the GPUs the layout uses."""
-    if exp.scheduler.type != "local" or not getattr(trainer_cls, "requires_gpus", True):
+    """cluster=local runs on this machine: it must have the GPUs the layout uses (unless the
+    run is declared CPU-only: trainer.cpu_only)."""
+    if exp.scheduler.type != "local" or exp.trainer.cpu_only or not getattr(trainer_cls, "requires_gpus", True):
         return
     needed, found = exp.cluster.n_gpus_per_node, gpus_on_this_machine()
     if found < needed:
@@ -48,7 +50,8 @@ def check_local_gpus(exp: ExperimentConfig, trainer_cls: type) -> None:
             needed,
             f"the layout needs {needed} GPUs on this machine and it has {found}",
             valid=f"at most {found} on this machine, or a cluster with the GPUs",
-            fix="check the plan with dry_run=true, then run where the GPUs are (cluster=slurm)",
+            fix="check the plan with dry_run=true, then run where the GPUs are (cluster=slurm); "
+            "trainer.cpu_only=true for a CPU rehearsal",
         )
 
 
@@ -76,8 +79,17 @@ def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> 
 
 
 def ppo_config(exp: ExperimentConfig) -> PPOConfig:
-    """The PPOConfig part of the experiment, as AReaL's trainer takes it."""
-    return PPOConfig(**{f.name: getattr(exp, f.name) for f in dataclasses.fields(PPOConfig)})
+    """The PPOConfig part of the experiment, as AReaL's trainer takes it, with a fresh admin key
+    for AReaL's rollout proxy: AReaL refuses its default key on a non-loopback host (every
+    rollout worker of a real cluster), and a key in a config would land in saved configs and
+    job scripts (validation refuses one). Made here, in the process that runs the trainer, it
+    reaches the workers only through AReaL's own calls. (AReaL's stats logger does record its
+    whole config, this key included, in the wandb run; the key dies with the run's proxy.)"""
+    config = PPOConfig(**{f.name: getattr(exp, f.name) for f in dataclasses.fields(PPOConfig)})
+    if config.rollout.agent is None:  # no proxy-mode agent, no proxy
+        return config
+    agent = dataclasses.replace(config.rollout.agent, admin_api_key=secrets.token_urlsafe(32))
+    return dataclasses.replace(config, rollout=dataclasses.replace(config.rollout, agent=agent))
 
 
 def run_training(exp: ExperimentConfig) -> None:

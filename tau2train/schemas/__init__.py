@@ -16,7 +16,9 @@ from tau2train.schemas.env import (
     PPOConfig,
 )
 from tau2train.schemas.experiment import (
+    AREAL_DEFAULT_ADMIN_KEY,
     INHERITED_RANGES,
+    SECRETS_SET_ELSEWHERE,
     TAU2TRAIN_ONLY_KEYS,
     ExperimentConfig,
 )
@@ -37,8 +39,8 @@ from tau2train.schemas.groups import (
 from tau2train.schemas.run_info import RunInfo
 
 __all__ = [
-    "ALL_TASKS", "CHOICES", "HELP", "INFERENCE_BACKENDS", "INHERITED_RANGES", "RANGE",
-    "REWARD_TYPES", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS", "AllocationSpec", "DomainSpec",
+    "ALL_TASKS", "AREAL_DEFAULT_ADMIN_KEY", "CHOICES", "HELP", "INFERENCE_BACKENDS", "INHERITED_RANGES", "RANGE",
+    "REWARD_TYPES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS", "AllocationSpec", "DomainSpec",
     "EnvConfig", "EvalSpec", "ExperimentConfig", "GroupFilterConfig", "ModelSpec", "PPOConfig",
     "QueueSpec", "Range", "RunInfo", "SlurmSpec", "TrackingSpec", "TrainerSpec",
     "UserSimSlurmSpec", "UserSimSpec",

@@ -83,6 +83,21 @@ TAU2TRAIN_ONLY_KEYS = (
 )
 
 
+# AReaL's default admin key of its rollout proxy (AgentConfig.admin_api_key), which AReaL refuses
+# on a non-loopback host; each training run gets a fresh one instead (tau2train.launch.train).
+AREAL_DEFAULT_ADMIN_KEY = "areal-admin-key"
+# Secrets a config must not carry (it lands in saved configs and job scripts): key -> the one
+# value allowed there, and where the secret comes from instead.
+SECRETS_SET_ELSEWHERE = {
+    "stats_logger.wandb.wandb_api_key": (
+        "", "remove it and export WANDB_API_KEY (or run `wandb login`) instead",
+    ),
+    "rollout.agent.admin_api_key": (
+        AREAL_DEFAULT_ADMIN_KEY,
+        "remove it: every training run gets a fresh admin key for AReaL's rollout proxy, kept in memory",
+    ),
+}
+
 # Ranges of the AReaL fields whose meaning has one (AReaL's dataclasses declare `help` and
 # `choices` but no ranges): checked with the ranges declared on tau2train's own fields.
 INHERITED_RANGES: dict[str, Range] = {

@@ -329,3 +329,11 @@ class TrainerSpec:
         default=0.6,
         metadata={"range": TEMPERATURE, "help": "Sampling temperature of the validation episodes (upstream: 0.6)."},
     )
+    cpu_only: bool = field(
+        default=False,
+        metadata={
+            "help": "cluster=local without the layout's GPUs: let the run start on CPUs (a rehearsal "
+            "or test with actor.backend=fsdp on CPU and a CPU inference server); false refuses "
+            "to start when this machine has fewer GPUs than cluster.n_gpus_per_node."
+        },
+    )
