@@ -1,0 +1,529 @@
+"""The CPU test doubles for AReaL's rollout side: the tiny Qwen3 (helpers/tiny_qwen.py) and the
+CPU server speaking SGLang's HTTP protocol (helpers/cpu_sglang.py), checked against tiktoken,
+a teacher-forced pass of the model, and AReaL's own SGLang client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import torch
+from helpers.cpu_sglang import CPUSGLangServer
+from helpers.tiny_qwen import (
+    ADDED_TOKENS,
+    FIRST_ADDED_ID,
+    IM_END_ID,
+    IM_START_ID,
+    QWEN_PATTERN,
+    build_tiny_qwen,
+    load_ranks,
+    tiny_qwen_dir,
+)
+
+TESTS_DIR = Path(__file__).parent
+PROMPT = [9707, 1879, 11, 1246, 525, 498, 30]  # "Hello world, how are you?" in Qwen's BPE
+TEXTS = [
+    "Hello world, it's 2024! I'LL say: don't.",
+    "你好，世界。我是通义千问，很高兴认识你！",
+    "def area(r):\n    return 3.14159 * r ** 2  # πr²\n\n\n",
+    "  leading spaces,\ttabs\t\tand\r\nCRLF lines   \n\n trailing   ",
+    "1234567890 +3.5e-7 0x1F #W2378156 $1,299.99",
+    'naïve café, Ünïcödé; emoji 🙂👍; {"json": [1, 2]}',
+]
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_qwen() -> Path:
+    return tiny_qwen_dir()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_qwen):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_qwen)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_qwen):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_qwen, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_qwen):
+    """A server shared by the tests that leave its weights and state as they found them."""
+    server = CPUSGLangServer(tiny_qwen)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(tiny_qwen):
+    """A server of the test's own, for tests that reload weights or pause it."""
+    server = CPUSGLangServer(tiny_qwen)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def perturbed(model, tmp_path_factory) -> tuple[Path, object]:
+    """The tiny Qwen with noise added to every weight, saved as a checkpoint directory."""
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path_factory.mktemp("perturbed")
+    other = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32).eval()
+    other.load_state_dict(model.state_dict())
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.05 * torch.randn(param.shape, generator=generator))
+    other.save_pretrained(path)
+    return path, other
+
+
+def generate(server: CPUSGLangServer, input_ids=PROMPT, **sampling) -> dict:
+    body = {"input_ids": input_ids, "sampling_params": sampling, "return_logprob": True}
+    response = requests.post(f"{server.base_url}/generate", json=body, timeout=120)
+    response.raise_for_status()
+    return response.json()
+
+
+def logprobs_of(result: dict) -> list[float]:
+    return [lp for lp, _, _ in result["meta_info"]["output_token_logprobs"]]
+
+
+@torch.inference_mode()
+def teacher_forced(model, prompt: list[int], output: list[int], temperature: float = 1.0) -> list[float]:
+    """log p(output[i] | prompt + output[:i]) from one full forward pass, logits / temperature."""
+    logits = model(input_ids=torch.tensor([prompt + output])).logits[0, len(prompt) - 1 : -1]
+    logprobs = torch.log_softmax(logits / temperature, dim=-1)
+    return logprobs[torch.arange(len(output)), torch.tensor(output)].tolist()
+
+
+# -- the tokenizer and the model --------------------------------------------------------------
+def test_tokenizer_encodes_as_tiktoken_with_qwens_ranks(tokenizer):
+    import tiktoken
+
+    specials = {token: i for i, (token, _) in enumerate(ADDED_TOKENS, start=FIRST_ADDED_ID)}
+    encoding = tiktoken.Encoding(
+        "qwen", pat_str=QWEN_PATTERN, mergeable_ranks=load_ranks(), special_tokens=specials
+    )
+    for text in TEXTS:
+        ids = encoding.encode_ordinary(text)
+        assert tokenizer.encode(text, add_special_tokens=False) == ids, text
+        assert tokenizer.decode(ids) == text
+    chat = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{}\n</tool_call><|im_end|>"
+    assert tokenizer.encode(chat, add_special_tokens=False) == encoding.encode(chat, allowed_special="all")
+    # Qwen2/Qwen3's own ids for a few common tokens: the ranks are Qwen's
+    assert tokenizer.encode("Hello world", add_special_tokens=False) == [9707, 1879]
+
+
+def test_added_tokens_sit_at_qwen3_ids(tokenizer):
+    assert len(tokenizer) == 151669
+    for token_id, (token, _) in enumerate(ADDED_TOKENS, start=FIRST_ADDED_ID):
+        assert tokenizer.convert_tokens_to_ids(token) == token_id
+    # the ids Qwen3 publishes (tokenizer_config.json's added_tokens_decoder)
+    published = {
+        "<|endoftext|>": 151643,
+        "<|im_start|>": 151644,
+        "<|im_end|>": 151645,
+        "<|video_pad|>": 151656,
+        "<tool_call>": 151657,
+        "</tool_call>": 151658,
+        "<tool_response>": 151665,
+        "</tool_response>": 151666,
+        "<think>": 151667,
+        "</think>": 151668,
+    }
+    assert {token: tokenizer.convert_tokens_to_ids(token) for token in published} == published
+    assert (tokenizer.eos_token, tokenizer.eos_token_id) == ("<|im_end|>", IM_END_ID)
+    assert (tokenizer.pad_token, tokenizer.pad_token_id) == ("<|endoftext|>", 151643)
+    # special tokens vanish from skip_special_tokens decodes; the tool-call markers stay
+    ids = [IM_START_ID, 151657, 9707, 151658, IM_END_ID]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<tool_call>Hello</tool_call>"
+
+
+def test_chat_template_renders_tools_and_tool_calls(tokenizer):
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_order",
+                "description": "Look an order up.",
+                "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+            },
+        }
+    ]
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_order", "arguments": {"order_id": "#W1"}},
+    }
+    messages = [
+        {"role": "system", "content": "You are a retail agent."},
+        {"role": "user", "content": "Where is my order #W1?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'},
+        {"role": "assistant", "content": "It has shipped."},
+    ]
+    text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+    assert text.startswith("<|im_start|>system\nYou are a retail agent.\n\n# Tools\n")
+    offered = text.split("XML tags:\n<tools>\n")[1].split("\n</tools>")[0]
+    assert json.loads(offered) == tools[0]
+    tool_call = '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "#W1"}}\n</tool_call>'
+    assert f"<|im_start|>assistant\n{tool_call}<|im_end|>" in text
+    assert '<|im_start|>user\n<tool_response>\n{"status": "shipped"}\n</tool_response><|im_end|>' in text
+    ids = tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=False)
+    assert ids == tokenizer.encode(text, add_special_tokens=False)
+    # <tool_call>: twice in the tools preamble, once in the call; one <|im_start|> per turn
+    assert ids.count(151657) == 3 and ids.count(IM_START_ID) == 5
+
+
+def test_model_loads_offline_and_builds_are_reused(tiny_qwen, model, tmp_path):
+    assert tiny_qwen.name.startswith("tiny-qwen3-")
+    config = model.config
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.vocab_size) == (
+        "qwen3",
+        2,
+        64,
+        151936,
+    )
+    assert config.tie_word_embeddings and model.dtype == torch.float32
+    assert model.generation_config.eos_token_id == [IM_END_ID, 151643]
+    weights = tiny_qwen / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert build_tiny_qwen(tiny_qwen) == tiny_qwen and tiny_qwen_dir() == tiny_qwen
+    assert weights.stat().st_mtime_ns == stamp
+    (tmp_path / "half").mkdir()
+    with pytest.raises(FileExistsError):
+        build_tiny_qwen(tmp_path / "half")
+
+
+# -- the server --------------------------------------------------------------------------------
+def test_greedy_generation_is_deterministic_with_the_models_logprobs(server, model, tokenizer):
+    first = generate(server, temperature=0.0, max_new_tokens=12)
+    again = generate(server, temperature=0.0, max_new_tokens=12)
+    assert (again["output_ids"], logprobs_of(again)) == (first["output_ids"], logprobs_of(first))
+    meta = first["meta_info"]
+    output = first["output_ids"]
+    assert [t for _, t, _ in meta["output_token_logprobs"]] == output
+    assert (meta["prompt_tokens"], meta["completion_tokens"]) == (len(PROMPT), 12)
+    assert meta["finish_reason"] == {"type": "length", "length": 12}
+    assert first["text"] == tokenizer.decode(output)
+    assert logprobs_of(first) == pytest.approx(teacher_forced(model, PROMPT, output), abs=1e-5)
+    # the prompt's own log-probabilities, as AReaL's compute_logp asks for them
+    scored = requests.post(
+        f"{server.base_url}/generate",
+        json={
+            "input_ids": PROMPT,
+            "sampling_params": {"max_new_tokens": 1, "temperature": 0.0},
+            "return_logprob": True,
+            "logprob_start_len": 0,
+        },
+        timeout=60,
+    ).json()["meta_info"]["input_token_logprobs"]
+    assert [t for _, t, _ in scored] == PROMPT and scored[0][0] is None
+    expected = teacher_forced(model, PROMPT[:1], PROMPT[1:])
+    assert [lp for lp, _, _ in scored[1:]] == pytest.approx(expected, abs=1e-5)
+
+
+def test_sampling_follows_its_seed_and_reports_temperature_scaled_logprobs(server, model):
+    params = {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "max_new_tokens": 10, "sampling_seed": 7}
+    first = generate(server, **params)
+    assert generate(server, **params)["output_ids"] == first["output_ids"]
+    assert generate(server, **params | {"sampling_seed": 8})["output_ids"] != first["output_ids"]
+    output = first["output_ids"]
+    # SGLang's convention: log_softmax(logits / T) of the drawn token, before top-k/top-p
+    assert logprobs_of(first) == pytest.approx(teacher_forced(model, PROMPT, output, 0.7), abs=1e-5)
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([PROMPT + output])).logits[0, len(PROMPT) - 1 : -1]
+    top50 = torch.topk(logits, 50).indices
+    assert all(token in top50[i] for i, token in enumerate(output))
+
+
+def test_max_new_tokens_and_stop_conditions(server, tokenizer):
+    greedy = generate(server, temperature=0.0, max_new_tokens=12)["output_ids"]
+    short = generate(server, temperature=0.0, max_new_tokens=3)
+    assert short["output_ids"] == greedy[:3]
+    assert short["meta_info"]["finish_reason"] == {"type": "length", "length": 3}
+
+    stop_id = greedy[4]
+    cut = greedy.index(stop_id) + 1
+    stopped = generate(server, temperature=0.0, max_new_tokens=12, stop_token_ids=[stop_id])
+    assert stopped["output_ids"] == greedy[:cut]
+    assert stopped["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop_id}
+    assert stopped["text"] == tokenizer.decode(greedy[: cut - 1])  # the stop token is left out
+    ignored = generate(server, temperature=0.0, max_new_tokens=12, stop_token_ids=[stop_id], ignore_eos=True)
+    assert ignored["output_ids"] == greedy
+
+    stop_text = next(text for text in (tokenizer.decode([t]).strip() for t in greedy) if text)
+    by_text = generate(server, temperature=0.0, max_new_tokens=12, stop=[stop_text])
+    output = by_text["output_ids"]
+    assert by_text["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop_text}
+    assert output == greedy[: len(output)]
+    assert stop_text in tokenizer.decode(output) and stop_text not in tokenizer.decode(output[:-1])
+    assert stop_text not in by_text["text"]
+
+
+def test_requests_it_cannot_honour_are_refused(server):
+    for body in (
+        {"input_ids": PROMPT, "sampling_params": {"frequency_penalty": 0.5}},
+        {"input_ids": [PROMPT, PROMPT]},
+        {"input_ids": PROMPT, "stream": True},
+        {"input_ids": []},
+        {"input_ids": PROMPT, "return_logprob": True, "logprob_start_len": len(PROMPT)},
+    ):
+        response = requests.post(f"{server.base_url}/generate", json=body, timeout=60)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["message"]
+    # the neutral values AReaL always sends are fine
+    neutral = {"frequency_penalty": 0.0, "max_new_tokens": 1, "temperature": 0.0}
+    assert requests.post(
+        f"{server.base_url}/generate", json={"input_ids": PROMPT, "sampling_params": neutral}, timeout=60
+    ).ok
+
+
+def test_forced_completions_replay_the_script_with_the_models_logprobs(server, model, tokenizer):
+    text = 'Let me check. <tool_call>\n{"name": "get_order", "arguments": {"order_id": "#W1"}}\n</tool_call>'
+    scripted = tokenizer.encode(text, add_special_tokens=False) + [IM_END_ID]
+    ids = [9707, 1879, 0]
+    queued = requests.post(
+        f"{server.base_url}/tau2test/force", json={"completions": [text, ids, text]}, timeout=60
+    )
+    assert queued.json() == {"queued": 3}
+
+    first = generate(server, temperature=1.0, max_new_tokens=64)
+    assert first["output_ids"] == scripted and first["text"] == text
+    assert first["meta_info"]["finish_reason"] == {"type": "stop", "matched": IM_END_ID}
+    assert logprobs_of(first) == pytest.approx(teacher_forced(model, PROMPT, scripted), abs=1e-5)
+    second = generate(server, temperature=0.5, max_new_tokens=64)
+    assert second["output_ids"] == ids
+    assert logprobs_of(second) == pytest.approx(teacher_forced(model, PROMPT, ids, 0.5), abs=1e-5)
+    third = generate(server, temperature=0.0, max_new_tokens=5)
+    assert third["output_ids"] == scripted[:5]
+    assert third["meta_info"]["finish_reason"] == {"type": "length", "length": 5}
+    # the script is used up: the policy samples again
+    assert generate(server, temperature=0.0, max_new_tokens=5)["output_ids"] != scripted[:5]
+
+
+def test_update_weights_from_disk_changes_the_policy(own_server, perturbed, tmp_path):
+    path, other = perturbed
+    before = generate(own_server, temperature=0.0, max_new_tokens=8)
+    url = f"{own_server.base_url}/update_weights_from_disk"
+    failed = requests.post(url, json={"model_path": str(tmp_path / "missing")}, timeout=120)
+    assert failed.status_code == 400 and failed.json()["success"] is False
+    assert logprobs_of(generate(own_server, temperature=0.0, max_new_tokens=8)) == logprobs_of(before)
+
+    loaded = requests.post(
+        url, json={"model_path": str(path), "abort_all_requests": True, "weight_version": "1"}, timeout=120
+    )
+    assert loaded.status_code == 200 and loaded.json()["success"] is True
+    after = generate(own_server, temperature=0.0, max_new_tokens=8)
+    assert logprobs_of(after) != pytest.approx(logprobs_of(before), abs=1e-3)
+    assert logprobs_of(after) == pytest.approx(teacher_forced(other, PROMPT, after["output_ids"]), abs=1e-5)
+    info = requests.get(f"{own_server.base_url}/get_model_info", timeout=60).json()
+    assert (info["model_path"], info["weight_version"]) == (str(path), "1")
+    assert own_server.weight_updates == 1
+
+
+def test_pause_aborts_the_running_request_and_holds_new_ones(own_server, model):
+    base = own_server.base_url
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = pool.submit(generate, own_server, temperature=0.0, max_new_tokens=2000)
+        assert own_server.busy.wait(60)
+        assert requests.post(f"{base}/pause_generation", json={}, timeout=60).ok
+        aborted = running.result(timeout=60)
+        assert aborted["meta_info"]["finish_reason"]["type"] == "abort"
+        assert len(aborted["output_ids"]) < 2000
+        if aborted["output_ids"]:  # what it made before the abort is real policy output
+            expected = teacher_forced(model, PROMPT, aborted["output_ids"])
+            assert logprobs_of(aborted) == pytest.approx(expected, abs=1e-5)
+
+        held = pool.submit(generate, own_server, temperature=0.0, max_new_tokens=3)
+        with pytest.raises(TimeoutError):  # not admitted while paused
+            held.result(timeout=1.0)
+        assert requests.post(f"{base}/continue_generation", json={}, timeout=60).ok
+        assert held.result(timeout=60)["meta_info"]["finish_reason"] == {"type": "length", "length": 3}
+    assert own_server.finished["abort"] == 1
+
+
+def test_information_endpoints(server, tiny_qwen):
+    base = server.base_url
+    assert requests.get(f"{base}/health", timeout=60).status_code == 200
+    assert requests.get(f"{base}/health_generate", timeout=60).status_code == 200
+    info = requests.get(f"{base}/get_model_info", timeout=60).json()
+    assert info["model_path"] == str(tiny_qwen) and info["is_generation"] is True
+    server_info = requests.get(f"{base}/get_server_info", timeout=60).json()
+    assert (server_info["port"], server_info["context_length"]) == (server.port, 4096)
+    assert requests.get(f"{base}/v1/models", timeout=60).json()["data"][0]["id"] == str(tiny_qwen)
+    assert requests.post(f"{base}/flush_cache", timeout=60).ok
+
+
+# -- AReaL's own client ------------------------------------------------------------------------
+class LoopThread:
+    """An event loop on a thread of its own, as AReaL's rollout runner keeps one: agenerate calls
+    share its aiohttp session, and the test thread stays free for AReaL's blocking calls."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        from areal.infra import workflow_context
+
+        async def close_session():
+            await (await workflow_context.get_aiohttp_session()).close()
+
+        self.submit(close_session()).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(60)
+        self.loop.close()
+
+
+def test_areals_sglang_client_generates_scores_pauses_and_updates_weights(
+    own_server, model, tokenizer, perturbed, monkeypatch
+):
+    from areal.api.cli_args import GenerationHyperparameters, InferenceEngineConfig
+    from areal.api.io_struct import ModelRequest, WeightUpdateMeta
+    from areal.engine.sglang_remote import RemoteSGLangEngine
+    from areal.utils import name_resolve, names
+
+    config = InferenceEngineConfig(
+        experiment_name="cpu-sglang",
+        trial_name="test",
+        backend="sglang:d1",
+        setup_timeout=60,
+        request_timeout=120,
+        request_retries=1,
+        pause_grace_period=0.0,
+    )
+    engine = RemoteSGLangEngine(config)
+    engine.initialize(addr=own_server.address)
+    runner = LoopThread()
+
+    def agenerate(**gconfig):
+        request = ModelRequest(
+            input_ids=list(PROMPT), gconfig=GenerationHyperparameters(**gconfig), tokenizer=tokenizer
+        )
+        return runner.submit(engine.agenerate(request))
+
+    try:
+        greedy = agenerate(greedy=True, max_new_tokens=8).result(120)
+        direct = generate(own_server, temperature=0.0, max_new_tokens=8)
+        assert greedy.input_tokens == PROMPT and greedy.stop_reason == "length"
+        assert greedy.output_tokens == direct["output_ids"]
+        assert greedy.output_logprobs == logprobs_of(direct)
+        assert greedy.output_versions == [0] * 8
+
+        text = '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "#W1"}}\n</tool_call>'
+        requests.post(f"{own_server.base_url}/tau2test/force", json={"completions": [text]}, timeout=60)
+        forced = agenerate(temperature=1.0, max_new_tokens=64).result(120)
+        scripted = tokenizer.encode(text, add_special_tokens=False) + [IM_END_ID]
+        assert (forced.output_tokens, forced.stop_reason) == (scripted, "stop")
+        assert forced.output_logprobs == pytest.approx(teacher_forced(model, PROMPT, scripted), abs=1e-5)
+
+        # compute_logp: AReaL's scoring request (input_token_logprobs from logprob_start_len)
+        sequence = torch.tensor([PROMPT + scripted])
+        loss_mask = torch.tensor([[0] * len(PROMPT) + [1] * len(scripted)])
+        (scores,) = engine.compute_logp([{"input_ids": sequence, "loss_mask": loss_mask}])
+        assert scores[0, len(PROMPT) :].tolist() == pytest.approx(forced.output_logprobs, abs=1e-5)
+        assert scores[0, : len(PROMPT)].abs().sum() == 0
+
+        # interrupted mid-generation by AReaL's pause, resumed by its agenerate loop
+        long = agenerate(greedy=True, max_new_tokens=150)
+        assert own_server.busy.wait(60)
+        engine.pause_generation()
+        engine.continue_generation()
+        resumed = long.result(120)
+        assert own_server.finished["abort"] == 1
+        assert (len(resumed.output_tokens), resumed.stop_reason) == (150, "length")
+        expected = teacher_forced(model, PROMPT, resumed.output_tokens)
+        assert resumed.output_logprobs == pytest.approx(expected, abs=1e-5)
+
+        # a weight update from disk, published as AReaL's training engine does (name_resolve)
+        path, other = perturbed
+        repository = name_resolve.MemoryNameRecordRepository()
+        monkeypatch.setattr(name_resolve, "add", repository.add)
+        monkeypatch.setattr(name_resolve, "wait", repository.wait)
+        key = names.update_weights_from_disk(config.experiment_name, config.trial_name, engine.get_version())
+        name_resolve.add(key, str(time.time()))
+        meta = WeightUpdateMeta(type="disk", path=str(path), clear_checkpoint_after_load=False)
+        engine.update_weights_from_disk(meta).result(120)
+        engine.set_version(1)
+        updated = agenerate(greedy=True, max_new_tokens=8).result(120)
+        assert own_server.weight_updates == 1 and updated.output_versions == [1] * 8
+        assert updated.output_logprobs == pytest.approx(
+            teacher_forced(other, PROMPT, updated.output_tokens), abs=1e-5
+        )
+
+        engine.offload()  # AReaL's offload/onload requests: no-ops on CPU
+        engine.onload()
+    finally:
+        runner.close()
+        engine.destroy()
+
+
+# -- as a process --------------------------------------------------------------------------------
+def serving_url(process: subprocess.Popen, timeout: float) -> str:
+    """The URL the server prints once it listens; its other output is drained meanwhile."""
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def read():
+        for line in process.stdout:
+            if line.startswith("serving on "):
+                found.put(line.split()[-1])
+        found.put(None)  # it exited
+
+    threading.Thread(target=read, daemon=True).start()
+    url = found.get(timeout=timeout)
+    assert url is not None, f"the server exited with {process.wait()}"
+    return url
+
+
+@pytest.mark.slow
+def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen):
+    from areal.api.cli_args import SGLangConfig, conf_as_dict, get_py_cmd
+
+    # the flags AReaL's SGLangConfig.build_args renders for sglang.launch_server
+    args = conf_as_dict(SGLangConfig(model_path=str(tiny_qwen), context_length=2048, random_seed=3))
+    args |= {"tokenizer_path": str(tiny_qwen), "tp_size": 1, "base_gpu_id": 0, "trust_remote_code": True}
+    args |= {"host": "127.0.0.1", "port": 0}
+    command = [sys.executable, *get_py_cmd("helpers.cpu_sglang", args)[1:]]
+    assert "--mem-fraction-static" in command and "--dtype" in command
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    }
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = serving_url(process, timeout=300)
+        info = requests.get(f"{url}/get_server_info", timeout=60).json()
+        assert (info["context_length"], info["random_seed"]) == (2048, 3)
+        body = {
+            "input_ids": PROMPT,
+            "sampling_params": {"temperature": 0.0, "max_new_tokens": 4},
+            "return_logprob": True,
+        }
+        result = requests.post(f"{url}/generate", json=body, timeout=120).json()
+        assert result["meta_info"]["completion_tokens"] == 4
+    finally:
+        process.terminate()
+        assert process.wait(60) == 0
