@@ -139,7 +139,7 @@ def test_slurm_dry_run_shows_the_server_job(capsys, tmp_path):
     (["user_sim=qwen72b"], "user_sim", ["no such user_sim choice", "qwen2_5_72b, qwen2_5_7b"]),
     (["user_sim.tp=8"], "user_sim.gpus", ["16 GPUs, not 8"]),
     (["user_sim.tpp=8"], "user_sim.tpp", ["has no 'tpp'", "did you mean 'tp'"]),
-    (["user_sim.port=70000"], "user_sim.port", ["must lie in [1, 65535]", "set user_sim.port to a value in"]),
+    (["user_sim.port=70000"], "user_sim.port", ["must lie in [1, 65535]", "change user_sim.port"]),
     (["user_sim.slurm.mem_gb=0"], "user_sim.slurm.mem_gb", ["must be at least 1"]),
     (["user_sim.startup_timeout_s=0"], "user_sim.startup_timeout_s", ["must be greater than 0"]),
     (["user_sim.chat_template=mine.jinja"], "user_sim.chat_template", ["qwen_nonthinking.jinja"]),

@@ -149,7 +149,7 @@ CASES = {
     ),
     "user_sim: port out of range": (["user_sim.port=0"], "user_sim.port", ["must lie in [1, 65535]"]),
     "econfig: discount above 1": (
-        ["econfig.turn_discount=1.5"], "econfig.turn_discount", ["must lie in [0, 1]", "set econfig.turn_discount"],
+        ["econfig.turn_discount=1.5"], "econfig.turn_discount", ["must lie in [0, 1]", "fix:   change econfig.turn_discount: it must lie in [0, 1]"],
     ),
     "econfig: negative penalty": (
         ["econfig.invalid_format_penalty=-0.1"], "econfig.invalid_format_penalty", ["must be at least 0"],

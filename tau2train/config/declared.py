@@ -35,7 +35,7 @@ def _walk(node: Any, fields: list[dataclasses.Field], prefix: str) -> Iterator[t
         if key in INHERITED_RANGES:
             declarations[RANGE] = INHERITED_RANGES[key]
         yield key, value, declarations
-        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
         for index, item in items:
             if dataclasses.is_dataclass(item) and not isinstance(item, type):
                 inner = key if index is None else f"{key}.{index}"
@@ -60,5 +60,5 @@ def check_declared(exp: ExperimentConfig) -> None:
             raise ConfigError(
                 key, value, allowed.requirement(),
                 valid=str(allowed),
-                fix=f"set {key} to a value in {allowed}",
+                fix=f"change {key}: it {allowed.requirement()}",
             )
