@@ -1,0 +1,512 @@
+# WORK IN PROGRESS (issue 11), deliberately not collected by pytest (no test_ prefix): it needs
+# sglang==0.5.10.post1 (no deps) + ipython + partial-json-parser in the venv, which the Makefile
+# does not install yet, and the group filter on episode rewards. It passed here (5 passed,
+# 2 strict xfails, ~12-15 min) with those installed by hand; rename to test_areal_training.py
+# once `make install` brings them.
+"""AReaL's own PPOTrainer, end to end on this CPU machine: `python -m tau2train.run mode=train`
+trains the tiny Qwen3 (helpers/tiny_qwen.py) with GRPO on τ²'s mock domain.
+
+Everything is the real thing (tau2train's CLI, composition and validation, AReaL's
+PPOTrainer, local scheduler, RPC workers, FSDP actor, RemoteSGLangEngine, rollout proxy,
+tool-call parser, staleness control, saver and recover checkpoints, tau2train's τ² workflow,
+reward rule and group filter, tau2's environment, orchestrator and evaluator) except two test
+doubles: the inference server is helpers/cpu_sglang.py (SGLang's HTTP protocol over the HF
+model, started by AReaL's rollout worker through helpers/cpu_rollout_worker.py) and the user
+simulator is helpers/plain_user.py.
+
+The policy's completions are forced (TAU2TEST_FORCED_COMPLETIONS; the server still reports
+the model's own log-probabilities of them), so the rewards are known: each GRPO group of two
+episodes answers [M, M, T, T] in arrival order, where M is a call to create_task without its
+arguments (a format penalty, and the episode goes on) and T is a plain reply (the user then
+ends the chat). So each episode is M's then T (in practice [M, T]): completion rewards
+[R - penalty, R] after AReaL's turn discount of 1, R being tau2's reward for the task; every
+step has advantages of both signs, so the update is a real one.
+
+One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
+2 cores): the run is stopped hard during its third step (SIGKILL to its whole process group,
+as a preempted job is), then restarted with the same command; it resumes from AReaL's recover
+checkpoint of step 2 and does step 3 again. Runtime: 12-15 minutes on 2 cores; memory: ~10 GB
+(PSS summed over the run's processes).
+
+Two strict xfails record what is wrong today: tau2train's group filter averages AReaL's
+per-completion rewards instead of the episodes', and AReaL tags the first batch after a
+resume with version 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.cli import wait_for
+from helpers.cpu_rollout_worker import FILTER_LOG_ENV, FORCED_ENV
+from helpers.plain_user import PlainUserLLM
+from helpers.tiny_qwen import tiny_qwen_dir
+
+# Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+TESTS_DIR = Path(__file__).parent
+REPO = TESTS_DIR.parent
+
+EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock", "cpu0"
+PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart at a glance
+M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
+T = "OK."
+GROUP_SCRIPT = [M, M, T, T]  # one GRPO group of 2 episodes, in arrival order
+TOTAL_STEPS = 3
+KILL_AFTER_STEP = 2
+# One run's deadline: start-up ~3.5 min and ~1 min a step on 2 cores; generous on purpose.
+RUN_DEADLINE_S = 1200
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def train_args(root: Path, model: Path, user_url: str) -> list[str]:
+    """The command line, as a user types it (after `python -m tau2train.run`)."""
+    return [
+        "mode=train",
+        "domain=mock",
+        "tracking=none",
+        f"model.path={model}",
+        "model.name=tiny-qwen3",
+        f"experiment_name={EXPERIMENT}",
+        f"trial_name={TRIAL}",
+        # one CPU "GPU" for SGLang (the CPU server) and one for the FSDP actor
+        "model.engine=fsdp",
+        "allocation.rollout=sglang:d1",
+        "allocation.actor=fsdp:d1",
+        "cluster.n_gpus_per_node=2",
+        "trainer.cpu_only=true",
+        f"cluster.fileroot={root}/experiments",
+        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+        # AReaL's worker command, with SGLang's launch pointed at the CPU server
+        "actor.scheduling_spec.0.cmd=python -m helpers.cpu_rollout_worker",
+        "actor.attn_impl=sdpa",
+        "actor.dtype=float32",
+        "actor.enable_tree_training=false",
+        "actor.gradient_checkpointing=false",
+        "actor.weight_update_mode=disk",
+        # a step visibly moves the tiny model
+        "actor.optimizer.lr=1e-3",
+        # Token budgets: one sequence per micro-batch (mock prompts are ~700 tokens). On CPU
+        # AReaL's FSDP engine runs sdpa, which ignores packed sequences' boundaries
+        # (areal/engine/fsdp_engine.py:1898-1901 passes no attention mask), so two episodes in
+        # one micro-batch would attend to each other.
+        "gconfig.max_new_tokens=32",
+        "gconfig.max_tokens=1024",
+        "actor.mb_spec.max_tokens_per_mb=1024",
+        "actor.pad_to_maximum=false",
+        "sglang.context_length=1024",
+        # one GRPO group of 2 episodes a step, one group in flight (so each consumes one
+        # GROUP_SCRIPT of forced completions)
+        "gconfig.n_samples=2",
+        "train_dataset.batch_size=1",
+        "rollout.max_concurrent_rollouts=1",
+        # each step's group is played by the latest weights (step 2's by version 1)
+        "rollout.max_head_offpolicyness=0",
+        "min_dataset_size=1",
+        "total_train_epochs=1",
+        f"total_train_steps={TOTAL_STEPS}",
+        "train_dataset.num_workers=0",
+        "train_dataset.pin_memory=false",
+        "valid_dataset.num_workers=0",
+        "valid_dataset.pin_memory=false",
+        f"econfig.user_llm_base_url={user_url}",
+        "econfig.user_llm=openai/user",
+        f"econfig.invalid_format_penalty={PENALTY}",
+        # a model checkpoint and a recover checkpoint after step 2
+        "saver.freq_epochs=null",
+        f"saver.freq_steps={KILL_AFTER_STEP}",
+        "recover.mode=auto",
+        "recover.freq_epochs=null",
+        "recover.freq_secs=null",
+        f"recover.freq_steps={KILL_AFTER_STEP}",
+    ]
+
+
+# -- running it -------------------------------------------------------------------------------
+def session_processes(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group `pgid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@dataclasses.dataclass
+class Process:
+    """One `python -m tau2train.run` and everything it started (its own process group)."""
+
+    popen: subprocess.Popen
+    output: Path
+    filter_log: Path
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.output.read_text(errors="replace"))
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group, then wait (bounded) until none of it is left."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=60)
+        wait_for(lambda: not session_processes(self.popen.pid), "the run's processes to die", 60)
+
+
+def launch(args: list[str], workdir: Path, name: str) -> Process:
+    workdir.mkdir(parents=True, exist_ok=True)
+    forced = workdir / "forced_completions.json"
+    forced.write_text(json.dumps(GROUP_SCRIPT * 16))
+    filter_log = workdir / f"{name}.filter.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "TORCHDYNAMO_DISABLE": "1",
+        FORCED_ENV: str(forced),
+        FILTER_LOG_ENV: str(filter_log),
+    }
+    output = workdir / f"{name}.out"
+    with open(output, "w") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "tau2train.run", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: AReaL's workers included
+        )
+    return Process(popen, output, filter_log)
+
+
+@dataclasses.dataclass
+class Run:
+    root: Path
+    args: list[str]
+    first: Process  # killed after step KILL_AFTER_STEP
+    second: Process | None = None  # the same command again, run to the end
+
+    @property
+    def fileroot(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.fileroot / EXPERIMENT / TRIAL
+
+    def areal_dir(self, kind: str) -> Path:
+        """AReaL's <fileroot>/<kind>/<user>/<experiment>/<trial> (kind: logs, checkpoints)."""
+        (found,) = self.fileroot.glob(f"{kind}/*/{EXPERIMENT}/{TRIAL}")
+        return found
+
+    def main_log(self) -> str:
+        return ANSI.sub("", (self.areal_dir("logs") / "main.log").read_text(errors="replace"))
+
+
+def explain(process: Process):
+    return lambda: f"; its output ends with:\n{process.text[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def initial_model():
+    return load_model(tiny_qwen_dir())
+
+
+@pytest.fixture(scope="module")
+def user_sim():
+    server = PlainUserLLM()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, user_sim):
+    """The first process, stopped hard during step KILL_AFTER_STEP + 1: once AReaL has logged
+    step KILL_AFTER_STEP and the group filter has seen the next step's group."""
+    root = tmp_path_factory.mktemp("areal")
+    args = train_args(root, tiny_qwen_dir(), user_sim.base_url + "/")
+    first = launch(args, root, "first")
+    state = Run(root, args, first)
+    done = f"Train step {KILL_AFTER_STEP}/"
+    try:
+        wait_for(
+            lambda: first.popen.poll() is not None
+            or (done in first.text and len(records(first, "group")) > KILL_AFTER_STEP),
+            f"AReaL to log {done!r} and to roll out the next group",
+            RUN_DEADLINE_S,
+            explain(first),
+        )
+        assert first.popen.poll() is None, f"the run ended early{explain(first)()}"
+    finally:
+        first.kill()
+    yield state
+    if state.second is not None and state.second.popen.poll() is None:
+        state.second.kill()
+
+
+@pytest.fixture(scope="module")
+def resumed(run: Run) -> Run:
+    """The same command again, run to its end."""
+    second = launch(run.args, run.root, "second")
+    run.second = second
+    try:
+        second.popen.wait(timeout=RUN_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        pytest.fail(f"the restarted run did not finish in {RUN_DEADLINE_S} s{explain(second)()}")
+    # AReaL tears its workers down itself; nothing of the run may outlive it
+    wait_for(lambda: not session_processes(second.popen.pid), "the run's workers to exit", 60)
+    return run
+
+
+# -- reading what it left ---------------------------------------------------------------------
+def step_stats(log: str) -> dict[int, dict[str, float]]:
+    """AReaL's StatsLogger tables, by global step (1-based, as it logs them)."""
+    stats: dict[int, dict[str, float]] = {}
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        found = re.search(r"Train step (\d+)/\d+ done", line)
+        if not found:
+            continue
+        table: dict[str, float] = {}
+        for row in lines[i + 1 :]:
+            if row.startswith("╘"):
+                break
+            if row.startswith("│"):
+                cells = [c.strip() for c in row.strip("│").split("│")]
+                for key, value in zip(cells[::2], cells[1::2]):
+                    if key:
+                        table[key] = float(value)
+        stats[int(found.group(1))] = table
+    return stats
+
+
+def records(process: Process, kind: str) -> list[dict]:
+    lines = process.filter_log.read_text().splitlines() if process.filter_log.exists() else []
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def trajectories(run: Run) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run.run_dir / "generated").glob("*/*/*.json"))]
+
+
+def load_model(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+@torch.inference_mode()
+def teacher_forced(model, row: dict) -> torch.Tensor:
+    """log p(output token | everything before it) under `model`, for one row AReaL handed the
+    filter: its input_ids and the positions of its output (loss-mask) tokens."""
+    ids = torch.tensor([row["input_ids"]])
+    logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    positions = torch.tensor(row["output_positions"])
+    return logprobs[positions - 1, ids[0, positions]]
+
+
+def output_text(row: dict, tokenizer) -> str:
+    return tokenizer.decode([row["input_ids"][p] for p in row["output_positions"]], skip_special_tokens=True)
+
+
+def saver_checkpoint(run: Run, global_step: int) -> Path:
+    (path,) = run.areal_dir("checkpoints").glob(f"default/epoch*epochstep*globalstep{global_step}")
+    return path
+
+
+# -- the tests --------------------------------------------------------------------------------
+def test_mode_train_runs_grpo_steps_with_areals_ppo_trainer(run, initial_model):
+    out = run.first.text  # the trainer's output, its workers' included
+    # AReaL's own trainer, engines and workers (the workers' command is ours: AReaL's RPC server)
+    assert "Engine 'actor/0' (class: areal.engine.fsdp_engine.FSDPPPOActor)" in out
+    assert "Engine 'rollout/0' (class: areal.engine.sglang_remote.RemoteSGLangEngine)" in out
+    assert re.search(r"Starting worker rollout/0 .*: python -m helpers\.cpu_rollout_worker --port", out)
+    assert "Proxy servers initialized" in out
+    stats = step_stats(run.main_log())
+    assert sorted(stats) == [1, 2], sorted(stats)
+    for step, table in stats.items():
+        # one group of 2 episodes, 2 completions each: 4 sequences, one per micro-batch
+        assert table["ppo_actor/n_seqs"] == 4, step
+        assert table["ppo_actor/update/num_micro_batches"] == 4, step
+        assert table["ppo_actor/update/update_successful"] == 1, step
+        assert table["ppo_actor/update/grad_norm"] > 0, step
+        assert table["ppo_actor/advantages/max"] > 0 > table["ppo_actor/advantages/min"], step
+        assert table["rollout/accepted"] >= 1, step
+        # the trainer recomputes exactly the log-probabilities the server reported
+        assert abs(table["ppo_actor/update/behave_approx_kl/avg"]) < 1e-4, step
+        # rows' rewards (tau2train's, after AReaL's turn discount): R - penalty and R
+        spread = table["ppo_actor/task_reward/max"] - table["ppo_actor/task_reward/min"]
+        assert spread == pytest.approx(PENALTY) or spread == pytest.approx(2 * PENALTY), step
+    # the saver's checkpoint after step 2 holds trained weights
+    checkpoint = saver_checkpoint(run, KILL_AFTER_STEP - 1)
+    trained = load_model(checkpoint).state_dict()
+    initial = initial_model.state_dict()
+    assert trained.keys() == initial.keys()
+    changed = [k for k in initial if not torch.equal(trained[k], initial[k])]
+    assert len(changed) == len(initial), f"unchanged: {set(initial) - set(changed)}"
+
+
+def test_episodes_go_through_areals_proxy_into_the_tau2_workflow(run):
+    episodes = records(run.first, "episode")
+    assert len(episodes) >= 2 * KILL_AFTER_STEP
+    played = trajectories(run)
+    assert len(played) >= len(episodes)
+    tool_calls = 0
+    for trajectory in played:
+        task = trajectory["task_id"]
+        assert trajectory["split"] == "all"
+        # the policy's turns (after tau2's greeting): k forced tool calls M, parsed by AReaL's
+        # proxy (SGLang's qwen25 parser) into calls that tau2's environment answered, then the
+        # reply T that made the user end the chat
+        agent = [m for m in trajectory["messages"] if m["role"] == "assistant"][1:]
+        *calls, reply = agent
+        assert reply["content"] == T and not reply.get("tool_calls"), task
+        for message in calls:
+            (call,) = message["tool_calls"]
+            assert (call["name"], call["arguments"]) == ("create_task", {}), task
+        tool_calls += len(calls)
+        assert sum(m["role"] == "tool" for m in trajectory["messages"]) == len(calls), task
+        assert trajectory["termination_reason"] == "user_stop"
+        # tau2's evaluator scored it; each call was penalised for its missing arguments
+        assert trajectory["reward"] in (0.0, 1.0) and trajectory["reward_info"], task
+        assert list(trajectory["completion_rewards"].values()) == [-PENALTY] * len(calls) + [
+            trajectory["reward"]
+        ], task
+        assert len(trajectory["format_problems"]) == len(calls), task
+    assert tool_calls >= len(played) // 2  # each group's script has as many M as episodes
+    # AReaL's own dump of what it trained on (rollout.dump_to_file)
+    dumped = [
+        json.loads(line)
+        for path in (run.areal_dir("logs") / "rollout").glob("*/*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert dumped and {d["completion"] for d in dumped} == {M + "<|im_end|>", T + "<|im_end|>"}
+
+
+def test_areal_hands_the_group_filter_one_row_per_completion(run):
+    """What AReaL passes tau2train's GroupFilter (dynamic_filter_fn): the group's episodes'
+    completions as rows of padded tensors, rewards after the turn discount; nothing marks
+    which rows belong to which episode."""
+    groups, episodes = records(run.first, "group"), records(run.first, "episode")
+    assert groups
+    for group in groups:
+        n = len(group["rows"])
+        assert n == len(GROUP_SCRIPT)  # the group's 2 episodes made 4 completions: 4 rows
+        length = max(len(r["input_ids"]) for r in group["rows"])
+        assert group["keys"] == {
+            "input_ids": {"shape": [n, length], "dtype": "torch.int64"},
+            "loss_mask": {"shape": [n, length], "dtype": "torch.int64"},
+            "logprobs": {"shape": [n, length], "dtype": "torch.float32"},
+            "versions": {"shape": [n, length], "dtype": "torch.int64"},
+            "attention_mask": {"shape": [n, length], "dtype": "torch.bool"},
+            "rewards": {"shape": [n], "dtype": "torch.float32"},
+        }
+        # the episodes AReaL ran under this task id (its workflow context, which the filter
+        # sees too): their per-completion rewards, discounted, are the rows' rewards
+        own = [e for e in episodes if e["task_id"] == group["task_id"]]
+        assert len(own) == 2
+        discounted = []
+        for episode in own:
+            completion = episode["completion_rewards"]
+            discounted += [sum(completion[i:]) for i in range(len(completion))]  # turn_discount 1
+        assert sorted(group["rewards"]) == pytest.approx(sorted(discounted))
+        # each episode's own reward is only its last row's, and nothing says which rows
+        # those are: the mean the filter takes is not the episodes' mean
+        assert max(group["rewards"]) == max(e["reward"] for e in own)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GroupFilter (tau2train/rollout/rewards.py) averages AReaL's per-completion rewards, "
+    "penalties and turn discount included, instead of the episodes' rewards",
+)
+def test_the_group_filter_drops_groups_whose_episodes_all_solved_their_task(run):
+    groups, episodes = records(run.first, "group"), records(run.first, "episode")
+    rewards = {g["task_id"]: [e["reward"] for e in episodes if e["task_id"] == g["task_id"]] for g in groups}
+    solved = [g for g in groups if rewards[g["task_id"]] and set(rewards[g["task_id"]]) == {1.0}]
+    if not solved:
+        pytest.skip("no group of this run played a task the forced script solves")
+    assert not any(g["accepted"] for g in solved), [g["rewards"] for g in solved]
+
+
+def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model):
+    """The CPU server's log-probabilities of the forced completions, which AReaL hands on with
+    each row, are those of the weights of the row's version: the initial model's for version
+    0, and after an update no longer; the update moved them the way the advantages point."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_dir())
+    initial = initial_model
+    rows = [r for g in records(run.first, "group") for r in g["rows"]]
+    by_version: dict[int, list[dict]] = {}
+    for row in rows:
+        (version,) = set(row["versions"])  # one policy version per completion
+        by_version.setdefault(version, []).append(row)
+    assert 0 in by_version and max(by_version) >= 1, sorted(by_version)
+    for row in by_version[0]:
+        assert teacher_forced(initial, row) == pytest.approx(torch.tensor(row["logprobs"]), abs=1e-4)
+    for version in sorted(v for v in by_version if v >= 1):
+        for row in by_version[version]:
+            served, before = torch.tensor(row["logprobs"]), teacher_forced(initial, row)
+            assert (served - before).abs().max() > 1e-2, version
+            # T rows have positive advantages, M rows negative ones (rewards R vs R - penalty)
+            text = output_text(row, tokenizer)
+            moved = float(served.sum() - before.sum())
+            assert moved > 0 if text == T else moved < 0, (version, text, moved)
+
+
+def test_a_killed_run_restarted_with_the_same_command_resumes(resumed):
+    run = resumed
+    second = run.second
+    assert second.popen.returncode == 0, explain(second)()
+    out = second.text
+    # AReaL found the recover checkpoint of the killed run (same experiment and trial) ...
+    assert re.search(rf"Recovering from StepInfo\(.*global_step={KILL_AFTER_STEP}\b", out), explain(second)()
+    # ... and did only what was left
+    done = re.findall(r"Train step (\d+)/\d+ done", out)
+    assert done == [str(TOTAL_STEPS)], done
+    assert "Training completes!" in out
+    assert sorted(step_stats(run.main_log())) == list(range(1, TOTAL_STEPS + 1))
+    # its inference server was given the recovered weights, not the initial ones: what it
+    # served for the group step 3 trained on are the log-probabilities of the weights the
+    # saver wrote at step 2
+    checkpoint = load_model(saver_checkpoint(run, KILL_AFTER_STEP - 1))
+    first_group = records(second, "group")[0]
+    for row in first_group["rows"]:
+        assert teacher_forced(checkpoint, row) == pytest.approx(torch.tensor(row["logprobs"]), abs=1e-4)
+    # and its episodes went on into the same run directory
+    assert len(trajectories(run)) > len(records(run.first, "episode"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AReaL 1.0.4: RecoverHandler.load sets the recovered version (rl_trainer.py:399) "
+    "before train() starts the rollout proxies (rl_trainer.py:587), and set_version reaches "
+    "proxies only once started (rollout_controller.py:1096): the first batch after a resume "
+    "is tagged version 0",
+)
+def test_completions_after_a_resume_carry_the_recovered_version(resumed):
+    first_group = records(resumed.second, "group")[0]
+    assert {v for row in first_group["rows"] for v in row["versions"]} == {KILL_AFTER_STEP}

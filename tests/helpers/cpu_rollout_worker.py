@@ -1,0 +1,181 @@
+"""AReaL's own worker process (its RPC server), with SGLang's launch command pointed at the CPU
+server: what `actor.scheduling_spec[0].cmd` runs in the CPU training tests.
+
+    actor.scheduling_spec.0.cmd="python -m helpers.cpu_rollout_worker"   (tests/ on PYTHONPATH)
+
+Why it exists. AReaL 1.0.4 has no setting that points training rollout at a server that is
+already running: the rollout worker always starts its own inference server.
+`PPOTrainer._init_rollout` builds the server arguments in the trainer process
+(areal/trainer/rl_trainer.py:1039, `SGLangConfig.build_args`), the rollout controller sends
+them to its worker (areal/infra/controller/rollout_controller.py:295, RPC "launch_server"), and
+the worker turns them into a command with `SGLangConfig.build_cmd_from_args`
+(areal/engine/sglang_remote.py:354, defined at areal/api/cli_args.py:1910: `python3 -m
+areal.experimental.inference_service.sglang.launch_server --model-path ... --host ... --port
+...`), which needs a GPU. Here that one static method is replaced, in this process only, by
+one that runs `helpers.cpu_sglang` (SGLang's native HTTP API over a Hugging Face model on CPU)
+with AReaL's own arguments unchanged: the host, the free port and the model path AReaL chose
+(areal/infra/remote_inf_engine.py:1328-1330), and every other sglang flag, which the CPU
+server accepts and ignores. Everything else is AReaL's `areal.infra.rpc.rpc_server`, run as is
+with this process's argv; the actor worker runs the same command (AReaL's local scheduler
+starts every role from `scheduling_spec.cmd`, areal/infra/scheduler/local.py:777), where the
+patch is never used.
+
+The server command is this module again (`python -m helpers.cpu_rollout_worker cpu-sglang
+<AReaL's flags>`), which runs `helpers.cpu_sglang`'s own main, so that a test can give the
+server completions to force before it answers anything:
+
+* TAU2TEST_FORCED_COMPLETIONS=<json file>: a list of completions (strings or token-id lists,
+  see /tau2test/force in helpers/cpu_sglang.py), queued before the server listens, so no
+  /generate can come first; each /generate takes the next one (with the model's real
+  teacher-forced log-probabilities) until they run out, then the model samples.
+
+Test-only instrumentation, off unless asked for:
+
+* TAU2TEST_FILTER_LOG=<path>: every call of tau2train's group filter (`GroupFilter.__call__`,
+  AReaL's dynamic_filter_fn, which AReaL unpickles and calls in this rollout worker:
+  areal/infra/workflow_executor.py:1099) appends one JSON line to <path>: what AReaL passed to
+  it (every key's shape and dtype, the rewards, and per row the tokens, the log-probabilities
+  and the weight versions of its output), AReaL's task id, and what the filter answered; and
+  every episode the τ² workflow plays appends one too (its τ² task, episode reward and
+  per-completion rewards, under the same AReaL task id). Behaviour is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import threading
+from typing import Any
+
+THIS_MODULE = "helpers.cpu_rollout_worker"
+SERVE_CPU_SGLANG = "cpu-sglang"  # argv[1] that makes this module the CPU server
+FILTER_LOG_ENV = "TAU2TEST_FILTER_LOG"
+FORCED_ENV = "TAU2TEST_FORCED_COMPLETIONS"
+
+
+def cpu_server_cmd(args: dict[str, Any]) -> list[str]:
+    """`SGLangConfig.build_cmd_from_args` for CPU: AReaL's flags, the CPU server's module.
+
+    AReaL's own helper turns the argument dict into flags (areal/api/cli_args.py:1670,
+    `get_py_cmd`); only the module and the interpreter differ (`python3` on PATH need not
+    be this virtualenv's).
+    """
+    from areal.api.cli_args import get_py_cmd
+
+    cmd = get_py_cmd(THIS_MODULE, args)
+    cmd[0] = sys.executable
+    cmd.insert(3, SERVE_CPU_SGLANG)  # python -m helpers.cpu_rollout_worker cpu-sglang --flags
+    return cmd
+
+
+def serve_cpu_sglang(argv: list[str]) -> None:
+    """helpers.cpu_sglang's main, with TAU2TEST_FORCED_COMPLETIONS queued before it listens."""
+    from helpers import cpu_sglang
+
+    path = os.environ.get(FORCED_ENV)
+    if path:
+        with open(path) as f:
+            forced = json.load(f)
+        start = cpu_sglang.CPUSGLangServer.start
+
+        def start_with_forced(server):
+            # the queue /tau2test/force fills, filled before the server answers anything
+            server._forced.extend(forced)
+            return start(server)
+
+        cpu_sglang.CPUSGLangServer.start = start_with_forced
+    cpu_sglang.main(argv)
+
+
+def redirect_sglang_launch() -> None:
+    from areal.api.cli_args import SGLangConfig
+
+    SGLangConfig.build_cmd_from_args = staticmethod(cpu_server_cmd)
+
+
+def describe_group(group: dict[str, Any]) -> dict[str, Any]:
+    """What a dynamic filter received: every key's type, shape and dtype; the rewards; and
+    each row's tokens, with the log-probabilities and weight versions of its output tokens."""
+    described: dict[str, Any] = {}
+    for key, value in group.items():
+        if hasattr(value, "shape"):
+            described[key] = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        else:
+            described[key] = {"type": type(value).__name__}
+    info: dict[str, Any] = {"keys": described}
+    if hasattr(group.get("rewards"), "tolist"):
+        info["rewards"] = group["rewards"].tolist()
+    rows = []
+    if all(hasattr(group.get(k), "tolist") for k in ("input_ids", "attention_mask", "loss_mask")):
+        for i in range(group["input_ids"].shape[0]):
+            n = int(group["attention_mask"][i].sum())
+            mask = group["loss_mask"][i, :n].tolist()
+            out = [j for j, m in enumerate(mask) if m]
+            row = {"input_ids": group["input_ids"][i, :n].tolist(), "output_positions": out}
+            for key in ("logprobs", "versions"):
+                if hasattr(group.get(key), "tolist"):
+                    row[key] = [group[key][i, j].item() for j in out]
+            rows.append(row)
+    info["rows"] = rows
+    return info
+
+
+def record_filter_calls(path: str) -> None:
+    """Log each GroupFilter call and each episode (see the module docstring) to `path`, one
+    JSON line each: {"kind": "group", ...} and {"kind": "episode", ...}, both with AReaL's
+    task id (areal.infra.workflow_context, which AReaL sets before it runs a task's episodes
+    and still holds when it calls the filter: areal/infra/workflow_executor.py:1045, 1099)."""
+    from areal.infra import workflow_context
+
+    from tau2train.rollout.rewards import GroupFilter
+    from tau2train.rollout.workflow import Tau2AgentWorkflow
+
+    lock = threading.Lock()
+
+    def write(record: dict[str, Any]) -> None:
+        record.update(task_id=workflow_context.get().task_id, pid=os.getpid())
+        with lock, open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    original_call = GroupFilter.__call__
+
+    def __call__(self, group):
+        verdict = original_call(self, group)
+        write({"kind": "group", **describe_group(group), "accepted": bool(verdict)})
+        return verdict
+
+    original_play = Tau2AgentWorkflow.play
+
+    async def play(self, data, *args, **kwargs):
+        episode = await original_play(self, data, *args, **kwargs)
+        info = episode.info
+        write(
+            {
+                "kind": "episode",
+                "tau2_task": info.task_id,
+                "reward": info.reward,
+                "completion_rewards": list((info.completion_rewards or {}).values()),
+                "is_eval": workflow_context.get().is_eval,
+            }
+        )
+        return episode
+
+    GroupFilter.__call__ = __call__
+    Tau2AgentWorkflow.play = play
+
+
+def main() -> None:
+    if sys.argv[1:2] == [SERVE_CPU_SGLANG]:
+        serve_cpu_sglang(sys.argv[2:])
+        return
+    redirect_sglang_launch()
+    if os.environ.get(FILTER_LOG_ENV):
+        record_filter_calls(os.environ[FILTER_LOG_ENV])
+    sys.argv[0] = "areal.infra.rpc.rpc_server"
+    runpy.run_module("areal.infra.rpc.rpc_server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""A user simulator that needs no task script: it asks for help once, then ends the chat.
+
+The scripted user (helpers/scripted_llm.py) finds its task from the <scenario> in its prompt,
+so that the scripted agent can replay the task's gold actions; several of tau2's mock tasks
+share one scenario, and it refuses those (HTTP 400). When the agent is a real policy (the
+tiny Qwen behind AReaL's proxy in the training tests) the user needs no script: this one
+opens with OPENING and answers the agent's next message with tau2's ###STOP###, whatever the
+task, including tasks whose message history already holds earlier user turns.
+
+    python -m helpers.plain_user --port 8000   # tests/ on PYTHONPATH; serves until killed
+
+Model names that do not start with "user" still reach the scripted agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from helpers.scripted_llm import STOP, ScriptedLLM, Turn
+
+OPENING = "Hello, I need some help with my tasks, please."
+
+
+class PlainUserLLM(ScriptedLLM):
+    def _user_turn(self, messages: list[dict]) -> Turn:
+        # tau2 flips roles for the simulator: its own earlier turns arrive as "assistant";
+        # turns from a task's message history never carry OPENING.
+        opened = any(
+            m["role"] == "assistant" and OPENING in (m.get("content") or "") for m in messages
+        )
+        return Turn(text=f"Thanks, that is all. {STOP}" if opened else OPENING)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1")
+    args, _ = parser.parse_known_args()
+    server = PlainUserLLM(port=args.port, host=args.host)
+    print(f"serving on {server.start()}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
