@@ -14,12 +14,13 @@ from helpers.recording_trainer import RECORD_NAME
 pytestmark = [pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
-STAND_IN = "trainer._target_=helpers.recording_trainer.RecordingTrainer"
+# the stand-in runs here without GPUs, as a CPU rehearsal would (trainer.cpu_only)
+STAND_IN = ["trainer._target_=helpers.recording_trainer.RecordingTrainer", "trainer.cpu_only=true"]
 
 
 def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_path):
     result = run_cli(
-        STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
+        *STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
         "econfig.invalid_format_penalty=0.3", "econfig.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
     )

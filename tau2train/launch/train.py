@@ -38,10 +38,10 @@ def gpus_on_this_machine() -> int:
     return torch.cuda.device_count()
 
 
-def check_local_gpus(exp: ExperimentConfig, trainer_cls: type) -> None:
+def check_local_gpus(exp: ExperimentConfig) -> None:
     """cluster=local runs on this machine: it must have the GPUs the layout uses (unless the
     run is declared CPU-only: trainer.cpu_only)."""
-    if exp.scheduler.type != "local" or exp.trainer.cpu_only or not getattr(trainer_cls, "requires_gpus", True):
+    if exp.scheduler.type != "local" or exp.trainer.cpu_only:
         return
     needed, found = exp.cluster.n_gpus_per_node, gpus_on_this_machine()
     if found < needed:
@@ -97,7 +97,7 @@ def run_training(exp: ExperimentConfig) -> None:
     from tau2train.rollout.rewards import GroupFilter
 
     trainer_cls = trainer_class(exp.trainer._target_)
-    check_local_gpus(exp, trainer_cls)
+    check_local_gpus(exp)
     domain = exp.econfig.domain
     train_dataset = tau2_dataset(domain, exp.train_dataset.split, exp.min_dataset_size)
     valid_dataset = (

@@ -19,8 +19,6 @@ RECORD_NAME = "trainer_call.json"
 
 
 class RecordingTrainer:
-    requires_gpus = False  # the one thing that differs from AReaL's trainer
-
     def __init__(self, config, train_dataset=None, valid_dataset=None):
         self.config = config
         self.train_dataset = train_dataset
