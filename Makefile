@@ -9,14 +9,20 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: run test bench install lock slurm
 
+# SGLang's Python package alone, without its GPU dependencies: AReaL's tool-call parser and
+# SGLangConfig.build_args import it; the CPU tests serve the policy with tests/helpers/cpu_sglang.py.
+# The version areal[sglang]==1.0.4 pins (GPU nodes: pip install -e '.[gpu]').
+CPU_SGLANG := sglang==0.5.10.post1
+
 install: $(STAMP)
 
 # requirements.lock pins every dependency (AReaL's CUDA torch included) for Linux x86_64.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock Makefile
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements.lock
 	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e '.[test]'
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps $(CPU_SGLANG)
 	touch $(STAMP)
 
 # Re-pin after changing dependencies in pyproject.toml.

@@ -79,6 +79,45 @@ def test_malformed_completions_get_the_penalty_and_only_they(llm):
     assert episode.info.termination_reason == "user_stop"
 
 
+UNPARSEABLE_CALLS = {
+    "unknown tool": '<tool_call>\n{"name": "no_such_tool", "arguments": {}}\n</tool_call>',
+    "not JSON": '<tool_call>\n{"name": "get_user_details", "arguments": {"user_id": }\n</tool_call>',
+    "after some text": 'Let me look.\n<tool_call>\n{"name": "no_such_tool", "arguments": {}}\n</tool_call>',
+}
+
+
+def through_areals_parser(text: str, tools) -> tuple:
+    """The chat completion AReaL's proxy answers for the policy's `text` (its tool-call parser,
+    SGLang's qwen25 detector, as conf/config.yaml sets), judged by tau2train."""
+    from areal.experimental.openai.tool_call_parser import process_tool_calls
+    from openai.types.chat import ChatCompletion
+
+    from tau2train.rollout.chat import to_tau2_message
+
+    schemas = [tool.openai_schema for tool in tools]
+    calls, content, finish = process_tool_calls(text, schemas, "qwen25", "qwen3", "stop")
+    message = {"role": "assistant", "content": content, "tool_calls": [c.model_dump() for c in calls or []] or None}
+    response = ChatCompletion(
+        id="c1", created=0, model="policy", object="chat.completion",
+        choices=[{"index": 0, "finish_reason": finish, "message": message}],
+    )
+    return to_tau2_message(response, tools)
+
+
+@pytest.mark.parametrize("case", sorted(UNPARSEABLE_CALLS))
+def test_a_tool_call_areals_parser_drops_is_penalised(case):
+    from tau2.registry import registry
+
+    tools = registry.get_env_constructor("airline")().get_tools()
+    message, problem = through_areals_parser(UNPARSEABLE_CALLS[case], tools)
+    assert not message.tool_calls  # SGLang's parser dropped the call ...
+    assert problem and "could not parse" in problem  # ... and the completion is still malformed
+    # a call that parses is judged on its own merits
+    good = '<tool_call>\n{"name": "get_user_details", "arguments": {"user_id": "mia_li_3668"}}\n</tool_call>'
+    message, problem = through_areals_parser(good, tools)
+    assert [c.name for c in message.tool_calls] == ["get_user_details"] and problem is None
+
+
 def test_the_penalty_knob_really_changes_the_rewards(llm):
     episode = play(workflow(llm, "malformed", invalid_format_penalty=0.0), "7", "train", llm)
     assert min(episode.info.completion_rewards.values()) == 0.0
@@ -208,6 +247,45 @@ def test_group_filter_threshold_is_configurable():
     assert GroupFilter(max_mean_reward=0.5)({"rewards": [1.0, 0.0, 1.0]}) is False
     assert GroupFilter(min_mean_reward=0.05)({"rewards": [0.0, 0.0]}) is False
     assert GroupFilter(max_mean_reward=None)({"rewards": [1.0]}) is True
+
+
+def discounted(completion_rewards: list[float], turn_discount: float = 1.0) -> list[float]:
+    """The rows AReaL's export makes of an episode's completion rewards (reward[i] +=
+    turn_discount * reward[i+1])."""
+    rows = list(completion_rewards)
+    for i in range(len(rows) - 2, -1, -1):
+        rows[i] += turn_discount * rows[i + 1]
+    return rows
+
+
+def test_group_filter_judges_a_group_by_its_episodes_rewards_under_areal(llm):
+    """Inside AReaL's rollout (its workflow context holds the task id while the group's
+    episodes run and when the filter is called), the filter averages the episodes' rewards,
+    not the per-completion rows AReaL hands it."""
+    import torch
+    from areal.infra import workflow_context
+    from areal.infra.workflow_context import WorkflowContext
+
+    wf = workflow(llm, "malformed", invalid_format_penalty=0.25)
+
+    async def group(task_id: int, is_eval: bool = False) -> dict:
+        workflow_context.set(WorkflowContext(is_eval=is_eval, task_id=task_id))
+        data = {"task_id": "7", "split": "train"}
+        results = await asyncio.gather(*[wf.run(data, base_url=llm.base_url, api_key="k") for _ in range(2)])
+        rows = [r for rewards in results for r in discounted(list(rewards.values()))]
+        return {"rewards": torch.tensor(rows)}
+
+    async def filtered(task_id: int, is_eval: bool = False) -> tuple[float, bool]:
+        rows = await group(task_id, is_eval)
+        return float(rows["rewards"].mean()), GroupFilter()(rows)
+
+    # both episodes solve the task (reward 1) after three penalised calls: the rows' mean is
+    # well under the 0.95 threshold, the episodes' mean is 1, so the group is dropped
+    row_mean, kept = asyncio.run(filtered(1))
+    assert row_mean < 0.95 and kept is False
+    # an evaluation task records nothing, so the filter falls back to the rows
+    row_mean, kept = asyncio.run(filtered(2, is_eval=True))
+    assert row_mean < 0.95 and kept is True
 
 
 def test_reward_type_names_match_tau2():

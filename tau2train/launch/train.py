@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import secrets
 from typing import Any
 
@@ -53,6 +54,15 @@ def check_local_gpus(exp: ExperimentConfig) -> None:
             fix="check the plan with dry_run=true, then run where the GPUs are (cluster=slurm); "
             "trainer.cpu_only=true for a CPU rehearsal",
         )
+
+
+def make_storage_dirs(exp: ExperimentConfig) -> None:
+    """AReaL's schedulers refuse a cluster.fileroot or name-resolve root that does not exist
+    (areal/infra/scheduler/local.py:141-145, areal/utils/fs.py:74): make them, once the run is
+    known to start (after every check), so bad input leaves no directory behind."""
+    os.makedirs(exp.cluster.fileroot, exist_ok=True)
+    if exp.cluster.name_resolve.type == "nfs":
+        os.makedirs(exp.cluster.name_resolve.nfs_record_root, exist_ok=True)
 
 
 def agent_gen_args(exp: ExperimentConfig, temperature: float | None = None) -> dict[str, Any]:
@@ -105,6 +115,7 @@ def run_training(exp: ExperimentConfig) -> None:
         if exp.valid_dataset
         else None
     )
+    make_storage_dirs(exp)
     with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:
         trainer.train(
             workflow=WORKFLOW,

@@ -232,7 +232,12 @@ def to_tau2_message(response, tools: list[Tool]) -> tuple[AssistantMessage, str 
                 )
         calls.append(ToolCall(id=raw.id, name=name, arguments=arguments))
     content = choice.content
-    if not calls and (content is None or not content.strip()):
+    if not calls and response.choices[0].finish_reason == "tool_calls":
+        # the policy wrote a tool call the server's parser dropped: AReaL's proxy (SGLang's
+        # parsers) skips calls to unknown tools and blocks that are not JSON, and reports
+        # finish_reason "tool_calls" with none left
+        problems.append("a tool call the server could not parse (unknown tool or invalid JSON)")
+    elif not calls and (content is None or not content.strip()):
         problems.append("empty message with no tool call")
     message = AssistantMessage(
         role="assistant",

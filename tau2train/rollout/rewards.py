@@ -1,14 +1,24 @@
 """How an episode's outcome becomes the rewards AReaL trains on.
 
 Rule: every agent completion starts at 0; a malformed one (unknown tool, arguments that are
-not a JSON object or do not fit the tool's schema, an empty message with no tool call) gets
+not a JSON object or do not fit the tool's schema, a tool call the server's parser dropped, an
+empty message with no tool call) gets
 `-invalid_format_penalty`; the episode reward from tau2's evaluator is added to the last
 completion. AReaL then spreads rewards backwards with `rollout.agent.turn_discount`
 (reward[i] += turn_discount * reward[i+1]) when it exports the interactions.
+
+The group filter judges a group by its episodes' rewards (tau2's, one per episode). AReaL hands
+the filter only the exported per-completion rows (penalties and turn discount included, one
+row per completion, nothing marking which rows are one episode's), so the workflow records each
+episode's reward under AReaL's task id, which AReaL's workflow context holds both while the
+group's episodes run and when it calls the filter (areal/infra/workflow_executor.py:1045,1099).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,18 +50,70 @@ def with_reward_basis(task: Task, basis: list[str] | None) -> Task:
     return task.model_copy(update={"evaluation_criteria": criteria})
 
 
+def areal_task_id() -> int | None:
+    """The id of the AReaL rollout task running in this context (None outside AReaL, and for
+    evaluation tasks, which no filter judges). Read from AReaL's workflow context only if AReaL
+    loaded it: the rollout side does not import AReaL itself."""
+    context = sys.modules.get("areal.infra.workflow_context")
+    if context is None:
+        return None
+    current = context.get()
+    return None if current.is_eval else current.task_id
+
+
+class EpisodeRewards:
+    """Episode rewards by AReaL task id, for the group filter of the same rollout worker.
+
+    Thread-safe; holds at most `capacity` tasks (a group that AReaL drops before its filter
+    runs, e.g. one whose episode failed, leaves its entry behind until it is pushed out)."""
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._by_task: OrderedDict[int, list[float]] = OrderedDict()
+
+    def add(self, task_id: int | None, reward: float) -> None:
+        if task_id is None:
+            return
+        with self._lock:
+            self._by_task.setdefault(task_id, []).append(float(reward))
+            while len(self._by_task) > self.capacity:
+                self._by_task.popitem(last=False)
+
+    def pop(self, task_id: int | None) -> list[float]:
+        if task_id is None:
+            return []
+        with self._lock:
+            return self._by_task.pop(task_id, [])
+
+
+# this process's table: the workflow adds, the filter pops
+EPISODE_REWARDS = EpisodeRewards()
+
+
+def record_episode_reward(reward: float) -> None:
+    """Note an episode's reward for its group's filter (no-op outside an AReaL rollout)."""
+    EPISODE_REWARDS.add(areal_task_id(), reward)
+
+
 @dataclass
 class GroupFilter(GroupFilterConfig):
-    """AReaL's dynamic filter: keep a group of rollouts of one task only if its mean reward
-    is within the configured bounds (a solved group teaches little; upstream drops > 0.95).
-    A top-level class, so AReaL can ship it to its rollout workers by pickling."""
+    """AReaL's dynamic filter: keep a group of rollouts of one task only if the mean of its
+    episodes' rewards is within the configured bounds (a solved group teaches little; upstream
+    drops > 0.95). Without recorded episode rewards (called outside AReaL's rollout) it falls
+    back to the mean of the group's "rewards". A top-level class, so AReaL can ship it to its
+    rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
-        rewards = group["rewards"]
-        if hasattr(rewards, "float"):  # a torch tensor, as AReaL passes it
-            mean = float(rewards.float().mean())
+        episodes = EPISODE_REWARDS.pop(areal_task_id())
+        if episodes:
+            mean = sum(episodes) / len(episodes)
         else:
-            mean = sum(rewards) / len(rewards)
+            rewards = group["rewards"]
+            if hasattr(rewards, "float"):  # a torch tensor, as AReaL passes it
+                mean = float(rewards.float().mean())
+            else:
+                mean = sum(rewards) / len(rewards)
         if self.max_mean_reward is not None and mean > self.max_mean_reward:
             return False
         return self.min_mean_reward is None or mean >= self.min_mean_reward
