@@ -9,13 +9,9 @@ doubles: the inference server is helpers/cpu_sglang.py (SGLang's HTTP protocol o
 model, started by AReaL's rollout worker through helpers/cpu_rollout_worker.py) and the user
 simulator is helpers/plain_user.py.
 
-The policy's completions are forced (TAU2TEST_FORCED_COMPLETIONS; the server still reports
-the model's own log-probabilities of them), so the rewards are known: each GRPO group of two
-episodes answers [M, M, T, T] in arrival order, where M is a call to create_task without its
-arguments (a format penalty, and the episode goes on) and T is a plain reply (the user then
-ends the chat). So each episode is M's then T (in practice [M, T]): completion rewards
-[R - penalty, R] after AReaL's turn discount of 1, R being tau2's reward for the task; every
-step has advantages of both signs, so the update is a real one.
+The policy's completions are forced (helpers/areal_run.py): each episode is [M, T], completion
+rewards [R - penalty, R] after AReaL's turn discount of 1, R being tau2's reward for the task;
+every step has advantages of both signs, so the update is a real one.
 
 One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
 2 cores): the run is stopped hard during its third step (SIGKILL to its whole process group,
@@ -43,82 +39,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import areal_run
+from helpers.areal_run import GROUP_SCRIPT, PENALTY, REPO, M, T, cpu_train_args, plain, run_env, step_stats
 from helpers.cli import wait_for
-from helpers.cpu_rollout_worker import FILTER_LOG_ENV, FORCED_ENV
 from helpers.plain_user import PlainUserLLM
 from helpers.tiny_qwen import tiny_qwen_dir
 
 # Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-TESTS_DIR = Path(__file__).parent
-REPO = TESTS_DIR.parent
-
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock", "cpu0"
-PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart at a glance
-M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
-T = "OK."
-GROUP_SCRIPT = [M, M, T, T]  # one GRPO group of 2 episodes, in arrival order
 TOTAL_STEPS = 3
 KILL_AFTER_STEP = 2
 # One run's deadline: start-up ~3.5 min and ~1 min a step on 2 cores; generous on purpose.
 RUN_DEADLINE_S = 1200
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def train_args(root: Path, model: Path, user_url: str) -> list[str]:
     """The command line, as a user types it (after `python -m tau2train.run`)."""
     return [
-        "mode=train",
-        "domain=mock",
-        "tracking=none",
-        f"model.path={model}",
-        "model.name=tiny-qwen3",
-        f"experiment_name={EXPERIMENT}",
-        f"trial_name={TRIAL}",
-        # one CPU "GPU" for SGLang (the CPU server) and one for the FSDP actor
-        "model.engine=fsdp",
-        "allocation.rollout=sglang:d1",
-        "allocation.actor=fsdp:d1",
-        "cluster.n_gpus_per_node=2",
-        "trainer.cpu_only=true",
-        f"cluster.fileroot={root}/experiments",
-        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
-        # AReaL's worker command, with SGLang's launch pointed at the CPU server
-        "actor.scheduling_spec.0.cmd=python -m helpers.cpu_rollout_worker",
-        "actor.attn_impl=sdpa",
-        "actor.dtype=float32",
-        "actor.enable_tree_training=false",
-        "actor.gradient_checkpointing=false",
-        "actor.weight_update_mode=disk",
-        # a step visibly moves the tiny model
-        "actor.optimizer.lr=1e-3",
-        # Token budgets: one sequence per micro-batch (mock prompts are ~700 tokens). On CPU
-        # AReaL's FSDP engine runs sdpa, which ignores packed sequences' boundaries
-        # (areal/engine/fsdp_engine.py:1898-1901 passes no attention mask), so two episodes in
-        # one micro-batch would attend to each other.
-        "gconfig.max_new_tokens=32",
-        "gconfig.max_tokens=1024",
-        "actor.mb_spec.max_tokens_per_mb=1024",
-        "actor.pad_to_maximum=false",
-        "sglang.context_length=1024",
-        # one GRPO group of 2 episodes a step, one group in flight (so each consumes one
-        # GROUP_SCRIPT of forced completions)
-        "gconfig.n_samples=2",
-        "train_dataset.batch_size=1",
-        "rollout.max_concurrent_rollouts=1",
-        # each step's group is played by the latest weights (step 2's by version 1)
-        "rollout.max_head_offpolicyness=0",
-        "min_dataset_size=1",
-        "total_train_epochs=1",
+        *cpu_train_args(root, model, user_url, EXPERIMENT, TRIAL),
         f"total_train_steps={TOTAL_STEPS}",
-        "train_dataset.num_workers=0",
-        "train_dataset.pin_memory=false",
-        "valid_dataset.num_workers=0",
-        "valid_dataset.pin_memory=false",
-        f"econfig.user_llm_base_url={user_url}",
-        "econfig.user_llm=openai/user",
-        f"econfig.invalid_format_penalty={PENALTY}",
         # a model checkpoint and a recover checkpoint after step 2
         "saver.freq_epochs=null",
         f"saver.freq_steps={KILL_AFTER_STEP}",
@@ -156,7 +97,7 @@ class Process:
 
     @property
     def text(self) -> str:
-        return ANSI.sub("", self.output.read_text(errors="replace"))
+        return plain(self.output)
 
     def kill(self) -> None:
         """SIGKILL to the whole group, then wait (bounded) until none of it is left."""
@@ -169,20 +110,7 @@ class Process:
 
 
 def launch(args: list[str], workdir: Path, name: str) -> Process:
-    workdir.mkdir(parents=True, exist_ok=True)
-    forced = workdir / "forced_completions.json"
-    forced.write_text(json.dumps(GROUP_SCRIPT * 16))
-    filter_log = workdir / f"{name}.filter.jsonl"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "WANDB_MODE": "offline",
-        "HF_HUB_OFFLINE": "1",
-        "TORCHDYNAMO_DISABLE": "1",
-        FORCED_ENV: str(forced),
-        FILTER_LOG_ENV: str(filter_log),
-    }
+    env, filter_log = run_env(workdir, name)
     output = workdir / f"{name}.out"
     with open(output, "w") as out:
         popen = subprocess.Popen(
@@ -212,12 +140,10 @@ class Run:
         return self.fileroot / EXPERIMENT / TRIAL
 
     def areal_dir(self, kind: str) -> Path:
-        """AReaL's <fileroot>/<kind>/<user>/<experiment>/<trial> (kind: logs, checkpoints)."""
-        (found,) = self.fileroot.glob(f"{kind}/*/{EXPERIMENT}/{TRIAL}")
-        return found
+        return areal_run.areal_dir(self.fileroot, kind, EXPERIMENT, TRIAL)
 
     def main_log(self) -> str:
-        return ANSI.sub("", (self.areal_dir("logs") / "main.log").read_text(errors="replace"))
+        return plain(self.areal_dir("logs") / "main.log")
 
 
 def explain(process: Process):
@@ -240,17 +166,22 @@ def user_sim():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, user_sim):
     """The first process, stopped hard during step KILL_AFTER_STEP + 1: once AReaL has logged
-    step KILL_AFTER_STEP and the group filter has seen the next step's group."""
+    step KILL_AFTER_STEP, and its rollout controller has counted every group the group filter
+    judged, one more than the steps took at least."""
     root = tmp_path_factory.mktemp("areal")
     args = train_args(root, tiny_qwen_dir(), user_sim.base_url + "/")
     first = launch(args, root, "first")
     state = Run(root, args, first)
     done = f"Train step {KILL_AFTER_STEP}/"
+
+    def ready() -> bool:
+        judged = len(records(first, "group"))
+        return done in first.text and judged > KILL_AFTER_STEP and sum(finished(first)) == judged
+
     try:
         wait_for(
-            lambda: first.popen.poll() is not None
-            or (done in first.text and len(records(first, "group")) > KILL_AFTER_STEP),
-            f"AReaL to log {done!r} and to roll out the next group",
+            lambda: first.popen.poll() is not None or ready(),
+            f"AReaL to log {done!r} and to finish the next group",
             RUN_DEADLINE_S,
             explain(first),
         )
@@ -278,30 +209,12 @@ def resumed(run: Run) -> Run:
 
 
 # -- reading what it left ---------------------------------------------------------------------
-def step_stats(log: str) -> dict[int, dict[str, float]]:
-    """AReaL's StatsLogger tables, by global step (1-based, as it logs them)."""
-    stats: dict[int, dict[str, float]] = {}
-    lines = log.splitlines()
-    for i, line in enumerate(lines):
-        found = re.search(r"Train step (\d+)/\d+ done", line)
-        if not found:
-            continue
-        table: dict[str, float] = {}
-        for row in lines[i + 1 :]:
-            if row.startswith("╘"):
-                break
-            if row.startswith("│"):
-                cells = [c.strip() for c in row.strip("│").split("│")]
-                for key, value in zip(cells[::2], cells[1::2]):
-                    if key:
-                        table[key] = float(value)
-        stats[int(found.group(1))] = table
-    return stats
-
-
 def records(process: Process, kind: str) -> list[dict]:
-    lines = process.filter_log.read_text().splitlines() if process.filter_log.exists() else []
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    return areal_run.records(process.filter_log, kind)
+
+
+def finished(process: Process) -> tuple[int, int]:
+    return areal_run.finished(process.text)
 
 
 def trajectories(run: Run) -> list[dict]:
@@ -447,10 +360,9 @@ def test_the_group_filter_judges_groups_by_their_episodes_rewards(run):
         assert sum(group["rewards"]) / len(group["rewards"]) < 0.95  # the rows would pass
         assert not group["accepted"], group["rewards"]
     assert all(g["accepted"] for g in unsolved)
-    # AReaL counted the drops (its stats before the kill: steps 1 and 2)
-    stats = step_stats(run.main_log())
-    logged = sum(table.get("rollout/rejected", 0) for table in stats.values())
-    assert logged >= 1 or not any(not g["accepted"] for g in groups[: KILL_AFTER_STEP + 1]), stats
+    # AReaL's rollout controller counted exactly these verdicts
+    accepted = sum(g["accepted"] for g in groups)
+    assert finished(run.first) == (accepted, len(groups) - accepted)
 
 
 def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import cli
-from helpers.cli import run_cli, slurm_overrides
+from helpers.cli import job_state, require_slurm, run_cli, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 from tau2train.config.catalog import tau2_data_dir
@@ -27,28 +27,14 @@ SMALL_JOB = ["slurm.cpus_per_task=1", "slurm.mem_gb=1"]
 EXPERIMENT = "tau2-qwen3-1.7b-airline"
 
 
-def slurm_is_up() -> bool:
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _slurm_is_up():
-    if not slurm_is_up():
-        pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` first (make test does)",
-                    pytrace=False)
+    require_slurm()
 
 
 def wait_for(predicate, what: str, deadline_s: float = 300):
     return cli.wait_for(predicate, what, deadline_s, explain=lambda: "; squeue:\n" + subprocess.run(
         ["squeue"], capture_output=True, text=True).stdout)
-
-
-def job_state(run_dir: Path) -> str | None:
-    path = run_dir / "job.json"
-    return json.loads(path.read_text())["state"] if path.exists() else None
 
 
 def squeue_state(job_id: str) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.cli import USER_SIM, run_cli
+from helpers.cli import USER_SIM, run_cli, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
@@ -79,3 +79,29 @@ def test_a_trainer_that_cannot_be_imported_is_named(tmp_path):
     result = run_cli("trainer._target_=areal.NoSuchTrainer", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: trainer._target_='areal.NoSuchTrainer': cannot be imported")
+
+
+@pytest.mark.parametrize("container", ["none", "apptainer"])
+def test_slurm_workers_are_placed_as_the_scheduling_spec_says(container, tmp_path):
+    """AReaL builds its Slurm scheduler with Apptainer whatever the spec says; tau2train's trainer
+    passes the spec's container settings on, and host workers run this interpreter."""
+    import sys
+
+    from tau2train.config.compose import compose
+    from tau2train.launch.train import make_storage_dirs, ppo_config
+    from tau2train.launch.trainer import PPOTrainer, host_python
+
+    overrides = [*slurm_overrides(tmp_path), USER_SIM, f"slurm.container_type={container}",
+                 "slurm.container_mounts=/data:/data"]
+    exp = compose(overrides).config
+    config = host_python(ppo_config(exp))
+    specs = [*config.actor.scheduling_spec, *config.rollout.scheduling_spec]
+    python = sys.executable if container == "none" else "python3"
+    assert [s.cmd for s in specs] == [f"{python} -m areal.infra.rpc.rpc_server"] * len(specs)
+
+    make_storage_dirs(exp)
+    trainer = PPOTrainer.__new__(PPOTrainer)  # its scheduler alone, no workers
+    trainer.config = config
+    scheduler = trainer._init_scheduler()
+    assert type(scheduler).__name__ == "SlurmScheduler"
+    assert (scheduler.container_type, scheduler.container_mounts) == (container, "/data:/data")

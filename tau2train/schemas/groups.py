@@ -315,10 +315,11 @@ class TrainerSpec:
     only the trainer call needs."""
 
     _target_: str = field(
-        default="areal.PPOTrainer",
+        default="tau2train.launch.trainer.PPOTrainer",
         metadata={
             "help": "Import path of the trainer class, called as "
-            "cls(config, train_dataset=..., valid_dataset=...).train(...)."
+            "cls(config, train_dataset=..., valid_dataset=...).train(...). The default is AReaL's "
+            "PPOTrainer with its Slurm workers placed as actor.scheduling_spec says."
         },
     )
     episode_timeout: float = field(

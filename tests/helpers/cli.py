@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,24 @@ def slurm_overrides(root: Path) -> list[str]:
         f"cluster.fileroot={root}/experiments",
         f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
     ]
+
+
+def require_slurm() -> None:
+    """Fail (not skip) the calling test module when no Slurm answers."""
+    import pytest
+
+    try:
+        up = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except FileNotFoundError:
+        up = False
+    if not up:
+        pytest.fail("no Slurm here: run `sudo bash tests/setup_slurm.sh` first (make test does)", pytrace=False)
+
+
+def job_state(run_dir: Path) -> str | None:
+    """The state a run's job.json records (None before it exists)."""
+    path = run_dir / "job.json"
+    return json.loads(path.read_text())["state"] if path.exists() else None
 
 
 def flatten(node, prefix: str = "") -> dict:

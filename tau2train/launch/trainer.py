@@ -1,0 +1,72 @@
+"""AReaL's PPOTrainer, with its Slurm scheduler built from the workers' scheduling spec.
+
+AReaL 1.0.4 builds its Slurm scheduler from the experiment alone (`SlurmScheduler(exp_config=...)`,
+areal/trainer/rl_trainer.py:922), so the constructor's defaults always apply: every worker runs
+in `singularity exec ... --bind /storage:/storage`, whatever the spec's `container_type`, `mount`
+and `srun_additional_args` say (they are never read: areal/infra/scheduler/slurm.py:898-906).
+With `slurm.container_type=none` the workers would fail to start on a cluster without
+Apptainer, or run in an image the user never chose. This subclass passes those three on, and
+runs host workers with this interpreter; everything else is AReaL's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+from areal import PPOTrainer as ArealPPOTrainer
+
+PYTHON_NAMES = ("python", "python3")
+
+
+def host_python(config: Any) -> Any:
+    """`config` with every worker command that starts with `python`/`python3` (AReaL's default
+    `python3 -m areal.infra.rpc.rpc_server` included) starting with this interpreter instead,
+    in every `scheduling_spec` at any depth, for workers run on the host (no container).
+
+    AReaL's local scheduler does the same (areal/infra/scheduler/local.py:823-824); its Slurm
+    scheduler runs the command as written, so `python` would be whatever the node's PATH finds,
+    seldom the environment this job runs in (which must be on storage the nodes see)."""
+    if not dataclasses.is_dataclass(config):
+        return config
+    changes = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "scheduling_spec" and isinstance(value, (tuple, list)):
+            changes[field.name] = type(value)(_with_this_python(spec) for spec in value)
+        elif dataclasses.is_dataclass(value):
+            replaced = host_python(value)
+            if replaced is not value:
+                changes[field.name] = replaced
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _with_this_python(spec: Any) -> Any:
+    words = (spec.cmd or "").split(maxsplit=1)
+    if spec.container_type != "none" or not words or words[0] not in PYTHON_NAMES:
+        return spec
+    return dataclasses.replace(spec, cmd=" ".join([sys.executable, *words[1:]]))
+
+
+class PPOTrainer(ArealPPOTrainer):
+    """AReaL's PPOTrainer; on `scheduler.type=slurm` its workers run as `actor.scheduling_spec[0]`
+    says (container or host, mounts, srun arguments), host workers with this interpreter."""
+
+    def __init__(self, config, *args, **kwargs):
+        if config.scheduler.type == "slurm":
+            config = host_python(config)
+        super().__init__(config, *args, **kwargs)
+
+    def _init_scheduler(self):
+        if self.config.scheduler.type != "slurm":
+            return super()._init_scheduler()
+        from areal.infra.scheduler.slurm import SlurmScheduler
+
+        spec = self.config.actor.scheduling_spec[0]
+        return SlurmScheduler(
+            exp_config=self.config,
+            container_type=spec.container_type,
+            container_mounts=spec.mount or None,
+            srun_additional_args=spec.srun_additional_args,
+        )

@@ -1,0 +1,155 @@
+"""What the tests that run AReaL's real trainer on CPU share: the command line of a tiny GRPO
+run on τ²'s mock domain, the environment its processes need, and readers of what AReaL and
+the test instrumentation (helpers/cpu_rollout_worker.py) leave behind.
+
+The policy's completions are forced (TAU2TEST_FORCED_COMPLETIONS; the CPU server still reports
+the model's own log-probabilities of them): each GRPO group of two episodes answers
+GROUP_SCRIPT = [M, M, T, T] in arrival order, where M is a call to create_task without its
+arguments (a format penalty, and the episode goes on) and T a plain reply (the user then ends
+the chat). So each episode is [M, T]: completion rewards [R - PENALTY, R], R being tau2's
+reward for the task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from helpers.cpu_rollout_worker import FILTER_LOG_ENV, FORCED_ENV
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+REPO = TESTS_DIR.parent
+
+PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart at a glance
+M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
+T = "OK."
+GROUP_SCRIPT = [M, M, T, T]  # one GRPO group of 2 episodes, in arrival order
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def cpu_train_args(root: Path, model: Path, user_url: str, experiment: str, trial: str) -> list[str]:
+    """`python -m tau2train.run` arguments of a GRPO run of the tiny model on mock, on CPU, as a
+    user types them: one group of 2 episodes a step, one sequence per micro-batch. The caller
+    adds the step count and checkpoint settings."""
+    return [
+        "mode=train",
+        "domain=mock",
+        "tracking=none",
+        f"model.path={model}",
+        "model.name=tiny-qwen3",
+        f"experiment_name={experiment}",
+        f"trial_name={trial}",
+        # one CPU "GPU" for SGLang (the CPU server) and one for the FSDP actor
+        "model.engine=fsdp",
+        "allocation.rollout=sglang:d1",
+        "allocation.actor=fsdp:d1",
+        "cluster.n_gpus_per_node=2",
+        "trainer.cpu_only=true",
+        f"cluster.fileroot={root}/experiments",
+        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+        # AReaL's worker command, with SGLang's launch pointed at the CPU server
+        "actor.scheduling_spec.0.cmd=python -m helpers.cpu_rollout_worker",
+        "actor.attn_impl=sdpa",
+        "actor.dtype=float32",
+        "actor.enable_tree_training=false",
+        "actor.gradient_checkpointing=false",
+        "actor.weight_update_mode=disk",
+        # a step visibly moves the tiny model
+        "actor.optimizer.lr=1e-3",
+        # Token budgets: one sequence per micro-batch (mock prompts are ~700 tokens). On CPU
+        # AReaL's FSDP engine runs sdpa, which ignores packed sequences' boundaries
+        # (areal/engine/fsdp_engine.py:1898-1901 passes no attention mask), so two episodes in
+        # one micro-batch would attend to each other.
+        "gconfig.max_new_tokens=32",
+        "gconfig.max_tokens=1024",
+        "actor.mb_spec.max_tokens_per_mb=1024",
+        "actor.pad_to_maximum=false",
+        "sglang.context_length=1024",
+        # one GRPO group of 2 episodes a step, one group in flight (so each consumes one
+        # GROUP_SCRIPT of forced completions)
+        "gconfig.n_samples=2",
+        "train_dataset.batch_size=1",
+        "rollout.max_concurrent_rollouts=1",
+        # each step's group is played by the latest weights (step 2's by version 1)
+        "rollout.max_head_offpolicyness=0",
+        "min_dataset_size=1",
+        "total_train_epochs=1",
+        "train_dataset.num_workers=0",
+        "train_dataset.pin_memory=false",
+        "valid_dataset.num_workers=0",
+        "valid_dataset.pin_memory=false",
+        f"econfig.user_llm_base_url={user_url}",
+        "econfig.user_llm=openai/user",
+        f"econfig.invalid_format_penalty={PENALTY}",
+    ]
+
+
+def run_env(workdir: Path, name: str) -> tuple[dict[str, str], Path]:
+    """The environment of a run named `name` (its forced completions written under `workdir`),
+    and the file its filter and episode records go to."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    forced = workdir / "forced_completions.json"
+    forced.write_text(json.dumps(GROUP_SCRIPT * 16))
+    filter_log = workdir / f"{name}.filter.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "TORCHDYNAMO_DISABLE": "1",
+        FORCED_ENV: str(forced),
+        FILTER_LOG_ENV: str(filter_log),
+    }
+    return env, filter_log
+
+
+def plain(path: Path) -> str:
+    """A log file's text without its colour codes ("" while it does not exist)."""
+    return ANSI.sub("", path.read_text(errors="replace")) if path.exists() else ""
+
+
+def step_stats(log: str) -> dict[int, dict[str, float]]:
+    """AReaL's StatsLogger tables, by global step (1-based, as it logs them)."""
+    stats: dict[int, dict[str, float]] = {}
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        found = re.search(r"Train step (\d+)/\d+ done", line)
+        if not found:
+            continue
+        table: dict[str, float] = {}
+        for row in lines[i + 1 :]:
+            if row.startswith("╘"):
+                break
+            if row.startswith("│"):
+                cells = [c.strip() for c in row.strip("│").split("│")]
+                for key, value in zip(cells[::2], cells[1::2]):
+                    if key:
+                        table[key] = float(value)
+        stats[int(found.group(1))] = table
+    return stats
+
+
+def records(filter_log: Path, kind: str) -> list[dict]:
+    """The instrumentation's records of one kind ("group": a filter call, "episode")."""
+    lines = filter_log.read_text().splitlines() if filter_log.exists() else []
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+FINISHED = re.compile(
+    r"RolloutController INFO: Finish (?:and accept|but reject) rollout\. .*accepted: (\d+), rejected: (\d+)"
+)
+
+
+def finished(text: str) -> tuple[int, int]:
+    """AReaL's rollout controller's count of the groups it finished: (accepted, rejected)."""
+    found = FINISHED.findall(text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+
+
+def areal_dir(fileroot: Path, kind: str, experiment: str, trial: str) -> Path:
+    """AReaL's <fileroot>/<kind>/<user>/<experiment>/<trial> (kind: logs, checkpoints)."""
+    (found,) = fileroot.glob(f"{kind}/*/{experiment}/{trial}")
+    return found

@@ -1,0 +1,106 @@
+"""AReaL's own PPOTrainer under `cluster=slurm`, on the local Slurm (tests/setup_slurm.sh):
+`python -m tau2train.run ... cluster=slurm` submits the controller job through
+hydra-submitit-launcher; in it AReaL's Slurm scheduler submits its workers (the FSDP actor and
+the rollout worker, which starts the CPU inference server) as Slurm jobs of their own on this
+node, and one GRPO step of the tiny Qwen3 on mock completes.
+
+The same test doubles as tests/test_areal_training.py (helpers/areal_run.py). The workers are
+declared GPU-less to Slurm (`actor.scheduling_spec.0.gpu=0`; AReaL otherwise asks for whole
+GPU nodes) and run on the host, which AReaL's Slurm scheduler does only through tau2train's
+trainer (tau2train/launch/trainer.py: without it every worker runs in `singularity exec`).
+Nothing about tau2train or the τ² data is set by hand for the workers: the worker command is
+the plain `python -m ...` a user writes.
+Runtime: ~5-7 min on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import areal_run
+from helpers.areal_run import cpu_train_args, plain, run_env, step_stats
+from helpers.cli import job_state, require_slurm, run_cli, wait_for
+from helpers.plain_user import PlainUserLLM
+from helpers.tiny_qwen import tiny_qwen_dir
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock-slurm", "slurm0"
+WORKER_ROLES = ("actor", "rollout")
+RUN_DEADLINE_S = 1200
+
+
+def jobs_named(name: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True).stdout
+    return out.split("\n") if out.strip() else []
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory):
+    require_slurm()
+    root = tmp_path_factory.mktemp("areal_slurm")
+    user_sim = PlainUserLLM()
+    user_sim.start()
+    names = [EXPERIMENT, *(f"{EXPERIMENT}_{TRIAL}:{role}" for role in WORKER_ROLES)]
+    try:
+        env, filter_log = run_env(root, "slurm")
+        args = [
+            *cpu_train_args(root, tiny_qwen_dir(), user_sim.base_url + "/", EXPERIMENT, TRIAL),
+            "total_train_steps=1",
+            "saver.freq_epochs=null",
+            "saver.freq_steps=null",
+            "recover.mode=disabled",
+            "cluster=slurm",
+            # what this 2-CPU node fits: the controller job and each worker job take one CPU
+            "slurm.cpus_per_task=1",
+            "slurm.mem_gb=4",
+            "slurm.time_minutes=60",
+            "actor.scheduling_spec.0.cpu=1",
+            "actor.scheduling_spec.0.mem=4",
+            # no GRES on this node: the workers ask Slurm for no GPU
+            "actor.scheduling_spec.0.gpu=0",
+        ]
+        submitted = run_cli(*args, cwd=root, env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        run_dir = root / "experiments" / EXPERIMENT / TRIAL
+        wait_for(
+            lambda: job_state(run_dir) in ("completed", "failed"),
+            "the controller job to finish",
+            RUN_DEADLINE_S,
+            lambda: "; squeue:\n" + subprocess.run(["squeue"], capture_output=True, text=True).stdout,
+        )
+        yield root, run_dir, filter_log, submitted.stdout
+    finally:
+        for name in names:
+            subprocess.run(["scancel", "-n", name], capture_output=True)
+        user_sim.stop()
+
+
+def test_cluster_slurm_runs_a_grpo_step_with_areals_slurm_scheduler(slurm_run):
+    root, run_dir, filter_log, submitted = slurm_run
+    record = json.loads((run_dir / "job.json").read_text())
+    controller_log = plain(Path(record["stderr"])) + plain(Path(record["stdout"]))
+    assert record["state"] == "completed", controller_log[-6000:]
+    logs = areal_run.areal_dir(root / "experiments", "logs", EXPERIMENT, TRIAL)
+    # AReaL's Slurm scheduler submitted one job per worker role, run on the host with the
+    # controller's interpreter (the `python` of the command line replaced), no GPUs asked for
+    for role in WORKER_ROLES:
+        script = (logs / f"{role}.sh").read_text()
+        assert f"#SBATCH --job-name={EXPERIMENT}_{TRIAL}:{role}" in script
+        assert f"{sys.executable} -m helpers.cpu_rollout_worker" in script, script
+        assert "singularity" not in script and "--gres" not in script, script
+    # the step ran: AReaL's FSDP update of the group its rollout worker played against tau2
+    stats = step_stats(plain(logs / "main.log"))
+    assert sorted(stats) == [1], controller_log[-6000:]
+    assert stats[1]["ppo_actor/update/update_successful"] == 1
+    assert stats[1]["ppo_actor/n_seqs"] == 4
+    episodes = areal_run.records(filter_log, "episode")
+    assert len(episodes) >= 2 and all(e["tau2_task"] for e in episodes)
+    assert list((run_dir / "generated").glob("*/*/*.json"))  # the workers wrote trajectories
+    # and AReaL cancelled its worker jobs at the end
+    for role in WORKER_ROLES:
+        wait_for(lambda: not jobs_named(f"{EXPERIMENT}_{TRIAL}:{role}"), f"the {role} job to end", 60)
