@@ -8,6 +8,7 @@ submitted; bad input exits with status 2 and one message. Hydra's own verbs
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import hydra
@@ -16,8 +17,9 @@ from omegaconf import DictConfig
 from tau2train.config.compose import CONFIG_MODULE, CONFIG_NAME
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.registry import register
-from tau2train.launch.local import run_here
+from tau2train.launch.local import Terminated, run_here, sigterm_unwinds
 from tau2train.launch.slurm import launch_on_slurm
+from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import (
     MULTIRUN_FLAGS,
     hydra_sweeper,
@@ -62,14 +64,22 @@ def main(argv: list[str] | None = None) -> None:
             run_hydra_sweep([a for a in argv if a not in MULTIRUN_FLAGS])
             return
         jobs = prepare(argv)
+        for composed in jobs:
+            check_user_sim_record(composed.config)
         if jobs[0].config.scheduler.type == "slurm":
             launch_on_slurm(jobs)
         else:
-            for composed in jobs:
-                run_here(composed)
+            with sigterm_unwinds():
+                for composed in jobs:
+                    run_here(composed)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
+    except KeyboardInterrupt as stop:
+        # Ctrl-C or SIGTERM: what the run started has been stopped on the way here
+        terminated = isinstance(stop, Terminated)
+        print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ rewards [R - penalty, R] after AReaL's turn discount of 1, R being tau2's reward
 every step has advantages of both signs, so the update is a real one.
 
 One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
-2 cores): the run is stopped hard during its third step (SIGKILL to its whole process group,
-as a preempted job is), then restarted with the same command; it resumes from AReaL's recover
-checkpoint of step 2 and does step 3 again. Runtime: 12-15 minutes on 2 cores; memory: ~10 GB
+2 cores): the run is stopped during its third step (SIGTERM to the command alone), which must
+leave none of its processes behind, then restarted with the same command (same experiment,
+trial, ports and name-resolve records); it resumes from AReaL's recover checkpoint of step 2
+and does step 3 again. Runtime: 12-15 minutes on 2 cores; memory: ~10 GB
 (PSS summed over the run's processes).
 
 One strict xfail records an AReaL 1.0.4 defect: the first batch after a resume is tagged
@@ -28,6 +29,7 @@ Needs sglang's Python package (AReaL's tool-call parser and SGLangConfig import 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,7 +42,18 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import areal_run
-from helpers.areal_run import GROUP_SCRIPT, PENALTY, REPO, M, T, cpu_train_args, plain, run_env, step_stats
+from helpers.areal_run import (
+    GROUP_SCRIPT,
+    PENALTY,
+    REPO,
+    M,
+    T,
+    cpu_train_args,
+    plain,
+    processes_with_env,
+    run_env,
+    step_stats,
+)
 from helpers.cli import wait_for
 from helpers.plain_user import PlainUserLLM
 from helpers.tiny_qwen import tiny_qwen_dir
@@ -53,6 +66,8 @@ TOTAL_STEPS = 3
 KILL_AFTER_STEP = 2
 # One run's deadline: start-up ~3.5 min and ~1 min a step on 2 cores; generous on purpose.
 RUN_DEADLINE_S = 1200
+# how long the stopped run may take to stop its workers and exit
+STOP_DEADLINE_S = 120
 
 
 def train_args(root: Path, model: Path, user_url: str) -> list[str]:
@@ -71,22 +86,6 @@ def train_args(root: Path, model: Path, user_url: str) -> list[str]:
 
 
 # -- running it -------------------------------------------------------------------------------
-def session_processes(pgid: int) -> list[int]:
-    """Live (not zombie) processes of the process group `pgid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 @dataclasses.dataclass
 class Process:
     """One `python -m tau2train.run` and everything it started (its own process group)."""
@@ -99,14 +98,22 @@ class Process:
     def text(self) -> str:
         return plain(self.output)
 
+    def processes(self) -> list[int]:
+        """The live processes of this run: the command and everything it started."""
+        return processes_with_env(str(self.filter_log))
+
     def kill(self) -> None:
-        """SIGKILL to the whole group, then wait (bounded) until none of it is left."""
+        """SIGKILL to the whole group and to anything else of the run, then wait (bounded)
+        until none of it is left: the safety net after a test."""
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.popen.wait(timeout=60)
-        wait_for(lambda: not session_processes(self.popen.pid), "the run's processes to die", 60)
+        wait_for(lambda: not self.processes(), "the run's processes to die", 60)
 
 
 def launch(args: list[str], workdir: Path, name: str) -> Process:
@@ -128,8 +135,9 @@ def launch(args: list[str], workdir: Path, name: str) -> Process:
 class Run:
     root: Path
     args: list[str]
-    first: Process  # killed after step KILL_AFTER_STEP
+    first: Process  # stopped with SIGTERM after step KILL_AFTER_STEP
     second: Process | None = None  # the same command again, run to the end
+    left_behind: list[int] | None = None  # the first's processes alive once it had exited
 
     @property
     def fileroot(self) -> Path:
@@ -165,8 +173,9 @@ def user_sim():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, user_sim):
-    """The first process, stopped hard during step KILL_AFTER_STEP + 1: once AReaL has logged
-    step KILL_AFTER_STEP, and its rollout controller has counted every group the group filter
+    """The first process, stopped with SIGTERM (to it alone, as `kill <pid>`, a job scheduler or
+    systemd send it) during step KILL_AFTER_STEP + 1: once AReaL has logged step
+    KILL_AFTER_STEP, and its rollout controller has counted every group the group filter
     judged, one more than the steps took at least."""
     root = tmp_path_factory.mktemp("areal")
     args = train_args(root, tiny_qwen_dir(), user_sim.base_url + "/")
@@ -186,6 +195,9 @@ def run(tmp_path_factory, user_sim):
             explain(first),
         )
         assert first.popen.poll() is None, f"the run ended early{explain(first)()}"
+        first.popen.send_signal(signal.SIGTERM)
+        first.popen.wait(timeout=STOP_DEADLINE_S)
+        state.left_behind = first.processes()  # the moment the command has exited
     finally:
         first.kill()
     yield state
@@ -203,8 +215,8 @@ def resumed(run: Run) -> Run:
     except subprocess.TimeoutExpired:
         second.kill()
         pytest.fail(f"the restarted run did not finish in {RUN_DEADLINE_S} s{explain(second)()}")
-    # AReaL tears its workers down itself; nothing of the run may outlive it
-    wait_for(lambda: not session_processes(second.popen.pid), "the run's workers to exit", 60)
+    # AReaL tears its workers down itself; nothing of the run outlives it
+    assert second.processes() == [], explain(second)()
     return run
 
 
@@ -391,7 +403,16 @@ def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model
             assert moved > 0 if text == T else moved < 0, (version, text, moved)
 
 
-def test_a_killed_run_restarted_with_the_same_command_resumes(resumed):
+def test_sigterm_stops_the_run_and_everything_it_started(run):
+    """Issue 14: the stopped command exits with 128 + SIGTERM and one line saying so, and by then
+    AReaL's workers and the inference server they started are gone."""
+    first = run.first
+    assert first.popen.returncode == 128 + signal.SIGTERM, explain(first)()
+    assert first.text.rstrip().splitlines()[-1] == "stopped by SIGTERM", explain(first)()
+    assert run.left_behind == [], explain(first)()
+
+
+def test_a_stopped_run_restarted_with_the_same_command_resumes(resumed):
     run = resumed
     second = run.second
     assert second.popen.returncode == 0, explain(second)()

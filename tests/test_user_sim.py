@@ -333,3 +333,33 @@ def test_a_second_server_for_a_recorded_healthy_one_is_refused(capsys, tmp_path,
     ), err
     assert "scancel 4242" in err
     assert json.loads(record_file.read_text())["slurm_job_id"] == "4242"
+
+
+def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(tmp_path):
+    """Issue 14: a record left by a server that died without removing it (killed hard) is
+    found before the run starts, with one message; a live server's record is used."""
+    from tau2train.records.user_sim import write_record
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record_file = tmp_path / "exp" / "user_sim" / RECORD_NAME
+    url = "http://127.0.0.1:9/v1"
+    record = {"url": url, "host": "127.0.0.1", "port": 9, "launcher": "local", "pid": dead.pid}
+    write_record(record_file, record)
+    stand_in = ["trainer._target_=helpers.recording_trainer.RecordingTrainer", "trainer.cpu_only=true",
+                f"cluster.fileroot={tmp_path}/exp"]
+    env = {"PYTHONPATH": str(TESTS)}
+    result = run_cli(*stand_in, cwd=tmp_path, env=env)
+    assert result.returncode == BAD_INPUT_EXIT_CODE
+    assert result.stderr.strip().splitlines() == [
+        f"error: econfig.user_llm_base_url={url!r}: taken from the user-sim record {record_file}, whose "
+        f"server is gone (its process {dead.pid} on this machine has exited)",
+        "  valid: the URL of a running user-simulator server",
+        "  fix:   start the server again with `tau2train-user-sim` (it replaces the stale record), "
+        f"or delete {record_file} and set econfig.user_llm_base_url=http://<host>:<port>/v1/",
+    ]
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["user_sim"]  # nothing written
+    # the same record, owned by a live process (this one), is taken as it is
+    write_record(record_file, {**record, "pid": os.getpid()})
+    result = run_cli(*stand_in, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr

@@ -3,6 +3,10 @@ an evaluation."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 from tau2train.config.compose import Composed
 from tau2train.launch.evaluate import render_eval_plan, run_eval
 from tau2train.launch.plan import render_plan, write_areal_config
@@ -26,3 +30,24 @@ def run_here(composed: Composed) -> None:
         run_eval(exp)
     else:
         run_training(exp)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so that every `with`/`finally` on the way out
+    runs (AReaL's trainer stops its workers and servers in its `__exit__`) as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` instead of ending the process on the spot.
+    For runs on this machine only: a Slurm job leaves SIGTERM to submitit, which requeues."""
+    def raise_terminated(signum, frame):
+        # once: a second SIGTERM must not cut short the clean-up the first one started
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

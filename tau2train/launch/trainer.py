@@ -12,10 +12,13 @@ runs host workers with this interpreter; everything else is AReaL's.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from typing import Any
 
 from areal import PPOTrainer as ArealPPOTrainer
+
+logger = logging.getLogger("tau2train.launch.trainer")
 
 PYTHON_NAMES = ("python", "python3")
 
@@ -51,12 +54,41 @@ def _with_this_python(spec: Any) -> Any:
 
 class PPOTrainer(ArealPPOTrainer):
     """AReaL's PPOTrainer; on `scheduler.type=slurm` its workers run as `actor.scheduling_spec[0]`
-    says (container or host, mounts, srun arguments), host workers with this interpreter."""
+    says (container or host, mounts, srun arguments), host workers with this interpreter.
+
+    Whatever its scheduler started is stopped on every way out: AReaL's `close()` (its
+    `__exit__`) destroys the engines one by one and stops at the first that fails, and a
+    constructor that raises after some workers are up (a server that never answers, a model
+    that does not load) never reaches `__exit__` at all, leaving the workers and their
+    inference servers running. Both end here with the scheduler deleting every worker it
+    started (areal/infra/scheduler/local.py:1089, slurm.py:1290: processes trees, or Slurm
+    jobs, a no-op for those already gone)."""
 
     def __init__(self, config, *args, **kwargs):
         if config.scheduler.type == "slurm":
             config = host_python(config)
-        super().__init__(config, *args, **kwargs)
+        try:
+            super().__init__(config, *args, **kwargs)
+        except BaseException:
+            self.stop_workers()
+            raise
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.stop_workers()
+
+    def stop_workers(self) -> None:
+        """Delete every worker the scheduler started; never raises (it runs on the way out of
+        an error, whose message must stay the one the user sees)."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is None:
+            return
+        try:
+            scheduler.delete_workers(None)
+        except Exception:  # noqa: BLE001 - reported, the original error goes on
+            logger.exception("stopping AReaL's workers failed; check for leftover processes or jobs")
 
     def _init_scheduler(self):
         if self.config.scheduler.type != "slurm":

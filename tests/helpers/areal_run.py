@@ -153,3 +153,20 @@ def areal_dir(fileroot: Path, kind: str, experiment: str, trial: str) -> Path:
     """AReaL's <fileroot>/<kind>/<user>/<experiment>/<trial> (kind: logs, checkpoints)."""
     (found,) = fileroot.glob(f"{kind}/*/{experiment}/{trial}")
     return found
+
+
+def processes_with_env(marker: str) -> list[int]:
+    """Live (not zombie) processes whose environment holds `marker` (e.g. a run's filter-log
+    path, which every process of that run inherits, whatever its session or process group)."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
