@@ -20,9 +20,6 @@ trial, ports and name-resolve records); it resumes from AReaL's recover checkpoi
 and does step 3 again. Runtime: 12-15 minutes on 2 cores; memory: ~10 GB
 (PSS summed over the run's processes).
 
-One strict xfail records an AReaL 1.0.4 defect: the first batch after a resume is tagged
-with weight version 0.
-
 Needs sglang's Python package (AReaL's tool-call parser and SGLangConfig import it), which
 `make install` adds without its GPU dependencies.
 """
@@ -435,13 +432,8 @@ def test_a_stopped_run_restarted_with_the_same_command_resumes(resumed):
     assert len(trajectories(run)) > len(records(run.first, "episode"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AReaL 1.0.4: RecoverHandler.load sets the recovered version (rl_trainer.py:399) "
-    "before train() starts the rollout proxies (rl_trainer.py:587), and set_version reaches "
-    "proxies only once started (rollout_controller.py:1096): the first batch after a resume "
-    "is tagged version 0",
-)
 def test_completions_after_a_resume_carry_the_recovered_version(resumed):
+    """AReaL 1.0.4 alone tags them version 0: it sets the recovered version before it starts
+    the rollout proxies; tau2train's trainer hands it to them once they run."""
     first_group = records(resumed.second, "group")[0]
     assert {v for row in first_group["rows"] for v in row["versions"]} == {KILL_AFTER_STEP}

@@ -1,12 +1,12 @@
-"""AReaL's PPOTrainer, with its Slurm scheduler built from the workers' scheduling spec.
+"""AReaL's PPOTrainer, with three gaps of AReaL 1.0.4 closed (each method says where):
 
-AReaL 1.0.4 builds its Slurm scheduler from the experiment alone (`SlurmScheduler(exp_config=...)`,
-areal/trainer/rl_trainer.py:922), so the constructor's defaults always apply: every worker runs
-in `singularity exec ... --bind /storage:/storage`, whatever the spec's `container_type`, `mount`
-and `srun_additional_args` say (they are never read: areal/infra/scheduler/slurm.py:898-906).
-With `slurm.container_type=none` the workers would fail to start on a cluster without
-Apptainer, or run in an image the user never chose. This subclass passes those three on, and
-runs host workers with this interpreter; everything else is AReaL's.
+* its Slurm scheduler is built from the workers' scheduling spec: AReaL builds
+  `SlurmScheduler(exp_config=...)` with the constructor's defaults
+  (areal/trainer/rl_trainer.py:922), so every worker ran in `singularity exec ... --bind
+  /storage:/storage` whatever the spec's `container_type`, `mount` and `srun_additional_args`
+  said (areal/infra/scheduler/slurm.py:898-906); host workers run this interpreter;
+* every worker its scheduler started is stopped when construction or `close()` fails;
+* after a resume, the rollout proxies get the recovered weight version.
 """
 
 from __future__ import annotations
@@ -72,6 +72,23 @@ class PPOTrainer(ArealPPOTrainer):
         except BaseException:
             self.stop_workers()
             raise
+
+    def _ensure_proxy_started(self):
+        """AReaL's, then the recovered weight version handed to the proxies it just started.
+
+        On a resume AReaL sets the recovered version (areal/trainer/rl_trainer.py:399) before
+        `train()` starts the rollout proxies (:587), and `set_version` reaches proxies only
+        once they run (areal/infra/controller/rollout_controller.py:1096): the first batch
+        after a resume would be tagged version 0, which staleness control and the
+        off-policy correction then read as that many versions old."""
+        was_started = self._proxy_started
+        super()._ensure_proxy_started()
+        if was_started or not self._proxy_started:
+            return
+        for rollout in (self.rollout, self.eval_rollout):
+            version = rollout.get_version() if rollout is not None else 0
+            if version:
+                rollout.set_version(version)
 
     def close(self):
         try:
