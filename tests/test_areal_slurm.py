@@ -9,7 +9,8 @@ declared GPU-less to Slurm (`actor.scheduling_spec.0.gpu=0`; AReaL otherwise ask
 GPU nodes) and run on the host, which AReaL's Slurm scheduler does only through tau2train's
 trainer (tau2train/launch/trainer.py: without it every worker runs in `singularity exec`).
 Nothing about tau2train or the τ² data is set by hand for the workers: the worker command is
-the plain `python -m ...` a user writes.
+the plain `python -m ...` a user writes. A worker job of the same trial left running by an
+earlier controller (issue 14) is cancelled before the new workers start.
 Runtime: ~5-7 min on 2 cores.
 """
 
@@ -64,6 +65,12 @@ def slurm_run(tmp_path_factory):
             # no GRES on this node: the workers ask Slurm for no GPU
             "actor.scheduling_spec.0.gpu=0",
         ]
+        # a worker job an earlier controller of this trial left running (killed hard)
+        leftover = subprocess.run(
+            ["sbatch", "--parsable", "-J", f"{EXPERIMENT}_{TRIAL}:actor", "-c", "1", "--mem=100M",
+             "-o", "/dev/null", "--wrap", "sleep 1200"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
         submitted = run_cli(*args, cwd=root, env=env)
         assert submitted.returncode == 0, submitted.stderr
         run_dir = root / "experiments" / EXPERIMENT / TRIAL
@@ -73,7 +80,7 @@ def slurm_run(tmp_path_factory):
             RUN_DEADLINE_S,
             lambda: "; squeue:\n" + subprocess.run(["squeue"], capture_output=True, text=True).stdout,
         )
-        yield root, run_dir, filter_log, submitted.stdout
+        yield root, run_dir, filter_log, leftover
     finally:
         for name in names:
             subprocess.run(["scancel", "-n", name], capture_output=True)
@@ -81,10 +88,16 @@ def slurm_run(tmp_path_factory):
 
 
 def test_cluster_slurm_runs_a_grpo_step_with_areals_slurm_scheduler(slurm_run):
-    root, run_dir, filter_log, submitted = slurm_run
+    root, run_dir, filter_log, leftover = slurm_run
     record = json.loads((run_dir / "job.json").read_text())
     controller_log = plain(Path(record["stderr"])) + plain(Path(record["stdout"]))
     assert record["state"] == "completed", controller_log[-6000:]
+    # the earlier controller's leftover worker job was cancelled before new workers started
+    assert (
+        f"cancelled 1 worker job(s) an earlier controller of {EXPERIMENT}/{TRIAL} left behind: "
+        f"{leftover} ({EXPERIMENT}_{TRIAL}:actor)"
+    ) in controller_log, controller_log[-6000:]
+    assert leftover not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     logs = areal_run.areal_dir(root / "experiments", "logs", EXPERIMENT, TRIAL)
     # AReaL's Slurm scheduler submitted one job per worker role, run on the host with the
     # controller's interpreter (the `python` of the command line replaced), no GPUs asked for

@@ -5,7 +5,8 @@
   (areal/trainer/rl_trainer.py:922), so every worker ran in `singularity exec ... --bind
   /storage:/storage` whatever the spec's `container_type`, `mount` and `srun_additional_args`
   said (areal/infra/scheduler/slurm.py:898-906); host workers run this interpreter;
-* every worker its scheduler started is stopped when construction or `close()` fails;
+* every worker its scheduler started is stopped when construction or `close()` fails, and
+  Slurm worker jobs an earlier controller of the same trial left behind are cancelled;
 * after a resume, the rollout proxies get the recovered weight version.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
 import sys
 from typing import Any
 
@@ -50,6 +52,32 @@ def _with_this_python(spec: Any) -> Any:
     if spec.container_type != "none" or not words or words[0] not in PYTHON_NAMES:
         return spec
     return dataclasses.replace(spec, cmd=" ".join([sys.executable, *words[1:]]))
+
+
+def cancel_leftover_worker_jobs(experiment: str, trial: str) -> list[str]:
+    """Cancel this trial's worker jobs that an earlier controller left queued or running (it
+    was killed hard, or its node failed, before it could cancel them; AReaL's worker jobs have
+    no time limit), before new ones are submitted: they would hold GPUs for nobody. AReaL
+    names them `<experiment>_<trial>:<role>` (areal/infra/scheduler/slurm.py:164). Returns
+    the ids cancelled; Slurm not answering is left to AReaL's own calls to report."""
+    prefix = f"{experiment}_{trial}:"
+    try:
+        listed = subprocess.run(
+            ["squeue", "-h", "--me", "-o", "%i|%j"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = [line.split("|", 1) for line in listed.splitlines() if "|" in line]
+    leftover = [(job_id, name) for job_id, name in found if name.startswith(prefix)]
+    if leftover:
+        subprocess.run(["scancel", *(job_id for job_id, _ in leftover)], capture_output=True, timeout=60)
+        jobs = ", ".join(f"{job_id} ({name})" for job_id, name in leftover)
+        print(
+            f"warning: cancelled {len(leftover)} worker job(s) an earlier controller of "
+            f"{experiment}/{trial} left behind: {jobs}",
+            file=sys.stderr, flush=True,
+        )
+    return [job_id for job_id, _ in leftover]
 
 
 class PPOTrainer(ArealPPOTrainer):
@@ -112,6 +140,7 @@ class PPOTrainer(ArealPPOTrainer):
             return super()._init_scheduler()
         from areal.infra.scheduler.slurm import SlurmScheduler
 
+        cancel_leftover_worker_jobs(self.config.experiment_name, self.config.trial_name)
         spec = self.config.actor.scheduling_spec[0]
         return SlurmScheduler(
             exp_config=self.config,

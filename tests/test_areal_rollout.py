@@ -1,0 +1,286 @@
+"""A rollout-only check on airline through AReaL's engine and proxy: one τ² airline episode,
+the policy forced to tau2's gold actions, and the reward AReaL would train on.
+
+What is real: tau2train's composed config (`domain=airline`, the rollout and agent settings of
+conf/config.yaml, the workflow arguments and the fresh admin key the trainer hands AReaL:
+tau2train.launch.train.ppo_config / workflow_kwargs); AReaL's RemoteSGLangEngine and its
+workflow executor, which resolves tau2train's workflow path into AReaL's OpenAIProxyWorkflow
+(areal/infra/remote_inf_engine.py:603-711) as a rollout worker does; AReaL's proxy rollout
+server as its own process, started with the command line AReaL's local scheduler forks it with
+(areal/infra/scheduler/local.py:341-368, `python -m
+areal.experimental.openai.proxy.proxy_rollout_server`) and set up with the calls the rollout
+controller makes (/configure, /create_engine, /call initialize:
+areal/infra/controller/rollout_controller.py:367-410), here on 127.0.0.1; its chat template,
+tool-call and reasoning parsers; tau2train's workflow, reward rule and trajectory records;
+tau2's airline environment, orchestrator and evaluator.
+
+Test doubles: the policy is the tiny Qwen3 (helpers/tiny_qwen.py) behind the CPU server that
+speaks SGLang's HTTP protocol (helpers/cpu_sglang.py), its completions forced to task 11's
+gold script (helpers/scripted_llm.py's Scripts: the gold tool call, then a reply that says the
+refund, 5244, that tau2's COMMUNICATE check wants), with the model's own teacher-forced
+log-probabilities; the user simulator is helpers/plain_user.py (opens, then ends the chat
+with ###STOP### at the agent's first reply). The tiny model is served with a context of
+16384 tokens (its config says 4096; rotary positions extend): the airline system prompt with
+its tool schemas is several thousand tokens.
+
+No trainer and no FSDP: the test calls what AReaL's rollout worker runs (`submit` with the
+proxy address, `wait`, `export_stats`) in its own process. turn_discount is 0.5, so AReaL's
+export (reward[i] += 0.5 * reward[i+1], areal/experimental/openai/cache.py:55-110) is seen.
+
+Runtime: ~1 min on 2 cores; memory: ~2.5 GB (this process plus the proxy's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+from helpers.areal_run import areal_dir
+from helpers.cli import wait_for
+from helpers.cpu_sglang import CPUSGLangServer
+from helpers.plain_user import PlainUserLLM
+from helpers.scripted_llm import Turn
+from helpers.tiny_qwen import IM_END_ID, tiny_qwen_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+EXPERIMENT, TRIAL = "tau2-tiny-qwen3-airline", "rollout0"
+SPLIT, TASK = "train", "11"  # one write (update_reservation_flights), one fact to say (5244)
+DISCOUNT = 0.5
+CONTEXT = 16384
+PROXY_MODULE = "areal.experimental.openai.proxy.proxy_rollout_server"
+ENGINE_CLASS = "areal.engine.sglang_remote.RemoteSGLangEngine"
+PROXY_DEADLINE_S = 180
+EPISODE_DEADLINE_S = 300
+
+
+def experiment(root: Path, user_url: str):
+    """The experiment as a user composes it: airline, the tiny model, one episode at a time."""
+    from tau2train.config.compose import compose
+
+    return compose(
+        [
+            "mode=train",
+            "domain=airline",
+            "tracking=none",
+            f"model.path={tiny_qwen_dir()}",
+            "model.name=tiny-qwen3",
+            f"experiment_name={EXPERIMENT}",
+            f"trial_name={TRIAL}",
+            "allocation.rollout=sglang:d1",
+            f"cluster.fileroot={root}/experiments",
+            f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+            f"econfig.user_llm_base_url={user_url}",
+            "econfig.user_llm=openai/user",
+            f"econfig.turn_discount={DISCOUNT}",
+            "gconfig.n_samples=1",
+            "gconfig.max_new_tokens=256",
+            f"gconfig.max_tokens={CONTEXT}",
+            f"sglang.context_length={CONTEXT}",
+            "train_dataset.batch_size=1",
+            "rollout.max_concurrent_rollouts=1",
+        ]
+    ).config
+
+
+def forced(turn: Turn) -> str:
+    """What the policy must write for a scripted turn: Qwen's tool-call blocks, or the text."""
+    if not turn.calls:
+        return turn.text
+    return "\n".join(
+        "<tool_call>\n" + json.dumps({"name": name, "arguments": json.loads(arguments)}) + "\n</tool_call>"
+        for name, arguments in turn.calls
+    )
+
+
+def post(url: str, payload: dict) -> dict:
+    """One of the rollout controller's calls to a proxy worker (orjson-encoded, as AReaL's
+    scheduler sends them)."""
+    response = requests.post(
+        url, data=orjson.dumps(payload), headers={"Content-Type": "application/json"}, timeout=300
+    )
+    assert response.status_code == 200, f"{url}: HTTP {response.status_code} {response.text[:2000]}"
+    return response.json()
+
+
+@pytest.fixture
+def user_sim():
+    server = PlainUserLLM()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    """AReaL's proxy rollout server, as its own process on 127.0.0.1; yields (url, process,
+    log). Configured by the test (see `set_up_proxy`) once the policy server runs."""
+    from areal.utils.network import find_free_ports
+
+    (port,) = find_free_ports(1)
+    record_root = tmp_path / "name_resolve"
+    record_root.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "proxy.log"
+    command = [
+        sys.executable, "-m", PROXY_MODULE,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--experiment-name", EXPERIMENT, "--trial-name", TRIAL,
+        "--role", "proxy", "--worker-index", "0",
+        "--name-resolve-type", "nfs", "--nfs-record-root", str(record_root),
+        "--fileroot", str(tmp_path / "experiments"),
+    ]  # fmt: skip
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        yield f"http://127.0.0.1:{port}", process, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(60)
+
+
+def explain(process: subprocess.Popen, log: Path):
+    def tail() -> str:
+        state = "running" if process.poll() is None else f"exited with {process.returncode}"
+        return f"; the proxy is {state}, its log ends with:\n{log.read_text(errors='replace')[-4000:]}"
+
+    return tail
+
+
+def set_up_proxy(url: str, process, log: Path, ppo_config, server: CPUSGLangServer) -> None:
+    """What RolloutController.start_proxy does once the worker is forked: the scheduler's
+    /configure (areal/infra/scheduler/local.py:1014), /create_engine with the rollout config
+    (rollout_controller.py:385-390), /call initialize with the policy server's address
+    (rollout_controller.py:400-405)."""
+    from areal.infra.rpc.serialization import serialize_value
+
+    def healthy():
+        if process.poll() is not None:
+            raise AssertionError(f"the proxy exited with {process.returncode}{explain(process, log)()}")
+        try:
+            return requests.get(f"{url}/health", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(
+        healthy, "AReaL's proxy rollout server to answer /health", PROXY_DEADLINE_S, explain(process, log)
+    )
+    post(f"{url}/configure", serialize_value({"config": ppo_config, "role": "proxy", "rank": 0}))
+    post(
+        f"{url}/create_engine",
+        {
+            "engine": ENGINE_CLASS,
+            "engine_name": "proxy/0",
+            "init_args": serialize_value([]),
+            "init_kwargs": serialize_value({"config": ppo_config.rollout}),
+        },
+    )
+    post(
+        f"{url}/call",
+        {
+            "method": "initialize",
+            "engine_name": "proxy/0",
+            "args": serialize_value([]),
+            "kwargs": serialize_value({"addr": server.address}),
+            "rpc_meta": None,
+        },
+    )
+    assert requests.get(f"{url}/health", timeout=5).json() == {"status": "ok", "initialized": True}
+
+
+def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_path, user_sim, proxy):
+    from areal.engine.sglang_remote import RemoteSGLangEngine
+
+    from tau2train.launch.train import WORKFLOW, ppo_config, workflow_kwargs
+    from tau2train.records.layout import generated_dir
+    from tau2train.rollout.episode import find_task
+
+    exp = experiment(tmp_path, user_sim.base_url + "/")
+    config = ppo_config(exp)
+    rollout = config.rollout
+    # the settings a user gets from conf/config.yaml: the proxy serves the agent inline, with
+    # Qwen's parsers, and the env's turn discount is the one AReaL applies
+    assert (rollout.agent.mode, rollout.agent.tool_call_parser, rollout.agent.reasoning_parser) == (
+        "inline", "qwen25", "qwen3",
+    )  # fmt: skip
+    assert rollout.agent.turn_discount == DISCOUNT and rollout.agent.export_style == "individual"
+
+    task = find_task("airline", SPLIT, TASK)
+    gold = user_sim.scripts.agent_turns("gold", task, solo=False)
+    assert [t.calls[0][0] if t.calls else None for t in gold] == ["update_reservation_flights", None]
+    assert "5244" in gold[-1].text
+
+    server = CPUSGLangServer(tiny_qwen_dir(), context_length=exp.sglang.context_length)
+    server.start()
+    engine = RemoteSGLangEngine(rollout)
+    url, process, log = proxy
+    try:
+        set_up_proxy(url, process, log, config, server)
+        queued = requests.post(
+            f"{server.base_url}/tau2test/force", json={"completions": [forced(t) for t in gold]}, timeout=60
+        )
+        assert queued.json() == {"queued": len(gold)}
+        engine.initialize(addr=server.address)
+        engine.export_stats()  # start from empty trackers: this process may have run others
+
+        # what AReaL's rollout worker runs for a training batch (RolloutController.submit →
+        # RemoteInfEngine.submit with its proxy's address), then collects
+        engine.submit(
+            {"task_id": TASK, "split": SPLIT},
+            workflow=WORKFLOW,
+            workflow_kwargs=workflow_kwargs(exp),
+            proxy_addr=url,
+        )
+        (trajectory,) = engine.wait(1, timeout=EPISODE_DEADLINE_S)
+        stats = engine.export_stats()
+    finally:
+        engine.destroy()
+        server.stop()
+
+    # the episode, as tau2train recorded it: tau2 scored the gold-forced episode 1
+    (record,) = (generated_dir(exp.run_dir) / SPLIT / TASK).glob("*.json")
+    episode = json.loads(record.read_text())
+    assert episode["error"] is None, episode["error"]
+    assert (episode["reward"], episode["termination_reason"]) == (1.0, "user_stop")
+    assert episode["reward_info"]["db_check"]["db_match"] is True
+    assert list(episode["completion_rewards"].values()) == [0.0, 1.0]
+    assert not episode["format_problems"]
+    calls = [c for m in episode["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert [(c["name"], c["arguments"]) for c in calls] == [
+        (a.name, a.arguments) for a in task.evaluation_criteria.actions
+    ]
+
+    # what AReaL hands on for training: one row per completion, the policy's forced tokens
+    # with their log-probabilities, rewards discounted backwards from the last completion
+    assert trajectory is not None, f"AReaL rejected the episode{explain(process, log)()}"
+    assert trajectory["rewards"].tolist() == pytest.approx([DISCOUNT * 1.0, 1.0])
+    tokenizer = server.policy.tokenizer
+    for row, turn in enumerate(gold):
+        n = int(trajectory["attention_mask"][row].sum())
+        mask = trajectory["loss_mask"][row, :n].bool()
+        output = trajectory["input_ids"][row, :n][mask].tolist()
+        assert output == tokenizer.encode(forced(turn), add_special_tokens=False) + [IM_END_ID]
+        assert (trajectory["logprobs"][row, :n][mask] < 0).all()
+        assert (trajectory["versions"][row, :n][mask] == 0).all()
+        prompt = tokenizer.decode(trajectory["input_ids"][row, :n][~mask].tolist())
+        assert "# Airline Agent Policy" in prompt and "update_reservation_flights" in prompt
+
+    # and what the trainer logs as rollout/reward (rl_trainer.py:1272, the rollout workers'
+    # export_stats: OpenAIProxyWorkflow's reward scalar, areal/experimental/openai/proxy/workflow.py)
+    assert stats["rollout/reward"] == 1.0 and stats["rollout/accepted"] == 1.0
+    assert "rollout/rejected" not in stats
+
+    # AReaL's own trajectory dump (rollout.dump_to_file) carries the same rewards
+    (dump,) = (areal_dir(Path(exp.cluster.fileroot), "logs", EXPERIMENT, TRIAL) / "rollout").glob("*/*.jsonl")
+    assert [json.loads(line)["reward"] for line in dump.read_text().splitlines()] == pytest.approx(
+        [DISCOUNT, 1.0]
+    )
