@@ -19,15 +19,15 @@ speaks SGLang's HTTP protocol (helpers/cpu_sglang.py), its completions forced to
 gold script (helpers/scripted_llm.py's Scripts: the gold tool call, then a reply that says the
 refund, 5244, that tau2's COMMUNICATE check wants), with the model's own teacher-forced
 log-probabilities; the user simulator is helpers/plain_user.py (opens, then ends the chat
-with ###STOP### at the agent's first reply). The tiny model is served with a context of
-16384 tokens (its config says 4096; rotary positions extend): the airline system prompt with
-its tool schemas is several thousand tokens.
+with ###STOP### at the agent's first reply). The tiny model is served with a context of 8192
+tokens (its config says 4096; rotary positions extend): the airline system prompt with its
+tool schemas makes the first agent prompt ~4.9k tokens.
 
 No trainer and no FSDP: the test calls what AReaL's rollout worker runs (`submit` with the
 proxy address, `wait`, `export_stats`) in its own process. turn_discount is 0.5, so AReaL's
 export (reward[i] += 0.5 * reward[i+1], areal/experimental/openai/cache.py:55-110) is seen.
 
-Runtime: ~1 min on 2 cores; memory: ~2.5 GB (this process plus the proxy's).
+Runtime: ~1.5 min on 2 cores; memory: ~3 GB (PSS of this process and the proxy's, summed).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-airline", "rollout0"
 SPLIT, TASK = "train", "11"  # one write (update_reservation_flights), one fact to say (5244)
 DISCOUNT = 0.5
-CONTEXT = 16384
+CONTEXT = 8192
 PROXY_MODULE = "areal.experimental.openai.proxy.proxy_rollout_server"
 ENGINE_CLASS = "areal.engine.sglang_remote.RemoteSGLangEngine"
 PROXY_DEADLINE_S = 180

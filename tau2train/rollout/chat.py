@@ -138,15 +138,19 @@ class Chat:
         if self.cancelled.is_set():
             coroutine.close()
             raise EpisodeCancelled("episode timed out")
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        except RuntimeError:  # the loop is closed: the run is ending (Ctrl-C, SIGTERM)
+            coroutine.close()
+            raise EpisodeCancelled("the run's event loop is closed") from None
         try:
             while True:
                 try:
                     return future.result(timeout=0.5)
                 except TimeoutError:
-                    if self.cancelled.is_set():
+                    if self.cancelled.is_set() or self.loop.is_closed():
                         future.cancel()
-                        raise EpisodeCancelled("episode timed out") from None
+                        raise EpisodeCancelled("episode timed out or the run is ending") from None
         except CancelledError:
             raise EpisodeCancelled("episode timed out") from None
 
