@@ -31,6 +31,17 @@ def llm():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def plain_user():
+    """A user simulator that needs no script (tests/helpers/plain_user.py), for AReaL's runs."""
+    from helpers.plain_user import PlainUserLLM
+
+    server = PlainUserLLM()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def slurm_root(tmp_path: Path) -> list[str]:
     return slurm_overrides(tmp_path)

@@ -44,7 +44,6 @@ import requests
 from helpers.areal_run import areal_dir
 from helpers.cli import wait_for
 from helpers.cpu_sglang import CPUSGLangServer
-from helpers.plain_user import PlainUserLLM
 from helpers.scripted_llm import Turn
 from helpers.tiny_qwen import IM_END_ID, tiny_qwen_dir
 
@@ -107,14 +106,6 @@ def post(url: str, payload: dict) -> dict:
     )
     assert response.status_code == 200, f"{url}: HTTP {response.status_code} {response.text[:2000]}"
     return response.json()
-
-
-@pytest.fixture
-def user_sim():
-    server = PlainUserLLM()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -197,14 +188,14 @@ def set_up_proxy(url: str, process, log: Path, ppo_config, server: CPUSGLangServ
     assert requests.get(f"{url}/health", timeout=5).json() == {"status": "ok", "initialized": True}
 
 
-def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_path, user_sim, proxy):
+def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_path, plain_user, proxy):
     from areal.engine.sglang_remote import RemoteSGLangEngine
 
     from tau2train.launch.train import WORKFLOW, ppo_config, workflow_kwargs
     from tau2train.records.layout import generated_dir
     from tau2train.rollout.episode import find_task
 
-    exp = experiment(tmp_path, user_sim.base_url + "/")
+    exp = experiment(tmp_path, plain_user.base_url + "/")
     config = ppo_config(exp)
     rollout = config.rollout
     # the settings a user gets from conf/config.yaml: the proxy serves the agent inline, with
@@ -215,7 +206,7 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
     assert rollout.agent.turn_discount == DISCOUNT and rollout.agent.export_style == "individual"
 
     task = find_task("airline", SPLIT, TASK)
-    gold = user_sim.scripts.agent_turns("gold", task, solo=False)
+    gold = plain_user.scripts.agent_turns("gold", task, solo=False)
     assert [t.calls[0][0] if t.calls else None for t in gold] == ["update_reservation_flights", None]
     assert "5244" in gold[-1].text
 

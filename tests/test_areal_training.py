@@ -52,7 +52,6 @@ from helpers.areal_run import (
     step_stats,
 )
 from helpers.cli import wait_for
-from helpers.plain_user import PlainUserLLM
 from helpers.tiny_qwen import tiny_qwen_dir
 
 # Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
@@ -161,21 +160,13 @@ def initial_model():
 
 
 @pytest.fixture(scope="module")
-def user_sim():
-    server = PlainUserLLM()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, user_sim):
+def run(tmp_path_factory, plain_user):
     """The first process, stopped with SIGTERM (to it alone, as `kill <pid>`, a job scheduler or
     systemd send it) during step KILL_AFTER_STEP + 1: once AReaL has logged step
     KILL_AFTER_STEP, and its rollout controller has counted every group the group filter
     judged, one more than the steps took at least."""
     root = tmp_path_factory.mktemp("areal")
-    args = train_args(root, tiny_qwen_dir(), user_sim.base_url + "/")
+    args = train_args(root, tiny_qwen_dir(), plain_user.base_url + "/")
     first = launch(args, root, "first")
     state = Run(root, args, first)
     done = f"Train step {KILL_AFTER_STEP}/"
