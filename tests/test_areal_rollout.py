@@ -193,6 +193,7 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
 
     from tau2train.launch.train import WORKFLOW, ppo_config, workflow_kwargs
     from tau2train.records.layout import generated_dir
+    from tau2train.rollout import fast_env
     from tau2train.rollout.episode import find_task
 
     exp = experiment(tmp_path, plain_user.base_url + "/")
@@ -236,6 +237,9 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
     finally:
         engine.destroy()
         server.stop()
+        # the workflow ran in this process and patched tau2's registry (econfig.fast_env);
+        # later tests in this process expect tau2's stock constructors
+        fast_env.uninstall(exp.econfig.domain)
 
     # the episode, as tau2train recorded it: tau2 scored the gold-forced episode 1
     (record,) = (generated_dir(exp.run_dir) / SPLIT / TASK).glob("*.json")
