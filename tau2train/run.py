@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
     except KeyboardInterrupt as stop:
-        # Ctrl-C or SIGTERM: what the run started has been stopped on the way here
+        # Ctrl-C or SIGTERM: what the run started has been stopped on the way here. Requests
+        # cut off mid-flight (httpx/anyio connects) leave coroutines that Python would report,
+        # at exit, after this message as "never awaited": noise, not news.
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
         terminated = isinstance(stop, Terminated)
         print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
