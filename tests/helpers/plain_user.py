@@ -14,9 +14,7 @@ Model names that do not start with "user" still reach the scripted agents.
 
 from __future__ import annotations
 
-import argparse
-import threading
-
+from helpers import scripted_llm
 from helpers.scripted_llm import STOP, ScriptedLLM, Turn
 
 OPENING = "Hello, I need some help with my tasks, please."
@@ -33,13 +31,7 @@ class PlainUserLLM(ScriptedLLM):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--host", default="127.0.0.1")
-    args, _ = parser.parse_known_args()
-    server = PlainUserLLM(port=args.port, host=args.host)
-    print(f"serving on {server.start()}", flush=True)
-    threading.Event().wait()
+    scripted_llm.main(PlainUserLLM, __doc__)
 
 
 if __name__ == "__main__":

@@ -251,13 +251,14 @@ class ScriptedLLM:
         }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(server_class: type[ScriptedLLM] = ScriptedLLM, doc: str = __doc__) -> None:
+    """Serve `server_class` in the foreground (`python -m helpers.<module> --port N`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
     # SGLang's other launch arguments (--model-path, --tp, ...) mean nothing here
     args, _ = parser.parse_known_args()
-    server = ScriptedLLM(port=args.port, host=args.host)
+    server = server_class(port=args.port, host=args.host)
     print(f"serving on {server.start()}", flush=True)
     threading.Event().wait()
 
