@@ -57,9 +57,19 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
     assert expected[2] < expected[1] < 1.0  # the odd episodes of writing tasks failed
     report = json.loads(results_file.with_name("metrics.json").read_text())
     assert report["pass_hat_k"] == pytest.approx({"1": expected[1], "2": expected[2]})
-    assert f"pass^1             {expected[1]:.4f}" in out
-    assert f"pass^2             {expected[2]:.4f}" in out
-    assert report["num_errors"] == 0
+    assert f"pass^1   {expected[1]:.4f}" in out
+    assert f"pass^2   {expected[2]:.4f}" in out
+    assert report["num_infra_failures"] == 0 and report["infra_failures_are"] == "excluded"
+    # pass@k by its definition (Chen et al.): at least one success among k of the n trials
+    at = {k: sum(1 - math.comb(2 - c, k) / math.comb(2, k) for c in successes.values()) / 20 for k in (1, 2)}
+    assert report["pass_at_k"] == pytest.approx({"1": at[1], "2": at[2]})
+    assert at[2] > at[1] == expected[1]
+    # standard error: sample std of the 20 task means over sqrt(20)
+    means = [c / 2 for c in successes.values()]
+    mu = sum(means) / 20
+    se = math.sqrt(sum((m - mu) ** 2 for m in means) / 19 / 20)
+    assert report["avg_reward"] == pytest.approx(mu) and report["avg_reward_se"] == pytest.approx(se)
+    assert f"average reward  {mu:.4f} ± {se:.4f}" in out
 
     # The report is in this job's offline wandb run (tracking=wandb, $WANDB_MODE=offline).
     [run_file] = results_file.parent.glob("wandb/offline-run-*/run-*.wandb")
@@ -73,6 +83,47 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in out + result.stderr
+
+
+@pytest.mark.parametrize("as_wrong", [False, True], ids=["excluded", "counted_as_wrong"])
+def test_endpoint_failures_mid_evaluation_are_left_out_and_listed(llm, tmp_path, as_wrong):
+    # "flaky" answers HTTP 500 throughout every task's second episode and plays gold otherwise:
+    # each of the 20 tasks has two trials solved and one lost to the endpoint.
+    llm.episodes.clear()  # episode numbers count from 0 again (the server is the module's)
+    result = run_cli(
+        *eval_args(llm, tmp_path / "exp", "eval.agent_model=flaky", "eval.num_trials=3",
+                   f"eval.count_failures_as_wrong={str(as_wrong).lower()}"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    [metrics_file] = (tmp_path / "exp").rglob("metrics.json")
+    report = json.loads(metrics_file.read_text())
+    assert report["num_episodes"] == 60 and report["num_infra_failures"] == 20
+    assert sorted(f["task_id"] for f in report["infra_failures"]) == sorted(set(f["task_id"] for f in report["infra_failures"]))
+    assert len(report["infra_failures"]) == 20
+    assert all("InternalServerError" in f["error"] for f in report["infra_failures"])
+    if as_wrong:
+        assert report["infra_failures_are"] == "counted as reward 0"
+        assert report["pass_hat_k"] == pytest.approx({"1": 2 / 3, "2": 1 / 3, "3": 0.0})
+        assert report["avg_reward"] == pytest.approx(2 / 3)
+        assert "20 of 60 episodes failed outside the agent and are counted as reward 0" in result.stdout
+    else:  # tau2-bench's way: the failures say nothing about the agent
+        assert report["infra_failures_are"] == "excluded"
+        assert report["num_scored_episodes"] == 40
+        assert report["pass_hat_k"] == {"1": 1.0, "2": 1.0, "3": None}
+        assert report["num_tasks_scored"] == {"1": 20, "2": 20, "3": 0}
+        assert report["avg_reward"] == 1.0
+        assert "20 of 60 episodes failed outside the agent and are excluded" in result.stdout
+        assert "pass^3   -" in result.stdout
+    assert "first: task " in result.stdout
+    # tau2's record keeps every episode; the failed ones are marked
+    from tau2.data_model.simulation import Results
+
+    results = Results.load(metrics_file.with_name("results.json"))
+    marked = [s for s in results.simulations if "infrastructure_error" in (s.reward_info.info or {})]
+    assert len(results.simulations) == 60
+    assert sorted((s.task_id, s.trial) for s in marked) == sorted(
+        (f["task_id"], f["trial"]) for f in report["infra_failures"])
 
 
 def test_an_unreachable_agent_endpoint_stops_before_anything_is_written(tmp_path):

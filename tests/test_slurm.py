@@ -106,7 +106,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
         assert record["slurm_job_id"] in ids and record["trial_name"] == run_dir.name
         [metrics] = run_dir.glob("eval/*/metrics.json")
         report = json.loads(metrics.read_text())
-        assert report["num_tasks"] == 20 and report["num_errors"] == 0
+        assert report["num_tasks"] == 20 and report["num_infra_failures"] == 0
         assert (report["avg_reward"] == 1.0) == (agent == "gold")
         [wandb_run] = metrics.parent.glob("wandb/offline-run-*")
         assert any(wandb_run.glob("*.wandb"))

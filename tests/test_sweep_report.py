@@ -148,7 +148,8 @@ def test_eval_sweep_reports_the_newest_finished_evaluation(tmp_path: Path):
                 "domain": "airline", "split": split, "agent_model": "Qwen/Qwen3-8B",
                 "num_tasks": 20, "num_trials": 4, "reward_basis": "each task's own reward basis",
                 "avg_reward": avg, "pass_hat_k": {"1": avg - 0.05, "2": avg - 0.1},
-                "num_errors": 1 if trial == "a" else 0, "errors": ["task 3 trial 0: TimeoutError"],
+                "num_infra_failures": 1 if trial == "a" else 0,
+                "infra_failures": [{"task_id": "3", "trial": 0, "error": "TimeoutError"}],
             }))
         (run / "eval" / f"airline-{split}-Qwen_Qwen3-8B-20250103-090000").mkdir()  # still running
 

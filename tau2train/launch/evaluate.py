@@ -30,10 +30,13 @@ from tau2train.records.layout import (
     eval_root,
     generated_dir,
 )
+from tau2train.reports.metrics import EXCLUDED, Outcome, summarize
 from tau2train.schemas import ExperimentConfig
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
+# Marks an infrastructure failure in its simulation's reward_info.info (results.json).
+INFRA_ERROR_KEY = "infrastructure_error"
 # Orchestrator's default; recorded in tau2's results header.
 TAU2_MAX_ERRORS = 10
 
@@ -100,10 +103,7 @@ def run_eval(exp: ExperimentConfig) -> Path:
     """Evaluate, print the report, and return the results directory."""
     check_endpoints(exp)
     out = new_eval_dir(exp)
-    results, errors = asyncio.run(_evaluate(exp, out))
-    from tau2.metrics.agent_metrics import compute_metrics
-
-    metrics = compute_metrics(results)
+    results, outcomes, agent_errors = asyncio.run(_evaluate(exp, out))
     write_atomic(out / RESULTS_NAME, results.model_dump_json(indent=2))
     report = {
         "domain": exp.econfig.domain,
@@ -112,10 +112,8 @@ def run_eval(exp: ExperimentConfig) -> Path:
         "num_tasks": len(results.tasks),
         "num_trials": exp.eval.num_trials,
         "reward_basis": basis_label(exp.eval.reward_basis),
-        "avg_reward": metrics.avg_reward,
-        "pass_hat_k": {str(k): v for k, v in metrics.pass_hat_ks.items()},
-        "num_errors": len(errors),
-        "errors": errors,
+        **summarize(outcomes, exp.eval.num_trials, exp.eval.count_failures_as_wrong),
+        "agent_errors": agent_errors,
     }
     write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
     track(exp, report, out)
@@ -135,25 +133,54 @@ def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
         project=t.project, entity=t.entity, group=t.group, name=exp.trial_name, tags=t.tags,
         notes=t.notes, mode=t.mode, job_type="eval", dir=str(out), config=config,
     )
-    scalars = {"avg_reward": report["avg_reward"], "num_errors": report["num_errors"]}
+    scalars = {
+        "avg_reward": report["avg_reward"],
+        "avg_reward_se": report["avg_reward_se"],
+        "num_infra_failures": report["num_infra_failures"],
+    }
     scalars.update({f"pass^{k}": v for k, v in report["pass_hat_k"].items()})
+    scalars.update({f"pass@{k}": v for k, v in report["pass_at_k"].items()})
     run.log(scalars)
-    run.summary.update({**scalars, "reward_basis": report["reward_basis"]})
+    run.summary.update(
+        {**scalars, "reward_basis": report["reward_basis"],
+         "infra_failures_are": report["infra_failures_are"]}
+    )
     run.finish()
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def render_report(report: dict, out: Path) -> str:
+    se = report["avg_reward_se"]
     lines = [
         f"τ² evaluation: {report['domain']}/{report['split']}, {report['num_tasks']} tasks x "
         f"{report['num_trials']} trials, agent {report['agent_model']}",
         f"scored on: {report['reward_basis']}",
-        f"  average reward  {report['avg_reward']:.4f}",
+        f"  average reward  {_number(report['avg_reward'])}"
+        + ("" if se is None else f" ± {se:.4f} (standard error, tasks as clusters)"),
     ]
-    lines += [f"  pass^{k:<12}  {v:.4f}" for k, v in report["pass_hat_k"].items()]
-    if report["num_errors"]:
+    for k, value in report["pass_hat_k"].items():
+        lines.append(f"  pass^{k:<3} {_number(value)}   pass@{k:<3} {_number(report['pass_at_k'][k])}")
+    failures = report["num_infra_failures"]
+    if failures:
+        first = report["infra_failures"][0]
+        how = (
+            "excluded from these numbers (eval.count_failures_as_wrong=true scores them 0)"
+            if report["infra_failures_are"] == EXCLUDED
+            else "counted as reward 0 (eval.count_failures_as_wrong=true)"
+        )
         lines.append(
-            f"  {report['num_errors']} episode(s) failed and count as reward 0; "
-            f"first: {report['errors'][0]}"
+            f"  {failures} of {report['num_episodes']} episodes failed outside the agent and are "
+            f"{how}; first: task {first['task_id']} trial {first['trial']}: {first['error']}"
+        )
+    else:
+        lines.append("  no episode failed outside the agent")
+    if report["agent_errors"]:
+        lines.append(
+            f"  {len(report['agent_errors'])} episode(s) ended on the agent's own error and are "
+            f"scored; first: {report['agent_errors'][0]}"
         )
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
     return "\n".join(lines)
@@ -191,22 +218,25 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
     task_ids = [task.id for task in tasks]
     jobs = [(task_id, trial) for trial in range(ev.num_trials) for task_id in task_ids]
     gate = asyncio.Semaphore(ev.max_concurrency)
-    errors: list[str] = []
+    outcomes: list[Outcome] = []
+    agent_errors: list[str] = []  # the agent's own faults (tau2 refused its output): scored
     bar = tqdm(total=len(jobs), desc=f"{env.domain}/{ev.split}", unit="episode")
 
     async def one(task_id: str, trial: int) -> SimulationRun:
         async with gate:
             started = get_now()
+            infra_error = None
             try:
                 episode = await workflow.play(
                     {"task_id": task_id, "split": ev.split}, ev.agent_base_url, api_key
                 )
                 simulation = episode.simulation
-                if episode.info.error:
-                    errors.append(f"task {task_id} trial {trial}: {episode.info.error}")
-            except Exception as e:  # agent endpoint failure or timeout: a failed episode
-                message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-                errors.append(f"task {task_id} trial {trial}: {message}")
+                if episode.discard_reason:  # user simulator down, evaluator raised
+                    infra_error = episode.discard_reason
+                elif episode.info.error:
+                    agent_errors.append(f"task {task_id} trial {trial}: {episode.info.error}")
+            except Exception as e:  # the agent endpoint failed, or the episode timed out
+                infra_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 simulation = SimulationRun(
                     id=str(uuid.uuid4()),
                     task_id=task_id,
@@ -214,10 +244,18 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
                     end_time=get_now(),
                     duration=0.0,
                     termination_reason=TerminationReason.AGENT_ERROR,
-                    reward_info=RewardInfo(reward=0.0, info={"error": message}),
+                    reward_info=RewardInfo(reward=0.0),
                     messages=[],
                 )
+            if infra_error is not None:
+                # tau2's record keeps the episode, marked; the metrics leave it out (or score 0)
+                reward_info = simulation.reward_info or RewardInfo(reward=0.0)
+                reward_info.info = {**(reward_info.info or {}), INFRA_ERROR_KEY: infra_error}
+                simulation.reward_info = reward_info
             simulation.trial = trial
+            outcomes.append(
+                Outcome(task_id, trial, float(simulation.reward_info.reward), infra_error)
+            )
             bar.update()
             return simulation
 
@@ -243,4 +281,5 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
         ),
         environment_info=environment.get_info(),
     )
-    return Results(info=info, tasks=tasks, simulations=list(simulations)), errors
+    results = Results(info=info, tasks=tasks, simulations=list(simulations))
+    return results, sorted(outcomes, key=lambda o: (o.trial, task_ids.index(o.task_id))), agent_errors

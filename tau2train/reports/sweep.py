@@ -141,8 +141,8 @@ def eval_results(row: Row) -> None:
     newest = max(done, key=lambda d: (m.group() if (m := STAMP.search(d.name)) else "", d.name))
     metrics = read_json(newest / METRICS_NAME) or {}
     row.episodes = f"{metrics.get('num_tasks', '?')}x{metrics.get('num_trials', '?')}"
-    if metrics.get("num_errors"):
-        row.episodes += f" ({metrics['num_errors']} err)"
+    if metrics.get("num_infra_failures"):
+        row.episodes += f" ({metrics['num_infra_failures']} err)"
     row.mean = metrics.get("avg_reward")
     row.final = (metrics.get("pass_hat_k") or {}).get("1")
 

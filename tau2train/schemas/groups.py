@@ -193,7 +193,19 @@ class EvalSpec:
         metadata={"help": "Sampling arguments for the agent, e.g. {temperature: 0.0}."},
     )
     episode_timeout: float = field(
-        default=600.0, metadata={"range": POSITIVE, "help": "Seconds one episode may take before it is failed."}
+        default=600.0,
+        metadata={
+            "range": POSITIVE,
+            "help": "Seconds one episode may take; a slower one is an infrastructure failure.",
+        },
+    )
+    count_failures_as_wrong: bool = field(
+        default=False,
+        metadata={
+            "help": "Episodes that failed outside the agent (user simulator or agent endpoint "
+            "erroring, timeouts, evaluator errors) are left out of the metrics and listed apart, "
+            "as τ²-bench does; true scores them 0 instead. The report says which."
+        },
     )
 
 

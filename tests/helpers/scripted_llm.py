@@ -42,7 +42,11 @@ DOMAINS = ("airline", "retail", "mock")
 # Agent scripts: the model name the agent is configured with.
 # "alternate" plays gold in a task's even-numbered episodes and wrong in the odd ones, so
 # repeated trials disagree and pass^k falls with k.
-AGENT_SCRIPTS = ("gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken")
+# "flaky" plays gold in even-numbered episodes and answers HTTP 500 (an endpoint failure, not
+# a wrong answer) throughout the odd ones.
+AGENT_SCRIPTS = (
+    "gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken", "flaky",
+)
 # How long the "slow" agent takes to answer (tests give episodes a shorter timeout).
 SLOW_SECONDS = 30.0
 
@@ -51,6 +55,10 @@ def _all_tasks():
     for domain in DOMAINS:
         for task in registry.get_tasks_loader(domain)(None):
             yield domain, task
+
+
+class EndpointDown(Exception):
+    """The scripted endpoint fails this request (HTTP 500)."""
 
 
 @dataclass
@@ -184,6 +192,8 @@ class ScriptedLLM:
                 turn = self._user_turn(body["messages"])
             else:
                 turn = self._agent_turn(model, body["messages"])
+        except EndpointDown:
+            return web.json_response({"error": {"message": "scripted failure"}}, status=500)
         except LookupError as e:  # a task the script cannot tell apart: say so, loudly
             return web.json_response({"error": {"message": f"no script: {e}"}}, status=400)
         return web.json_response(self._completion(model, turn))
@@ -218,6 +228,10 @@ class ScriptedLLM:
             task = self.scripts.by_id[(domain, task_id)]
         if script == "alternate":
             script = "gold" if int(episode) % 2 == 0 else "wrong"
+        elif script == "flaky":
+            if int(episode) % 2:
+                raise EndpointDown
+            script = "gold"
         said = [m for m in messages if m["role"] == "assistant"]
         done = len(said) - (0 if solo else 1)  # the orchestrator's greeting is not ours
         turns = self.scripts.agent_turns("gold" if script == "slow" else script, task, solo)
