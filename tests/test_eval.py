@@ -89,7 +89,7 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
 def test_endpoint_failures_mid_evaluation_are_left_out_and_listed(llm, tmp_path, as_wrong):
     # "flaky" answers HTTP 500 throughout every task's second episode and plays gold otherwise:
     # each of the 20 tasks has two trials solved and one lost to the endpoint.
-    llm.episodes.clear()  # episode numbers count from 0 again (the server is the module's)
+    llm.episodes.clear()  # episode numbers count from 0 again (the server is the session's)
     result = run_cli(
         *eval_args(llm, tmp_path / "exp", "eval.agent_model=flaky", "eval.num_trials=3",
                    f"eval.count_failures_as_wrong={str(as_wrong).lower()}"),

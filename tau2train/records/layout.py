@@ -6,7 +6,8 @@
     generated/<split>/<task>/*.json     one RunInfo per training or validation episode (+ .txt)
     eval/<domain>-<split>-<model>-<time>/
         results.json                    mode=eval's episodes in tau2's Results format
-        metrics.json                    pass^k and average reward
+        metrics.json                    pass^k, pass@k, average reward ± SE, failures, task set
+        submission.json                 that domain's τ²-bench leaderboard entry (tau2train-submission merges)
         generated/...                   those episodes' RunInfo files
 """
 
@@ -21,6 +22,7 @@ GENERATED_DIR = "generated"
 EVAL_DIR = "eval"
 RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.json"
+SUBMISSION_NAME = "submission.json"
 
 
 def path_safe(name: str) -> str:

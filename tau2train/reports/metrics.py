@@ -22,8 +22,6 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from tau2.metrics.agent_metrics import is_successful, pass_hat_k
-
 EXCLUDED = "excluded"
 COUNTED_AS_WRONG = "counted as reward 0"
 
@@ -48,6 +46,8 @@ def pass_at_k(num_trials: int, success_count: int, k: int) -> float:
 
 def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = False) -> dict:
     """metrics.json's numbers: keys are JSON-ready (k as a string)."""
+    from tau2.metrics.agent_metrics import is_successful, pass_hat_k  # pandas: only when scoring
+
     failures = [o for o in outcomes if o.infra_error is not None]
     scored = [
         Outcome(o.task_id, o.trial, 0.0) if o.infra_error is not None else o

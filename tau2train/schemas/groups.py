@@ -207,6 +207,20 @@ class EvalSpec:
             "as τ²-bench does; true scores them 0 instead. The report says which."
         },
     )
+    submission_type: str = field(
+        default="custom",
+        metadata={
+            "help": "submission.json's leaderboard category: custom for any model trained on τ² "
+            "domains (the leaderboard's rule), standard for a base model.",
+            "choices": ["custom", "standard"],
+        },
+    )
+    model_organization: str | None = field(
+        default=None, metadata={"help": "submission.json: the organisation that made the model."}
+    )
+    submitting_organization: str | None = field(
+        default=None, metadata={"help": "submission.json: the organisation submitting the results."}
+    )
 
 
 @dataclass
