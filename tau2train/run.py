@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from tau2train.config.compose import CONFIG_MODULE, CONFIG_NAME
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.registry import register
+from tau2train.launch.evaluate import EvalServerFailed
 from tau2train.launch.local import Terminated, run_here, sigterm_unwinds
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
@@ -28,6 +29,8 @@ from tau2train.launch.sweeps import (
     run_hydra_sweep,
 )
 
+# Exit status when a server the run started (an evaluated checkpoint's) failed.
+SERVER_FAILED_EXIT_CODE = 1
 # Flags that make Hydra print something instead of running the job (--resolve and
 # --package only modify --cfg/--help and travel with them).
 HYDRA_VERBS = (
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
+    except EvalServerFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:
         # Ctrl-C or SIGTERM: what the run started has been stopped on the way here. Requests
         # cut off mid-flight (httpx/anyio connects) leave coroutines that Python would report,

@@ -24,7 +24,7 @@ ALLOWED = {
     "config": {"config", "schemas", "records"},
     "rollout": {"rollout", "schemas", "records"},
     "reports": {"reports", "records"},
-    "launch": {"launch", "config", "rollout", "reports", "records", "schemas"},
+    "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim"},
     "user_sim": {"user_sim", "config", "records", "schemas"},
     "run": {"launch", "config"},
 }

@@ -36,6 +36,14 @@ GROUP_SCHEMAS = {
     "user_sim": UserSimSpec,
 }
 TAU2_DATA_DIR_RESOLVER = "tau2train.tau2_data_dir"
+EVAL_JOB_GPUS_RESOLVER = "tau2train.eval_job_gpus"
+
+
+def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpus: int) -> int | None:
+    """GPUs the Slurm job asks for: a checkpoint evaluation serves its model inside the job;
+    the training controller and endpoint evaluations need none."""
+    serving = mode == "eval" and (checkpoint is not None or checkpoint_step is not None)
+    return server_gpus if serving else None
 
 
 def register() -> None:
@@ -49,3 +57,5 @@ def register() -> None:
     OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
     # ${tau2train.tau2_data_dir:}: the installed tau2's data, for Slurm jobs and their workers.
     OmegaConf.register_new_resolver(TAU2_DATA_DIR_RESOLVER, tau2_data_dir, replace=True)
+    # the Slurm job's GPUs: eval.server.gpus when mode=eval serves a checkpoint, else none
+    OmegaConf.register_new_resolver(EVAL_JOB_GPUS_RESOLVER, eval_job_gpus, replace=True)

@@ -16,6 +16,7 @@ from tau2train.config.compose import Composed, group_options, load_choice
 from tau2train.config.declared import check_declared
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
+from tau2train.config.servers import check_server, served_checkpoint
 from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
@@ -268,14 +269,20 @@ def check_reward_basis(exp: ExperimentConfig) -> None:
 
 
 def check_eval(exp: ExperimentConfig) -> None:
+    """An endpoint to score, or a checkpoint that exists to serve."""
+    if served_checkpoint(exp) is not None:
+        check_server(exp.eval.server, "eval.server")
+        return
     url = exp.eval.agent_base_url
     if not url or not url.startswith(("http://", "https://")):
         raise ConfigError(
             "eval.agent_base_url",
             url,
-            "mode=eval needs the agent endpoint to evaluate" if not url else "is not an http(s) URL",
+            "mode=eval needs the agent endpoint (or a checkpoint) to evaluate" if not url
+            else "is not an http(s) URL",
             valid="the base URL of an OpenAI-compatible server, e.g. http://host:30000/v1",
-            fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY)",
+            fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY), "
+            "or eval.checkpoint_step=latest to serve this run's newest checkpoint",
         )
 
 

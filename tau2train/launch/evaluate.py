@@ -23,8 +23,11 @@ import httpx
 from tqdm import tqdm
 
 from tau2train.config.errors import ConfigError
+from tau2train.config.servers import ServedCheckpoint, served_checkpoint, server_command
+from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import (
+    EVAL_DIR,
     METRICS_NAME,
     RESULTS_NAME,
     SUBMISSION_NAME,
@@ -35,11 +38,14 @@ from tau2train.records.layout import (
 from tau2train.reports.leaderboard import render_comparison, submission, task_set_label
 from tau2train.reports.metrics import EXCLUDED
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
+from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
 # Marks an infrastructure failure in its simulation's reward_info.info (results.json).
 INFRA_ERROR_KEY = "infrastructure_error"
+# The checkpoint server's log, in the evaluation's directory.
+SERVER_LOG_NAME = "server.log"
 # Orchestrator's default; recorded in tau2's results header.
 TAU2_MAX_ERRORS = 10
 
@@ -66,7 +72,7 @@ def check_reachable(key: str, url: str) -> None:
 def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
     """(key, URL) of the servers the run's episodes talk to."""
     needed = []
-    if exp.mode == "eval":
+    if exp.mode == "eval" and served_checkpoint(exp) is None:  # a served checkpoint starts later
         needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
     if not exp.econfig.solo_mode:
         needed.append(("econfig.user_llm_base_url", exp.econfig.user_llm_base_url))
@@ -84,12 +90,21 @@ def new_eval_dir(exp: ExperimentConfig) -> Path:
     return eval_dir(exp.run_dir, exp.econfig.domain, exp.eval.split, exp.eval.agent_model, stamp)
 
 
+def describe_agent(exp: ExperimentConfig) -> str:
+    ev, served = exp.eval, served_checkpoint(exp)
+    if served is None:
+        return f"{ev.agent_model} at {ev.agent_base_url} (API key from ${AGENT_API_KEY_ENV})"
+    step = "" if served.step is None else f" (step {served.step}{', the base model' if served.step == BASE_STEP else ''})"
+    return (f"{served.name}: {served.path}{step}, served by {ev.server.server_module} on "
+            f"{ev.server.host}:{ev.server.port} with {ev.server.gpus} GPU(s) while it runs")
+
+
 def render_eval_plan(exp: ExperimentConfig) -> str:
     ev = exp.eval
     return "\n".join(
         [
             "τ² evaluation plan (mode=eval, dry run: nothing started)",
-            f"  agent       {ev.agent_model} at {ev.agent_base_url} (API key from ${AGENT_API_KEY_ENV})",
+            f"  agent       {describe_agent(exp)}",
             f"  tasks       {exp.econfig.domain}/{ev.split}, {ev.num_trials} trials each, "
             f"{ev.max_concurrency} at a time",
             "  user        " + (
@@ -103,12 +118,40 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
 
 
 def run_eval(exp: ExperimentConfig) -> Path:
-    """Evaluate, print the report, and return the results directory."""
+    """Evaluate (serving the checkpoint first, when one is named), print the report, and
+    return the results directory."""
+    check_endpoints(exp)
+    served = served_checkpoint(exp)
+    if served is None:
+        return _score(exp, None)
+    exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, agent_model=served.name))
+    out = new_eval_dir(exp)
+    spec = exp.eval.server
+    command = server_command(spec, served.path, served.name, "eval.server")
+    server = LocalServer.start(command, out / SERVER_LOG_NAME)
+    print(f"serving {served.path} as '{served.name}' (pid {server.process.pid}); log: {server.log}", flush=True)
+    try:
+        url = wait_healthy(server, spec.port, spec.startup_timeout_s, "checkpoint", "eval.server.startup_timeout_s")
+        # the agent talks to the server on this machine (it listens on eval.server.host)
+        base = url.replace("127.0.0.1", spec.host if spec.host != "0.0.0.0" else "127.0.0.1")
+        exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, agent_base_url=base))
+        return _score(exp, served, out)
+    except ServerFailed as error:
+        raise EvalServerFailed(str(error)) from None
+    finally:
+        server.stop()
+        print(f"stopped the checkpoint server (pid {server.process.pid})", flush=True)
+
+
+class EvalServerFailed(Exception):
+    """The checkpoint's server died or never answered; the message names its log."""
+
+
+def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | None = None) -> Path:
     from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
     from tau2train.rollout.episode import split_tasks
 
-    check_endpoints(exp)
-    out = new_eval_dir(exp)
+    out = out or new_eval_dir(exp)
     results, outcomes, agent_errors = asyncio.run(_evaluate(exp, out))
     write_atomic(out / RESULTS_NAME, results.model_dump_json(indent=2))
     ev, env = exp.eval, exp.econfig
@@ -128,6 +171,7 @@ def run_eval(exp: ExperimentConfig) -> Path:
         "task_set": task_set(env.domain),
         # tau2train's agent prompt is tau2's, plus a `think` tool when asked for
         "modified_prompts": env.add_thinking_tool,
+        "checkpoint": None if served is None else {"path": served.path, "step": served.step},
         "leaderboard": {
             "model_name": ev.agent_model,
             "model_organization": ev.model_organization,
@@ -139,7 +183,7 @@ def run_eval(exp: ExperimentConfig) -> Path:
     write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
     write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
     track(exp, report, out)
-    print(render_report(report, out))
+    print(render_report(report, out, base_model_report(exp, report)))
     return out
 
 
@@ -183,7 +227,26 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def render_report(report: dict, out: Path) -> str:
+def base_model_report(exp: ExperimentConfig, report: dict) -> dict | None:
+    """The newest evaluation of the base model (checkpoint step 0) on the same domain and split
+    among this experiment's runs (a sweep over steps puts each step in its own trial), to set
+    beside a trained checkpoint's."""
+    step = (report["checkpoint"] or {}).get("step")
+    if step in (None, BASE_STEP):
+        return None
+    found = []
+    for path in Path(exp.run_dir).parent.glob(f"*/{EVAL_DIR}/*/{METRICS_NAME}"):
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if ((other.get("checkpoint") or {}).get("step") == BASE_STEP
+                and (other.get("domain"), other.get("split")) == (report["domain"], report["split"])):
+            found.append((path.parent.name[-15:], other))
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
+def render_report(report: dict, out: Path, base: dict | None = None) -> str:
     se = report["avg_reward_se"]
     lines = [
         f"τ² evaluation: {report['domain']}/{report['split']}, {report['num_tasks']} tasks x "
@@ -213,7 +276,7 @@ def render_report(report: dict, out: Path) -> str:
             f"  {len(report['agent_errors'])} episode(s) ended on the agent's own error and are "
             f"scored; first: {report['agent_errors'][0]}"
         )
-    lines += render_comparison([report])
+    lines += render_comparison([report], {base["domain"]: base} if base else None)
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
     lines.append(
         f"leaderboard entry ({report['leaderboard']['submission_type']}): {out / SUBMISSION_NAME}; "

@@ -27,9 +27,11 @@ from tau2train.schemas.groups import (
     TRAINING_BACKENDS,
     AllocationSpec,
     DomainSpec,
+    EvalServerSpec,
     EvalSpec,
     ModelSpec,
     QueueSpec,
+    ServerSpec,
     SlurmSpec,
     TrackingSpec,
     TrainerSpec,
@@ -41,7 +43,7 @@ from tau2train.schemas.run_info import RunInfo
 __all__ = [
     "ALL_TASKS", "AREAL_DEFAULT_ADMIN_KEY", "CHOICES", "HELP", "INFERENCE_BACKENDS", "INHERITED_RANGES", "RANGE",
     "REWARD_TYPES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS", "AllocationSpec", "DomainSpec",
-    "EnvConfig", "EvalSpec", "ExperimentConfig", "GroupFilterConfig", "ModelSpec", "PPOConfig",
-    "QueueSpec", "Range", "RunInfo", "SlurmSpec", "TrackingSpec", "TrainerSpec",
+    "EnvConfig", "EvalServerSpec", "EvalSpec", "ExperimentConfig", "GroupFilterConfig", "ModelSpec", "PPOConfig",
+    "QueueSpec", "Range", "RunInfo", "ServerSpec", "SlurmSpec", "TrackingSpec", "TrainerSpec",
     "UserSimSlurmSpec", "UserSimSpec",
 ]

@@ -159,6 +159,72 @@ class SlurmSpec(QueueSpec):
 
 
 @dataclass
+class ServerSpec:
+    """An SGLang server tau2train starts itself: its program, parallelism and address."""
+
+    tp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Tensor-parallel size (GPUs per model replica)."})
+    dp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Data-parallel size (model replicas)."})
+    gpus: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "GPUs the server uses; must equal tp x dp."})
+    host: str = field(
+        default="0.0.0.0", metadata={"help": "Address the server listens on (0.0.0.0: every interface)."}
+    )
+    port: int = field(default=8000, metadata={"range": PORT, "help": "Port the server listens on."})
+    tool_call_parser: str = field(
+        default="qwen25", metadata={"help": "SGLang --tool-call-parser for the model's tool calls."}
+    )
+    chat_template: str | None = field(
+        default="qwen_nonthinking.jinja",
+        metadata={
+            "help": "SGLang --chat-template: a file name shipped in tau2train/chat_templates, "
+            "or a path to your own; null = the model's own template."
+        },
+    )
+    extra_args: list[str] = field(
+        default_factory=list,
+        metadata={"help": "More server arguments, e.g. [--mem-fraction-static, '0.85']."},
+    )
+    server_module: str = field(
+        default="sglang.launch_server",
+        metadata={"help": "Python module run as the server (`python -m <this> ...`)."},
+    )
+    python: str | None = field(
+        default=None,
+        metadata={
+            "help": "Python interpreter that has the server installed; null = the one running "
+            "tau2train."
+        },
+    )
+    startup_timeout_s: float = field(
+        default=3600.0,
+        metadata={
+            "range": POSITIVE,
+            "help": "Seconds to wait (Slurm queue + weight loading) for GET /health to answer "
+            "before the server is stopped and the launch fails."
+        },
+    )
+
+
+@dataclass
+class EvalServerSpec(ServerSpec):
+    """The SGLang server `mode=eval` starts for `eval.checkpoint` / `eval.checkpoint_step`, on
+    the machine the evaluation runs on (cluster=slurm: inside its job), stopped when it ends."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the server listens on."})
+    port: int = field(default=30000, metadata={"range": PORT, "help": "Port the server listens on."})
+    chat_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "SGLang --chat-template; null (default) = the checkpoint's own template, "
+            "the one training rendered prompts with."
+        },
+    )
+    startup_timeout_s: float = field(
+        default=1800.0,
+        metadata={"range": POSITIVE, "help": "Seconds weight loading may take before GET /health answers."},
+    )
+
+
+@dataclass
 class EvalSpec:
     """`mode=eval`: score any OpenAI-compatible endpoint on a τ² task split."""
 
@@ -206,6 +272,28 @@ class EvalSpec:
             "erroring, timeouts, evaluator errors) are left out of the metrics and listed apart, "
             "as τ²-bench does; true scores them 0 instead. The report says which."
         },
+    )
+    checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate a checkpoint instead of an endpoint: a training run's directory "
+            "(<fileroot>/<experiment>/<trial>) or its AReaL checkpoint folder "
+            "(<fileroot>/checkpoints/<user>/<experiment>/<trial>), whose step "
+            "eval.checkpoint_step picks (default latest), or a Hugging Face model folder. "
+            "tau2train serves it (eval.server) for the evaluation and stops the server afterwards."
+        },
+    )
+    checkpoint_step: str | None = field(
+        default=None,
+        metadata={
+            "help": "latest, or a global step: which AReaL checkpoint to evaluate; with "
+            "eval.checkpoint null, this run's own (experiment_name/trial_name/cluster.fileroot). "
+            "0 = the base model (actor.path)."
+        },
+    )
+    server: EvalServerSpec = field(
+        default_factory=EvalServerSpec,
+        metadata={"help": "The server that serves eval.checkpoint (SGLang by default)."},
     )
     submission_type: str = field(
         default="custom",
@@ -266,7 +354,7 @@ class UserSimSlurmSpec(QueueSpec):
 
 
 @dataclass
-class UserSimSpec:
+class UserSimSpec(ServerSpec):
     """The SGLang server the τ² user simulator talks to (user_sim group), started by
     `tau2train-user-sim`; training and eval jobs find it through its record."""
 
@@ -278,46 +366,6 @@ class UserSimSpec:
         metadata={
             "help": "Model name the server answers to; econfig.user_llm is openai/<this> and "
             "the record is named after it."
-        },
-    )
-    tp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Tensor-parallel size (GPUs per model replica)."})
-    dp: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "Data-parallel size (model replicas)."})
-    gpus: int = field(default=1, metadata={"range": AT_LEAST_ONE, "help": "GPUs the server uses; must equal tp x dp."})
-    host: str = field(
-        default="0.0.0.0", metadata={"help": "Address the server listens on (0.0.0.0: every interface)."}
-    )
-    port: int = field(default=8000, metadata={"range": PORT, "help": "Port the server listens on."})
-    tool_call_parser: str = field(
-        default="qwen25", metadata={"help": "SGLang --tool-call-parser for the model's tool calls."}
-    )
-    chat_template: str = field(
-        default="qwen_nonthinking.jinja",
-        metadata={
-            "help": "SGLang --chat-template: a file name shipped in tau2train/chat_templates, "
-            "or a path to your own."
-        },
-    )
-    extra_args: list[str] = field(
-        default_factory=list,
-        metadata={"help": "More server arguments, e.g. [--mem-fraction-static, '0.85']."},
-    )
-    server_module: str = field(
-        default="sglang.launch_server",
-        metadata={"help": "Python module run as the server (`python -m <this> ...`)."},
-    )
-    python: str | None = field(
-        default=None,
-        metadata={
-            "help": "Python interpreter that has the server installed; null = the one running "
-            "serve_user_sim."
-        },
-    )
-    startup_timeout_s: float = field(
-        default=3600.0,
-        metadata={
-            "range": POSITIVE,
-            "help": "Seconds to wait (Slurm queue + weight loading) for GET /health to answer "
-            "before the server is stopped and the launch fails."
         },
     )
     record_file: str = field(

@@ -155,16 +155,20 @@ def healthy(url: str) -> bool:
         return False
 
 
-def wait_healthy(server: LocalServer | SlurmServer, port: int, timeout_s: float) -> str:
+def wait_healthy(
+    server: LocalServer | SlurmServer, port: int, timeout_s: float,
+    name: str = "user-sim", timeout_key: str = "user_sim.startup_timeout_s",
+) -> str:
     """Poll the server's GET /health until it answers 200 (returns the OpenAI base URL),
-    it dies, or `timeout_s` passes (then it is stopped). Both failures raise ServerFailed."""
+    it dies, or `timeout_s` passes (then it is stopped). Both failures raise ServerFailed;
+    the messages call it "the <name> server" and name the `timeout_key` to raise."""
     deadline = time.monotonic() + timeout_s
     while True:
         why = server.gone()
         if why:
             tail = log_tail(server.logs)
             raise ServerFailed(
-                f"the user-sim server {why} before answering GET /health; {describe_logs(server.logs)}"
+                f"the {name} server {why} before answering GET /health; {describe_logs(server.logs)}"
                 + (f"\n{tail}" if tail else "")
             )
         host = server.host()
@@ -175,8 +179,8 @@ def wait_healthy(server: LocalServer | SlurmServer, port: int, timeout_s: float)
             server.stop()
             where = f"http://{host}:{port}/health" if host else "GET /health"
             raise ServerFailed(
-                f"the user-sim server did not answer {where} within {timeout_s:g} s ({status}); "
+                f"the {name} server did not answer {where} within {timeout_s:g} s ({status}); "
                 f"it was stopped; {describe_logs(server.logs)}. If it only needs longer (queue wait, "
-                "weight loading), raise user_sim.startup_timeout_s"
+                f"weight loading), raise {timeout_key}"
             )
         time.sleep(POLL_S)

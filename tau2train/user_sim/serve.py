@@ -17,7 +17,6 @@ lands where the training and eval jobs of that config look for it:
 
 from __future__ import annotations
 
-import importlib.resources
 import shlex
 import signal
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from tau2train.config.compose import compose
 from tau2train.config.declared import check_declared
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
+from tau2train.config.servers import check_server, server_command
 from tau2train.config.validate import PLACEHOLDER_PREFIX, check_no_secrets
 from tau2train.records.user_sim import read_record, remove_record, write_record
 from tau2train.schemas import ExperimentConfig, UserSimSpec
@@ -39,51 +39,9 @@ from tau2train.user_sim.launch import (
     wait_healthy,
 )
 
-# Chat templates shipped inside the tau2train package (package data).
-CHAT_TEMPLATES_DIR = "chat_templates"
 # Exit status of a server that failed to start or is already running (bad input is 2).
 SERVER_FAILED_EXIT_CODE = 1
 USAGE = "usage: tau2train-user-sim (or python -m tau2train.user_sim) [user_sim=<choice>] [cluster=local|slurm] [key=value ...]"
-
-
-def shipped_templates() -> list[str]:
-    return sorted(p.name for p in _templates_folder().iterdir() if p.name.endswith(".jinja"))
-
-
-def _templates_folder() -> Path:
-    """tau2train/chat_templates: package data (pyproject.toml), shared by every layer."""
-    return Path(str(importlib.resources.files("tau2train") / CHAT_TEMPLATES_DIR))
-
-
-def chat_template_path(spec: UserSimSpec) -> str:
-    """A shipped template's installed path (by file name), or the user's own file."""
-    if spec.chat_template in shipped_templates():
-        return str(_templates_folder() / spec.chat_template)
-    path = Path(spec.chat_template).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            "user_sim.chat_template",
-            spec.chat_template,
-            "neither a template shipped with tau2train nor an existing file",
-            valid=shipped_templates(),
-            fix="name a shipped template, or give the path of your own .jinja file",
-        )
-    return str(path.resolve())
-
-
-def server_command(spec: UserSimSpec) -> list[str]:
-    return [
-        spec.python or sys.executable, "-m", spec.server_module,
-        "--model-path", spec.model_path,
-        "--served-model-name", spec.served_model_name,
-        "--tp", str(spec.tp),
-        "--dp", str(spec.dp),
-        "--tool-call-parser", spec.tool_call_parser,
-        "--chat-template", chat_template_path(spec),
-        "--host", spec.host,
-        "--port", str(spec.port),
-        *spec.extra_args,
-    ]
 
 
 def slurm_parameters(exp: ExperimentConfig) -> dict:
@@ -108,14 +66,6 @@ def check_spec(exp: ExperimentConfig) -> None:
     """What the server needs that composition cannot check; ConfigError on the first problem."""
     check_declared(exp)  # every declared choice and range (user_sim.port, user_sim.tp, ...)
     spec = exp.user_sim
-    if spec.tp * spec.dp != spec.gpus:
-        raise ConfigError(
-            "user_sim.gpus", spec.gpus,
-            f"the server runs dp={spec.dp} replicas of tp={spec.tp} GPUs each: "
-            f"{spec.tp * spec.dp} GPUs, not {spec.gpus}",
-            valid=f"user_sim.tp x user_sim.dp = {spec.tp * spec.dp}",
-            fix="set user_sim.gpus, user_sim.tp and user_sim.dp so that gpus = tp x dp",
-        )
     if exp.scheduler.type == "slurm":
         for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
             if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():
@@ -127,7 +77,7 @@ def check_spec(exp: ExperimentConfig) -> None:
                     valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
                     fix="add cluster.fileroot=/your/shared/storage/... (the record and logs go under it)",
                 )
-    chat_template_path(spec)
+    check_server(spec, "user_sim")
 
 
 def render_dry_run(exp: ExperimentConfig, choice: str, command: list[str]) -> str:
@@ -256,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         exp = composed.config
         check_spec(exp)
         check_no_secrets(exp)
-        command = server_command(exp.user_sim)
+        command = server_command(exp.user_sim, exp.user_sim.model_path, exp.user_sim.served_model_name)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)

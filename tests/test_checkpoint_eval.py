@@ -1,0 +1,160 @@
+"""`mode=eval` of a training checkpoint: tau2train finds it in AReaL's layout, serves it, scores it
+and stops the server, as a user runs it. The scripted server (tests/helpers/scripted_llm.py)
+stands in for `sglang.launch_server`; it ignores the weights and plays the script its served
+model name picks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.areal_run import plain, processes_with_env
+from helpers.cli import run_cli, wait_for
+
+pytestmark = [pytest.mark.slow]
+
+TESTS = Path(__file__).resolve().parent
+EXPERIMENT, TRIAL = "tau2-qwen3-1.7b-airline", "trial0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save_checkpoints(fileroot: Path, steps: list[int]) -> dict[int, Path]:
+    """Model folders where AReaL's own saver puts them (its path function), one per step."""
+    from areal.utils.saver import Saver
+
+    saved = {}
+    for step in steps:
+        path = Path(Saver.get_model_save_path(EXPERIMENT, TRIAL, str(fileroot), 0, step - 1, step))
+        (path / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+        saved[step] = path
+    # AReaL's resume state beside them: not a model to serve
+    Path(Saver.get_recover_checkpoint_path(EXPERIMENT, TRIAL, str(fileroot))).mkdir(parents=True, exist_ok=True)
+    return saved
+
+
+@pytest.fixture
+def trained(tmp_path) -> tuple[Path, dict[int, Path]]:
+    """A training run's directory (its AReaL config written by a dry run) and its checkpoints."""
+    fileroot = tmp_path / "exp"
+    result = run_cli("dry_run=true", f"cluster.fileroot={fileroot}", "econfig.user_llm_base_url=http://h:1/v1",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return fileroot / EXPERIMENT / TRIAL, save_checkpoints(fileroot, [1, 2])
+
+
+def eval_args(llm, *extra: str) -> list[str]:
+    return [
+        "mode=eval", f"econfig.user_llm_base_url={llm.base_url}", "econfig.user_llm=user",
+        "eval.server.server_module=helpers.scripted_llm", f"eval.server.port={free_port()}",
+        "eval.num_trials=1", "eval.max_concurrency=20", "tracking=none", *extra,
+    ]
+
+
+def env() -> dict[str, str]:
+    return {"PYTHONPATH": str(TESTS)}
+
+
+def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(llm, trained, tmp_path):
+    run_dir, saved = trained
+    result = run_cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=latest",
+                                "eval.agent_model=gold", f"cluster.fileroot={tmp_path}/evals"),
+                     cwd=tmp_path, env=env())
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    [metrics_file] = (tmp_path / "evals").rglob("metrics.json")
+    report = json.loads(metrics_file.read_text())
+    assert report["checkpoint"] == {"path": str(saved[2]), "step": 2}
+    assert report["agent_model"] == "gold" and report["pass_hat_k"]["1"] == 1.0
+    assert f"serving {saved[2]} as 'gold' (pid " in out
+    pid = int(out.split("(pid ", 1)[1].split(")", 1)[0])
+    assert f"stopped the checkpoint server (pid {pid})" in out
+    assert not Path(f"/proc/{pid}").exists()  # stopped, and reaped
+    log = metrics_file.with_name("server.log").read_text()
+    assert "serving on http://127.0.0.1:" in log  # the server's own output went to its log
+    assert (metrics_file.with_name("submission.json")).is_file()
+
+
+def test_step_0_is_the_base_model_and_the_report_compares_with_it(llm, trained, tmp_path):
+    """A sweep over steps evaluates the base model as step 0; a later checkpoint's report puts
+    the two side by side."""
+    run_dir, saved = trained
+    common = [f"eval.checkpoint={run_dir}", f"cluster.fileroot={tmp_path}/evals", "trial_name=steps"]
+    base = run_cli(*eval_args(llm, *common, "eval.checkpoint_step=0", "eval.agent_model=wrong",
+                              f"actor.path={saved[1]}"), cwd=tmp_path, env=env())
+    assert base.returncode == 0, base.stderr
+    assert f"serving {saved[1]} as 'wrong'" in base.stdout
+    later = run_cli(*eval_args(llm, *common, "eval.checkpoint_step=2", "eval.agent_model=gold"),
+                    cwd=tmp_path, env=env())
+    assert later.returncode == 0, later.stderr
+    reports = {json.loads(p.read_text())["checkpoint"]["step"]: json.loads(p.read_text())
+               for p in (tmp_path / "evals").rglob("metrics.json")}
+    assert set(reports) == {0, 2}
+    base_pass1 = f'{100 * reports[0]["pass_hat_k"]["1"]:.1f}'
+    rows = [line.split() for line in later.stdout.splitlines()]
+    assert ["gold", "100.0", "100.0", "this", "evaluation"] in rows
+    assert ["wrong", base_pass1, base_pass1, "base", "model,", "evaluated", "here"] in rows
+
+
+def test_a_checkpoint_server_that_dies_is_reported_with_its_log(llm, trained, tmp_path):
+    run_dir, _ = trained
+    result = run_cli(*eval_args(llm, f"eval.checkpoint={run_dir}", f"cluster.fileroot={tmp_path}/evals"),
+                     "eval.server.server_module=no_such_server", cwd=tmp_path, env=env())
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()
+    assert message[0].startswith("error: the checkpoint server exited with status 1 before answering "
+                                 "GET /health; see its log "), result.stderr
+    assert "No module named no_such_server" in result.stderr  # the log's last lines
+    assert not list((tmp_path / "evals").rglob("metrics.json"))
+
+
+def test_ctrl_c_stops_the_checkpoint_server(llm, trained, tmp_path):
+    run_dir, _ = trained
+    marker = f"TAU2TEST_CKPT_MARKER={os.getpid()}-{tmp_path.name}"
+    output = tmp_path / "run.out"
+    with open(output, "w") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "tau2train.run",
+             *eval_args(llm, f"eval.checkpoint={run_dir}", "eval.agent_model=slow",
+                        f"cluster.fileroot={tmp_path}/evals")],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **env(), marker.split("=")[0]: marker.split("=")[1]},
+        )
+    try:
+        wait_for(lambda: "episode/s" in output.read_text(), "the evaluation to start", 180,
+                 lambda: output.read_text()[-3000:])
+        assert len(processes_with_env(marker)) == 2  # the evaluation and its server
+        popen.send_signal(signal.SIGINT)
+        popen.wait(timeout=120)
+        text = plain(output)
+        assert popen.returncode == 128 + signal.SIGINT, text[-3000:]
+        assert "stopped the checkpoint server" in text and text.rstrip().endswith("stopped by Ctrl-C")
+        assert processes_with_env(marker) == []
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+        for pid in processes_with_env(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_slurm_checkpoint_evaluation_asks_for_the_servers_gpus(trained, tmp_path):
+    run_dir, _ = trained
+    common = ["mode=eval", "dry_run=true", "cluster=slurm", f"cluster.fileroot={tmp_path}/evals",
+              f"cluster.name_resolve.nfs_record_root={tmp_path}/nr", "econfig.user_llm_base_url=http://h:1/v1"]
+    serving = run_cli(*common, f"eval.checkpoint={run_dir}", "eval.server.tp=2", "eval.server.gpus=2", cwd=tmp_path)
+    assert serving.returncode == 0, serving.stderr
+    assert "#SBATCH --gpus-per-node=2" in serving.stdout
+    assert "served by sglang.launch_server on 127.0.0.1:30000 with 2 GPU(s)" in serving.stdout
+    endpoint = run_cli(*common, "eval.agent_base_url=http://h:2/v1", cwd=tmp_path)
+    assert endpoint.returncode == 0, endpoint.stderr
+    assert "--gpus-per-node" not in endpoint.stdout
