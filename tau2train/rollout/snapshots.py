@@ -60,13 +60,16 @@ def stock_constructor(domain: str) -> Callable:
 
 def _snapshot_constructor(domain: str, db_path: str) -> Callable:
     stock, model = stock_constructor(domain), db_class(domain)
+    signature = inspect.signature(stock)
 
-    @functools.wraps(stock)
-    def get_environment(*args, db=None, **kwargs):
-        # tau2's own loader, as the stock constructor loads its packaged DB
-        return stock(*args, db=model.load(db_path) if db is None else db, **kwargs)
+    @functools.wraps(stock)  # the stock constructor's signature: fast_env binds db= by it
+    def get_environment(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        if bound.arguments.get("db") is None:  # tau2's own loader, as for its packaged DB
+            bound.arguments["db"] = model.load(db_path)
+        return stock(*bound.args, **bound.kwargs)
 
-    get_environment.__signature__ = inspect.signature(stock)
+    get_environment.__signature__ = signature
     get_environment.snapshot = db_path
     return get_environment
 
