@@ -27,6 +27,7 @@ from tau2train.rollout import fast_env
 
 SEPARATOR = "@"
 _lock = threading.Lock()
+_registered: dict[tuple[str, str], str] = {}  # (domain, db_path as rows name it) -> alias
 
 
 def alias(domain: str, db_path: str) -> str:
@@ -79,10 +80,13 @@ def environment(domain: str, db_path: str, fast: bool) -> str:
     its name; with `fast`, its environments share one read-only copy of the snapshot."""
     from tau2.registry import registry
 
-    name = alias(domain, db_path)
-    with _lock:
-        if name not in registry.get_domains():
-            registry.register_domain(_snapshot_constructor(domain, os.path.realpath(db_path)), name)
+    name = _registered.get((domain, db_path))
+    if name is None:
+        with _lock:
+            name = alias(domain, db_path)
+            if name not in registry.get_domains():
+                registry.register_domain(_snapshot_constructor(domain, os.path.realpath(db_path)), name)
+            _registered[(domain, db_path)] = name
     if fast:
         fast_env.install(name, family=domain)
     return name
