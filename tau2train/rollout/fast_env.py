@@ -22,6 +22,11 @@ the stock constructor itself, but over a copy-on-access view of a DB loaded once
   the stock hash (it is tagged "fast_env:"), so only compare it with other fast environments
   of the same domain in the same process (tau2 itself never calls `check_db`).
 
+A row's DB snapshot (AReaL-tau2-data) is a registered alias of its domain whose constructor
+loads the snapshot (tau2train.rollout.snapshots); `install(alias, family=domain)` makes it
+fast the same way, with the snapshot as the alias's own pristine DB: one per snapshot per
+process, digests only ever compared between environments of the same alias.
+
 Domains in `STOCK_ONLY` keep the stock constructor: telecom's tables are lists (nothing to
 share per record), it has a user DB synced by its environment, and its stock constructor
 already costs only a few milliseconds.
