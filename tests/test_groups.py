@@ -25,6 +25,7 @@ def test_every_group_has_its_choices():
     assert len(group_options("allocation")) == 4
     assert group_options("tracking") == ["none", "wandb"]
     assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b"]
+    assert group_options("data") == ["areal_tau2", "tau2"]
 
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
@@ -35,7 +36,7 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     assert isinstance(exp, PPOConfig) and isinstance(exp, ArealPPOConfig)
     assert isinstance(exp.econfig, EnvConfig)
     assert exp.econfig.domain == domain
-    assert composed.choices == {"model": model, "domain": domain, "cluster": cluster,
+    assert composed.choices == {"model": model, "domain": domain, "data": "tau2", "cluster": cluster,
                                 "allocation": composed.choices["allocation"], "tracking": "wandb",
                                 "user_sim": "qwen2_5_72b"}
     if cluster == "local" and exp.cluster.n_nodes > 1:

@@ -34,7 +34,7 @@ from tau2train.schemas import ExperimentConfig
 
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
-GROUPS = ("model", "domain", "cluster", "allocation", "tracking", "user_sim")
+GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from tau2train.config.catalog import tau2_data_dir
 from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
 from tau2train.schemas import (
     AllocationSpec,
+    DataSpec,
     DomainSpec,
     ExperimentConfig,
     ModelSpec,
@@ -29,6 +30,7 @@ ROOT_SCHEMA = "tau2train_schema"
 GROUP_SCHEMAS = {
     "model": ModelSpec,
     "domain": DomainSpec,
+    "data": DataSpec,
     "allocation": AllocationSpec,
     "cluster": ClusterSpecConfig,
     "slurm": SlurmSpec,

@@ -11,6 +11,7 @@ import os
 
 from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
+from tau2train.config import areal_data
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.compose import Composed, group_options, load_choice
 from tau2train.config.declared import check_declared
@@ -58,6 +59,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_model_fit(exp, "actor", layout.actor.parallel)
     check_token_budgets(exp)
     check_domain(exp)
+    check_data(exp)
     check_reward_basis(exp)
     check_user_simulator(exp)
     check_storage(exp)
@@ -245,10 +247,28 @@ def check_domain(exp: ExperimentConfig) -> None:
             )
         ]
     for key, split, fix in used:
+        if key == "train_dataset.split" and exp.data.source != "tau2":
+            continue  # the rows come from data.path (check_data)
         if split is not None and split not in splits:
             raise ConfigError(
                 key, split, f"tau2's {domain} domain has no such task split",
                 valid=", ".join(splits), fix=fix,
+            )
+
+
+def check_data(exp: ExperimentConfig) -> None:
+    """data=areal_tau2: the RL file loads, every row is a τ² Task on a snapshot that exists
+    (tau2train.config.areal_data); data=tau2 reads no file, so a data.path is a mistake."""
+    data = exp.data
+    if data.source == "areal_tau2":
+        areal_data.load(data.path, data.domains)
+        return
+    for key, value in (("data.path", data.path), ("data.domains", data.domains)):
+        if value is not None:
+            raise ConfigError(
+                key, value, f"data={data.source} trains on τ²'s own splits and reads no {key}",
+                valid="null with data=tau2",
+                fix=f"add data=areal_tau2 to train on the AReaL-tau2-data rows, or drop {key}",
             )
 
 

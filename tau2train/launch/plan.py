@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tau2train.config import areal_data
 from tau2train.config.compose import Composed
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import areal_config_file, generated_dir
@@ -61,6 +62,7 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
             ["domain", choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
              f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}', "
              f"max {exp.econfig.max_steps} steps"],
+            ["data", choices["data"], data_line(exp)],
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
              f"AReaL scheduler '{exp.scheduler.type}'"],
             ["experiment", exp.experiment_name, f"trial {exp.trial_name}"],
@@ -104,6 +106,13 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
     if exp.scheduler.type == "slurm":
         lines += ["", *slurm_submission(composed)]
     return "\n".join(lines)
+
+
+def data_line(exp: ExperimentConfig) -> str:
+    """Where the training rows come from; for AReaL-tau2-data, rows per domain and snapshots."""
+    if exp.data.source == "areal_tau2":
+        return f"{exp.data.path}: " + areal_data.summary(areal_data.load(exp.data.path, exp.data.domains))
+    return f"τ² split '{exp.train_dataset.split}' of '{exp.econfig.domain}'"
 
 
 def slurm_submission(composed: Composed) -> list[str]:

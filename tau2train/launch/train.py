@@ -12,6 +12,7 @@ import os
 import secrets
 from typing import Any
 
+from tau2train.config import areal_data
 from tau2train.config.errors import ConfigError
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig, PPOConfig
@@ -102,6 +103,17 @@ def ppo_config(exp: ExperimentConfig) -> PPOConfig:
     return dataclasses.replace(config, rollout=dataclasses.replace(config.rollout, agent=agent))
 
 
+def train_rows(exp: ExperimentConfig):
+    """AReaL's train dataset: the domain's τ² split (data=tau2), or every AReaL-tau2-data row
+    of data.domains, each naming its domain, file line and snapshot (data=areal_tau2)."""
+    from tau2train.rollout.datasets import rows_dataset, tau2_dataset
+
+    if exp.data.source == "areal_tau2":
+        loaded = areal_data.load(exp.data.path, exp.data.domains)  # validated: cached
+        return rows_dataset(list(loaded.rows), exp.min_dataset_size)
+    return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size)
+
+
 def run_training(exp: ExperimentConfig) -> None:
     from tau2train.rollout.datasets import tau2_dataset
     from tau2train.rollout.rewards import GroupFilter
@@ -109,7 +121,7 @@ def run_training(exp: ExperimentConfig) -> None:
     trainer_cls = trainer_class(exp.trainer._target_)
     check_local_gpus(exp)
     domain = exp.econfig.domain
-    train_dataset = tau2_dataset(domain, exp.train_dataset.split, exp.min_dataset_size)
+    train_dataset = train_rows(exp)
     valid_dataset = (
         tau2_dataset(domain, exp.valid_dataset.split, exp.min_dataset_size)
         if exp.valid_dataset

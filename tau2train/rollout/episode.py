@@ -1,6 +1,9 @@
 """One τ² episode, synchronously: tau2's environment, players, orchestrator and evaluator.
 
-Runs in a worker thread (see workflow.py); the LLM calls hop onto the event loop via `Chat`."""
+Runs in a worker thread (see workflow.py); the LLM calls hop onto the event loop via `Chat`.
+A dataset row names what to play (`scenario`): a task of a τ² split of the configured domain
+({task_id, split}), or a line of the AReaL-tau2-data RL file, which brings its own domain, its
+task and its DB snapshot (tau2train.records.areal_tau2, tau2train.rollout.snapshots)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from tau2.orchestrator.orchestrator import Orchestrator
 from tau2.registry import registry
 from tau2.utils.utils import get_now
 
+from tau2train.records import areal_tau2
+from tau2train.rollout import snapshots
 from tau2train.rollout.chat import Chat, EpisodeCancelled, LLMCallFailed
 from tau2train.rollout.players import make_players
 from tau2train.rollout.rewards import completion_rewards, with_reward_basis
@@ -67,6 +72,41 @@ def split_tasks(domain: str, split: str) -> list[Task]:
     return list(_split(domain, split).values())
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """What one episode plays: the task, the τ² domain whose tools and policy the players get,
+    and the registry name its environments (the episode's and the evaluator's) are built from:
+    the domain itself, or its alias on the row's snapshot."""
+
+    task: Task
+    domain: str
+    environment: str
+    # where the task came from, for a row of the AReaL-tau2-data file: "<file>:<line> on <snapshot>"
+    source: str | None = None
+
+
+def row_task(data_file: str, line: int) -> Task:
+    """The τ² Task on line `line` of an AReaL-tau2-data RL file (UnknownTask if it is not one)."""
+    try:
+        return Task.model_validate(areal_tau2.row_task_fields(data_file, line))
+    except ValueError as e:  # BadRow, pydantic's ValidationError
+        raise UnknownTask(f"{data_file}:{line}: not a usable τ² task: {e}") from None
+
+
+def scenario(data: dict, econfig: EnvConfig) -> Scenario:
+    """The scenario a dataset row names (see the module's docs)."""
+    if areal_tau2.is_dataset_row(data):
+        domain, db_path = data["domain"], data["db_path"]
+        return Scenario(
+            task=row_task(data["data_file"], int(data["line"])),
+            domain=domain,
+            environment=snapshots.environment(domain, db_path, econfig.fast_env),
+            source=f"{data['data_file']}:{data['line']} on {db_path}",
+        )
+    task = find_task(econfig.domain, data.get("split", "train"), data["task_id"])
+    return Scenario(task=task, domain=econfig.domain, environment=econfig.domain)
+
+
 @dataclass
 class Episode:
     """What one episode produced: tau2's record of it and ours."""
@@ -79,20 +119,21 @@ class Episode:
 
 
 def play(
-    task: Task,
+    scene: Scenario,
     split: str,
     econfig: EnvConfig,
     agent_chat: Chat,
     user_chat: Chat | None,
 ) -> Episode:
-    """Run `task` to its end and score it with tau2's evaluator.
+    """Run `scene`'s task to its end and score it with tau2's evaluator, both on environments
+    built from `scene.environment` (the gold replay included).
 
     Failures of the agent endpoint propagate (AReaL must reject that trajectory). Every other
     failure (user simulator down, malformed agent output tau2 refuses, evaluator error) ends
     the episode with tau2's AGENT_ERROR/USER_ERROR and is recorded in `info.error`.
     """
-    domain, solo = econfig.domain, econfig.solo_mode
-    env = registry.get_env_constructor(domain)(solo_mode=solo)
+    task, domain, solo = scene.task, scene.domain, econfig.solo_mode
+    env = registry.get_env_constructor(scene.environment)(solo_mode=solo)
     agent, user = make_players(
         task, domain, env, agent_chat, user_chat, solo, econfig.add_thinking_tool
     )
@@ -125,7 +166,7 @@ def play(
             task=with_reward_basis(task, econfig.reward_basis),
             evaluation_type=EvaluationType.ALL,
             solo_mode=solo,
-            domain=domain,
+            domain=scene.environment,
         )
     except Exception as e:
         reward_info = RewardInfo(reward=0.0, info={"note": "evaluation failed"})
@@ -135,6 +176,8 @@ def play(
     info = RunInfo(
         task_id=task.id,
         split=split,
+        domain=domain,
+        source=scene.source,
         reward=float(reward_info.reward),
         termination_reason=simulation.termination_reason.value,
         duration=simulation.duration,

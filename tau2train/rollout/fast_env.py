@@ -22,6 +22,11 @@ the stock constructor itself, but over a copy-on-access view of a DB loaded once
   the stock hash (it is tagged "fast_env:"), so only compare it with other fast environments
   of the same domain in the same process (tau2 itself never calls `check_db`).
 
+A row's DB snapshot (AReaL-tau2-data) is a registered alias of its domain whose constructor
+loads the snapshot (tau2train.rollout.snapshots); `install(alias, family=domain)` makes it
+fast the same way, with the snapshot as the alias's own pristine DB: one per snapshot per
+process, digests only ever compared between environments of the same alias.
+
 Domains in `STOCK_ONLY` keep the stock constructor: telecom's tables are lists (nothing to
 share per record), it has a user DB synced by its environment, and its stock constructor
 already costs only a few milliseconds.
@@ -439,8 +444,12 @@ def _replace_registry_entry(name: str, constructor: Callable) -> None:
     registry._domains[name] = constructor
 
 
-def install(domain: str) -> None:
+def install(domain: str, family: str | None = None) -> None:
     """Make tau2's registry build `domain`'s environments copy-on-access (see module docs).
+
+    `domain` may be a registered alias of a τ² domain on another DB (a row's snapshot,
+    tau2train.rollout.snapshots): `family` names the τ² domain whose rules apply, and the
+    shared read-only DB is the one the alias's constructor builds (one per alias).
 
     Idempotent and thread-safe. Does nothing for domains in STOCK_ONLY, domains not in
     FAST_DOMAINS, or domains whose stock layout fails the self-checks (logged). Unknown
@@ -450,7 +459,8 @@ def install(domain: str) -> None:
 
     with _lock:
         current = registry.get_env_constructor(domain)
-        if domain in _installed or domain not in FAST_DOMAINS or hasattr(current, "fast_env_domain"):
+        if (domain in _installed or (family or domain) not in FAST_DOMAINS
+                or hasattr(current, "fast_env_domain")):
             return
         if domain not in _built or _built[domain].__wrapped__ is not current:
             fast = _make_fast(domain, current)

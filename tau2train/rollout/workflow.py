@@ -1,7 +1,8 @@
 """The rollout workflow AReaL runs for every τ² episode (AReaL's proxy-mode agent contract).
 
 AReaL calls `await workflow.run(data, base_url=..., api_key=..., http_client=...)` with a
-dataset row `{"task_id", "split"}`; the agent's calls go to `base_url` (AReaL's proxy in
+dataset row: `{"task_id", "split"}` (a task of the configured domain's τ² split) or a row of
+the AReaL-tau2-data RL file (its domain, file and line, snapshot: episode.scenario); the agent's calls go to `base_url` (AReaL's proxy in
 front of the policy), the user simulator's to `econfig.user_llm_base_url`. The return value
 is `{completion_id: reward}` (see rewards.py for the rule). Imports only schemas and tau2
 code paths: this module runs inside AReaL's rollout workers.
@@ -26,7 +27,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from tau2train.rollout import fast_env
 from tau2train.rollout.chat import Chat
-from tau2train.rollout.episode import Episode, find_task, play
+from tau2train.rollout.episode import Episode, play, scenario
 from tau2train.rollout.rewards import record_episode_reward
 from tau2train.rollout.trajectories import write_run_info
 from tau2train.schemas import EnvConfig
@@ -134,7 +135,6 @@ class Tau2AgentWorkflow:
     ) -> Episode:
         """Play the episode `data` names, record it, and return it (no discarding here)."""
         split = data.get("split", "train")
-        task = find_task(self.econfig.domain, split, data["task_id"])
         loop = asyncio.get_running_loop()
         shared = loop_http_client(loop)
         cancelled = threading.Event()
@@ -163,7 +163,9 @@ class Tau2AgentWorkflow:
             )
 
         def play_and_record() -> Episode:
-            episode = play(task, split, self.econfig, agent_chat, user_chat)
+            # in the thread: a row's first episode on a snapshot loads it (~0.4 s for airline)
+            scene = scenario(data, self.econfig)
+            episode = play(scene, split, self.econfig, agent_chat, user_chat)
             if self.dump_dir:
                 write_run_info(self.dump_dir, episode.info)
             return episode
@@ -175,7 +177,7 @@ class Tau2AgentWorkflow:
             )
         except TimeoutError:
             cancelled.set()  # the episode's thread stops at its next LLM call
-            logger.error("task %s exceeded %ss; trajectory discarded", task.id, self.timeout)
+            logger.error("task %s exceeded %ss; trajectory discarded", data["task_id"], self.timeout)
             raise
 
 

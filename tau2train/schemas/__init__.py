@@ -23,9 +23,11 @@ from tau2train.schemas.experiment import (
     ExperimentConfig,
 )
 from tau2train.schemas.groups import (
+    DATA_SOURCES,
     INFERENCE_BACKENDS,
     TRAINING_BACKENDS,
     AllocationSpec,
+    DataSpec,
     DomainSpec,
     EvalServerSpec,
     EvalSpec,
@@ -41,9 +43,10 @@ from tau2train.schemas.groups import (
 from tau2train.schemas.run_info import RunInfo
 
 __all__ = [
-    "ALL_TASKS", "AREAL_DEFAULT_ADMIN_KEY", "CHOICES", "HELP", "INFERENCE_BACKENDS", "INHERITED_RANGES", "RANGE",
-    "REWARD_TYPES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS", "AllocationSpec", "DomainSpec",
-    "EnvConfig", "EvalServerSpec", "EvalSpec", "ExperimentConfig", "GroupFilterConfig", "ModelSpec", "PPOConfig",
-    "QueueSpec", "Range", "RunInfo", "ServerSpec", "SlurmSpec", "TrackingSpec", "TrainerSpec",
+    "ALL_TASKS", "AREAL_DEFAULT_ADMIN_KEY", "CHOICES", "DATA_SOURCES", "HELP", "INFERENCE_BACKENDS",
+    "INHERITED_RANGES", "RANGE", "REWARD_TYPES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS",
+    "AllocationSpec", "DataSpec", "DomainSpec", "EnvConfig", "EvalServerSpec", "EvalSpec", "ExperimentConfig",
+    "GroupFilterConfig", "ModelSpec", "PPOConfig", "QueueSpec", "Range", "RunInfo", "ServerSpec", "SlurmSpec",
+    "TrackingSpec", "TrainerSpec",
     "UserSimSlurmSpec", "UserSimSpec",
 ]

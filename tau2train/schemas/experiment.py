@@ -19,6 +19,7 @@ from tau2train.schemas.declare import (
 from tau2train.schemas.env import PPOConfig
 from tau2train.schemas.groups import (
     AllocationSpec,
+    DataSpec,
     DomainSpec,
     EvalSpec,
     ModelSpec,
@@ -55,6 +56,9 @@ class ExperimentConfig(PPOConfig):
     domain: DomainSpec = field(
         default_factory=DomainSpec, metadata={"help": "domain group."}
     )
+    data: DataSpec = field(
+        default_factory=DataSpec, metadata={"help": "data group: where the training rows come from."}
+    )
     allocation: AllocationSpec = field(
         default_factory=AllocationSpec, metadata={"help": "allocation group."}
     )
@@ -78,7 +82,7 @@ class ExperimentConfig(PPOConfig):
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
-    "mode", "dry_run", "run_dir", "model", "domain", "allocation", "slurm", "eval", "trainer",
+    "mode", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
     "tracking", "user_sim",
 )
 

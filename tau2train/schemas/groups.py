@@ -73,6 +73,40 @@ class DomainSpec:
     )
 
 
+# Where training rows come from (the data group).
+DATA_SOURCES = ("tau2", "areal_tau2")
+
+
+@dataclass
+class DataSpec:
+    """Where the training rows come from: τ²'s own task splits, or the released
+    AReaL-tau2-data RL file (mixed domains, one DB snapshot per row)."""
+
+    source: str = field(
+        default="tau2",
+        metadata={
+            "help": "tau2: the domain group's τ² train split; areal_tau2: every row of the "
+            "AReaL-tau2-data RL file (tau2_rl_train.jsonl) of data.domains, each played on its "
+            "own DB snapshot.",
+            "choices": list(DATA_SOURCES),
+        },
+    )
+    path: str | None = field(
+        default=None,
+        metadata={
+            "help": "areal_tau2: the dataset's folder as downloaded (tau2_rl_train.jsonl and "
+            "tau2_rl_database/); on Slurm, storage the rollout workers see."
+        },
+    )
+    domains: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "areal_tau2: the domains whose rows are trained on, in the file's own "
+            "ratio; null = every domain in the file."
+        },
+    )
+
+
 @dataclass
 class AllocationSpec:
     """A GPU layout in AReaL's allocation syntax, one backend string per role."""

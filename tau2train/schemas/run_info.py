@@ -13,6 +13,11 @@ class RunInfo:
 
     task_id: str = field(default="", metadata={"help": "τ² task id the episode played."})
     split: str | None = field(default=None, metadata={"help": "Task split the task was drawn from."})
+    domain: str | None = field(default=None, metadata={"help": "τ² domain the episode ran in."})
+    source: str | None = field(
+        default=None,
+        metadata={"help": "AReaL-tau2-data rows: the RL file's line the task came from, and its DB snapshot."},
+    )
     reward: float = field(default=0.0, metadata={"help": "Episode reward tau2's evaluator gave."})
     termination_reason: str | None = field(
         default=None,
@@ -51,7 +56,8 @@ class RunInfo:
             return f"{len(xs)} calls, mean {sum(xs) / len(xs):.2f}s, max {max(xs):.2f}s"
 
         lines = [
-            f"Task: {self.task_id}" + (f" (split {self.split})" if self.split else ""),
+            f"Task: {self.task_id}" + (f" (split {self.split})" if self.split else "")
+            + (f" from {self.source}" if self.source else ""),
             f"Reward: {self.reward}",
         ]
         if self.termination_reason:

@@ -1,0 +1,132 @@
+"""`data=areal_tau2`: the released AReaL-tau2-data RL file, loaded and checked before any GPU
+starts. Every line must be a τ² Task tau2 accepts (evaluation_criteria a JSON string that
+parses), name a domain tau2 has, and point at a snapshot that exists; the first line that
+does not is one `ConfigError` naming the file and the line. The folder's layout and the row
+format live in tau2train.records.areal_tau2 (the workflow reads the same rows)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tau2train.config import catalog as tau2_catalog
+from tau2train.config.errors import ConfigError
+from tau2train.records import areal_tau2 as layout
+
+KEY = "data.path"
+FIX_ROW = "fix or remove that line (the file as released parses whole: re-download it if it was changed)"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The checked RL file: the dataset rows of the chosen domains and what the plan shows."""
+
+    file: Path
+    rows: tuple[dict[str, Any], ...]
+    domain_rows: dict[str, int]  # rows per domain in the whole file
+    snapshots: dict[str, int] = field(default_factory=dict)  # snapshot used -> rows on it (chosen domains)
+
+
+def load(path: str | None, domains: list[str] | None) -> Loaded:
+    """The rows of `domains` (None = every domain in the file) of the RL file under `path`."""
+    if not path:
+        raise ConfigError(
+            KEY, path, "data=areal_tau2 needs the dataset's folder",
+            valid="the folder of inclusionAI/AReaL-tau2-data as downloaded (holding "
+            f"{layout.RL_FILE} and {layout.DB_DIR}/)",
+            fix=f"add {KEY}=/shared/AReaL-tau2-data",
+        )
+    folder = Path(path)
+    file = layout.rl_file(folder)
+    if not folder.is_dir() or not file.is_file():
+        raise ConfigError(
+            KEY, path,
+            "no such folder" if not folder.is_dir() else f"the folder has no {layout.RL_FILE}",
+            valid=f"the dataset's folder as downloaded, holding {layout.RL_FILE} and {layout.DB_DIR}/",
+            fix="download inclusionAI/AReaL-tau2-data there (e.g. `huggingface-cli download "
+            f"--repo-type dataset inclusionAI/AReaL-tau2-data --local-dir {path}`), or correct {KEY}",
+        )
+    everything = _load_file(str(file.resolve()), file.stat().st_mtime_ns)
+    in_file = sorted(everything.domain_rows)
+    unknown = [d for d in domains or [] if d not in everything.domain_rows]
+    if unknown or domains == []:
+        raise ConfigError(
+            "data.domains", domains,
+            f"{file} has no {unknown[0]} rows" if unknown else "no domain chosen: nothing to train on",
+            valid=", ".join(f"{d} ({everything.domain_rows[d]} rows)" for d in in_file) + ", or null for all",
+            fix="pick domains from that list, e.g. data.domains=[" + ",".join(in_file) + "]",
+        )
+    if domains is None:
+        return everything
+    rows = tuple(r for r in everything.rows if r["domain"] in domains)
+    return Loaded(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
+
+
+def summary(loaded: Loaded) -> str:
+    """One line for the plan: rows per domain and snapshots found."""
+    chosen = Counter(r["domain"] for r in loaded.rows)
+    per_domain = ", ".join(f"{d} {chosen[d]}" for d in sorted(chosen))
+    skipped = sorted(set(loaded.domain_rows) - set(chosen))
+    snapshots = ", ".join(sorted(os.path.basename(s) for s in loaded.snapshots))
+    return (f"{len(loaded.rows)} RL rows ({per_domain})"
+            + (f", left out: {', '.join(skipped)}" if skipped else "")
+            + f"; {len(loaded.snapshots)} snapshot(s) found: {snapshots}")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_file(file: str, mtime_ns: int) -> Loaded:
+    """Every row of the file, each checked (cached per file version: validation, the plan
+    and the trainer call share one load)."""
+    from loguru import logger
+
+    logger.disable("tau2")
+    from pydantic import ValidationError
+    from tau2.data_model.tasks import Task
+
+    known = set(tau2_catalog.domain_splits())
+    folder = Path(file).parent
+    rows, found = [], Counter()
+    exists: dict[str, bool] = {}
+
+    def bad(line: int, problem: str, valid: str | None = None, fix: str = FIX_ROW) -> ConfigError:
+        return ConfigError(KEY, str(folder), f"{file}:{line}: {problem}", valid=valid, fix=fix)
+
+    with open(file, encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = layout.parse_line(text)
+                domain = layout.row_domain(record)
+                fields = layout.task_fields(record)
+            except ValueError as e:
+                raise bad(number, str(e)) from None
+            if domain not in known:
+                raise bad(number, f"domain {domain!r} is not one of tau2's", valid=", ".join(sorted(known)))
+            try:
+                Task.model_validate(fields)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "(the task)"
+                raise bad(number, f"not a τ² Task: {where}: {first['msg']} "
+                          f"({e.error_count()} problem(s))") from None
+            db_path = record.get(layout.DB_PATH_KEY)
+            if not isinstance(db_path, str) or not db_path:
+                raise bad(number, f"no {layout.DB_PATH_KEY} (the row's DB snapshot)",
+                          valid=f"a path relative to the folder, e.g. {layout.DB_DIR}/tau2_{domain}_new_db_1.json")
+            row = layout.dataset_row(Path(file), number, record, domain)
+            snapshot = row["db_path"]
+            if snapshot not in exists:
+                exists[snapshot] = os.path.isfile(snapshot)
+            if not exists[snapshot]:
+                raise bad(number, f"its snapshot {db_path} does not exist ({snapshot})",
+                          fix=f"download the whole dataset, {layout.DB_DIR}/ included")
+            rows.append(row)
+            found[domain] += 1
+    if not rows:
+        raise ConfigError(KEY, str(folder), f"{file} has no rows", fix="re-download the dataset")
+    return Loaded(Path(file), tuple(rows), dict(found), dict(Counter(r["db_path"] for r in rows)))
