@@ -158,3 +158,40 @@ def test_a_slurm_checkpoint_evaluation_asks_for_the_servers_gpus(trained, tmp_pa
     endpoint = run_cli(*common, "eval.agent_base_url=http://h:2/v1", cwd=tmp_path)
     assert endpoint.returncode == 0, endpoint.stderr
     assert "--gpus-per-node" not in endpoint.stdout
+
+
+def test_a_sweep_over_steps_and_domains_gives_pass1_by_step(llm, trained, tmp_path):
+    """`-m eval.checkpoint_step=0,2 domain=airline,retail`: four evaluations, one per point;
+    `tau2train-eval-steps` tabulates and plots pass^1 per domain against the step. The base
+    model (step 0) plays wrong, step 2's checkpoint gold (config.json names the script)."""
+    run_dir, saved = trained
+    base = tmp_path / "base-model"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"tau2test_script": "wrong"}))
+    (saved[2] / "config.json").write_text(json.dumps({"tau2test_script": "gold"}))
+    evals = tmp_path / "evals"
+    result = run_cli("-m", *eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=0,2",
+                                      "domain=airline,retail", f"actor.path={base}", f"cluster.fileroot={evals}"),
+                     cwd=tmp_path, env=env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("stopped the checkpoint server") == 4
+    assert f"serving {saved[2]} as 'tau2-qwen3-1.7b-retail-step2'" in result.stdout
+
+    steps = subprocess.run([sys.executable, "-m", "tau2train.reports.steps", str(evals)],
+                           capture_output=True, text=True, timeout=120)
+    assert steps.returncode == 0, steps.stderr
+    reports = {(r["domain"], r["checkpoint"]["step"]): r
+               for r in map(lambda p: json.loads(p.read_text()), evals.rglob("metrics.json"))}
+    assert set(reports) == {(d, s) for d in ("airline", "retail") for s in (0, 2)}
+    rows = [line.split("  ") for line in steps.stdout.splitlines()]
+    table = [[c.strip() for c in row if c.strip()] for row in rows]
+    assert ["step", "airline", "retail"] in table
+    assert ["2", "100.0 ± 0.0", "100.0 ± 0.0"] in table
+    base_row = next(row for row in table if row and row[0] == "0 (base)")
+    for domain, text in zip(("airline", "retail"), base_row[1:]):
+        r = reports[(domain, 0)]
+        assert text == f'{100 * r["pass_hat_k"]["1"]:.1f} ± {100 * r["pass_hat_1_se"]:.1f}'
+        assert r["pass_hat_k"]["1"] < 1.0
+    assert (evals / "pass1_by_step.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (evals / "pass1_by_step.csv").read_text().splitlines()
+    assert lines[0].startswith("domain,step,pass^1") and len(lines) == 5

@@ -288,6 +288,33 @@ def test_group_filter_judges_a_group_by_its_episodes_rewards_under_areal(llm):
     assert row_mean < 0.95 and kept is True
 
 
+def test_validation_episodes_give_each_domain_its_pass1_on_areals_stats_tracker(llm):
+    """Under AReaL's workflow context, each episode's reward and success go to AReaL's stats
+    tracker under its domain, in the scope AReaL's own reward uses: averaged per step, the
+    validation pass^1 of each domain (one wandb curve per domain)."""
+    from areal.infra import workflow_context
+    from areal.infra.workflow_context import WorkflowContext
+    from areal.utils import stats_tracker
+
+    async def episodes(is_eval: bool) -> None:
+        workflow_context.set(WorkflowContext(is_eval=is_eval, task_id=None if is_eval else 5))
+        for script, domain, task in (("gold", "airline", "7"), ("wrong", "airline", "7"),
+                                     ("gold", "retail", "0")):
+            await workflow(llm, script, domain).run({"task_id": task, "split": "train"},
+                                                    base_url=llm.base_url, api_key="k")
+
+    stats_tracker.get("eval-rollout").export(reset=True)
+    stats_tracker.get("rollout").export(reset=True)
+    asyncio.run(episodes(is_eval=True))
+    validation = stats_tracker.get("eval-rollout").export(reset=True)
+    assert validation["eval-rollout/airline/pass^1"] == 0.5  # gold solves task 7, wrong does not
+    assert validation["eval-rollout/retail/pass^1"] == 1.0
+    assert validation["eval-rollout/airline/reward"] == 0.5
+    assert stats_tracker.get("rollout").export(reset=True) == {}
+    asyncio.run(episodes(is_eval=False))  # training episodes: AReaL's rollout/ scope
+    assert stats_tracker.get("rollout").export(reset=True)["rollout/retail/pass^1"] == 1.0
+
+
 def test_reward_type_names_match_tau2():
     from tau2.data_model.tasks import RewardType
 

@@ -64,9 +64,11 @@ def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = F
         pass_hat[str(k)] = _mean([pass_hat_k(n, c, k) for n, c in counted])
         pass_at[str(k)] = _mean([pass_at_k(n, c, k) for n, c in counted])
     rewards = [o.reward for o in scored]
+    solved = {t: [Outcome(t, o.trial, float(is_successful(o.reward))) for o in g] for t, g in by_task.items()}
     return {
         "avg_reward": _mean(rewards),
         "avg_reward_se": _clustered_se(by_task, len(rewards)),
+        "pass_hat_1_se": _clustered_se(solved, len(rewards)),
         "pass_hat_k": pass_hat,
         "pass_at_k": pass_at,
         "num_episodes": len(outcomes),

@@ -96,6 +96,22 @@ def record_episode_reward(reward: float) -> None:
     EPISODE_REWARDS.add(areal_task_id(), reward)
 
 
+def record_domain_stats(domain: str, reward: float) -> None:
+    """An episode's reward and success under its domain on AReaL's stats tracker, in the scope
+    AReaL's own `reward` goes to (`rollout/` while training, `eval-rollout/` for validation):
+    averaged over a step's episodes, `eval-rollout/<domain>/pass^1` is the validation pass^1 of
+    that domain, and wandb draws one curve per domain. No-op outside an AReaL rollout."""
+    from tau2.metrics.agent_metrics import is_successful
+
+    context = sys.modules.get("areal.infra.workflow_context")
+    tracker = sys.modules.get("areal.utils.stats_tracker")
+    if context is None or tracker is None:
+        return
+    tracker.get(context.stat_scope()).scalar(
+        **{f"{domain}/reward": float(reward), f"{domain}/pass^1": float(is_successful(reward))}
+    )
+
+
 @dataclass
 class GroupFilter(GroupFilterConfig):
     """AReaL's dynamic filter: keep a group of rollouts of one task only if the mean of its

@@ -28,7 +28,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tau2train.rollout import fast_env
 from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
-from tau2train.rollout.rewards import record_episode_reward
+from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
 from tau2train.rollout.trajectories import write_run_info
 from tau2train.schemas import EnvConfig
 
@@ -124,6 +124,7 @@ class Tau2AgentWorkflow:
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
             )
         record_episode_reward(episode.info.reward)  # for the group filter (rewards.py)
+        record_domain_stats(episode.info.domain or self.econfig.domain, episode.info.reward)
         return episode.info.completion_rewards or float(episode.info.reward)
 
     async def play(

@@ -10,8 +10,11 @@ opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its
     python tests/helpers/scripted_llm.py --port 8000   # serve until interrupted
 
 It also stands in for SGLang's server in tau2train.user_sim.serve's tests
-(`user_sim.server_module=helpers.scripted_llm`): it answers GET /health, listens on --host/--port
-and ignores the other launch arguments.
+(`user_sim.server_module=helpers.scripted_llm`) and for a served checkpoint's in mode=eval's
+(`eval.server.server_module=helpers.scripted_llm`): it answers GET /health, listens on
+--host/--port and ignores the other launch arguments, except that a --model-path folder whose
+config.json names a `tau2test_script` plays that agent script under any model name (so a
+test's "checkpoints" differ the way trained weights would).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ DOMAINS = ("airline", "retail", "mock")
 AGENT_SCRIPTS = (
     "gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken", "flaky",
 )
+# The key of a test checkpoint's config.json that names the agent script it plays.
+CHECKPOINT_SCRIPT_KEY = "tau2test_script"
 # How long the "slow" agent takes to answer (tests give episodes a shorter timeout).
 SLOW_SECONDS = 30.0
 
@@ -114,8 +119,11 @@ class Scripts:
 class ScriptedLLM:
     """The server; `start()` returns its base URL, `requests` counts requests per model."""
 
-    def __init__(self, scripts: Scripts | None = None, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, scripts: Scripts | None = None, port: int = 0, host: str = "127.0.0.1",
+                 script: str | None = None):
         self.scripts = scripts or Scripts()
+        # the agent script played whatever model name a request sends (a served "checkpoint")
+        self.script = script
         self.port = port
         self.host = host
         self.requests: Counter[str] = Counter()
@@ -179,6 +187,8 @@ class ScriptedLLM:
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         model = body.get("model", "")
+        if self.script and not model.startswith("user"):
+            model = self.script
         self.requests[model] += 1
         self.auth.setdefault(model, set()).add(request.headers.get("Authorization", ""))
         if model == "user-down":
@@ -270,9 +280,12 @@ def main(server_class: type[ScriptedLLM] = ScriptedLLM, doc: str = __doc__) -> N
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
-    # SGLang's other launch arguments (--model-path, --tp, ...) mean nothing here
+    parser.add_argument("--model-path")
+    # SGLang's other launch arguments (--tp, --served-model-name, ...) mean nothing here
     args, _ = parser.parse_known_args()
-    server = server_class(port=args.port, host=args.host)
+    config = os.path.join(args.model_path or "", "config.json")
+    script = json.load(open(config)).get(CHECKPOINT_SCRIPT_KEY) if os.path.isfile(config) else None
+    server = server_class(port=args.port, host=args.host, **({"script": script} if script else {}))
     print(f"serving on {server.start()}", flush=True)
     threading.Event().wait()
 
