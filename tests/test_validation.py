@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 import pytest
 from helpers.cli import USER_SIM, slurm_overrides
 
@@ -268,3 +270,54 @@ def test_every_declared_choice_and_range_is_enforced(tmp_path):
             assert caught.value.key == key, (key, value, str(caught.value))
             checked += 1
     assert checked >= 40
+
+
+CHECKPOINT_CASES = {
+    # (overrides, key the message names, words the message must contain); {run}: a run's
+    # checkpoint folder holding steps 1 and 3, {model}: one model folder
+    "missing checkpoint folder": (
+        ["eval.checkpoint={run}/nope"], "eval.checkpoint", ["does not exist", "a training run's directory"],
+    ),
+    "a step that was not saved": (
+        ["eval.checkpoint={run}", "eval.checkpoint_step=2"], "eval.checkpoint_step",
+        ["no checkpoint of step 2", "saved steps: 1, 3", "latest, 1, 3 or 0 (the base model)"],
+    ),
+    "a step that is no number": (
+        ["eval.checkpoint={run}", "eval.checkpoint_step=last"], "eval.checkpoint_step",
+        ["is not a step", "latest, or a global step"],
+    ),
+    "a step of one model folder": (
+        ["eval.checkpoint={model}", "eval.checkpoint_step=3"], "eval.checkpoint_step",
+        ["is one model folder"],
+    ),
+    "an endpoint and a checkpoint": (
+        ["eval.checkpoint={model}", "eval.agent_base_url=http://h:1/v1"], "eval.agent_base_url",
+        ["scores one or the other"],
+    ),
+    "this run has saved nothing": (
+        ["eval.checkpoint_step=latest", "cluster.fileroot={root}/empty"], "eval.checkpoint_step",
+        ["does not exist (this run's checkpoint folder: has it saved one yet?)"],
+    ),
+    "a server whose GPUs do not add up": (
+        ["eval.checkpoint={model}", "eval.server.tp=2"], "eval.server.gpus", ["tp=2", "eval.server.tp x eval.server.dp = 2"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
+def test_a_checkpoint_evaluation_that_cannot_start_is_refused(case, tmp_path):
+    from areal.utils.saver import Saver
+
+    for step in (1, 3):
+        saved = Saver.get_model_save_path("exp", "t0", str(tmp_path), 0, step - 1, step)
+        open(f"{saved}/config.json", "w").write("{}")
+    run = f"{tmp_path}/checkpoints/{getpass.getuser()}/exp/t0"
+    overrides, key, words = CHECKPOINT_CASES[case]
+    overrides = [o.format(run=run, model=saved, root=tmp_path) for o in overrides]
+    with pytest.raises(ConfigError) as caught:
+        validate(compose(["mode=eval", USER_SIM, *overrides]).config)
+    message = str(caught.value)
+    assert caught.value.key == key, message
+    assert "fix:" in message, message
+    for word in words:
+        assert word in message, f"{word!r} not in:\n{message}"
