@@ -264,6 +264,8 @@ def test_mode_train_runs_grpo_steps_with_areals_ppo_trainer(run, initial_model):
         assert table["ppo_actor/update/grad_norm"] > 0, step
         assert table["ppo_actor/advantages/max"] > 0 > table["ppo_actor/advantages/min"], step
         assert table["rollout/accepted"] >= 1, step
+        # tau2train's per-domain stats, in the scope AReaL's own rollout reward uses
+        assert 0.0 <= table["rollout/mock/pass^1"] <= 1.0 and "rollout/mock/reward" in table, step
         # the trainer recomputes exactly the log-probabilities the server reported
         assert abs(table["ppo_actor/update/behave_approx_kl/avg"]) < 1e-4, step
         # rows' rewards (tau2train's, after AReaL's turn discount): R - penalty and R

@@ -74,7 +74,8 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
     # The report is in this job's offline wandb run (tracking=wandb, $WANDB_MODE=offline).
     [run_file] = results_file.parent.glob("wandb/offline-run-*/run-*.wandb")
     logged = run_file.read_bytes()
-    assert b"avg_reward" in logged and b"pass^2" in logged
+    assert b"avg_reward" in logged and b"pass^2" in logged and b"pass@2" in logged
+    assert b"comparison" in logged  # the table beside published results
     assert b"tau2-qwen3-1.7b-airline" in logged  # the run group
 
     # The key reached the agent endpoint and nothing the run wrote.

@@ -41,11 +41,14 @@ TAU2_DATA_DIR_RESOLVER = "tau2train.tau2_data_dir"
 EVAL_JOB_GPUS_RESOLVER = "tau2train.eval_job_gpus"
 
 
-def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpus: int) -> int | None:
-    """GPUs the Slurm job asks for: a checkpoint evaluation serves its model inside the job;
+def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpus: int,
+                  asked: int | None) -> int | None:
+    """GPUs the Slurm job asks for: a checkpoint evaluation serves its model inside the job
+    (`asked`, eval.server.slurm_gpus_per_node, overrides the server's count; 0 asks for none);
     the training controller and endpoint evaluations need none."""
     serving = mode == "eval" and (checkpoint is not None or checkpoint_step is not None)
-    return server_gpus if serving else None
+    gpus = server_gpus if asked is None else asked
+    return gpus if serving and gpus else None
 
 
 def register() -> None:

@@ -35,7 +35,12 @@ from tau2train.records.layout import (
     eval_root,
     generated_dir,
 )
-from tau2train.reports.leaderboard import render_comparison, submission, task_set_label
+from tau2train.reports.leaderboard import (
+    comparison_rows,
+    render_comparison,
+    submission,
+    task_set_label,
+)
 from tau2train.reports.metrics import EXCLUDED
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
 from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
@@ -131,10 +136,9 @@ def run_eval(exp: ExperimentConfig) -> Path:
     server = LocalServer.start(command, out / SERVER_LOG_NAME)
     print(f"serving {served.path} as '{served.name}' (pid {server.process.pid}); log: {server.log}", flush=True)
     try:
+        # the agent reaches the server on this machine's loopback address
         url = wait_healthy(server, spec.port, spec.startup_timeout_s, "checkpoint", "eval.server.startup_timeout_s")
-        # the agent talks to the server on this machine (it listens on eval.server.host)
-        base = url.replace("127.0.0.1", spec.host if spec.host != "0.0.0.0" else "127.0.0.1")
-        exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, agent_base_url=base))
+        exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, agent_base_url=url))
         return _score(exp, served, out)
     except ServerFailed as error:
         raise EvalServerFailed(str(error)) from None
@@ -182,8 +186,9 @@ def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | N
     }
     write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
     write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
-    track(exp, report, out)
-    print(render_report(report, out, base_model_report(exp, report)))
+    base = base_model_report(exp, report)
+    track(exp, report, out, base)
+    print(render_report(report, out, base))
     return out
 
 
@@ -196,7 +201,7 @@ def task_set(domain: str) -> dict:
     return {"tasks_sha256": digest, "label": task_set_label(domain, digest)}
 
 
-def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
+def track(exp: ExperimentConfig, report: dict, out: Path, base: dict | None = None) -> None:
     """Log the report to the tracking run (tracking group); the key stays in the environment."""
     t = exp.tracking
     if t.backend != "wandb" or t.mode == "disabled":
@@ -211,14 +216,17 @@ def track(exp: ExperimentConfig, report: dict, out: Path) -> None:
     scalars = {
         "avg_reward": report["avg_reward"],
         "avg_reward_se": report["avg_reward_se"],
+        "pass^1_se": report["pass_hat_1_se"],
         "num_infra_failures": report["num_infra_failures"],
+        **{f"pass^{k}": v for k, v in report["pass_hat_k"].items()},
+        **{f"pass@{k}": v for k, v in report["pass_at_k"].items()},
     }
-    scalars.update({f"pass^{k}": v for k, v in report["pass_hat_k"].items()})
-    scalars.update({f"pass@{k}": v for k, v in report["pass_at_k"].items()})
-    run.log(scalars)
+    scalars = {k: v for k, v in scalars.items() if v is not None}  # a k no task reached
+    rows = comparison_rows([report], {base["domain"]: base} if base else None)
+    # pass^1 beside the base model and published results, each row with its source
+    run.log({**scalars, "comparison": wandb.Table(columns=rows[0], data=rows[1:])})
     run.summary.update(
-        {**scalars, "reward_basis": report["reward_basis"],
-         "infra_failures_are": report["infra_failures_are"]}
+        {**scalars, "reward_basis": report["reward_basis"], "infra_failures_are": report["infra_failures_are"]}
     )
     run.finish()
 

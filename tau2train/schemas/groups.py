@@ -243,7 +243,10 @@ class EvalServerSpec(ServerSpec):
     """The SGLang server `mode=eval` starts for `eval.checkpoint` / `eval.checkpoint_step`, on
     the machine the evaluation runs on (cluster=slurm: inside its job), stopped when it ends."""
 
-    host: str = field(default="127.0.0.1", metadata={"help": "Address the server listens on."})
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Address the server listens on; the evaluation reaches it at 127.0.0.1."},
+    )
     port: int = field(default=30000, metadata={"range": PORT, "help": "Port the server listens on."})
     chat_template: str | None = field(
         default=None,
@@ -255,6 +258,15 @@ class EvalServerSpec(ServerSpec):
     startup_timeout_s: float = field(
         default=1800.0,
         metadata={"range": POSITIVE, "help": "Seconds weight loading may take before GET /health answers."},
+    )
+    slurm_gpus_per_node: int | None = field(
+        default=None,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "cluster=slurm: GPUs the evaluation's job asks for (sbatch --gpus-per-node); "
+            "null = eval.server.gpus; 0 asks for none, for partitions that hand out whole GPU "
+            "nodes without it.",
+        },
     )
 
 
