@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         # cut off mid-flight (httpx/anyio connects) leave coroutines that Python would report,
         # at exit, after this message as "never awaited": noise, not news.
         warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+        # Likewise the episode threads still unwinding: their requests' tasks fail on the
+        # closed loop ("Task exception was never retrieved", "exception calling callback").
+        for name in ("asyncio", "concurrent.futures"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         terminated = isinstance(stop, Terminated)
         print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))

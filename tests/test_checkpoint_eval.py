@@ -223,3 +223,32 @@ def test_on_slurm_the_checkpoint_is_served_inside_the_evaluation_job(llm, traine
     job_out = Path(record["stdout"]).read_text()
     assert f"serving {saved[2]} as 'gold'" in job_out and "stopped the checkpoint server" in job_out
     assert "serving on http://127.0.0.1:" in metrics.with_name("server.log").read_text()
+
+
+@pytest.mark.parametrize("server", ["eval.server", "user_sim"])
+def test_the_server_commands_are_ones_sglangs_own_parser_accepts(server, trained):
+    """No GPU here to start SGLang: its own argument parser (the one `sglang.launch_server`
+    runs) checks every flag and choice tau2train passes, parsers included."""
+    import argparse
+
+    from sglang.srt.server_args import ServerArgs
+
+    from tau2train.config.compose import compose
+    from tau2train.config.servers import server_command
+
+    run_dir, saved = trained
+    exp = compose(["mode=eval", f"eval.checkpoint={run_dir}", "econfig.user_llm_base_url=http://h:1/v1"]).config
+    spec = exp.eval.server if server == "eval.server" else exp.user_sim
+    path, name = (str(saved[2]), "ckpt") if server == "eval.server" else (spec.model_path, spec.served_model_name)
+    command = server_command(spec, path, name, server)
+    assert command[1:3] == ["-m", "sglang.launch_server"]
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+    parsed = vars(parser.parse_args(command[3:]))  # exits (fails the test) on anything SGLang refuses
+    assert parsed["model_path"] == path and parsed["served_model_name"] == name
+    assert parsed["tool_call_parser"] == "qwen25" and parsed["port"] == spec.port
+    if server == "eval.server":  # as training's proxy parsed the policy's output
+        assert parsed["reasoning_parser"] == exp.rollout.agent.reasoning_parser == "qwen3"
+        assert parsed["chat_template"] is None  # the checkpoint's own template
+    else:
+        assert parsed["chat_template"].endswith("qwen_nonthinking.jinja")

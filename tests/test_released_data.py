@@ -283,5 +283,7 @@ def test_training_reaches_the_trainer_with_rows_of_every_domain(dataset, tmp_pat
     assert Counter(r["domain"] for r in train) == {"airline": 5, "retail": 4, "telecom": 3}
     assert [r["line"] for r in train] == list(range(1, N_ROWS + 1))
     assert all(Path(r["db_path"]).is_file() and r["split"] == RL_SPLIT for r in train)
-    assert {r["split"] for r in call["valid_rows"]} == {"test"}  # τ²'s test split, as before
+    # validation: τ²'s test split of every trained domain, each row naming its domain
+    valid = Counter((r["domain"], r["split"]) for r in call["valid_rows"])
+    assert valid == {("airline", "test"): 20, ("retail", "test"): 40, ("telecom", "test"): 40}
     assert call["workflow_types"] == ["Tau2AgentWorkflow", "Tau2AgentWorkflow"]

@@ -60,7 +60,8 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
         *align([
             ["model", choices["model"], f"{model.path} ({arch})"],
             ["domain", choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
-             f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}', "
+             f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}'"
+             f"{' of every trained domain' if exp.data.source == 'areal_tau2' else ''}, "
              f"max {exp.econfig.max_steps} steps"],
             ["data", choices["data"], data_line(exp)],
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "

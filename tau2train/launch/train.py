@@ -114,19 +114,33 @@ def train_rows(exp: ExperimentConfig):
     return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size)
 
 
+def trained_domains(exp: ExperimentConfig) -> list[str]:
+    """The τ² domains the training rows come from."""
+    if exp.data.source == "areal_tau2":
+        return sorted({row["domain"] for row in areal_data.load(exp.data.path, exp.data.domains).rows})
+    return [exp.econfig.domain]
+
+
+def valid_rows(exp: ExperimentConfig):
+    """AReaL's validation dataset: τ²'s valid split of every trained domain, each row naming
+    its domain (the workflow plays it there and AReaL's stats logger gets its pass^1 under
+    eval-rollout/<domain>/), None without validation."""
+    from tau2train.rollout.datasets import rows_dataset, task_rows
+
+    if not exp.valid_dataset:
+        return None
+    split = exp.valid_dataset.split
+    rows = [{**row, "domain": domain} for domain in trained_domains(exp) for row in task_rows(domain, split)]
+    return rows_dataset(rows, exp.min_dataset_size)
+
+
 def run_training(exp: ExperimentConfig) -> None:
-    from tau2train.rollout.datasets import tau2_dataset
     from tau2train.rollout.rewards import GroupFilter
 
     trainer_cls = trainer_class(exp.trainer._target_)
     check_local_gpus(exp)
-    domain = exp.econfig.domain
     train_dataset = train_rows(exp)
-    valid_dataset = (
-        tau2_dataset(domain, exp.valid_dataset.split, exp.min_dataset_size)
-        if exp.valid_dataset
-        else None
-    )
+    valid_dataset = valid_rows(exp)
     make_storage_dirs(exp)
     with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:
         trainer.train(

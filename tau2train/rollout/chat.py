@@ -148,9 +148,11 @@ class Chat:
                 try:
                     return future.result(timeout=0.5)
                 except TimeoutError:
-                    if self.cancelled.is_set() or self.loop.is_closed():
+                    if self.loop.is_closed():  # nothing left to cancel the request on
+                        raise EpisodeCancelled("the run is ending") from None
+                    if self.cancelled.is_set():
                         future.cancel()
-                        raise EpisodeCancelled("episode timed out or the run is ending") from None
+                        raise EpisodeCancelled("episode timed out") from None
         except CancelledError:
             raise EpisodeCancelled("episode timed out") from None
 

@@ -103,8 +103,9 @@ def scenario(data: dict, econfig: EnvConfig) -> Scenario:
             environment=snapshots.environment(domain, db_path, econfig.fast_env),
             source=f"{data['data_file']}:{data['line']} on {db_path}",
         )
-    task = find_task(econfig.domain, data.get("split", "train"), data["task_id"])
-    return Scenario(task=task, domain=econfig.domain, environment=econfig.domain)
+    domain = data.get("domain") or econfig.domain  # validation rows of a mixed run name theirs
+    task = find_task(domain, data.get("split", "train"), data["task_id"])
+    return Scenario(task=task, domain=domain, environment=domain)
 
 
 @dataclass
