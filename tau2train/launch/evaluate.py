@@ -33,6 +33,7 @@ from tau2train.records.layout import (
     SUBMISSION_NAME,
     eval_dir,
     eval_root,
+    eval_stamp,
     generated_dir,
 )
 from tau2train.reports.leaderboard import (
@@ -250,7 +251,7 @@ def base_model_report(exp: ExperimentConfig, report: dict) -> dict | None:
             continue
         if ((other.get("checkpoint") or {}).get("step") == BASE_STEP
                 and (other.get("domain"), other.get("split")) == (report["domain"], report["split"])):
-            found.append((path.parent.name[-15:], other))
+            found.append((eval_stamp(path.parent), other))
     return max(found, key=lambda item: item[0])[1] if found else None
 
 

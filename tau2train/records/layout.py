@@ -23,6 +23,7 @@ EVAL_DIR = "eval"
 RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.json"
 SUBMISSION_NAME = "submission.json"
+EVAL_STAMP = re.compile(r"\d{8}-\d{6}$")  # the time suffix of an evaluation's directory
 
 
 def path_safe(name: str) -> str:
@@ -51,3 +52,10 @@ def eval_root(run_dir: str | Path) -> Path:
 def eval_dir(run_dir: str | Path, domain: str, split: str, model: str, stamp: str) -> Path:
     """One evaluation's directory."""
     return eval_root(run_dir) / f"{domain}-{split}-{path_safe(model)}-{stamp}"
+
+
+def eval_stamp(path: str | Path) -> str:
+    """The time (YYYYmmdd-HHMMSS) an evaluation directory is named with; "" if none: newer
+    evaluations sort later."""
+    found = EVAL_STAMP.search(Path(path).name)
+    return found.group() if found else ""

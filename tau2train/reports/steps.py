@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from tau2train.records.files import write_atomic
-from tau2train.records.layout import METRICS_NAME
+from tau2train.records.layout import METRICS_NAME, eval_stamp
+from tau2train.reports.plots import figure, save_png
 from tau2train.reports.tables import align
 
 REPORT_NAME = "pass1_by_step"
@@ -35,7 +36,7 @@ def collect(paths: list[Path]) -> dict[str, dict[int, dict]]:
             step = (report.get("checkpoint") or {}).get("step")
             if step is None:
                 continue
-            stamp = file.parent.name[-15:]  # <domain>-<split>-<model>-YYYYmmdd-HHMMSS
+            stamp = eval_stamp(file.parent)
             seen = found.setdefault(report["domain"], {}).get(step)
             if seen is None or stamp > seen[0]:
                 found[report["domain"]][step] = (stamp, report)
@@ -73,12 +74,7 @@ def write_csv(path: Path, found: dict[str, dict[int, dict]]) -> Path:
 
 
 def write_plot(path: Path, found: dict[str, dict[int, dict]]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure((7, 4.5))
     for domain, by_step in found.items():
         points = [(s, r["pass_hat_k"].get("1"), r.get("pass_hat_1_se")) for s, r in by_step.items()]
         points = [(s, 100 * v, 100 * (e or 0.0)) for s, v, e in points if v is not None]
@@ -88,13 +84,7 @@ def write_plot(path: Path, found: dict[str, dict[int, dict]]) -> Path:
     ax.set_ylabel("pass^1 (%)")
     ax.set_title("τ² pass^1 per domain by checkpoint (± standard error)", fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return write_atomic(path, png.getvalue())
+    return save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

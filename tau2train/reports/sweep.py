@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,11 @@ from tau2train.records.layout import (
     JOB_RECORD_NAME,
     METRICS_NAME,
     eval_root,
+    eval_stamp,
     generated_dir,
 )
 from tau2train.records.slurm_queue import SLURM_ENDED, slurm_states
+from tau2train.reports.plots import figure, save_png
 from tau2train.reports.tables import align
 
 REPORT_NAME = "sweep_report"
@@ -37,7 +38,6 @@ FINAL_FRACTION = 0.1  # "final reward" = mean over the newest 10% of train episo
 ENDED = ("completed", "failed")  # recorded states after which Slurm is not asked
 UNREADABLE = "unreadable"  # the state shown for a job.json that is not a JSON object
 NOT_OVERRIDES = ("trial_name", "experiment_name")  # already the row / the directory
-STAMP = re.compile(r"\d{8}-\d{6}$")  # the time suffix of an eval results directory
 
 
 class BadDir(Exception):
@@ -138,7 +138,7 @@ def eval_results(row: Row) -> None:
     done = [p.parent for p in eval_root(row.run_dir).glob(f"*/{METRICS_NAME}")]
     if not done:
         return
-    newest = max(done, key=lambda d: (m.group() if (m := STAMP.search(d.name)) else "", d.name))
+    newest = max(done, key=lambda d: (eval_stamp(d), d.name))
     metrics = read_json(newest / METRICS_NAME) or {}
     row.episodes = f"{metrics.get('num_tasks', '?')}x{metrics.get('num_trials', '?')}"
     if metrics.get("num_infra_failures"):
@@ -300,17 +300,12 @@ def write_csv(path: Path, rows: list[Row], keys: dict[str, str]) -> Path:
 
 def write_plot(path: Path, rows: list[Row]) -> Path:
     """Mean and final reward per point as grouped bars; written whole or not at all."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     _, mean_name, final_name, _ = headers(rows)
     longer = {"mean": "mean (all train episodes)", "final": f"final (newest {FINAL_FRACTION:.0%})"}
     mean_name, final_name = longer.get(mean_name, mean_name), longer.get(final_name, final_name)
     nan = float("nan")
     xs = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 4.5))
+    fig, ax = figure((max(6.0, 1.0 * len(rows) + 2), 4.5))
     ax.bar([x - 0.2 for x in xs], [nan if r.mean is None else r.mean for r in rows], 0.4,
            label=mean_name)
     ax.bar([x + 0.2 for x in xs], [nan if r.final is None else r.final for r in rows], 0.4,
@@ -321,13 +316,7 @@ def write_plot(path: Path, rows: list[Row]) -> Path:
     ax.set_ylabel("reward")
     ax.set_title(f"{path.parent.name}: reward per point", fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return write_atomic(path, png.getvalue())
+    return save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
