@@ -143,7 +143,8 @@ def test_ctrl_c_stops_the_checkpoint_server(llm, trained, tmp_path):
         popen.wait(timeout=120)
         text = plain(output)
         assert popen.returncode == 128 + signal.SIGINT, text[-3000:]
-        assert "stopped the checkpoint server" in text and text.rstrip().endswith("stopped by Ctrl-C")
+        assert "stopped the checkpoint server" in text, text[-3000:]
+        assert text.rstrip().endswith("stopped by Ctrl-C"), text[-3000:]  # nothing after the last line
         assert processes_with_env(marker) == []
     finally:
         if popen.poll() is None:

@@ -147,8 +147,24 @@ def test_a_malformed_row_gets_one_message_naming_file_and_line(case, tmp_path):
         (["data.path={root}", "data.domains=[airline,banking]"], "data.domains",
          ["has no banking rows", "airline (5 rows), retail (4 rows), telecom (3 rows)"]),
         (["data.path={root}", "data.domains=[]"], "data.domains", ["nothing to train on"]),
+        (["data.path={root}", "data.domains=[airline,retail]", "data.weights={{airline:1,telecom:1}}"],
+         "data.weights", ["names airline, telecom; the rows trained on are airline, retail",
+                          "e.g. data.weights={airline:1,retail:1}"]),
+        (["data.path={root}", "data.weights={{airline:1,retail:0,telecom:1}}"], "data.weights",
+         ["every weight must be a positive number"]),
+        (["data.path={root}", "econfig.reward_basis_by_domain.airline=[DB,MONEY]"],
+         "econfig.reward_basis_by_domain.airline", ["'MONEY' is not a tau2 reward type"]),
+        (["data.path={root}", "+econfig.reward_basis_by_domain.banking=[DB]"],
+         "econfig.reward_basis_by_domain.banking", ["'banking' is not a tau2 domain"]),
+        (["data.path={root}", "data.domains=[airline]",
+          "econfig.user_llm_by_domain={{retail:{{base_url:'http://127.0.0.1:9/v1/'}}}}"],
+         "econfig.user_llm_by_domain.retail", ["this run trains on no such rows", "valid: airline"]),
+        (["data.path={root}", "econfig.user_llm_by_domain={{retail:{{model:openai/user-retail}}}}"],
+         "econfig.user_llm_by_domain.retail.base_url", ["is not an http(s) URL"]),
     ],
-    ids=["missing folder", "folder without the file", "unknown domain", "no domain"],
+    ids=["missing folder", "folder without the file", "unknown domain", "no domain", "weights of other domains",
+         "zero weight", "unknown reward type", "reward basis of an unknown domain", "user sim of an untrained domain",
+         "user sim without URL"],
 )
 def test_a_wrong_folder_or_domain_choice_is_named(overrides, key, words, dataset, tmp_path):
     (tmp_path / "empty").mkdir()
@@ -160,9 +176,29 @@ def test_a_wrong_folder_or_domain_choice_is_named(overrides, key, words, dataset
         assert word in error.value.render()
 
 
-def test_data_tau2_reads_no_path(dataset):
-    with pytest.raises(ConfigError, match="data=tau2 trains on τ²'s own splits and reads no data.path"):
-        validate(compose([USER_SIM, f"+data.path={dataset}"]).config)
+@pytest.mark.parametrize("override", ["data.path={dataset}", "data.weights={{airline:1}}"])
+def test_data_tau2_reads_no_path_nor_weights(override, dataset):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"data=tau2 trains on τ²'s own splits and reads no {key}"):
+        validate(compose([USER_SIM, override.format(dataset=dataset)]).config)
+
+
+def test_mixing_weights_give_each_domain_its_share_of_an_epoch(dataset):
+    loaded = areal_data.load(str(dataset), None)  # airline 5, retail 4, telecom 3
+    assert areal_data.mixed_rows(loaded, {}, seed=1) == list(loaded.rows)
+    mixed = areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
+    assert len(mixed) == len(loaded.rows) == 12
+    assert Counter(r["domain"] for r in mixed) == {"airline": 3, "retail": 3, "telecom": 6}
+    drawn = Counter(r["line"] for r in mixed)
+    assert all(drawn[r["line"]] == 2 for r in loaded.rows if r["domain"] == "telecom")  # repeated whole
+    assert all(drawn[r["line"]] <= 1 for r in loaded.rows if r["domain"] != "telecom")  # drawn, no row twice
+    assert mixed == areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
+    assert mixed != areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=2)
+    # shares that do not divide evenly: the largest remainders get the rows left over
+    assert areal_data.domain_counts(12, {"airline": 1, "retail": 1, "telecom": 1}) == {
+        "airline": 4, "retail": 4, "telecom": 4}
+    assert areal_data.domain_counts(10, {"airline": 1, "retail": 1, "telecom": 1}) == {
+        "airline": 4, "retail": 3, "telecom": 3}
 
 
 # --- episodes on the row's snapshot --------------------------------------------------------
@@ -252,6 +288,33 @@ def test_a_row_brings_its_own_domain(rows, snap_llm):
     assert episode.info.reward_info["db_check"]["db_match"] is True
 
 
+def test_each_domain_is_scored_on_its_own_basis_and_played_by_its_own_user_simulator(rows, snap_llm):
+    """A mixed run's per-domain settings: retail rows scored on ACTION and their users played by
+    the retail user simulator (here the scripted server under another model name); airline rows
+    keep econfig's own user simulator and their basis ([DB], as data=areal_tau2 sets it)."""
+    econfig = EnvConfig(
+        domain="airline", user_llm_base_url=snap_llm.base_url, user_llm="user", fast_env=True,
+        reward_basis_by_domain={"airline": ["DB"], "retail": ["ACTION"]},
+        user_llm_by_domain={"retail": {"base_url": snap_llm.base_url, "model": "openai/user-retail"}},
+    )
+    wf = Tau2AgentWorkflow(econfig=econfig, timeout=60.0, agent_model="gold", max_concurrent_episodes=8)
+    before = Counter(snap_llm.requests)
+    retail = play(wf, row_at(rows, 5), snap_llm).info
+    after_retail = Counter(snap_llm.requests)
+    airline = play(wf, row_at(rows, 2), snap_llm).info
+    after_airline = Counter(snap_llm.requests)
+    assert (retail.domain, airline.domain) == ("retail", "airline")
+    assert retail.task["evaluation_criteria"]["reward_basis"] == ["DB", "COMMUNICATE"]  # the task's own
+    assert retail.reward_info["reward_basis"] == ["ACTION"]  # what tau2's evaluator scored
+    assert set(retail.reward_info["reward_breakdown"]) == {"ACTION"}
+    assert airline.reward_info["reward_basis"] == ["DB"]
+    assert (retail.reward, airline.reward) == (1.0, 1.0)
+    assert after_retail["user-retail"] - before["user-retail"] >= 1
+    assert after_retail["user"] == before["user"]
+    assert after_airline["user"] - after_retail["user"] >= 1
+    assert after_airline["user-retail"] == after_retail["user-retail"]
+
+
 # --- through the command line --------------------------------------------------------------
 
 
@@ -262,6 +325,11 @@ def test_dry_run_shows_rows_per_domain_and_snapshots(dataset, tmp_path):
     line = next(x for x in result.stdout.splitlines() if x.strip().startswith("data "))
     assert f"{dataset}: 12 RL rows (airline 5, retail 4, telecom 3); 3 snapshot(s) found: " in line
     assert "tau2_telecom_new_db_1.toml" in line
+    # the paper's reward per domain; one user simulator for all
+    lines = [x.split() for x in result.stdout.splitlines()]
+    assert ["reward", "(airline)", "DB", "training", "episodes'", "tau2", "reward", "types"] in lines
+    assert ["reward", "(telecom)", "ENV_ASSERTION", "training", "episodes'", "tau2", "reward", "types"] in lines
+    assert sum(1 for x in lines if x[:2] == ["user", "sim"]) == 3
 
 
 def test_a_bad_row_stops_the_command_with_status_2_and_nothing_written(dataset, tmp_path):
@@ -287,3 +355,22 @@ def test_training_reaches_the_trainer_with_rows_of_every_domain(dataset, tmp_pat
     valid = Counter((r["domain"], r["split"]) for r in call["valid_rows"])
     assert valid == {("airline", "test"): 20, ("retail", "test"): 40, ("telecom", "test"): 40}
     assert call["workflow_types"] == ["Tau2AgentWorkflow", "Tau2AgentWorkflow"]
+    assert call["config"]["econfig"]["reward_basis_by_domain"] == {
+        "airline": ["DB"], "retail": ["DB"], "telecom": ["ENV_ASSERTION"]}
+
+
+def test_mixing_weights_and_a_domains_user_simulator_reach_the_trainer(dataset, snap_llm, tmp_path):
+    retail_user = f"econfig.user_llm_by_domain={{retail:{{base_url:'{snap_llm.base_url}',model:openai/user-retail}}}}"
+    args = [USER_SIM, "data=areal_tau2", f"data.path={dataset}", "min_dataset_size=0",
+            "data.weights={airline:1,retail:1,telecom:2}", retail_user, f"cluster.fileroot={tmp_path}/exp"]
+    plan = run_cli("dry_run=true", "tracking=none", *args, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert "mixed by data.weights: airline 3 (0.6x), retail 3 (0.75x), telecom 6 (2x)" in plan.stdout
+    assert ["user", "sim", "(retail)", "openai/user-retail", snap_llm.base_url] in [
+        x.split() for x in plan.stdout.splitlines()]
+    result = run_cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    assert result.returncode == 0, result.stderr
+    call = json.loads((tmp_path / "exp" / "tau2-qwen3-1.7b-areal-tau2" / "trial0" / RECORD_NAME).read_text())
+    assert Counter(r["domain"] for r in call["train_rows"]) == {"airline": 3, "retail": 3, "telecom": 6}
+    assert call["config"]["econfig"]["user_llm_by_domain"] == {
+        "retail": {"base_url": snap_llm.base_url, "model": "openai/user-retail"}}

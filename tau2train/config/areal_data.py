@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.errors import ConfigError
 from tau2train.records import areal_tau2 as layout
+from tau2train.schemas import ExperimentConfig
 
 KEY = "data.path"
 FIX_ROW = "fix or remove that line (the file as released parses whole: re-download it if it was changed)"
@@ -66,14 +68,72 @@ def load(path: str | None, domains: list[str] | None) -> Loaded:
     return Loaded(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
 
 
-def summary(loaded: Loaded) -> str:
+def trained_domains(exp: ExperimentConfig) -> list[str]:
+    """The τ² domains a run's training rows come from: data.domains of the file
+    (data=areal_tau2), or the domain group's."""
+    if exp.data.source == "areal_tau2":
+        return sorted({row["domain"] for row in load(exp.data.path, exp.data.domains).rows})
+    return [exp.econfig.domain]
+
+
+def mixed_rows(loaded: Loaded, weights: dict[str, float], seed: int) -> list[dict[str, Any]]:
+    """One epoch's rows: the file's own (no `weights`), or as many rows as the file has for
+    the chosen domains, each domain's share its weight over the weights' sum. A domain's rows
+    are repeated whole as often as its share allows, the rest drawn from them at random
+    (seeded, without replacement), so no row is drawn twice more often than another."""
+    if not weights:
+        return list(loaded.rows)
+    check_weights(loaded, weights)
+    by_domain: dict[str, list[dict[str, Any]]] = {}
+    for row in loaded.rows:
+        by_domain.setdefault(row["domain"], []).append(row)
+    total, rng, rows = len(loaded.rows), random.Random(seed), []
+    for domain, count in sorted(domain_counts(total, weights).items()):
+        own = by_domain[domain]
+        rows += own * (count // len(own)) + rng.sample(own, count % len(own))
+    return rows
+
+
+def domain_counts(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """`total` rows shared out in proportion to `weights` (largest remainders round up)."""
+    norm = sum(weights.values())
+    exact = {d: total * w / norm for d, w in weights.items()}
+    counts = {d: int(x) for d, x in exact.items()}
+    for d in sorted(exact, key=lambda d: counts[d] - exact[d])[: total - sum(counts.values())]:
+        counts[d] += 1
+    return counts
+
+
+def check_weights(loaded: Loaded, weights: dict[str, float]) -> None:
+    """data.weights names exactly the trained domains, each with a positive weight."""
+    chosen = sorted({r["domain"] for r in loaded.rows})
+    problem = None
+    if sorted(weights) != chosen:
+        problem = f"names {', '.join(sorted(weights)) or 'no domain'}; the rows trained on are {', '.join(chosen)}"
+    elif any(not isinstance(w, int | float) or w <= 0 for w in weights.values()):
+        problem = "every weight must be a positive number (leave a domain out with data.domains)"
+    if problem:
+        raise ConfigError(
+            "data.weights", weights, problem,
+            valid="one positive weight per trained domain (shares of each epoch's rows, "
+            "normalised), or {} for the file's own ratio",
+            fix="e.g. data.weights={" + ",".join(f"{d}:1" for d in chosen) + "}",
+        )
+
+
+def summary(loaded: Loaded, weights: dict[str, float] | None = None) -> str:
     """One line for the plan: rows per domain and snapshots found."""
     chosen = Counter(r["domain"] for r in loaded.rows)
     per_domain = ", ".join(f"{d} {chosen[d]}" for d in sorted(chosen))
     skipped = sorted(set(loaded.domain_rows) - set(chosen))
     snapshots = ", ".join(sorted(os.path.basename(s) for s in loaded.snapshots))
+    mix = ""
+    if weights:
+        counts = domain_counts(len(loaded.rows), weights)
+        mix = "; mixed by data.weights: " + ", ".join(
+            f"{d} {counts[d]} ({counts[d] / chosen[d]:.2g}x)" for d in sorted(counts))
     return (f"{len(loaded.rows)} RL rows ({per_domain})"
-            + (f", left out: {', '.join(skipped)}" if skipped else "")
+            + (f", left out: {', '.join(skipped)}" if skipped else "") + mix
             + f"; {len(loaded.snapshots)} snapshot(s) found: {snapshots}")
 
 

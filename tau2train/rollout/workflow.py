@@ -147,8 +147,10 @@ class Tau2AgentWorkflow:
         )
         user_chat = None
         if not self.econfig.solo_mode:
+            # a mixed run's rows name their domain, which may have a user simulator of its own
+            user_url, user_llm = self.econfig.user_sim_of(data.get("domain") or self.econfig.domain)
             user_client = AsyncOpenAI(
-                base_url=self.econfig.user_llm_base_url,
+                base_url=user_url,
                 api_key=os.getenv(USER_LLM_API_KEY_ENV) or "EMPTY",
                 max_retries=self.econfig.user_llm_max_retries,
                 timeout=self.econfig.user_llm_timeout,
@@ -157,7 +159,7 @@ class Tau2AgentWorkflow:
             user_chat = Chat(
                 user_client,
                 loop,
-                _endpoint_model_name(self.econfig.user_llm),
+                _endpoint_model_name(user_llm),
                 dict(self.econfig.user_llm_args or {}),
                 role="user",
                 cancelled=cancelled,

@@ -17,6 +17,20 @@ ALL_TASKS = "all"
 
 
 @dataclass
+class UserSimEndpoint:
+    """A user simulator that plays one domain's users in place of econfig's own."""
+
+    base_url: str = field(
+        default="",
+        metadata={"help": "OpenAI-compatible base URL of this domain's user simulator, e.g. http://host:8001/v1/."},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "litellm model name it answers to (openai/<name>); null = econfig.user_llm."},
+    )
+
+
+@dataclass
 class EnvConfig:
     """Options of the τ² environment each rollout episode runs in."""
 
@@ -79,6 +93,22 @@ class EnvConfig:
             "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
         },
     )
+    reward_basis_by_domain: dict[str, list[str] | None] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-domain reward_basis of a mixed run, e.g. {airline: [DB], telecom: "
+            "[ENV_ASSERTION]} (data=areal_tau2 sets the paper's); null for a domain = each "
+            "task's own basis; a domain not named uses reward_basis."
+        },
+    )
+    user_llm_by_domain: dict[str, UserSimEndpoint] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-domain user simulators of a mixed run, e.g. {telecom: {base_url: "
+            "http://host:8001/v1/, model: openai/telecom-user}}; a domain not named uses "
+            "user_llm_base_url / user_llm."
+        },
+    )
     fast_env: bool = field(
         default=True,
         metadata={
@@ -99,6 +129,24 @@ class EnvConfig:
         default=120.0,
         metadata={"range": POSITIVE, "help": "Seconds one user-simulator call may take."},
     )
+
+    def __post_init__(self) -> None:
+        # AReaL ships the workflow's econfig to its workers as plain data
+        if self.user_llm_by_domain:
+            self.user_llm_by_domain = {
+                d: UserSimEndpoint(**e) if isinstance(e, dict) else e for d, e in self.user_llm_by_domain.items()
+            }
+
+    def reward_basis_of(self, domain: str) -> list[str] | None:
+        """The reward types `domain`'s episodes are scored on (None: each task's own)."""
+        return (self.reward_basis_by_domain or {}).get(domain, self.reward_basis)
+
+    def user_sim_of(self, domain: str) -> tuple[str | None, str | None]:
+        """(base URL, litellm model name) of the user simulator playing `domain`'s users."""
+        own = (self.user_llm_by_domain or {}).get(domain)
+        if own is None:
+            return self.user_llm_base_url, self.user_llm
+        return own.base_url, own.model or self.user_llm
 
 
 @dataclass

@@ -105,6 +105,14 @@ class DataSpec:
             "ratio; null = every domain in the file."
         },
     )
+    weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "areal_tau2: mixing weights, one per trained domain, e.g. {airline: 1, "
+            "retail: 1, telecom: 1}: each epoch keeps the file's row count and gives each "
+            "domain weight/sum of it (rows repeated or drawn, seeded); {} = the file's own ratio."
+        },
+    )
 
 
 @dataclass
