@@ -15,7 +15,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from tau2train.config.compose import CONFIG_MODULE, CONFIG_NAME, open_domain_maps
+from tau2train.config.compose import CONFIG_MODULE, CONFIG_NAME, normalised
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
@@ -56,7 +56,7 @@ def _restore_stdlib_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = open_domain_maps(list(sys.argv[1:] if argv is None else argv))
+    argv = normalised(list(sys.argv[1:] if argv is None else argv))
     register()
     _restore_stdlib_logging()
     if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):

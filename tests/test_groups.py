@@ -26,6 +26,7 @@ def test_every_group_has_its_choices():
     assert group_options("tracking") == ["none", "wandb"]
     assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b"]
     assert group_options("data") == ["areal_tau2", "tau2"]
+    assert group_options("experiment") == ["sea_30b_a3b"]
 
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
@@ -38,7 +39,7 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     assert exp.econfig.domain == domain
     assert composed.choices == {"model": model, "domain": domain, "data": "tau2", "cluster": cluster,
                                 "allocation": composed.choices["allocation"], "tracking": "wandb",
-                                "user_sim": "qwen2_5_72b"}
+                                "user_sim": "qwen2_5_72b", "experiment": "None"}
     if cluster == "local" and exp.cluster.n_nodes > 1:
         # multi-node reference layouts cannot run on one machine: refused with advice
         with pytest.raises(ConfigError) as error:
@@ -48,6 +49,52 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     else:
         layout = validate(exp)
         assert layout.n_gpus == exp.cluster.n_nodes * exp.cluster.n_gpus_per_node
+
+
+@pytest.fixture(scope="module")
+def released_data(tmp_path_factory):
+    from helpers.areal_data import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("AReaL-tau2-data"))
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_preset_composes_and_validates(experiment, released_data, tmp_path):
+    args = [f"data.path={released_data}", USER_SIM, *slurm_overrides(tmp_path)]
+    composed = compose([f"experiment={experiment}", *args])
+    assert composed.choices["experiment"] == experiment
+    layout = validate(composed.config)
+    assert layout.n_gpus == composed.config.cluster.n_nodes * composed.config.cluster.n_gpus_per_node
+    # written `+experiment=` as well (the form Hydra's docs use for optional groups)
+    assert compose([f"+experiment={experiment}", *args]).config == composed.config
+
+
+def test_the_sea_preset_sets_the_papers_recipe(released_data, tmp_path):
+    """AReaL-SEA (arXiv 2601.22607): Qwen3-30B-A3B on the released data, three domains mixed,
+    GRPO 8 x 64, lr 5e-6 constant, eps_clip 0.4, no KL, temperature 1.0, 8192 new tokens per
+    turn, 32k context, groups dropped when max reward is 0 or mean >= 0.99, 4 eval trials."""
+    composed = compose(["experiment=sea_30b_a3b", f"data.path={released_data}", USER_SIM,
+                        *slurm_overrides(tmp_path)])
+    exp = composed.config
+    assert (composed.choices["model"], composed.choices["data"]) == ("qwen3_30b_a3b", "areal_tau2")
+    assert exp.actor.path == "Qwen/Qwen3-30B-A3B" and exp.data.domains is None
+    assert (exp.gconfig.n_samples, exp.train_dataset.batch_size) == (8, 64)
+    assert (exp.actor.optimizer.lr, exp.actor.optimizer.lr_scheduler_type) == (5e-6, "constant")
+    assert (exp.actor.eps_clip, exp.actor.kl_ctl, exp.gconfig.temperature) == (0.4, 0.0, 1.0)
+    assert (exp.gconfig.max_new_tokens, exp.gconfig.max_tokens, exp.sglang.context_length) == (8192, 32768, 32768)
+    assert (exp.group_filter.max_mean_reward, exp.group_filter.min_mean_reward) == (0.99, 0.01)
+    assert exp.econfig.reward_basis_by_domain == {"airline": ["DB"], "retail": ["DB"], "telecom": ["ENV_ASSERTION"]}
+    assert exp.eval.num_trials == 4
+
+
+def test_a_mixed_run_keeps_each_domains_step_limit():
+    """data=areal_tau2's per-domain step limits are the domain groups' own."""
+    from tau2train.config.compose import load_choice
+
+    mixed = compose(["data=areal_tau2", "data.path=/nowhere", USER_SIM]).config.econfig
+    for domain in ("airline", "retail", "telecom"):
+        assert mixed.max_steps_of(domain) == load_choice("domain", domain).max_steps
+    assert mixed.max_steps_of("mock") == mixed.max_steps  # not named: the domain group's
 
 
 def test_env_config_defaults_match_the_documented_ones():

@@ -325,6 +325,8 @@ def test_dry_run_shows_rows_per_domain_and_snapshots(dataset, tmp_path):
     line = next(x for x in result.stdout.splitlines() if x.strip().startswith("data "))
     assert f"{dataset}: 12 RL rows (airline 5, retail 4, telecom 3); 3 snapshot(s) found: " in line
     assert "tau2_telecom_new_db_1.toml" in line
+    domains = next(x for x in result.stdout.splitlines() if x.strip().startswith("domains "))
+    assert "valid split 'test' of every trained domain; max steps: airline 50, retail 50, telecom 100" in domains
     # the paper's reward per domain; one user simulator for all
     lines = [x.split() for x in result.stdout.splitlines()]
     assert ["reward", "(airline)", "DB", "training", "episodes'", "tau2", "reward", "types"] in lines

@@ -34,7 +34,7 @@ from tau2train.schemas import ExperimentConfig
 
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
-GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim")
+GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "experiment")
 
 
 @dataclass
@@ -100,21 +100,32 @@ def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Ove
 # Settings that map a domain to a value. Hydra merges `key={...}` into the map the config
 # already has, and the struct flag refuses the keys that are new (every domain not named yet);
 # its force-add prefix `++` merges them in, and the map's value type still checks each entry.
-DOMAIN_MAPS = ("data.weights", "econfig.reward_basis_by_domain", "econfig.user_llm_by_domain")
+DOMAIN_MAPS = (
+    "data.weights", "econfig.max_steps_by_domain", "econfig.reward_basis_by_domain", "econfig.user_llm_by_domain",
+)
 
 
-def open_domain_maps(overrides: list[str]) -> list[str]:
-    """`overrides` with `++` before each plain one that sets a domain map or one of its entries."""
+# Groups the defaults list names as `null` (none chosen): `+group=choice` would add the group
+# a second time, which Hydra refuses; it means `group=choice`.
+NULL_GROUPS = ("experiment",)
+
+
+def normalised(overrides: list[str]) -> list[str]:
+    """`overrides` with `++` before each plain one that sets a domain map or one of its
+    entries, and `+experiment=X` read as `experiment=X`."""
     def sets_map(override: str) -> bool:
         key = override.split("=", 1)[0]
         return "=" in override and any(key == m or key.startswith(m + ".") for m in DOMAIN_MAPS)
 
-    return [f"++{o}" if sets_map(o) else o for o in overrides]
+    def adds_null_group(override: str) -> bool:
+        return override.startswith("+") and override.lstrip("+").split("=", 1)[0] in NULL_GROUPS
+
+    return [o.lstrip("+") if adds_null_group(o) else f"++{o}" if sets_map(o) else o for o in overrides]
 
 
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
-    overrides = open_domain_maps(overrides)
+    overrides = normalised(overrides)
     _check_group_choices(overrides)
     unknown = _unknown_keys(overrides) if _adds_keys(overrides) else []
     if unknown:

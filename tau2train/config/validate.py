@@ -46,6 +46,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     if exp.mode == "eval":
         check_eval(exp)
         check_domain(exp)
+        check_domain_maps(exp)
         check_reward_basis(exp)
         check_user_simulator(exp)
         check_tracking(exp)
@@ -60,6 +61,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_token_budgets(exp)
     check_domain(exp)
     check_data(exp)
+    check_domain_maps(exp)
     check_reward_basis(exp)
     check_user_simulator(exp)
     check_storage(exp)
@@ -274,15 +276,25 @@ def check_data(exp: ExperimentConfig) -> None:
             )
 
 
-def check_reward_basis(exp: ExperimentConfig) -> None:
+def check_domain_maps(exp: ExperimentConfig) -> None:
+    """The per-domain settings name tau2 domains; step limits are positive."""
     known = set(tau2_catalog.domain_splits())
-    by_domain = exp.econfig.reward_basis_by_domain or {}
-    for domain in by_domain:
-        if domain not in known:
-            raise ConfigError(
-                f"econfig.reward_basis_by_domain.{domain}", by_domain[domain], f"{domain!r} is not a tau2 domain",
-                valid=", ".join(sorted(known)), fix=f"name a tau2 domain, or drop econfig.reward_basis_by_domain.{domain}",
-            )
+    env = exp.econfig
+    for name, values in (("max_steps_by_domain", env.max_steps_by_domain),
+                         ("reward_basis_by_domain", env.reward_basis_by_domain)):
+        for domain, value in values.items():
+            key = f"econfig.{name}.{domain}"
+            if domain not in known:
+                raise ConfigError(key, value, f"{domain!r} is not a tau2 domain", valid=", ".join(sorted(known)),
+                                  fix=f"name a tau2 domain, or drop {key}")
+    for domain, steps in env.max_steps_by_domain.items():
+        if steps < 1:
+            raise ConfigError(f"econfig.max_steps_by_domain.{domain}", steps, "an episode needs at least one step",
+                              valid="a positive number of steps", fix=f"e.g. econfig.max_steps_by_domain.{domain}=100")
+
+
+def check_reward_basis(exp: ExperimentConfig) -> None:
+    by_domain = exp.econfig.reward_basis_by_domain
     for key, basis in (
         ("econfig.reward_basis", exp.econfig.reward_basis),
         ("eval.reward_basis", exp.eval.reward_basis),

@@ -59,10 +59,7 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
         "",
         *align([
             ["model", choices["model"], f"{model.path} ({arch})"],
-            ["domain", choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
-             f"valid split '{exp.valid_dataset.split if exp.valid_dataset else '-'}'"
-             f"{' of every trained domain' if exp.data.source == 'areal_tau2' else ''}, "
-             f"max {exp.econfig.max_steps} steps"],
+            domain_row(exp, choices["domain"]),
             ["data", choices["data"], data_line(exp)],
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
              f"AReaL scheduler '{exp.scheduler.type}'"],
@@ -106,6 +103,16 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
     if exp.scheduler.type == "slurm":
         lines += ["", *slurm_submission(composed)]
     return "\n".join(lines)
+
+
+def domain_row(exp: ExperimentConfig, choice: str) -> list[str]:
+    """The plan's domain line: the domain group's split, or a mixed run's domains."""
+    valid = exp.valid_dataset.split if exp.valid_dataset else "-"
+    if exp.data.source == "areal_tau2":
+        steps = ", ".join(f"{d} {exp.econfig.max_steps_of(d)}" for d in areal_data.trained_domains(exp))
+        return ["domains", "(each row's)", f"valid split '{valid}' of every trained domain; max steps: {steps}"]
+    return ["domain", choice, f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
+            f"valid split '{valid}', max {exp.econfig.max_steps} steps"]
 
 
 def per_domain_rows(exp: ExperimentConfig) -> list[list[str]]:

@@ -144,7 +144,7 @@ def play(
         user=user,
         environment=env,
         task=task,
-        max_steps=econfig.max_steps,
+        max_steps=econfig.max_steps_of(domain),
         solo_mode=solo,
     )
     start, started_at = time.perf_counter(), get_now()

@@ -93,6 +93,13 @@ class EnvConfig:
             "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
         },
     )
+    max_steps_by_domain: dict[str, int] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-domain max_steps of a mixed run, e.g. {telecom: 100} (data=areal_tau2 "
+            "sets each domain group's own); a domain not named uses max_steps."
+        },
+    )
     reward_basis_by_domain: dict[str, list[str] | None] = field(
         default_factory=dict,
         metadata={
@@ -137,13 +144,17 @@ class EnvConfig:
                 d: UserSimEndpoint(**e) if isinstance(e, dict) else e for d, e in self.user_llm_by_domain.items()
             }
 
+    def max_steps_of(self, domain: str) -> int:
+        """The step limit of `domain`'s episodes."""
+        return self.max_steps_by_domain.get(domain, self.max_steps)
+
     def reward_basis_of(self, domain: str) -> list[str] | None:
         """The reward types `domain`'s episodes are scored on (None: each task's own)."""
-        return (self.reward_basis_by_domain or {}).get(domain, self.reward_basis)
+        return self.reward_basis_by_domain.get(domain, self.reward_basis)
 
     def user_sim_of(self, domain: str) -> tuple[str | None, str | None]:
         """(base URL, litellm model name) of the user simulator playing `domain`'s users."""
-        own = (self.user_llm_by_domain or {}).get(domain)
+        own = self.user_llm_by_domain.get(domain)
         if own is None:
             return self.user_llm_base_url, self.user_llm
         return own.base_url, own.model or self.user_llm
