@@ -263,10 +263,11 @@ def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(folder, qwen3
     assert written["actor"]["optimizer"]["lr"] == 2e-5
     saved = tmp_path / "exp" / "checkpoints"
     checkpoint = next(saved.glob("*/tau2-qwen3-1.7b-areal-tau2-sft/trial0/default/epoch0epochstep0globalstep1"))
-    assert "SFT: 4 SFT examples kept" in result.stdout
+    assert ("SFT: 4 SFT examples kept (metadata.correct=1 only; kept/in file: airline 2/3, telecom 2/3; "
+            "left out: retail); 4 rows tokenised") in result.stdout
     assert result.stdout.rstrip().endswith(
-        f"python -m tau2train.run data=areal_tau2 data.path={folder} 'data.domains=[airline,telecom]' "
-        f"model.path={qwen3} tracking=none cluster.fileroot={tmp_path}/exp trainer.cpu_only=true "
+        f"python -m tau2train.run trainer.cpu_only=true data=areal_tau2 data.path={folder} "
+        f"'data.domains=[airline,telecom]' model.path={qwen3} tracking=none cluster.fileroot={tmp_path}/exp "
         f"actor.path={checkpoint}")
 
 

@@ -50,9 +50,12 @@ def load(path: str | None, domains: list[str] | None, correct_only: bool) -> Loa
 
 def summary(loaded: Loaded) -> str:
     """One line for the plan: examples kept of the file's, per domain."""
-    per_domain = ", ".join(f"{d} {loaded.kept.get(d, 0)}/{loaded.total[d]}" for d in sorted(loaded.total))
+    chosen = sorted({e.domain for e in loaded.examples})
+    per_domain = ", ".join(f"{d} {loaded.kept[d]}/{loaded.total[d]}" for d in chosen)
+    skipped = sorted(set(loaded.total) - set(chosen))
     which = "metadata.correct=1 only" if loaded.correct_only else "correct and failed"
-    return f"{len(loaded.examples)} SFT examples kept ({which}; kept/in file: {per_domain})"
+    return (f"{len(loaded.examples)} SFT examples kept ({which}; kept/in file: {per_domain}"
+            + (f"; left out: {', '.join(skipped)}" if skipped else "") + ")")
 
 
 @functools.lru_cache(maxsize=4)
