@@ -96,14 +96,15 @@ class DataSpec:
         default=None,
         metadata={
             "help": "areal_tau2: the dataset's folder as downloaded (tau2_rl_train.jsonl and "
-            "tau2_rl_database/); on Slurm, storage the rollout workers see."
+            "tau2_rl_database/; mode=sft reads its tau2_sft_train.jsonl); on Slurm, storage the "
+            "rollout workers see."
         },
     )
     domains: list[str] | None = field(
         default=None,
         metadata={
-            "help": "areal_tau2: the domains whose rows are trained on, in the file's own "
-            "ratio; null = every domain in the file."
+            "help": "areal_tau2: the domains whose rows are trained on (RL rows, or SFT examples "
+            "with mode=sft), in the file's own ratio; null = every domain in the file."
         },
     )
 
@@ -456,7 +457,7 @@ class TrainerSpec:
         metadata={
             "help": "cluster=local without the layout's GPUs: let the run start on CPUs (a rehearsal "
             "or test with actor.backend=fsdp on CPU and a CPU inference server); false refuses "
-            "to start when this machine has fewer GPUs than cluster.n_gpus_per_node."
+            "to start when this machine has fewer GPUs than cluster.n_gpus_per_node (mode=sft too)."
         },
     )
 
