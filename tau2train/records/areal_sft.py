@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tau2train.records.areal_tau2 import parse_line
+
 SFT_FILE = "tau2_sft_train.jsonl"
 ROLES = ("system", "user", "assistant", "tool")
 # Where a line's thinking may be: the answer's key, then an earlier assistant message's.
@@ -116,12 +118,7 @@ def row_domain(metadata: dict[str, Any]) -> str:
 
 def parse_example(text: str, line: int) -> Example:
     """One line of the SFT file (ValueError saying what is wrong)."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not a JSON object ({e})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"not a JSON object (a {type(record).__name__})")
+    record = parse_line(text)
     history = record.get("messages")
     if not isinstance(history, list) or not history:
         raise ValueError("no messages (the dialog before the answer: a non-empty list)")

@@ -57,22 +57,11 @@ class RecordingTrainer:
 SFT_RECORD_NAME = "sft_trainer_call.json"
 
 
-class RecordingSFTTrainer:
+class RecordingSFTTrainer(RecordingTrainer):
     """A stand-in for AReaL's SFTTrainer (`sft._target_=helpers.recording_trainer.RecordingSFTTrainer`):
     writes the SFTConfig and every dataset row it was given to <run_dir>/sft_trainer_call.json,
     then saves an empty model folder where AReaL's Saver puts the checkpoint of global step 1
     (its own path function), as a real run's first step would."""
-
-    def __init__(self, config, train_dataset=None, valid_dataset=None):
-        self.config = config
-        self.train_dataset = train_dataset
-        self.valid_dataset = valid_dataset
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
     def train(self):
         from areal.utils.saver import Saver
