@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers.areal_data import openai_call, plain_call
-from helpers.areal_run import run_env
+from helpers.areal_run import ANSI, run_env, step_stats
 from helpers.tiny_qwen import tiny_qwen_dir
 
 from tau2train.records import checkpoints
@@ -87,14 +87,17 @@ def test_mode_sft_trains_with_areals_sft_trainer_and_prints_the_rl_command(model
     tail = (result.stdout + result.stderr)[-6000:]
     assert result.returncode == 0, tail
     assert "SFT: 4 SFT examples kept (metadata.correct=1 only; kept/in file: mock 4/4); 4 rows tokenised" in result.stdout
+    # two optimizer steps, each logged by AReaL's stats logger
+    log = ANSI.sub("", result.stdout + result.stderr)
+    assert sorted(step_stats(log)) == [1, 2], tail
+    # AReaL's saver wrote the epoch's checkpoint after its last step (named by the 0-based step)
     root = checkpoints.run_checkpoint_root(f"{tmp_path}/experiments", EXPERIMENT, "cpu0")
     found = checkpoints.checkpoints(root)
-    assert list(found) == [2], (sorted(p.name for p in root.iterdir()) if root.is_dir() else root, tail)
-    saved = found[2]
+    assert [p.name for p in found.values()] == ["epoch0epochstep1globalstep1"], tail
+    saved = found[1]
     assert (saved / "config.json").is_file() and any(saved.glob("*.safetensors"))
-    assert (saved / "chat_template.jinja").is_file() or "chat_template" in (saved / "tokenizer_config.json").read_text()
     last = result.stdout.rstrip().splitlines()
-    assert last[-3] == f"SFT finished: checkpoint of step 2 at {saved}"
+    assert last[-3] == f"SFT finished: checkpoint of step 1 at {saved}"
     assert last[-1].strip().startswith("python -m tau2train.run data=areal_tau2")
     assert last[-1].strip().endswith(f"actor.path={saved}")
     assert "mode=sft" not in last[-1] and "sft." not in last[-1]
