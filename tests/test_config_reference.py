@@ -37,7 +37,7 @@ def test_every_tau2train_field_has_a_help():
 
 def test_every_group_and_nested_schema_has_a_section():
     assert {"top level", "econfig", "group_filter", "model", "domain", "data", "allocation", "slurm", "eval",
-            "eval.server", "trainer", "tracking", "user_sim", "user_sim.slurm"} == set(section_names())
+            "eval.server", "trainer", "sft", "tracking", "user_sim", "user_sim.slurm"} == set(section_names())
 
 
 def test_a_field_is_rendered_with_its_type_default_range_and_help():

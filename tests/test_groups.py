@@ -85,6 +85,11 @@ def test_the_sea_preset_sets_the_papers_recipe(released_data, tmp_path):
     assert (exp.group_filter.max_mean_reward, exp.group_filter.min_mean_reward) == (0.99, 0.01)
     assert exp.econfig.reward_basis_by_domain == {"airline": ["DB"], "retail": ["DB"], "telecom": ["ENV_ASSERTION"]}
     assert exp.eval.num_trials == 4
+    # its SFT stage: the paper's 10 epochs at lr 1e-5 cosine, filed apart from the RL run
+    sft = compose(["experiment=sea_30b_a3b", "mode=sft", f"data.path={released_data}", USER_SIM,
+                   *slurm_overrides(tmp_path)]).config
+    assert (sft.sft.epochs, sft.sft.lr, sft.sft.lr_scheduler_type) == (10, 1e-5, "cosine")
+    assert (sft.experiment_name, exp.experiment_name) == ("tau2-sea-30b-a3b-sft", "tau2-sea-30b-a3b")
 
 
 def test_a_mixed_run_keeps_each_domains_step_limit():

@@ -179,7 +179,7 @@ CASES = {
         ["'db' is not a tau2 reward type"],
     ),
     "unknown mode": (
-        ["mode=serve"], "mode", ["not one of the choices", "train, eval"],
+        ["mode=serve"], "mode", ["not one of the choices", "train, sft, eval"],
     ),
     "unknown tracking mode (AReaL's own check of the stats logger it feeds)": (
         ["tracking.mode=ofline"], "config", ["Invalid wandb mode: 'ofline'", "online, offline, disabled"],

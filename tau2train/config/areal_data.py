@@ -35,6 +35,18 @@ class Loaded:
 
 def load(path: str | None, domains: list[str] | None) -> Loaded:
     """The rows of `domains` (None = every domain in the file) of the RL file under `path`."""
+    file = required_file(path, layout.RL_FILE)
+    everything = _load_file(str(file.resolve()), file.stat().st_mtime_ns)
+    check_domains(domains, everything.domain_rows, file)
+    if domains is None:
+        return everything
+    rows = tuple(r for r in everything.rows if r["domain"] in domains)
+    return Loaded(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
+
+
+def required_file(path: str | None, name: str) -> Path:
+    """`<path>/<name>` of the dataset's folder, or one ConfigError on data.path saying what
+    is missing and how to get it."""
     if not path:
         raise ConfigError(
             KEY, path, "data=areal_tau2 needs the dataset's folder",
@@ -43,30 +55,28 @@ def load(path: str | None, domains: list[str] | None) -> Loaded:
             fix=f"add {KEY}=/shared/AReaL-tau2-data",
         )
     folder = Path(path)
-    file = layout.rl_file(folder)
+    file = folder / name
     if not folder.is_dir() or not file.is_file():
         raise ConfigError(
             KEY, path,
-            "no such folder" if not folder.is_dir() else f"the folder has no {layout.RL_FILE}",
-            valid=f"the dataset's folder as downloaded, holding {layout.RL_FILE} and {layout.DB_DIR}/",
+            "no such folder" if not folder.is_dir() else f"the folder has no {name}",
+            valid=f"the dataset's folder as downloaded, holding {name}",
             fix="download inclusionAI/AReaL-tau2-data there (e.g. `huggingface-cli download "
             f"--repo-type dataset inclusionAI/AReaL-tau2-data --local-dir {path}`), or correct {KEY}",
         )
-    everything = _load_file(str(file.resolve()), file.stat().st_mtime_ns)
-    in_file = sorted(everything.domain_rows)
-    unknown = [d for d in domains or [] if d not in everything.domain_rows]
+    return file
+
+
+def check_domains(domains: list[str] | None, in_file: dict[str, int], file: Path) -> None:
+    """data.domains must name domains the file has rows of (None: all of them)."""
+    unknown = [d for d in domains or [] if d not in in_file]
     if unknown or domains == []:
         raise ConfigError(
             "data.domains", domains,
             f"{file} has no {unknown[0]} rows" if unknown else "no domain chosen: nothing to train on",
-            valid=", ".join(f"{d} ({everything.domain_rows[d]} rows)" for d in in_file) + ", or null for all",
-            fix="pick domains from that list, e.g. data.domains=[" + ",".join(in_file) + "]",
+            valid=", ".join(f"{d} ({in_file[d]} rows)" for d in sorted(in_file)) + ", or null for all",
+            fix="pick domains from that list, e.g. data.domains=[" + ",".join(sorted(in_file)) + "]",
         )
-    if domains is None:
-        return everything
-    rows = tuple(r for r in everything.rows if r["domain"] in domains)
-    return Loaded(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
-
 
 def trained_domains(exp: ExperimentConfig) -> list[str]:
     """The τ² domains a run's training rows come from: data.domains of the file

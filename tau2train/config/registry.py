@@ -39,6 +39,7 @@ GROUP_SCHEMAS = {
 }
 TAU2_DATA_DIR_RESOLVER = "tau2train.tau2_data_dir"
 EVAL_JOB_GPUS_RESOLVER = "tau2train.eval_job_gpus"
+STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
 
 
 def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpus: int,
@@ -49,6 +50,12 @@ def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpu
     serving = mode == "eval" and (checkpoint is not None or checkpoint_step is not None)
     gpus = server_gpus if asked is None else asked
     return gpus if serving and gpus else None
+
+
+def stage_suffix(mode: str) -> str:
+    """What the experiment name gets for a stage: "-sft" for mode=sft, so that SFT and the RL
+    run after it keep their checkpoints and recover state apart; nothing otherwise."""
+    return "-sft" if mode == "sft" else ""
 
 
 def register() -> None:
@@ -64,3 +71,5 @@ def register() -> None:
     OmegaConf.register_new_resolver(TAU2_DATA_DIR_RESOLVER, tau2_data_dir, replace=True)
     # the Slurm job's GPUs: eval.server.gpus when mode=eval serves a checkpoint, else none
     OmegaConf.register_new_resolver(EVAL_JOB_GPUS_RESOLVER, eval_job_gpus, replace=True)
+    # experiment names: "-sft" after the name of a mode=sft run
+    OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)

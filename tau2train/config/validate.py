@@ -11,7 +11,7 @@ import os
 
 from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
-from tau2train.config import areal_data
+from tau2train.config import areal_data, areal_sft
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.compose import Composed, group_options, load_choice
 from tau2train.config.declared import check_declared
@@ -56,14 +56,17 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     layout = parse_layout(exp)
     check_engine(exp, layout)
     check_gpu_count(exp, layout)
-    check_model_fit(exp, "rollout", layout.rollout.parallel)
     check_model_fit(exp, "actor", layout.actor.parallel)
-    check_token_budgets(exp)
-    check_domain(exp)
-    check_data(exp)
-    check_domain_maps(exp)
-    check_reward_basis(exp)
-    check_user_simulator(exp)
+    if exp.mode == "sft":  # no rollouts, no episodes: the trainer and the SFT file only
+        check_sft_data(exp)
+    else:
+        check_model_fit(exp, "rollout", layout.rollout.parallel)
+        check_token_budgets(exp)
+        check_domain(exp)
+        check_data(exp)
+        check_domain_maps(exp)
+        check_reward_basis(exp)
+        check_user_simulator(exp)
     check_storage(exp)
     check_tracking(exp)
     check_secrets_set_elsewhere(exp)
@@ -291,6 +294,18 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
         if steps < 1:
             raise ConfigError(f"econfig.max_steps_by_domain.{domain}", steps, "an episode needs at least one step",
                               valid="a positive number of steps", fix=f"e.g. econfig.max_steps_by_domain.{domain}=100")
+
+
+def check_sft_data(exp: ExperimentConfig) -> None:
+    """mode=sft trains on the AReaL-tau2-data SFT file: data=areal_tau2, and the file loads
+    with every line a well-formed example (tau2train.config.areal_sft)."""
+    if exp.data.source != "areal_tau2":
+        raise ConfigError(
+            "data", exp.data.source, "mode=sft trains on the AReaL-tau2-data SFT file (tau2_sft_train.jsonl)",
+            valid="areal_tau2",
+            fix="add data=areal_tau2 data.path=/shared/AReaL-tau2-data",
+        )
+    areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)
 
 
 def check_reward_basis(exp: ExperimentConfig) -> None:

@@ -10,12 +10,16 @@ from collections.abc import Iterator
 from tau2train.config.compose import Composed
 from tau2train.launch.evaluate import render_eval_plan, run_eval
 from tau2train.launch.plan import render_plan, write_areal_config
+from tau2train.launch.sft import render_sft_plan, run_sft, write_sft_config
 from tau2train.launch.train import run_training
 
 
 def dry_run(composed: Composed) -> None:
     if composed.config.mode == "eval":
         print(render_eval_plan(composed.config))
+        return
+    if composed.config.mode == "sft":
+        print(render_sft_plan(composed, write_sft_config(composed.config)))
         return
     config_path = write_areal_config(composed.config)
     print(render_plan(composed, config_path))
@@ -28,6 +32,8 @@ def run_here(composed: Composed) -> None:
         dry_run(composed)
     elif exp.mode == "eval":
         run_eval(exp)
+    elif exp.mode == "sft":
+        run_sft(composed)
     else:
         run_training(exp)
 

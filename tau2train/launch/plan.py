@@ -18,8 +18,8 @@ from tau2train.reports.tables import align
 from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig
 
 
-def areal_config(exp: ExperimentConfig) -> dict[str, Any]:
-    """The PPOConfig part of the experiment, fully resolved, as AReaL's YAML loader takes it."""
+def plain_config(config: Any) -> dict[str, Any]:
+    """A config dataclass, fully resolved, as AReaL's YAML loader takes it (enums as values)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Enum):
@@ -30,16 +30,24 @@ def areal_config(exp: ExperimentConfig) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    config = plain(asdict(exp))
+    return plain(asdict(config))
+
+
+def areal_config(exp: ExperimentConfig) -> dict[str, Any]:
+    """The PPOConfig part of the experiment, fully resolved, as AReaL's YAML loader takes it."""
+    config = plain_config(exp)
     for key in TAU2TRAIN_ONLY_KEYS:
         config.pop(key)
     return config
 
 
+def write_yaml(config: dict[str, Any], path: Path) -> Path:
+    """Write an AReaL YAML atomically: a crash never leaves a truncated file behind."""
+    return write_atomic(path, yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
+
+
 def write_areal_config(exp: ExperimentConfig) -> Path:
-    """Write the AReaL YAML atomically: a crash never leaves a truncated file behind."""
-    text = yaml.safe_dump(areal_config(exp), sort_keys=False, default_flow_style=False)
-    return write_atomic(areal_config_file(exp.run_dir), text)
+    return write_yaml(areal_config(exp), areal_config_file(exp.run_dir))
 
 
 def render_plan(composed: Composed, config_path: Path | None) -> str:

@@ -20,17 +20,17 @@ from tau2train.schemas import ExperimentConfig, PPOConfig
 WORKFLOW = "tau2train.rollout.workflow.Tau2AgentWorkflow"
 
 
-def trainer_class(target: str) -> type:
+def trainer_class(target: str, key: str = "trainer._target_") -> type:
     module, _, name = target.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as e:
         raise ConfigError(
-            "trainer._target_",
+            key,
             target,
             f"cannot be imported ({type(e).__name__}: {e})",
             valid="an importable class, e.g. areal.PPOTrainer",
-            fix="correct trainer._target_ (module.Class)",
+            fix=f"correct {key} (module.Class)",
         ) from None
 
 

@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 
 AREAL_CONFIG_NAME = "areal_config.yaml"
+# mode=sft: the SFTConfig handed to AReaL's SFT trainer
+AREAL_SFT_CONFIG_NAME = "areal_sft_config.yaml"
 JOB_RECORD_NAME = "job.json"
 GENERATED_DIR = "generated"
 EVAL_DIR = "eval"
@@ -34,6 +36,10 @@ def path_safe(name: str) -> str:
 
 def areal_config_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / AREAL_CONFIG_NAME
+
+
+def areal_sft_config_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / AREAL_SFT_CONFIG_NAME
 
 
 def job_record_file(run_dir: str | Path) -> Path:

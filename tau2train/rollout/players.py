@@ -19,7 +19,7 @@ from tau2.registry import registry
 from tau2.user import user_simulator
 from tau2.user.user_simulator import DummyUser, UserSimulator
 
-from tau2train.rollout.chat import Chat
+from tau2train.rollout.chat import Chat, openai_schema
 
 _tau2_generate = llm_agent.generate
 
@@ -64,6 +64,12 @@ def _offered_tools(domain: str, solo_mode: bool) -> tuple[tuple[Tool, ...], tupl
         user_tools = ()
     return tuple(env.get_tools()), user_tools
 
+
+
+def agent_tool_schemas(domain: str) -> list[dict]:
+    """The agent's tools of `domain` in OpenAI's function schema, as episodes offer them
+    (what a chat template's `tools=` takes)."""
+    return [openai_schema(tool) for tool in _offered_tools(domain, False)[0]]
 
 def make_players(
     task: Task,

@@ -34,6 +34,7 @@ from tau2train.schemas.groups import (
     ModelSpec,
     QueueSpec,
     ServerSpec,
+    SFTSpec,
     SlurmSpec,
     TrackingSpec,
     TrainerSpec,
@@ -46,7 +47,7 @@ __all__ = [
     "ALL_TASKS", "AREAL_DEFAULT_ADMIN_KEY", "CHOICES", "DATA_SOURCES", "HELP", "INFERENCE_BACKENDS",
     "INHERITED_RANGES", "RANGE", "REWARD_TYPES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS", "TRAINING_BACKENDS",
     "AllocationSpec", "DataSpec", "DomainSpec", "EnvConfig", "EvalServerSpec", "EvalSpec", "ExperimentConfig",
-    "GroupFilterConfig", "ModelSpec", "PPOConfig", "QueueSpec", "Range", "RunInfo", "ServerSpec", "SlurmSpec",
+    "GroupFilterConfig", "ModelSpec", "PPOConfig", "QueueSpec", "Range", "RunInfo", "ServerSpec", "SFTSpec", "SlurmSpec",
     "TrackingSpec", "TrainerSpec",
     "UserSimSlurmSpec", "UserSimSpec",
 ]

@@ -23,6 +23,7 @@ from tau2train.schemas.groups import (
     DomainSpec,
     EvalSpec,
     ModelSpec,
+    SFTSpec,
     SlurmSpec,
     TrackingSpec,
     TrainerSpec,
@@ -37,8 +38,9 @@ class ExperimentConfig(PPOConfig):
     mode: str = field(
         default="train",
         metadata={
-            "help": "What to run: train (AReaL's trainer) or eval (score an endpoint).",
-            "choices": ["train", "eval"],
+            "help": "What to run: train (AReaL's PPO trainer), sft (AReaL's SFT trainer on the "
+            "AReaL-tau2-data SFT file, see sft.*) or eval (score an endpoint).",
+            "choices": ["train", "sft", "eval"],
         },
     )
     dry_run: bool = field(
@@ -71,6 +73,9 @@ class ExperimentConfig(PPOConfig):
     trainer: TrainerSpec = field(
         default_factory=TrainerSpec, metadata={"help": "Trainer settings (mode=train)."}
     )
+    sft: SFTSpec = field(
+        default_factory=SFTSpec, metadata={"help": "Supervised fine-tuning settings (mode=sft)."}
+    )
     tracking: TrackingSpec = field(
         default_factory=TrackingSpec, metadata={"help": "Experiment tracking (tracking group)."}
     )
@@ -83,7 +88,7 @@ class ExperimentConfig(PPOConfig):
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
     "mode", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
-    "tracking", "user_sim",
+    "sft", "tracking", "user_sim",
 )
 
 

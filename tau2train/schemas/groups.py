@@ -14,6 +14,7 @@ from tau2train.schemas.declare import (
     PORT,
     POSITIVE,
     TEMPERATURE,
+    Range,
 )
 
 # AReaL backends by role (the names its allocation syntax uses).
@@ -95,14 +96,15 @@ class DataSpec:
         default=None,
         metadata={
             "help": "areal_tau2: the dataset's folder as downloaded (tau2_rl_train.jsonl and "
-            "tau2_rl_database/); on Slurm, storage the rollout workers see."
+            "tau2_rl_database/; mode=sft reads its tau2_sft_train.jsonl); on Slurm, storage the "
+            "rollout workers see."
         },
     )
     domains: list[str] | None = field(
         default=None,
         metadata={
-            "help": "areal_tau2: the domains whose rows are trained on, in the file's own "
-            "ratio; null = every domain in the file."
+            "help": "areal_tau2: the domains whose rows are trained on (RL rows, or SFT examples "
+            "with mode=sft), in the file's own ratio; null = every domain in the file."
         },
     )
     weights: dict[str, float] = field(
@@ -463,6 +465,65 @@ class TrainerSpec:
         metadata={
             "help": "cluster=local without the layout's GPUs: let the run start on CPUs (a rehearsal "
             "or test with actor.backend=fsdp on CPU and a CPU inference server); false refuses "
-            "to start when this machine has fewer GPUs than cluster.n_gpus_per_node."
+            "to start when this machine has fewer GPUs than cluster.n_gpus_per_node (mode=sft too)."
+        },
+    )
+
+
+# AReaL's learning-rate schedules (OptimizerConfig.lr_scheduler_type).
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass
+class SFTSpec:
+    """`mode=sft`: supervised fine-tuning with AReaL's SFT trainer on the AReaL-tau2-data SFT
+    file (data=areal_tau2), loss on each example's answer turn only. Defaults: the paper's
+    recipe (arXiv 2601.22607: 10 epochs, lr 1e-5, cosine)."""
+
+    _target_: str = field(
+        default="areal.trainer.sft_trainer.SFTTrainer",
+        metadata={
+            "help": "Import path of the SFT trainer class, called as "
+            "cls(SFTConfig, train_dataset=...) then .train(); AReaL's SFTTrainer by default "
+            "(tests put a recording stand-in here)."
+        },
+    )
+    correct_only: bool = field(
+        default=True,
+        metadata={
+            "help": "Train on examples of successful dialogs only (metadata.correct == 1, ~24.8k of "
+            "the 33.5k); false keeps the failed dialogs' examples too."
+        },
+    )
+    epochs: int = field(
+        default=10,
+        metadata={"range": AT_LEAST_ONE, "help": "Passes over the kept examples (AReaL's total_train_epochs)."},
+    )
+    lr: float = field(
+        default=1.0e-5,
+        metadata={"range": POSITIVE, "help": "Peak learning rate (the actor's optimizer.lr during SFT)."},
+    )
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata={"help": "Learning-rate schedule over the SFT steps.", "choices": list(LR_SCHEDULES)},
+    )
+    warmup_steps_proportion: float = field(
+        default=0.03,
+        metadata={"range": Range(0, 1), "help": "Share of the SFT steps spent warming the learning rate up."},
+    )
+    batch_size: int = field(
+        default=64,
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "Examples per optimizer step (AReaL's train_dataset.batch_size during SFT; "
+            "not stated in the paper)."
+        },
+    )
+    max_length: int = field(
+        default=32768,
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "Tokens an example may have (prompt + answer); longer ones are left out and "
+            "counted in the log (the paper's 32k context)."
         },
     )

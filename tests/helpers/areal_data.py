@@ -97,6 +97,7 @@ def write_dataset(root: Path) -> Path:
     lines.append(released_row(tau2_task("retail", "train", "3"), "retail"))
     assert len(lines) == N_ROWS
     (root / RL_FILE).write_text("\n".join(lines) + "\n")
+    write_sft(root)
     return root
 
 
@@ -122,3 +123,106 @@ def scripts_with_rows(root: Path):
         scripts.by_id[(domain, task.id)] = task
         scripts.by_scenario[str(task.user_scenario).strip()] = (domain, task)
     return scripts
+
+
+# ---- the SFT file (tau2_sft_train.jsonl) --------------------------------------------------
+# One line per assistant turn, as the dataset card documents it: `messages` (the dialog before
+# the turn; the system message holds the policy and the tools), `answer` (content, thinking,
+# tool_calls), `metadata` (per-domain dialog id, correct, reward). Airline and retail rows list
+# the tools in their system prompt (as released); telecom rows do not, so tau2train offers
+# tau2's tools through the chat template there. Tool calls come in both released shapes.
+
+def system_prompt(domain: str, with_tools: bool) -> str:
+    """The agent's system prompt of `domain`: its τ² policy, and its tools as JSON schemas."""
+    from tau2train.rollout.players import agent_tool_schemas
+
+    policy = registry.get_env_constructor(domain)().get_policy()
+    text = f"You are a customer service agent.\n<policy>\n{policy}\n</policy>"
+    if with_tools:
+        text += "\n\n# Tools\n<tools>\n" + "\n".join(json.dumps(t) for t in agent_tool_schemas(domain)) + "\n</tools>"
+    return text
+
+
+def openai_call(name: str, arguments: dict, call_id: str) -> dict:
+    """A tool call in OpenAI's shape: arguments a JSON *string*."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+def plain_call(name: str, arguments: dict) -> dict:
+    """A tool call in the other released shape: {name, arguments: {...}}."""
+    return {"name": name, "arguments": arguments}
+
+
+def sft_row(domain: str, dialog: int, turn: int, history: list[dict], answer: dict, correct: int) -> str:
+    metadata = {
+        "source_dialog_id": f"{domain}_dialog_{dialog}", "turn_index": turn, "reason_for_call": "a request",
+        "scenario_id": f"scenario_{dialog}", "correct": correct, "reward": float(correct),
+    }
+    system = {"role": "system", "content": system_prompt(domain, with_tools=domain != "telecom")}
+    return json.dumps({"messages": [system, *history], "answer": {"role": "assistant", **answer}, "metadata": metadata})
+
+
+GREETING = {"role": "assistant", "content": "Hi! How can I help you today?"}
+AIRLINE_USER = {"role": "user", "content": "Hi, I want to check my reservations. My user id is mia_li_3668."}
+AIRLINE_ARGS = {"user_id": "mia_li_3668"}
+AIRLINE_THINKING = "The user gave their id; I should look up their details first."
+# (domain, correct) of each SFT line, in file order
+SFT_LINES = [
+    ("airline", 1), ("airline", 0), ("airline", 1), ("retail", 1), ("retail", 0),
+    ("telecom", 1), ("telecom", 1), ("telecom", 0),
+]
+# lines (1-based) whose answers are the same call in the two shapes, after the same dialog
+SAME_CALL_LINES = (1, 3)
+
+
+def sft_lines() -> list[str]:
+    retail_user = {"role": "user", "content": "I need to return an item. My email is yusuf.rossi@example.com."}
+    telecom_user = {"role": "user", "content": "My phone has no service. My number is 555-123-2002."}
+    tool_result = {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"user_id": "yusuf_rossi_9620"})}
+    return [
+        # airline, correct: thinking + an OpenAI-shape call
+        sft_row("airline", 1, 2, [GREETING, AIRLINE_USER],
+                {"content": "", "thinking": AIRLINE_THINKING,
+                 "tool_calls": [openai_call("get_user_details", AIRLINE_ARGS, "call_a1")]}, 1),
+        # airline, failed dialog: plain text
+        sft_row("airline", 2, 2, [GREETING, AIRLINE_USER],
+                {"content": "Sorry, I cannot help with that.", "thinking": "", "tool_calls": []}, 0),
+        # airline, correct: the same call as line 1 in the {name, arguments} shape
+        sft_row("airline", 3, 2, [GREETING, AIRLINE_USER],
+                {"content": "", "thinking": AIRLINE_THINKING,
+                 "tool_calls": [plain_call("get_user_details", AIRLINE_ARGS)]}, 1),
+        # retail, correct: after a tool round (earlier thinking as `reasoning`), a text answer
+        sft_row("retail", 4, 4, [
+            GREETING, retail_user,
+            {"role": "assistant", "content": "", "reasoning": "Look the user up by email.",
+             "tool_calls": [openai_call("find_user_id_by_email", {"email": "yusuf.rossi@example.com"}, "call_1")]},
+            tool_result,
+        ], {"content": "Thanks, I found your account. Which order is it?", "thinking": "Found the user.",
+            "tool_calls": []}, 1),
+        # retail, failed dialog
+        sft_row("retail", 5, 2, [GREETING, retail_user],
+                {"content": "", "thinking": "Guessing the order.",
+                 "tool_calls": [plain_call("get_order_details", {"order_id": "#W0000000"})]}, 0),
+        # telecom (no tools in its system prompt), correct: a plain-shape call
+        sft_row("telecom", 6, 2, [GREETING, telecom_user],
+                {"content": "Let me look up your line.", "thinking": "Find the customer by phone.",
+                 "tool_calls": [plain_call("get_customer_by_phone", {"phone_number": "555-123-2002"})]}, 1),
+        # telecom, correct: text only, no thinking
+        sft_row("telecom", 7, 2, [GREETING, telecom_user],
+                {"content": "Could you restart your phone first?", "tool_calls": []}, 1),
+        # telecom, failed dialog
+        sft_row("telecom", 8, 2, [GREETING, telecom_user],
+                {"content": "Your line is fine.", "thinking": "", "tool_calls": []}, 0),
+    ]
+
+
+def write_sft(root: Path) -> Path:
+    """Write tau2_sft_train.jsonl (SFT_LINES, in order) under `root`; returns the file."""
+    from tau2train.records.areal_sft import SFT_FILE
+
+    root.mkdir(parents=True, exist_ok=True)
+    lines = sft_lines()
+    assert len(lines) == len(SFT_LINES)
+    path = root / SFT_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -52,3 +52,31 @@ class RecordingTrainer:
         out.write_text(json.dumps(record, default=str))
         if record["calls"] == 1 and os.environ.get("HOLD_FIRST_TRAINING") == "1":
             threading.Event().wait(300)  # a signal handler (submitit's) interrupts this
+
+
+SFT_RECORD_NAME = "sft_trainer_call.json"
+
+
+class RecordingSFTTrainer(RecordingTrainer):
+    """A stand-in for AReaL's SFTTrainer (`sft._target_=helpers.recording_trainer.RecordingSFTTrainer`):
+    writes the SFTConfig and every dataset row it was given to <run_dir>/sft_trainer_call.json,
+    then saves an empty model folder where AReaL's Saver puts the checkpoint of global step 1
+    (its own path function), as a real run's first step would."""
+
+    def train(self):
+        from areal.utils.saver import Saver
+
+        config = self.config
+        record = {
+            "config_type": f"{type(config).__module__}.{type(config).__name__}",
+            "config": asdict(config),
+            "train_rows": list(self.train_dataset),
+            "valid_dataset": self.valid_dataset,
+        }
+        out = Path(config.cluster.fileroot) / config.experiment_name / config.trial_name / SFT_RECORD_NAME
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, default=str))
+        saved = Path(Saver.get_model_save_path(config.experiment_name, config.trial_name,
+                                               config.cluster.fileroot, epoch=0, step=0, globalstep=1))
+        saved.mkdir(parents=True, exist_ok=True)
+        (saved / "config.json").write_text("{}")
