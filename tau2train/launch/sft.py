@@ -73,6 +73,10 @@ class TemplateNotPrefixStable(ValueError):
     """The chat template renders the dialog differently once the answer follows it."""
 
 
+# Examples tokenised into one Arrow chunk at a time.
+CHUNK = 256
+
+
 def tokenise(example: sft_rows.Example, tokenizer: Any, tools: list[dict] | None) -> dict[str, list[int]]:
     """One example as AReaL's SFT row: `input_ids` (prompt then answer tokens) and `loss_mask`
     (1 exactly on the answer turn: thinking, content, tool calls, end-of-turn token)."""
@@ -94,12 +98,17 @@ def tokenise(example: sft_rows.Example, tokenizer: Any, tools: list[dict] | None
     return {"input_ids": prompt_ids + answer_ids, "loss_mask": [0] * len(prompt_ids) + [1] * len(answer_ids)}
 
 
-def sft_rows_of(loaded: areal_sft.Loaded, tokenizer: Any, max_length: int) -> tuple[list[dict], dict[str, Any]]:
-    """The kept examples tokenised (those over `max_length` tokens left out), and their stats."""
+def sft_dataset(loaded: areal_sft.Loaded, tokenizer: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
+    """The kept examples tokenised (those over `max_length` tokens left out) as the Dataset
+    AReaL's SFTTrainer takes, and their stats. Built in chunks of CHUNK rows: as Python lists
+    of ints the whole file's rows would take ~9x their Arrow size at their peak, ~14 GB for the
+    released file (benchmarks/areal_sft.py), so only one chunk is ever held that way."""
+    from datasets import Dataset, concatenate_datasets
+
     from tau2train.rollout.players import agent_tool_schemas
 
     tools = {d: agent_tool_schemas(d) for d in sorted({e.domain for e in loaded.examples})}
-    rows, lengths, too_long = [], [], 0
+    chunks, rows, lengths, too_long, answer_tokens = [], [], [], 0, 0
     for example in loaded.examples:
         try:
             row = tokenise(example, tokenizer, tools[example.domain])
@@ -113,11 +122,17 @@ def sft_rows_of(loaded: areal_sft.Loaded, tokenizer: Any, max_length: int) -> tu
             continue
         rows.append(row)
         lengths.append(len(row["input_ids"]))
-    stats = {"rows": len(rows), "too_long": too_long,
+        answer_tokens += sum(row["loss_mask"])
+        if len(rows) == CHUNK:
+            chunks.append(Dataset.from_list(rows))
+            rows = []
+    if rows or not chunks:
+        chunks.append(Dataset.from_list(rows))
+    stats = {"rows": len(lengths), "too_long": too_long,
              "tokens_mean": round(statistics.fmean(lengths)) if lengths else 0,
              "tokens_max": max(lengths, default=0),
-             "answer_tokens": sum(sum(r["loss_mask"]) for r in rows)}
-    return rows, stats
+             "answer_tokens": answer_tokens}
+    return concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0], stats
 
 
 def render_sft_plan(composed: Composed, config_path: Path) -> str:
@@ -165,7 +180,6 @@ def next_command(composed: Composed, checkpoint: Path) -> str:
 
 
 def run_sft(composed: Composed) -> None:
-    from datasets import Dataset
     from transformers import AutoTokenizer
 
     exp = composed.config
@@ -173,18 +187,18 @@ def run_sft(composed: Composed) -> None:
     check_local_gpus(exp)
     loaded = areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)  # validated: cached
     tokenizer = AutoTokenizer.from_pretrained(exp.tokenizer_path)
-    rows, stats = sft_rows_of(loaded, tokenizer, exp.sft.max_length)
+    dataset, stats = sft_dataset(loaded, tokenizer, exp.sft.max_length)
     print(f"SFT: {areal_sft.summary(loaded)}; {stats['rows']} rows tokenised, "
           f"{stats['too_long']} over {exp.sft.max_length} tokens left out, "
           f"{stats['tokens_mean']} tokens on average (max {stats['tokens_max']}), "
           f"{stats['answer_tokens']} answer tokens trained on", flush=True)
-    if not rows:
+    if not stats["rows"]:
         raise ConfigError("sft.max_length", exp.sft.max_length, "every example is longer than that",
                           fix=f"raise sft.max_length (the longest example has {stats['tokens_max']} tokens)")
     config = sft_config(exp)
     make_storage_dirs(exp)
     write_sft_config(exp)
-    with trainer_cls(config, train_dataset=Dataset.from_list(rows)) as trainer:
+    with trainer_cls(config, train_dataset=dataset) as trainer:
         trainer.train()
     root = checkpoints.run_checkpoint_root(exp.cluster.fileroot, exp.experiment_name, exp.trial_name)
     found = checkpoints.checkpoints(root)
