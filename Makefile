@@ -42,7 +42,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 slurm:
 	@sinfo -h >/dev/null 2>&1 || $(SUDO) bash tests/setup_slurm.sh
 
-# All benchmarks (~16 min on 2 cores, plus sweep_submit); one alone: make bench BENCH=rollout
-BENCH ?= startup env_overhead rollout areal_data sweep_submit
+# All benchmarks (~16 min on 2 cores, plus sweep_submit and areal_sft); one alone: make bench BENCH=rollout
+BENCH ?= startup env_overhead rollout areal_data areal_sft sweep_submit
 bench: $(STAMP) slurm
 	@for b in $(BENCH); do echo "== benchmarks/$$b.py"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done
