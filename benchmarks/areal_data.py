@@ -125,14 +125,14 @@ def bench_load(root: Path) -> list[dict]:
 
 def bench_episodes(rows: list[dict], episodes: int) -> None:
     playable = [r for r in rows if r["domain"] in ("airline", "retail")]
-    step = max(1, len(playable) // episodes)
-    sample = playable[::step][:episodes]
+    count = min(episodes, len(playable))  # spread over the whole file, both domains
+    sample = [playable[i * len(playable) // count] for i in range(count)]
     for domain in ("airline", "retail"):
         fast_env.install(domain)  # today's single-DB fast path
     before = rss_mb()
     first: dict[str, float] = {}
     today_ms, snap_ms, mismatches = {"airline": [], "retail": []}, {"airline": [], "retail": []}, 0
-    rss_after_first_pass = None
+    rss_after_first_pass, loaded_at, rss_at = None, None, {}
     for i, row in enumerate(sample):
         domain = row["domain"]
         start = time.perf_counter()
@@ -151,7 +151,12 @@ def bench_episodes(rows: list[dict], episodes: int) -> None:
         if [getattr(snap_result, k) for k in keys] != [getattr(today_result, k) for k in keys]:
             mismatches += 1
         if len(first) == 8 and rss_after_first_pass is None:
-            rss_after_first_pass = rss_mb()
+            rss_after_first_pass, loaded_at = rss_mb(), i
+        if loaded_at is not None:  # after the one-off loads: RSS at each third of the episodes left
+            left = len(sample) - 1 - loaded_at
+            for k in (1, 2, 3):
+                if i == loaded_at + k * left // 3:
+                    rss_at[k] = (i - loaded_at, rss_mb())
     print(f"episode overhead: {len(sample)} gold-replay episodes (set-up + replay + evaluate_simulation), "
           "snapshot rows with fast_env vs the same task on today's single-DB fast path")
     worst = 0.0
@@ -165,6 +170,11 @@ def bench_episodes(rows: list[dict], episodes: int) -> None:
           f"{', '.join(f'{Path(k).name} {v:.0f} ms' for k, v in sorted(first.items()))}")
     print(f"  RSS: +{(rss_after_first_pass or rss_mb()) - before:.0f} MiB once all 8 snapshots were loaded, "
           f"+{rss_mb() - before:.0f} MiB after all episodes")
+    if len(rss_at) == 3 and rss_after_first_pass is not None:
+        # a per-episode leak grows RSS by the same amount in each third; a warm-up, in the first
+        r1, r2, (n3, r3) = rss_at[1][1], rss_at[2][1], rss_at[3]
+        print(f"  RSS growth after the loads, per third of the {n3} episodes left: "
+              f"{r1 - rss_after_first_pass:+.1f}, {r2 - r1:+.1f}, {r3 - r2:+.1f} MiB")
     print(f"  results identical to today's path: {len(sample) - mismatches}/{len(sample)}")
     print(f"  goal snapshot/today <= {GOAL_RATIO}: {'met' if worst <= GOAL_RATIO else 'NOT met'} (worst {worst:.2f})")
 
