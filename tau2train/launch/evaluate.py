@@ -313,7 +313,7 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
 
     ev, env = exp.eval, exp.econfig
     # Score on the evaluation's basis (default: each task's own), never training's shortcut.
-    scoring = dataclasses.replace(env, reward_basis=ev.reward_basis, reward_basis_by_domain=None)
+    scoring = dataclasses.replace(env, reward_basis=ev.reward_basis, reward_basis_by_domain={})
     workflow = Tau2AgentWorkflow(
         econfig=scoring,
         gen_args=ev.gen_args,
