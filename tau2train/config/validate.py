@@ -284,11 +284,12 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
     known = set(tau2_catalog.domain_splits())
     env = exp.econfig
     for name, values in (("max_steps_by_domain", env.max_steps_by_domain),
-                         ("reward_basis_by_domain", env.reward_basis_by_domain)):
-        for domain, value in values.items():
+                         ("reward_basis_by_domain", env.reward_basis_by_domain),
+                         ("user_llm_by_domain", env.user_llm_by_domain)):
+        for domain in values:
             key = f"econfig.{name}.{domain}"
             if domain not in known:
-                raise ConfigError(key, value, f"{domain!r} is not a tau2 domain", valid=", ".join(sorted(known)),
+                raise ConfigError(key, domain, f"{domain!r} is not a tau2 domain", valid=", ".join(sorted(known)),
                                   fix=f"name a tau2 domain, or drop {key}")
     for domain, steps in env.max_steps_by_domain.items():
         if steps < 1:
@@ -351,7 +352,7 @@ def user_sim_endpoints(exp: ExperimentConfig) -> list[tuple[str, str | None]]:
     if env.solo_mode:
         return []
     played = [env.domain] if exp.mode == "eval" else areal_data.trained_domains(exp)
-    own = env.user_llm_by_domain or {}
+    own = env.user_llm_by_domain
     found = [(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url) for d in played if d in own]
     if any(d not in own for d in played):
         found.insert(0, ("econfig.user_llm_base_url", env.user_llm_base_url))
@@ -360,15 +361,12 @@ def user_sim_endpoints(exp: ExperimentConfig) -> list[tuple[str, str | None]]:
 
 def check_user_simulator(exp: ExperimentConfig) -> None:
     env = exp.econfig
-    known = set(tau2_catalog.domain_splits())
     played = None if exp.mode == "eval" else areal_data.trained_domains(exp)
-    for domain, endpoint in (env.user_llm_by_domain or {}).items():
+    for domain, endpoint in env.user_llm_by_domain.items():  # tau2 domains: check_domain_maps
         key = f"econfig.user_llm_by_domain.{domain}"
-        if domain not in known or (played is not None and domain not in played):
+        if played is not None and domain not in played:
             raise ConfigError(
-                key, domain,
-                f"{domain!r} is not a tau2 domain" if domain not in known else "this run trains on no such rows",
-                valid=", ".join(sorted(known) if played is None else played),
+                key, domain, "this run trains on no such rows", valid=", ".join(played),
                 fix=f"name a domain the run plays, or drop {key}",
             )
         if not endpoint.base_url.startswith(("http://", "https://")):
