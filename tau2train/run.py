@@ -20,6 +20,7 @@ from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
 from tau2train.launch.local import Terminated, run_here, sigterm_unwinds
+from tau2train.launch.process_state import left_as_found, quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import (
@@ -47,6 +48,16 @@ def _hydra_main(cfg: DictConfig) -> None:
     sys.exit(BAD_INPUT_EXIT_CODE)
 
 
+def _hydra_verb(argv: list[str]) -> None:
+    """Hydra's @main reads sys.argv: it gets the verb's, then sys.argv is put back."""
+    saved = sys.argv
+    sys.argv = [saved[0], *argv]
+    try:
+        _hydra_main()
+    finally:
+        sys.argv = saved
+
+
 def _restore_stdlib_logging() -> None:
     """AReaL's getLogger swaps logging's root and manager for its own, so loggers Hydra
     creates later hang off a root that `logging.config` (Hydra's log set-up) never
@@ -56,12 +67,18 @@ def _restore_stdlib_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = normalised(list(sys.argv[1:] if argv is None else argv))
+    """The command line's job; callable in a running process too (the tests call it): the
+    process is left as found (tau2train.launch.process_state), bad input still ends in
+    SystemExit(2)."""
+    with left_as_found():
+        _main(normalised(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _main(argv: list[str]) -> None:
     register()
     _restore_stdlib_logging()
     if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
-        sys.argv = [sys.argv[0], *argv]
-        _hydra_main()
+        _hydra_verb(argv)
         return
     try:
         if any(a in MULTIRUN_FLAGS for a in argv) and hydra_sweeper(argv):
@@ -91,10 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         # closed loop ("Task exception was never retrieved", "exception calling callback").
         for name in ("asyncio", "concurrent.futures"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        # And their tasks still pending when the interpreter is torn down: each one's finaliser
-        # then fails to report "Task was destroyed but it is pending!" and Python prints
-        # "Exception ignored in: <Task pending ...>" after the run's last line (seen in CI).
-        sys.unraisablehook = lambda unraisable: None
+        # And their tasks still pending when the interpreter is torn down.
+        quiet_until_exit()
         terminated = isinstance(stop, Terminated)
         print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))

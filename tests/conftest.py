@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.cli import slurm_overrides
+from helpers.cli import InProcess, in_process, slurm_overrides
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["WANDB_MODE"] = "offline"
@@ -45,3 +45,9 @@ def plain_user():
 @pytest.fixture
 def slurm_root(tmp_path: Path) -> list[str]:
     return slurm_overrides(tmp_path)
+
+
+@pytest.fixture
+def cli() -> InProcess:
+    """`cli(*args, cwd=..., env=...)`: tau2train.run.main in this process (helpers/cli.py)."""
+    return in_process

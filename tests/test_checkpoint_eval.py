@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers.areal_run import plain, processes_with_env
-from helpers.cli import run_cli, wait_for
+from helpers.cli import wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,10 +44,10 @@ def save_checkpoints(fileroot: Path, steps: list[int]) -> dict[int, Path]:
 
 
 @pytest.fixture
-def trained(tmp_path) -> tuple[Path, dict[int, Path]]:
+def trained(cli, tmp_path) -> tuple[Path, dict[int, Path]]:
     """A training run's directory (its AReaL config written by a dry run) and its checkpoints."""
     fileroot = tmp_path / "exp"
-    result = run_cli("dry_run=true", f"cluster.fileroot={fileroot}", "econfig.user_llm_base_url=http://h:1/v1",
+    result = cli("dry_run=true", f"cluster.fileroot={fileroot}", "econfig.user_llm_base_url=http://h:1/v1",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return fileroot / EXPERIMENT / TRIAL, save_checkpoints(fileroot, [1, 2])
@@ -65,12 +65,12 @@ def env() -> dict[str, str]:
     return {"PYTHONPATH": str(TESTS)}
 
 
-def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(llm, trained, tmp_path):
+def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(cli, llm, trained, tmp_path):
     """The served "checkpoint" plays flaky: every task's second episode fails at the endpoint
     (HTTP 500), so episodes raise mid-evaluation; they are excluded and the server still stops."""
     run_dir, saved = trained
     llm.episodes.clear()  # episode numbers count from 0 again (the server is the session's)
-    result = run_cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=latest",
+    result = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=latest",
                                 "eval.agent_model=flaky", "eval.num_trials=2", f"cluster.fileroot={tmp_path}/evals"),
                      cwd=tmp_path, env=env())
     assert result.returncode == 0, result.stderr
@@ -90,16 +90,16 @@ def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(ll
     assert (metrics_file.with_name("submission.json")).is_file()
 
 
-def test_step_0_is_the_base_model_and_the_report_compares_with_it(llm, trained, tmp_path):
+def test_step_0_is_the_base_model_and_the_report_compares_with_it(cli, llm, trained, tmp_path):
     """A sweep over steps evaluates the base model as step 0; a later checkpoint's report puts
     the two side by side."""
     run_dir, saved = trained
     common = [f"eval.checkpoint={run_dir}", f"cluster.fileroot={tmp_path}/evals", "trial_name=steps"]
-    base = run_cli(*eval_args(llm, *common, "eval.checkpoint_step=0", "eval.agent_model=wrong",
+    base = cli(*eval_args(llm, *common, "eval.checkpoint_step=0", "eval.agent_model=wrong",
                               f"actor.path={saved[1]}"), cwd=tmp_path, env=env())
     assert base.returncode == 0, base.stderr
     assert f"serving {saved[1]} as 'wrong'" in base.stdout
-    later = run_cli(*eval_args(llm, *common, "eval.checkpoint_step=2", "eval.agent_model=gold"),
+    later = cli(*eval_args(llm, *common, "eval.checkpoint_step=2", "eval.agent_model=gold"),
                     cwd=tmp_path, env=env())
     assert later.returncode == 0, later.stderr
     reports = {json.loads(p.read_text())["checkpoint"]["step"]: json.loads(p.read_text())
@@ -111,9 +111,9 @@ def test_step_0_is_the_base_model_and_the_report_compares_with_it(llm, trained, 
     assert ["wrong", base_pass1, base_pass1, "base", "model,", "evaluated", "here"] in rows
 
 
-def test_a_checkpoint_server_that_dies_is_reported_with_its_log(llm, trained, tmp_path):
+def test_a_checkpoint_server_that_dies_is_reported_with_its_log(cli, llm, trained, tmp_path):
     run_dir, _ = trained
-    result = run_cli(*eval_args(llm, f"eval.checkpoint={run_dir}", f"cluster.fileroot={tmp_path}/evals"),
+    result = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", f"cluster.fileroot={tmp_path}/evals"),
                      "eval.server.server_module=no_such_server", cwd=tmp_path, env=env())
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()
@@ -153,20 +153,20 @@ def test_ctrl_c_stops_the_checkpoint_server(llm, trained, tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_slurm_checkpoint_evaluation_asks_for_the_servers_gpus(trained, tmp_path):
+def test_a_slurm_checkpoint_evaluation_asks_for_the_servers_gpus(cli, trained, tmp_path):
     run_dir, _ = trained
     common = ["mode=eval", "dry_run=true", "cluster=slurm", f"cluster.fileroot={tmp_path}/evals",
               f"cluster.name_resolve.nfs_record_root={tmp_path}/nr", "econfig.user_llm_base_url=http://h:1/v1"]
-    serving = run_cli(*common, f"eval.checkpoint={run_dir}", "eval.server.tp=2", "eval.server.gpus=2", cwd=tmp_path)
+    serving = cli(*common, f"eval.checkpoint={run_dir}", "eval.server.tp=2", "eval.server.gpus=2", cwd=tmp_path)
     assert serving.returncode == 0, serving.stderr
     assert "#SBATCH --gpus-per-node=2" in serving.stdout
     assert "served by sglang.launch_server on 127.0.0.1:30000 with 2 GPU(s)" in serving.stdout
-    endpoint = run_cli(*common, "eval.agent_base_url=http://h:2/v1", cwd=tmp_path)
+    endpoint = cli(*common, "eval.agent_base_url=http://h:2/v1", cwd=tmp_path)
     assert endpoint.returncode == 0, endpoint.stderr
     assert "--gpus-per-node" not in endpoint.stdout
 
 
-def test_a_sweep_over_steps_and_domains_gives_pass1_by_step(llm, trained, tmp_path):
+def test_a_sweep_over_steps_and_domains_gives_pass1_by_step(cli, llm, trained, tmp_path):
     """`-m eval.checkpoint_step=0,2 domain=airline,retail`: four evaluations, one per point;
     `tau2train-eval-steps` tabulates and plots pass^1 per domain against the step. The base
     model (step 0) plays wrong, step 2's checkpoint gold (config.json names the script)."""
@@ -176,7 +176,7 @@ def test_a_sweep_over_steps_and_domains_gives_pass1_by_step(llm, trained, tmp_pa
     (base / "config.json").write_text(json.dumps({"tau2test_script": "wrong"}))
     (saved[2] / "config.json").write_text(json.dumps({"tau2test_script": "gold"}))
     evals = tmp_path / "evals"
-    result = run_cli("-m", *eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=0,2",
+    result = cli("-m", *eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=0,2",
                                       "domain=airline,retail", f"actor.path={base}", f"cluster.fileroot={evals}"),
                      cwd=tmp_path, env=env())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -204,12 +204,12 @@ def test_a_sweep_over_steps_and_domains_gives_pass1_by_step(llm, trained, tmp_pa
 
 
 @pytest.mark.slurm
-def test_on_slurm_the_checkpoint_is_served_inside_the_evaluation_job(llm, trained, tmp_path):
+def test_on_slurm_the_checkpoint_is_served_inside_the_evaluation_job(cli, llm, trained, tmp_path):
     from helpers.cli import job_state, require_slurm, slurm_overrides
 
     require_slurm()
     run_dir, saved = trained
-    result = run_cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.agent_model=gold",
+    result = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.agent_model=gold",
                                 "eval.server.slurm_gpus_per_node=0",  # this test's Slurm has no GPUs
                                 "slurm.cpus_per_task=1", "slurm.mem_gb=1", *slurm_overrides(tmp_path)),
                      cwd=tmp_path, env=env())

@@ -25,10 +25,10 @@ SECRET = "wandb-secret-0123456789"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_dry_run_writes_an_areal_config_and_prints_the_plan(tmp_path):
+def test_dry_run_writes_an_areal_config_and_prints_the_plan(cli, tmp_path):
     overrides = ["dry_run=true", "model=qwen3_30b_a3b", "domain=retail", USER_SIM,
                  *slurm_overrides(tmp_path), "slurm.partition=gpu", "slurm.account=rl"]
-    result = run_cli(*overrides, cwd=tmp_path, env={"WANDB_API_KEY": SECRET})
+    result = cli(*overrides, cwd=tmp_path, env={"WANDB_API_KEY": SECRET})
     assert result.returncode == 0, result.stderr
     plan = result.stdout
     for expected in (
@@ -73,8 +73,8 @@ class OmegaConfRoundTrip:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PPOConfig), OmegaConf.create(text)))
 
 
-def test_bad_input_exits_2_with_one_message_and_leaves_nothing(tmp_path):
-    result = run_cli("dry_run=true", "model=qwen3_8b", USER_SIM, "cluster=slurm",
+def test_bad_input_exits_2_with_one_message_and_leaves_nothing(cli, tmp_path):
+    result = cli("dry_run=true", "model=qwen3_8b", USER_SIM, "cluster=slurm",
                      cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -87,18 +87,18 @@ def test_bad_input_exits_2_with_one_message_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_sweep_is_checked_point_by_point_before_anything_is_written(tmp_path):
+def test_a_sweep_is_checked_point_by_point_before_anything_is_written(cli, tmp_path):
     # one bad point (tp=3 does not fit Qwen3-1.7B's 16 heads) stops the whole sweep
-    result = run_cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
+    result = cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
                      "allocation.rollout=sglang:d6,sglang:d2t3", cwd=tmp_path)
     assert result.returncode == 2
     assert "error: allocation.rollout='sglang:d2t3'" in result.stderr
     assert not (tmp_path / "exp").exists()
 
 
-def test_every_model_and_domain_plans_through_a_glob_sweep(tmp_path):
+def test_every_model_and_domain_plans_through_a_glob_sweep(cli, tmp_path):
     """`-m model=glob(*) domain=glob(*)`: every choice, never a hand-picked few."""
-    result = run_cli("-m", "dry_run=true", "model=glob(*)", "domain=glob(*)", USER_SIM,
+    result = cli("-m", "dry_run=true", "model=glob(*)", "domain=glob(*)", USER_SIM,
                      *slurm_overrides(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("tau2train plan (dry run") == 16
@@ -108,18 +108,18 @@ def test_every_model_and_domain_plans_through_a_glob_sweep(tmp_path):
     assert "tau2-qwen3-235b-a22b-telecom" in written and "tau2-qwen3-1.7b-mock" in written
 
 
-def test_hydra_verbs_keep_working(tmp_path):
-    help_ = run_cli("--help", cwd=tmp_path)
+def test_hydra_verbs_keep_working(cli, tmp_path):
+    help_ = cli("--help", cwd=tmp_path)
     assert help_.returncode == 0
     assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b" in help_.stdout
     assert "domain: airline, mock, retail, telecom" in help_.stdout
     assert "cluster: local, slurm" in help_.stdout
 
-    info = run_cli("--info", "defaults", "model=qwen3_8b", cwd=tmp_path)
+    info = cli("--info", "defaults", "model=qwen3_8b", cwd=tmp_path)
     assert info.returncode == 0
     assert "allocation/n3_sglang_d16_archon_d8" in info.stdout + info.stderr
 
-    cfg = run_cli("--cfg", "job", "--resolve", "model=qwen3_8b", "econfig.turn_discount=0.9", cwd=tmp_path)
+    cfg = cli("--cfg", "job", "--resolve", "model=qwen3_8b", "econfig.turn_discount=0.9", cwd=tmp_path)
     assert cfg.returncode == 0, cfg.stderr
     job = yaml.safe_load(cfg.stdout)
     assert job["actor"]["path"] == "Qwen/Qwen3-8B"

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers.cli import run_cli
 
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
 pytestmark = [pytest.mark.slow]
@@ -26,8 +25,8 @@ def eval_args(llm, root: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
-    result = run_cli(
+def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(cli, llm, tmp_path):
+    result = cli(
         *eval_args(llm, tmp_path / "exp", "eval.agent_model=alternate", "eval.num_trials=2",
                    "econfig.reward_basis=[DB]"),  # a training shortcut eval must not use
         cwd=tmp_path,
@@ -87,11 +86,11 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(llm, tmp_path):
 
 
 @pytest.mark.parametrize("as_wrong", [False, True], ids=["excluded", "counted_as_wrong"])
-def test_endpoint_failures_mid_evaluation_are_left_out_and_listed(llm, tmp_path, as_wrong):
+def test_endpoint_failures_mid_evaluation_are_left_out_and_listed(cli, llm, tmp_path, as_wrong):
     # "flaky" answers HTTP 500 throughout every task's second episode and plays gold otherwise:
     # each of the 20 tasks has two trials solved and one lost to the endpoint.
     llm.episodes.clear()  # episode numbers count from 0 again (the server is the session's)
-    result = run_cli(
+    result = cli(
         *eval_args(llm, tmp_path / "exp", "eval.agent_model=flaky", "eval.num_trials=3",
                    f"eval.count_failures_as_wrong={str(as_wrong).lower()}"),
         cwd=tmp_path,
@@ -127,8 +126,8 @@ def test_endpoint_failures_mid_evaluation_are_left_out_and_listed(llm, tmp_path,
         (f["task_id"], f["trial"]) for f in report["infra_failures"])
 
 
-def test_an_unreachable_agent_endpoint_stops_before_anything_is_written(tmp_path):
-    result = run_cli(
+def test_an_unreachable_agent_endpoint_stops_before_anything_is_written(cli, tmp_path):
+    result = cli(
         "mode=eval", "eval.agent_base_url=http://127.0.0.1:9/v1",
         "econfig.user_llm_base_url=http://127.0.0.1:9/v1", f"cluster.fileroot={tmp_path}/exp",
         cwd=tmp_path,
@@ -141,8 +140,8 @@ def test_an_unreachable_agent_endpoint_stops_before_anything_is_written(tmp_path
     assert not (tmp_path / "exp").exists()
 
 
-def test_eval_dry_run_prints_the_plan_and_starts_nothing(llm, tmp_path):
-    result = run_cli(*eval_args(llm, tmp_path / "exp", "dry_run=true", "eval.num_trials=3"), cwd=tmp_path)
+def test_eval_dry_run_prints_the_plan_and_starts_nothing(cli, llm, tmp_path):
+    result = cli(*eval_args(llm, tmp_path / "exp", "dry_run=true", "eval.num_trials=3"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "tasks       airline/test, 3 trials each, 16 at a time" in result.stdout
     assert "scored on   each task's own reward basis" in result.stdout

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from helpers.cli import run_cli, slurm_overrides
+from helpers.cli import slurm_overrides
 
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
 pytestmark = [pytest.mark.slow]
@@ -21,8 +21,8 @@ def eval_args(llm) -> list[str]:
             f"econfig.user_llm_base_url={llm.base_url}", "econfig.user_llm=user", "tracking=none"]
 
 
-def test_optuna_picks_points_from_the_rewards_the_runs_return(llm, tmp_path):
-    result = run_cli(*OPTUNA, "hydra.sweeper.n_trials=3", *eval_args(llm), f"cluster.fileroot={tmp_path}/exp",
+def test_optuna_picks_points_from_the_rewards_the_runs_return(cli, llm, tmp_path):
+    result = cli(*OPTUNA, "hydra.sweeper.n_trials=3", *eval_args(llm), f"cluster.fileroot={tmp_path}/exp",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     experiment = tmp_path / "exp" / "tau2-qwen3-1.7b-airline"
@@ -41,8 +41,8 @@ def test_optuna_picks_points_from_the_rewards_the_runs_return(llm, tmp_path):
 
 
 @pytest.mark.slurm
-def test_optuna_batches_run_as_slurm_job_arrays_and_wait_for_their_rewards(llm, tmp_path):
-    result = run_cli(*OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *eval_args(llm),
+def test_optuna_batches_run_as_slurm_job_arrays_and_wait_for_their_rewards(cli, llm, tmp_path):
+    result = cli(*OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *eval_args(llm),
                      *slurm_overrides(tmp_path), "slurm.cpus_per_task=1", "slurm.mem_gb=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     experiment = tmp_path / "experiments" / "tau2-qwen3-1.7b-airline"

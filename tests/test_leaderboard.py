@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.cli import run_cli
+from helpers.cli import in_process
 
 pytestmark = [pytest.mark.slow]
 
@@ -25,7 +25,7 @@ VERIFICATION_KEYS = {"modified_prompts", "omitted_questions", "details"}
 
 
 def evaluate(llm, root: Path, domain: str, agent: str, *extra: str) -> Path:
-    result = run_cli(
+    result = in_process(
         "mode=eval", f"domain={domain}", f"eval.agent_base_url={llm.base_url}", f"eval.agent_model={agent}",
         f"econfig.user_llm_base_url={llm.base_url}", "econfig.user_llm=user", "eval.num_trials=1",
         "eval.max_concurrency=20", "tracking=none", f"cluster.fileroot={root}", *extra,
@@ -91,8 +91,8 @@ def test_every_evaluation_writes_its_domains_leaderboard_entry(evals):
     assert "task set pre-1.0" in m["notes"]
 
 
-def test_the_report_compares_with_published_results(evals, llm, tmp_path):
-    result = run_cli(
+def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
+    result = cli(
         "mode=eval", f"eval.agent_base_url={llm.base_url}", "eval.agent_model=wrong",
         f"econfig.user_llm_base_url={llm.base_url}", "econfig.user_llm=user", "eval.num_trials=1",
         "eval.max_concurrency=20", "tracking=none", f"cluster.fileroot={tmp_path}/exp",

@@ -19,7 +19,7 @@ from helpers.areal_data import (
     scripts_with_rows,
     write_dataset,
 )
-from helpers.cli import USER_SIM, run_cli
+from helpers.cli import USER_SIM
 from helpers.recording_trainer import RECORD_NAME
 from tau2.data_model.message import ToolMessage
 from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
@@ -318,8 +318,8 @@ def test_each_domain_is_scored_on_its_own_basis_and_played_by_its_own_user_simul
 # --- through the command line --------------------------------------------------------------
 
 
-def test_dry_run_shows_rows_per_domain_and_snapshots(dataset, tmp_path):
-    result = run_cli("dry_run=true", "tracking=none", USER_SIM, "data=areal_tau2", f"data.path={dataset}",
+def test_dry_run_shows_rows_per_domain_and_snapshots(cli, dataset, tmp_path):
+    result = cli("dry_run=true", "tracking=none", USER_SIM, "data=areal_tau2", f"data.path={dataset}",
                      f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.strip().startswith("data "))
@@ -334,18 +334,18 @@ def test_dry_run_shows_rows_per_domain_and_snapshots(dataset, tmp_path):
     assert sum(1 for x in lines if x[:2] == ["user", "sim"]) == 3
 
 
-def test_a_bad_row_stops_the_command_with_status_2_and_nothing_written(dataset, tmp_path):
+def test_a_bad_row_stops_the_command_with_status_2_and_nothing_written(cli, dataset, tmp_path):
     root = write_dataset(tmp_path / "data")
     replace_line(root, 7, '{"id": "x"')
-    result = run_cli("dry_run=true", "tracking=none", USER_SIM, "data=areal_tau2", f"data.path={root}",
+    result = cli("dry_run=true", "tracking=none", USER_SIM, "data=areal_tau2", f"data.path={root}",
                      f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: data.path='{root}': {(root / RL_FILE).resolve()}:7: not a JSON object")
     assert not (tmp_path / "exp").exists()
 
 
-def test_training_reaches_the_trainer_with_rows_of_every_domain(dataset, tmp_path):
-    result = run_cli(*STAND_IN, USER_SIM, "data=areal_tau2", f"data.path={dataset}", "min_dataset_size=0",
+def test_training_reaches_the_trainer_with_rows_of_every_domain(cli, dataset, tmp_path):
+    result = cli(*STAND_IN, USER_SIM, "data=areal_tau2", f"data.path={dataset}", "min_dataset_size=0",
                      f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert result.returncode == 0, result.stderr
     call = json.loads((tmp_path / "exp" / "tau2-qwen3-1.7b-areal-tau2" / "trial0" / RECORD_NAME).read_text())
@@ -361,16 +361,16 @@ def test_training_reaches_the_trainer_with_rows_of_every_domain(dataset, tmp_pat
         "airline": ["DB"], "retail": ["DB"], "telecom": ["ENV_ASSERTION"]}
 
 
-def test_mixing_weights_and_a_domains_user_simulator_reach_the_trainer(dataset, snap_llm, tmp_path):
+def test_mixing_weights_and_a_domains_user_simulator_reach_the_trainer(cli, dataset, snap_llm, tmp_path):
     retail_user = f"econfig.user_llm_by_domain={{retail:{{base_url:'{snap_llm.base_url}',model:openai/user-retail}}}}"
     args = [USER_SIM, "data=areal_tau2", f"data.path={dataset}", "min_dataset_size=0",
             "data.weights={airline:1,retail:1,telecom:2}", retail_user, f"cluster.fileroot={tmp_path}/exp"]
-    plan = run_cli("dry_run=true", "tracking=none", *args, cwd=tmp_path)
+    plan = cli("dry_run=true", "tracking=none", *args, cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
     assert "mixed by data.weights: airline 3 (0.6x), retail 3 (0.75x), telecom 6 (2x)" in plan.stdout
     assert ["user", "sim", "(retail)", "openai/user-retail", snap_llm.base_url] in [
         x.split() for x in plan.stdout.splitlines()]
-    result = run_cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    result = cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert result.returncode == 0, result.stderr
     call = json.loads((tmp_path / "exp" / "tau2-qwen3-1.7b-areal-tau2" / "trial0" / RECORD_NAME).read_text())
     assert Counter(r["domain"] for r in call["train_rows"]) == {"airline": 3, "retail": 3, "telecom": 6}

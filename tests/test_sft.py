@@ -24,7 +24,6 @@ from helpers.areal_data import (
     SFT_LINES,
     write_sft,
 )
-from helpers.cli import run_cli
 from helpers.recording_trainer import SFT_RECORD_NAME
 from helpers.tiny_qwen import tiny_qwen_dir
 
@@ -241,10 +240,10 @@ def test_sft_config_is_areals_with_the_recipe(folder):
 STAND_IN = ["sft._target_=helpers.recording_trainer.RecordingSFTTrainer", "trainer.cpu_only=true"]
 
 
-def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(folder, qwen3, tokenizer, tmp_path):
+def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(cli, folder, qwen3, tokenizer, tmp_path):
     args = ["mode=sft", "data=areal_tau2", f"data.path={folder}", "data.domains=[airline,telecom]",
             f"model.path={qwen3}", "tracking=none", f"cluster.fileroot={tmp_path}/exp", "sft.lr=2e-5"]
-    result = run_cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    result = cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-areal-tau2-sft" / "trial0"
     call = json.loads((run_dir / SFT_RECORD_NAME).read_text())
@@ -271,8 +270,8 @@ def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(folder, qwen3
         f"actor.path={checkpoint}")
 
 
-def test_dry_run_plans_rows_per_domain_and_writes_the_sft_config(folder, tmp_path):
-    result = run_cli("dry_run=true", "mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
+def test_dry_run_plans_rows_per_domain_and_writes_the_sft_config(cli, folder, tmp_path):
+    result = cli("dry_run=true", "mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
                      f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -287,11 +286,11 @@ def test_dry_run_plans_rows_per_domain_and_writes_the_sft_config(folder, tmp_pat
     assert loaded["total_train_epochs"] == 10 and loaded["actor"]["optimizer"]["lr"] == 1e-5
 
 
-def test_a_bad_sft_row_stops_the_command_with_status_2_and_nothing_written(tmp_path):
+def test_a_bad_sft_row_stops_the_command_with_status_2_and_nothing_written(cli, tmp_path):
     root = tmp_path / "data"
     file = write_sft(root)
     replace_line_of(file, 5, '{"messages": []}')
-    result = run_cli("dry_run=true", "mode=sft", "data=areal_tau2", f"data.path={root}", "tracking=none",
+    result = cli("dry_run=true", "mode=sft", "data=areal_tau2", f"data.path={root}", "tracking=none",
                      f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: data.path='{root}': {file.resolve()}:5: no messages")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import cli
-from helpers.cli import job_state, require_slurm, run_cli, slurm_overrides
+from helpers.cli import job_state, require_slurm, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 from tau2train.config.catalog import tau2_data_dir
@@ -49,9 +49,9 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in root.rglob("*") if p.is_file()]
 
 
-def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(tmp_path):
+def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(cli, tmp_path):
     before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
-    result = run_cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "slurm.partition=debug",
+    result = cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "slurm.partition=debug",
                      "slurm.account=rl", "slurm.time_minutes=90", "econfig.user_llm_base_url=http://h:8000/v1",
                      "econfig.turn_discount=0.9,1.0", "econfig.invalid_format_penalty=0.0,0.1",
                      cwd=tmp_path)
@@ -83,8 +83,8 @@ def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(tmp_path):
     assert after == before  # nothing was submitted
 
 
-def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_runs(llm, tmp_path):
-    result = run_cli(
+def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_runs(cli, llm, tmp_path):
+    result = cli(
         "-m", "mode=eval", f"eval.agent_base_url={llm.base_url}", f"econfig.user_llm_base_url={llm.base_url}",
         "econfig.user_llm=user", "domain=airline", "eval.num_trials=1", "eval.agent_model=gold,wrong",
         *slurm_overrides(tmp_path), *SMALL_JOB,
@@ -125,8 +125,8 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
             assert secret.encode() not in data, path
 
 
-def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(llm, tmp_path):
-    result = run_cli(
+def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(cli, llm, tmp_path):
+    result = cli(
         "trainer._target_=helpers.recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
         "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_JOB,
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", **SECRETS},
@@ -163,8 +163,8 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
             assert secret.encode() not in data, path
 
 
-def test_a_sweep_over_the_slurm_job_itself_is_refused_before_anything_is_written(tmp_path):
-    result = run_cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "econfig.user_llm_base_url=http://h:8000/v1",
+def test_a_sweep_over_the_slurm_job_itself_is_refused_before_anything_is_written(cli, tmp_path):
+    result = cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "econfig.user_llm_base_url=http://h:8000/v1",
                      "slurm.mem_gb=32,64", cwd=tmp_path)
     assert result.returncode == 2
     assert "error: slurm='mem_gb=64': sweep points" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers.cli import USER_SIM, run_cli
+from helpers.cli import USER_SIM
 
 from tau2train.launch.sweeps import sweep_points, with_trial_names
 
@@ -31,8 +31,8 @@ def test_model_and_domain_sweeps_keep_the_default_trial_and_explicit_names_win()
 
 
 @pytest.mark.slow
-def test_a_reward_sweep_plans_one_run_directory_per_point(tmp_path):
-    result = run_cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
+def test_a_reward_sweep_plans_one_run_directory_per_point(cli, tmp_path):
+    result = cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp",
                      "econfig.turn_discount=0.9,1.0", "econfig.invalid_format_penalty=0.0,0.1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     experiment = tmp_path / "exp" / "tau2-qwen3-1.7b-airline"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.cli import USER_SIM, run_cli, slurm_overrides
+from helpers.cli import USER_SIM, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
@@ -18,8 +18,8 @@ TESTS = Path(__file__).resolve().parent
 STAND_IN = ["trainer._target_=helpers.recording_trainer.RecordingTrainer", "trainer.cpu_only=true"]
 
 
-def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_path):
-    result = run_cli(
+def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli, tmp_path):
+    result = cli(
         *STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
         "econfig.invalid_format_penalty=0.3", "econfig.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
@@ -61,8 +61,8 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(tmp_
     assert call["filter_keeps_solved_group"] is False
 
 
-def test_training_here_without_the_gpus_stops_and_points_to_dry_run(tmp_path):
-    result = run_cli(
+def test_training_here_without_the_gpus_stops_and_points_to_dry_run(cli, tmp_path):
+    result = cli(
         USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""},
     )
     assert result.returncode == 2
@@ -75,8 +75,8 @@ def test_training_here_without_the_gpus_stops_and_points_to_dry_run(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
-def test_a_trainer_that_cannot_be_imported_is_named(tmp_path):
-    result = run_cli("trainer._target_=areal.NoSuchTrainer", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
+def test_a_trainer_that_cannot_be_imported_is_named(cli, tmp_path):
+    result = cli("trainer._target_=areal.NoSuchTrainer", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: trainer._target_='areal.NoSuchTrainer': cannot be imported")
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers.cli import run_cli, slurm_overrides, wait_for
+from helpers.cli import slurm_overrides, wait_for
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE
@@ -184,7 +184,7 @@ def answers(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
+def test_local_server_is_recorded_and_found_by_the_next_run(cli, tmp_path):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
     process = subprocess.Popen(
@@ -201,7 +201,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(tmp_path):
         assert SECRET not in record_file.read_text()
         assert answers(url)
 
-        plan = run_cli("dry_run=true", f"cluster.fileroot={fileroot}", cwd=tmp_path)
+        plan = cli("dry_run=true", f"cluster.fileroot={fileroot}", cwd=tmp_path)
         assert plan.returncode == 0, plan.stderr
         assert re.search(rf"user sim\s+openai/self-hosted-Qwen2.5-72B\s+{re.escape(url)}", plan.stdout)
 
@@ -250,7 +250,7 @@ def slurm():
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(tmp_path, slurm):
+def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(cli, tmp_path, slurm):
     port, overrides = free_port(), slurm_overrides(tmp_path)
     fileroot = Path(overrides[1].split("=", 1)[1])
     record_file = fileroot / "user_sim" / RECORD_NAME
@@ -276,7 +276,7 @@ def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(tmp_path, slu
         squeue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
         assert squeue.stdout.strip() == "RUNNING"
 
-        plan = run_cli("dry_run=true", *overrides, cwd=tmp_path)
+        plan = cli("dry_run=true", *overrides, cwd=tmp_path)
         assert plan.returncode == 0, plan.stderr
         assert re.search(rf"user sim\s+openai/self-hosted-Qwen2.5-72B\s+{re.escape(url)}", plan.stdout)
     finally:
@@ -335,7 +335,7 @@ def test_a_second_server_for_a_recorded_healthy_one_is_refused(capsys, tmp_path,
     assert json.loads(record_file.read_text())["slurm_job_id"] == "4242"
 
 
-def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(tmp_path):
+def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(cli, tmp_path):
     """Issue 14: a record left by a server that died without removing it (killed hard) is
     found before the run starts, with one message; a live server's record is used."""
     from tau2train.records.user_sim import write_record
@@ -349,7 +349,7 @@ def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(tmp_pa
     stand_in = ["trainer._target_=helpers.recording_trainer.RecordingTrainer", "trainer.cpu_only=true",
                 f"cluster.fileroot={tmp_path}/exp"]
     env = {"PYTHONPATH": str(TESTS)}
-    result = run_cli(*stand_in, cwd=tmp_path, env=env)
+    result = cli(*stand_in, cwd=tmp_path, env=env)
     assert result.returncode == BAD_INPUT_EXIT_CODE
     assert result.stderr.strip().splitlines() == [
         f"error: econfig.user_llm_base_url={url!r}: taken from the user-sim record {record_file}, whose "
@@ -361,5 +361,5 @@ def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(tmp_pa
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["user_sim"]  # nothing written
     # the same record, owned by a live process (this one), is taken as it is
     write_record(record_file, {**record, "pid": os.getpid()})
-    result = run_cli(*stand_in, cwd=tmp_path, env=env)
+    result = cli(*stand_in, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr

@@ -477,3 +477,9 @@ def uninstall(domain: str) -> None:
         if domain in _installed:
             _installed.discard(domain)
             _replace_registry_entry(domain, _built[domain].__wrapped__)
+
+
+def uninstall_all() -> None:
+    """Every installed domain back to its stock constructor (a run's way out)."""
+    for domain in list(_installed):
+        uninstall(domain)

@@ -30,10 +30,21 @@ def _generate(model, messages, tools=None, tool_choice=None, **kwargs):
     return _tau2_generate(model=model, messages=messages, tools=tools, tool_choice=tool_choice, **kwargs)
 
 
-# The two names tau2's player classes resolve `generate` through (tau2.agent.llm_agent and
+# The two modules whose `generate` tau2's player classes resolve (tau2.agent.llm_agent and
 # tau2.user.user_simulator import it from tau2.utils.llm_utils).
-llm_agent.generate = _generate
-user_simulator.generate = _generate
+_ROUTED = (llm_agent, user_simulator)
+
+
+def route_chats() -> None:
+    """Point both names at `_generate` (idempotent): done when players are made, not at
+    import, and undone by `unroute_chats` (tau2train.launch.process_state, on a run's way out)."""
+    for module in _ROUTED:
+        module.generate = _generate
+
+
+def unroute_chats() -> None:
+    for module in _ROUTED:
+        module.generate = _tau2_generate
 
 
 def think(thought: str) -> str:
@@ -81,6 +92,7 @@ def make_players(
     add_thinking_tool: bool,
 ):
     """The agent (the policy) and the user for one episode, as tau2 builds them."""
+    route_chats()
     agent_tools, user_tools = _offered_tools(domain, solo_mode)
     tools = list(agent_tools) + ([THINK_TOOL] if add_thinking_tool else [])
     user_tools = list(user_tools)

@@ -90,3 +90,15 @@ def environment(domain: str, db_path: str, fast: bool) -> str:
     if fast:
         fast_env.install(name, family=domain)
     return name
+
+
+def unregister_all() -> None:
+    """Take the snapshot aliases this process registered out of tau2's registry again (a
+    run's way out; fast_env.uninstall_all first). tau2 has no public unregister: this and
+    fast_env._replace_registry_entry are the places that write Registry._domains."""
+    from tau2.registry import registry
+
+    with _lock:
+        for name in _registered.values():
+            registry._domains.pop(name, None)
+        _registered.clear()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
@@ -55,6 +57,51 @@ def flatten(node, prefix: str = "") -> dict:
             out.update(flatten(value, f"{prefix}{index}."))
         return out
     return {prefix[:-1]: getattr(node, "value", node)}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command left for its user: exit status, standard output and error."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def exit_status(stop: SystemExit) -> int:
+    """The status a process ending with `stop` exits with (sys.exit's rules)."""
+    if stop.code is None:
+        return 0
+    return stop.code if isinstance(stop.code, int) else 1
+
+
+class InProcess:
+    """An entry point's `main(argv)` called in the test process: the CLI's own code path without
+    a 20 s interpreter start (importing AReaL), for tests that read only its messages, exit
+    status and files. `main` leaves the process as it found it (tau2train.launch.process_state);
+    one real subprocess per console script stays (run_cli). Its output is what it wrote to
+    sys.stdout/sys.stderr (print, tqdm, handlers made while it ran), as capsys would see it,
+    and usable by module-scoped fixtures too."""
+
+    def __call__(self, *args: str, cwd: Path, env: dict | None = None, main=None) -> Result:
+        import pytest
+
+        if main is None:
+            from tau2train.run import main
+        out, err = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+            patch.chdir(cwd)
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            try:
+                main(list(args))
+                status = 0
+            except SystemExit as stop:
+                status = exit_status(stop)
+        return Result(status, out.getvalue(), err.getvalue())
+
+
+in_process = InProcess()
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
