@@ -9,6 +9,7 @@ and the records load nothing beyond the standard library.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tau2train"
+TESTS = Path(__file__).resolve().parent
 
 # layer -> the layers it may import (itself included)
 ALLOWED = {
@@ -128,3 +130,36 @@ def test_records_load_only_the_standard_library():
     outside = sorted({m.split(".")[0] for m in loaded} - set(sys.stdlib_module_names) - {"tau2train"})
     assert outside == []
     assert [m for m in loaded if m.startswith("tau2train.") and not m.startswith("tau2train.records")] == []
+
+
+def third_party_imports(paths: list[Path]) -> list[str]:
+    """The import statements outside tau2train that these modules run as they load (module
+    level; `from X import name` as written, since a package's lazy attributes load on access)."""
+    statements = set()
+    for path in paths:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                statements |= {f"import {a.name}" for a in node.names if not a.name.startswith("tau2train")}
+            elif (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                  and not node.module.startswith(("tau2train", "__future__"))):
+                statements |= {f"from {node.module} import {a.name}" for a in node.names}
+    return sorted(statements)
+
+
+def test_importing_tau2train_changes_nothing_by_itself():
+    """Every tau2train module, imported once what it imports is loaded, leaves the patch points
+    a run restores (helpers/process_state.py) as they were: patches happen in a run, never at
+    import. (What AReaL's own modules do as they load, e.g. its logging-root swap, is theirs.)"""
+    modules = [m for layer in ALLOWED if layer != "run" for m in dotted(layer)] + ["tau2train.run"]
+    code = (
+        "".join(f"{statement}\n" for statement in third_party_imports(MODULES))
+        + "from helpers import process_state\n"
+        "before = process_state.snapshot()\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print('\\n'.join(process_state.changed(before, process_state.snapshot())))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "import tau2train.rollout.players" in code and "from areal import PPOTrainer" in code
+    assert done.stdout.strip() == "", done.stdout

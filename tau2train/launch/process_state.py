@@ -17,22 +17,46 @@ plugin itself; SIGTERM's handler by `launch.local.sigterm_unwinds`.)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Iterator
 
 
-def _undo_rollout_patches() -> None:
-    """Only what was imported can have been patched: nothing is imported here to undo it."""
-    fast_env = sys.modules.get("tau2train.rollout.fast_env")
-    if fast_env is not None:
-        fast_env.uninstall_all()
-    snapshots = sys.modules.get("tau2train.rollout.snapshots")
-    if snapshots is not None:
-        snapshots.unregister_all()
-    players = sys.modules.get("tau2train.rollout.players")
-    if players is not None:
-        players.unroute_chats()
+@dataclasses.dataclass(frozen=True)
+class _RolloutPatches:
+    """What the rollout side had patched in tau2 (only imported modules can have patched)."""
+
+    fast: frozenset[str] = frozenset()
+    snapshots: frozenset[str] = frozenset()
+    chats_routed: bool = False
+
+    @classmethod
+    def now(cls) -> _RolloutPatches:
+        fast_env, snapshots, players = (sys.modules.get(f"tau2train.rollout.{name}")
+                                        for name in ("fast_env", "snapshots", "players"))
+        return cls(
+            fast_env.installed() if fast_env else frozenset(),
+            snapshots.registered() if snapshots else frozenset(),
+            players.chats_routed() if players else False,
+        )
+
+    def restore(self) -> None:
+        """Undo what was patched since `self` was taken, and nothing from before."""
+        now = _RolloutPatches.now()
+        if now.fast - self.fast:
+            from tau2train.rollout import fast_env
+
+            for domain in now.fast - self.fast:
+                fast_env.uninstall(domain)
+        if now.snapshots - self.snapshots:
+            from tau2train.rollout import snapshots
+
+            snapshots.unregister(now.snapshots - self.snapshots)
+        if now.chats_routed and not self.chats_routed:
+            from tau2train.rollout import players
+
+            players.unroute_chats()
 
 
 def _ignore(unraisable) -> None:
@@ -49,10 +73,11 @@ def quiet_until_exit() -> None:
 def left_as_found() -> Iterator[None]:
     root, manager = logging.Logger.root, logging.Logger.manager
     unraisablehook = sys.unraisablehook
+    rollout_patches = _RolloutPatches.now()
     try:
         yield
     finally:
         logging.Logger.root, logging.Logger.manager = root, manager
         if sys.unraisablehook is not _ignore:
             sys.unraisablehook = unraisablehook
-        _undo_rollout_patches()
+        rollout_patches.restore()

@@ -47,6 +47,10 @@ def unroute_chats() -> None:
         module.generate = _tau2_generate
 
 
+def chats_routed() -> bool:
+    return all(module.generate is _generate for module in _ROUTED)
+
+
 def think(thought: str) -> str:
     """Use this tool to think. It neither fetches information nor changes anything; the
     thought is kept in the conversation. Use it only when careful reasoning is needed.

@@ -92,13 +92,20 @@ def environment(domain: str, db_path: str, fast: bool) -> str:
     return name
 
 
-def unregister_all() -> None:
-    """Take the snapshot aliases this process registered out of tau2's registry again (a
-    run's way out; fast_env.uninstall_all first). tau2 has no public unregister: this and
+def registered() -> frozenset[str]:
+    """The snapshot aliases this process has registered in tau2's registry."""
+    with _lock:
+        return frozenset(_registered.values())
+
+
+def unregister(names: frozenset[str]) -> None:
+    """Take these aliases out of tau2's registry again (a run's way out; their fast
+    environments uninstalled first). tau2 has no public unregister: this and
     fast_env._replace_registry_entry are the places that write Registry._domains."""
     from tau2.registry import registry
 
     with _lock:
-        for name in _registered.values():
-            registry._domains.pop(name, None)
-        _registered.clear()
+        for key, name in list(_registered.items()):
+            if name in names:
+                registry._domains.pop(name, None)
+                del _registered[key]

@@ -12,6 +12,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from helpers import process_state
+
 USER_SIM = "econfig.user_llm_base_url=http://127.0.0.1:8000/v1/"
 
 
@@ -89,6 +91,7 @@ class InProcess:
         if main is None:
             from tau2train.run import main
         out, err = io.StringIO(), io.StringIO()
+        before = process_state.snapshot()
         with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
             patch.chdir(cwd)
             for key, value in (env or {}).items():
@@ -98,6 +101,8 @@ class InProcess:
                 status = 0
             except SystemExit as stop:
                 status = exit_status(stop)
+        left = process_state.changed(before, process_state.snapshot())
+        assert not left, "main left the process changed:\n" + "\n".join(left)
         return Result(status, out.getvalue(), err.getvalue())
 
 
