@@ -1,13 +1,13 @@
 # The two commands a new user needs; each sets up .venv by itself (again only when
 # pyproject.toml or requirements.lock changes).
 #   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"
-#   make test
+#   make test          (the whole suite; make test-quick: no Slurm job, no AReaL start-up)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench install lock slurm
+.PHONY: run test test-quick bench install lock slurm
 
 # SGLang's Python package alone, without its GPU dependencies: AReaL's tool-call parser and
 # SGLangConfig.build_args import it; the CPU tests serve the policy with tests/helpers/cpu_sglang.py.
@@ -33,8 +33,13 @@ lock:
 run: $(STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
 
+# --durations=25: the slowest tests in every CI log, so growth shows
 test: $(STAMP) slurm
-	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	WANDB_MODE=offline $(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
+
+# The inner loop (a few minutes): every test that submits no Slurm job and starts no AReaL.
+test-quick: $(STAMP)
+	WANDB_MODE=offline $(VENV)/bin/python -m pytest -m "not slurm and not areal" --durations=10 $(PYTEST_ARGS)
 
 # The Slurm tests need a Slurm: unless one answers, start a one-node Slurm on this machine
 # (installs Debian's slurmctld/slurmd/munge when missing; needs root, or sudo).

@@ -47,7 +47,7 @@ from helpers.cpu_sglang import CPUSGLangServer
 from helpers.scripted_llm import Turn
 from helpers.tiny_qwen import IM_END_ID, tiny_qwen_dir
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.areal, pytest.mark.slow, pytest.mark.timeout(600)]
 
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-airline", "rollout0"
 SPLIT, TASK = "train", "11"  # one write (update_reservation_flights), one fact to say (5244)

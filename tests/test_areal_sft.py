@@ -26,7 +26,7 @@ from helpers.tiny_qwen import tiny_qwen_dir
 from tau2train.records import checkpoints
 from tau2train.records.areal_sft import SFT_FILE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.areal, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
 EXPERIMENT = "tau2-tiny-qwen3-areal-tau2-sft"

@@ -28,7 +28,7 @@ from helpers.cli import job_state, require_slurm, run_cli, wait_for
 from helpers.plain_user import PlainUserLLM
 from helpers.tiny_qwen import tiny_qwen_dir
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.areal, pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock-slurm", "slurm0"
 WORKER_ROLES = ("actor", "rollout")

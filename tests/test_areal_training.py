@@ -55,7 +55,7 @@ from helpers.cli import wait_for
 from helpers.tiny_qwen import tiny_qwen_dir
 
 # Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.areal, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock", "cpu0"
 TOTAL_STEPS = 3

@@ -51,6 +51,7 @@ def stop_leftovers(marker: str) -> None:
             pass
 
 
+@pytest.mark.areal
 @pytest.mark.timeout(900)
 def test_a_start_that_fails_after_the_workers_are_up_leaves_nothing_behind(tmp_path):
     """The inference server cannot load its model (a wrong sglang.model_path): AReaL's actor
