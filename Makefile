@@ -33,13 +33,16 @@ lock:
 run: $(STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
 
-# --durations=25: the slowest tests in every CI log, so growth shows
+# Both cores (pytest-xdist; tests/conftest.py groups the tests per module, AReaL's runs on one
+# worker); WORKERS=0 runs in one process. --durations=25: the slowest tests in every CI log.
+WORKERS ?= 2
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 test: $(STAMP) slurm
-	WANDB_MODE=offline $(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
+	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # The inner loop (a few minutes): every test that submits no Slurm job and starts no AReaL.
 test-quick: $(STAMP)
-	WANDB_MODE=offline $(VENV)/bin/python -m pytest -m "not slurm and not areal" --durations=10 $(PYTEST_ARGS)
+	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(XDIST) -m "not slurm and not areal" --durations=10 $(PYTEST_ARGS)
 
 # The Slurm tests need a Slurm: unless one answers, start a one-node Slurm on this machine
 # (installs Debian's slurmctld/slurmd/munge when missing; needs root, or sudo).

@@ -20,6 +20,18 @@ TEMP_ROOT.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For `make test`'s two workers (pytest-xdist, --dist loadgroup): a module runs whole on one
+    worker, so its module-scoped set-ups (an AReaL run, a served fixture) are made once; and
+    every test that starts AReaL runs on one worker, one after another: AReaL seeds its port
+    choice with the run's seed, so two runs at once could pick the same ports, and two runs'
+    memory (~10 GB for the training run) would crowd this 24 GiB machine."""
+    for item in items:
+        group = "areal" if item.get_closest_marker("areal") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def llm():
     """The scripted OpenAI-compatible server (tests/helpers/scripted_llm.py), shared by the session."""
