@@ -56,7 +56,11 @@ def stop_leftovers(marker: str) -> None:
 def test_a_start_that_fails_after_the_workers_are_up_leaves_nothing_behind(tmp_path):
     """The inference server cannot load its model (a wrong sglang.model_path): AReaL's actor
     worker and rollout worker are up when the trainer's constructor raises, which never reaches
-    AReaL's own clean-up."""
+    AReaL's own clean-up.
+
+    Its own AReaL start, not test_areal_training's shared run: a start that fails cannot also
+    be the run that trains, is stopped and resumes (the one case here where one run cannot
+    show both results)."""
     user_sim = PlainUserLLM()
     user_sim.start()
     env, _ = run_env(tmp_path, "failed")

@@ -4,9 +4,9 @@
 notebook may): each call leaves the process as it found it. A run changes:
 - logging's root and manager: AReaL's `getLogger` swaps in its own on every call
   (areal/utils/logging.py), and the entry point points them back at `logging.root`;
-- `sys.unraisablehook`, silenced by `quiet_until_exit` after Ctrl-C/SIGTERM: that one stays,
-  as the process is ending and the episode threads still unwinding would otherwise print
-  "Exception ignored in: <Task pending ...>" after the run's last line (seen in CI);
+- `sys.unraisablehook`, silenced by `quiet_until_exit` after Ctrl-C/SIGTERM: the process is
+  ending, and the episode threads still unwinding would otherwise print "Exception ignored
+  in: <Task pending ...>" after the run's last line (seen in CI); then nothing is undone;
 - tau2's registry and player modules, patched by the rollout side when episodes run here
   (`mode=eval`, checks of released data): fast environments, snapshot aliases, the
   players' `generate`.
@@ -65,7 +65,7 @@ def _ignore(unraisable) -> None:
 
 def quiet_until_exit() -> None:
     """A stopped run's process is ending: what its unwinding threads' tasks would report at
-    interpreter exit is noise, not news."""
+    interpreter exit is noise, not news. Nothing is undone then (`left_as_found`)."""
     sys.unraisablehook = _ignore
 
 
@@ -77,7 +77,10 @@ def left_as_found() -> Iterator[None]:
     try:
         yield
     finally:
-        logging.Logger.root, logging.Logger.manager = root, manager
+        # After Ctrl-C/SIGTERM the episode threads are still unwinding through the patched
+        # players (unpatched, tau2 would hand a Chat to litellm): the process is ending, and
+        # what it changed ends with it.
         if sys.unraisablehook is not _ignore:
+            logging.Logger.root, logging.Logger.manager = root, manager
             sys.unraisablehook = unraisablehook
-        rollout_patches.restore()
+            rollout_patches.restore()
