@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import Result, in_process
 
 from tau2train.config.reference import REFERENCE_FILE, render, section_names, sections
 from tau2train.schemas import HELP, RunInfo
@@ -50,9 +51,11 @@ def test_a_field_is_rendered_with_its_type_default_range_and_help():
     assert "## `econfig`" not in slurm
 
 
-def reference_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tau2train.config.reference", *args],
-                          capture_output=True, text=True, timeout=300)
+def reference_cli(*args: str) -> Result:
+    """The command's main in this process (its console script runs for real below)."""
+    from tau2train.config.reference import main
+
+    return in_process(*args, cwd=Path.cwd(), main=main)
 
 
 def test_the_command_prints_a_section_and_refuses_an_unknown_one():

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers.cli import Result, in_process
 
 from tau2train.rollout import trajectories
 from tau2train.rollout.trajectories import write_run_info
@@ -53,13 +52,12 @@ def write_episodes(run_dir: Path, split: str, rewards: list[float], start: int =
             write_run_info(run_dir / "generated", info)
 
 
-def report(path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The command as a user types it, in a fresh process."""
-    return subprocess.run(
-        [sys.executable, "-m", "tau2train.reports.sweep", str(path)],
-        check=False, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+def report(path: Path, env: dict | None = None) -> Result:
+    """The command's main in this process (its console script runs for real in
+    test_config_reference)."""
+    from tau2train.reports.sweep import main
+
+    return in_process(str(path), cwd=Path.cwd(), env=env, main=main)
 
 
 def rows_of(stdout: str) -> list[dict[str, str]]:

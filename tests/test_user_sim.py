@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers.cli import slurm_overrides, wait_for
+from helpers.cli import Result, in_process, slurm_overrides, wait_for
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE
@@ -168,6 +168,14 @@ def serve_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(TESTS), "USER_LLM_API_KEY": SECRET, "OPENAI_API_KEY": SECRET}
 
 
+def serve_in_process(*args: str, cwd: Path) -> Result:
+    """`tau2train-user-sim ARGS`' main in this process, in serve_env() (its console script runs
+    for real in test_config_reference; the server itself is a process of its own)."""
+    from tau2train.user_sim.serve import main
+
+    return in_process(*args, cwd=cwd, env={k: v for k, v in serve_env().items() if k != "PATH"}, main=main)
+
+
 def scripted(fileroot: Path, port: int) -> list[str]:
     return [
         f"cluster.fileroot={fileroot}", "user_sim.server_module=helpers.scripted_llm",
@@ -221,11 +229,8 @@ def test_local_server_is_recorded_and_found_by_the_next_run(cli, tmp_path):
 @pytest.mark.slow
 def test_a_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record(tmp_path):
     fileroot = tmp_path / "exp"
-    result = subprocess.run(
-        [sys.executable, "-m", "tau2train.user_sim.serve", *scripted(fileroot, free_port()),
-         "user_sim.server_module=no_such_server"],
-        cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
-    )
+    result = serve_in_process(*scripted(fileroot, free_port()), "user_sim.server_module=no_such_server",
+                              cwd=tmp_path)
     assert result.returncode == 1
     log = next((fileroot / "user_sim" / "logs").glob("self-hosted-Qwen2.5-72B-*.log"))
     assert result.stderr.startswith(
@@ -292,11 +297,8 @@ def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(cli, tmp_path
 def test_a_slurm_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record(tmp_path, slurm):
     overrides = slurm_overrides(tmp_path)
     fileroot = Path(overrides[1].split("=", 1)[1])
-    result = subprocess.run(
-        [sys.executable, "-m", "tau2train.user_sim.serve", *overrides, *scripted(fileroot, free_port()),
-         *SLURM_TEST_JOB, "user_sim.server_module=no_such_server"],
-        cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
-    )
+    result = serve_in_process(*overrides, *scripted(fileroot, free_port()), *SLURM_TEST_JOB,
+                              "user_sim.server_module=no_such_server", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     job_id = re.search(r"submitted Slurm job (\d+)", result.stdout).group(1)
     log = fileroot / "user_sim" / "logs" / job_id / "server.log"

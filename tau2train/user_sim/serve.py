@@ -147,6 +147,7 @@ def serve_locally(exp: ExperimentConfig, command: list[str]) -> None:
     """Run the server until Ctrl-C / SIGTERM, with its URL recorded while it is healthy."""
     spec = exp.user_sim
     log = Path(spec.log_dir) / f"{spec.served_model_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _interrupt)
     server = LocalServer.start(command, log)
     owner = {"pid": server.process.pid}
@@ -167,8 +168,12 @@ def serve_locally(exp: ExperimentConfig, command: list[str]) -> None:
         # a second Ctrl-C must not leave the server running or its record behind
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        server.stop()
-        remove_record(spec.record_file, owner)
+        try:
+            server.stop()
+            remove_record(spec.record_file, owner)
+        finally:  # then the caller's handlers again (main may run in a longer-lived process)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
 
 
 def _interrupt(signum, frame):

@@ -97,8 +97,7 @@ class InProcess:
             for key, value in (env or {}).items():
                 patch.setenv(key, value)
             try:
-                main(list(args))
-                status = 0
+                status = main(list(args)) or 0  # some mains return their status
             except SystemExit as stop:
                 status = exit_status(stop)
         left = process_state.changed(before, process_state.snapshot())
