@@ -60,10 +60,13 @@ def stage_suffix(mode: str) -> str:
 
 def register() -> None:
     cs = ConfigStore.instance()
-    cs.store(name=ROOT_SCHEMA, node=ExperimentConfig)
-    for name, node in GROUP_SCHEMAS.items():
-        cs.store(group="schema", name=name, node=node)
-    launcher_config.store()
+    # Storing builds every schema's OmegaConf node (~0.3 s); the store keeps them for the
+    # process, so a process that composes many experiments (a sweep's checks) stores once.
+    if f"{ROOT_SCHEMA}.yaml" not in cs.repo:
+        for name, node in GROUP_SCHEMAS.items():
+            cs.store(group="schema", name=name, node=node)
+        launcher_config.store()
+        cs.store(name=ROOT_SCHEMA, node=ExperimentConfig)  # last: its presence means all are
     # econfig.user_llm_base_url defaults to ${tau2train.user_sim_url:<record>}: the URL a
     # running `tau2train-user-sim` recorded.
     OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
