@@ -20,16 +20,37 @@ TEMP_ROOT.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
-@pytest.hookimpl(tryfirst=True)
+AREAL_MODULES = "test_areal_"  # the modules whose tests start AReaL (marker `areal`)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For `make test`'s two workers (pytest-xdist, --dist loadgroup): a module runs whole on one
-    worker, so its module-scoped set-ups (an AReaL run, a served fixture) are made once; and
-    every test that starts AReaL runs on one worker, one after another: AReaL seeds its port
-    choice with the run's seed, so two runs at once could pick the same ports, and two runs'
-    memory (~10 GB for the training run) would crowd this 24 GiB machine."""
+    """The `areal` marker and the module name say the same thing (the scheduler below reads
+    the name, as a node id is all it sees)."""
     for item in items:
-        group = "areal" if item.get_closest_marker("areal") else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        named = Path(str(item.path)).name.startswith(AREAL_MODULES)
+        if named != (item.get_closest_marker("areal") is not None):
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests that start AReaL are marked `areal` and live in "
+                f"tests/{AREAL_MODULES}*.py, and only they")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s two workers (pytest-xdist, --dist loadscope): a module runs whole on one
+    worker, so its module-scoped set-ups (an AReaL run, a served fixture) are made once; and the
+    AReaL modules run on one worker, one after another. AReaL seeds its port choice with the
+    run's seed, so two runs at once could pick the same ports, and two runs' memory (~10 GB for
+    the training run) would crowd this 24 GiB machine. (xdist's own loadgroup cannot do this
+    under pytest 9: it renames node ids through an attribute pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAReaLTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "areal" if Path(module).name.startswith(AREAL_MODULES) else module
+
+    return ModulesAReaLTogether(config, log)
 
 
 @pytest.fixture(scope="session")
