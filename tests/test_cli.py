@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from areal.api.cli_args import load_expr_config
-from helpers.cli import USER_SIM, run_cli, slurm_overrides
+from helpers.cli import USER_SIM, slurm_overrides
 
 from tau2train.config.compose import compose
 from tau2train.launch.plan import areal_config
@@ -111,6 +111,8 @@ def test_every_model_and_domain_plans_through_a_glob_sweep(cli, tmp_path):
 def test_hydra_verbs_keep_working(cli, tmp_path):
     help_ = cli("--help", cwd=tmp_path)
     assert help_.returncode == 0
+    assert "== Config groups (group=choice) ==" in help_.stdout
+    assert "tau2train-config-reference" in help_.stdout  # where every key is documented
     assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b" in help_.stdout
     assert "domain: airline, mock, retail, telecom" in help_.stdout
     assert "cluster: local, slurm" in help_.stdout
@@ -141,6 +143,11 @@ def test_conf_works_from_a_regular_install_run_elsewhere(tmp_path):
         cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, check=True,
     )
     assert where.stdout.startswith(str(target))
-    result = run_cli("dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path, env=env)
+    # through the `tau2train` console script ([project.scripts]): this is its real-process test
+    script = Path(sys.executable).parent / "tau2train"
+    assert script.exists(), f"{script} missing: reinstall with `make install`"
+    result = subprocess.run([str(script), "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp"],
+                            cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "allocation=n1_sglang_d6_archon_d2" in result.stdout
+    assert str(tmp_path / "exp") in result.stdout  # the plan names where the run would go
