@@ -34,11 +34,11 @@ run: $(STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
 
 # Both cores (pytest-xdist; tests/conftest.py keeps a module on one worker and AReaL's runs, the
-# tests/test_areal_*.py modules, first and on one worker, then modules by size); WORKERS=0 runs
+# tests/test_areal_*.py modules, first and on one worker, then the rest in order); WORKERS=0 runs
 # in one process.
 # --durations=25: the slowest tests in every CI log.
 WORKERS ?= 2
-XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope)
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope --no-loadscope-reorder)
 test: $(STAMP) slurm
 	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 

@@ -51,8 +51,7 @@ def pytest_xdist_make_scheduler(config, log):
             return "areal" if Path(module).name.startswith(AREAL_MODULES) else module
 
         def _assign_work_unit(self, node) -> None:
-            # AReaL's runs first (the longest chain), then modules by test count (xdist's
-            # reorder), so that the small ones even out the two workers at the end
+            # AReaL's runs first, whatever the order: theirs is the longest chain
             if "areal" in self.workqueue:
                 self.workqueue.move_to_end("areal", last=False)
             super()._assign_work_unit(node)

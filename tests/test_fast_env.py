@@ -50,13 +50,19 @@ RESULT_FIELDS = {"reward", "db_check", "reward_breakdown", "env_assertions", "ac
 
 @pytest.fixture(scope="module")
 def stock():
-    """The stock constructors (captured before any install), and a clean registry afterwards."""
+    """The stock constructors, and the registry as found afterwards. (A module that ran before
+    in this process, e.g. an episode played by a workflow, may have installed some.)"""
     logger.disable("tau2")  # tau2 logs every tool response at debug level
+    found = fast_env.installed()
+    for domain in DOMAINS:
+        fast_env.uninstall(domain)
     constructors = {d: registry.get_env_constructor(d) for d in DOMAINS}
     assert not any(hasattr(c, "fast_env_domain") for c in constructors.values())
     yield constructors
     for domain in DOMAINS:
         fast_env.uninstall(domain)
+    for domain in found:
+        fast_env.install(domain)
     logger.enable("tau2")
 
 
