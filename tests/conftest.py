@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.cli import InProcess, in_process, slurm_overrides
+from helpers.cli import in_process, slurm_overrides
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["WANDB_MODE"] = "offline"
@@ -87,6 +87,6 @@ def slurm_root(tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture
-def cli() -> InProcess:
+def cli():
     """`cli(*args, cwd=..., env=...)`: tau2train.run.main in this process (helpers/cli.py)."""
     return in_process

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers.areal_run import plain, processes_with_env
 from helpers.cli import wait_for
+from helpers.marked_run import start, stop_leftovers
 
 pytestmark = [pytest.mark.slow]
 
@@ -125,16 +126,10 @@ def test_a_checkpoint_server_that_dies_is_reported_with_its_log(cli, llm, traine
 
 def test_ctrl_c_stops_the_checkpoint_server(llm, trained, tmp_path):
     run_dir, _ = trained
-    marker = f"TAU2TEST_CKPT_MARKER={os.getpid()}-{tmp_path.name}"
-    output = tmp_path / "run.out"
-    with open(output, "w") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "tau2train.run",
-             *eval_args(llm, f"eval.checkpoint={run_dir}", "eval.agent_model=slow",
-                        f"cluster.fileroot={tmp_path}/evals")],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **env(), marker.split("=")[0]: marker.split("=")[1]},
-        )
+    popen, output, marker = start(
+        eval_args(llm, f"eval.checkpoint={run_dir}", "eval.agent_model=slow", f"cluster.fileroot={tmp_path}/evals"),
+        tmp_path, {**os.environ, **env()},
+    )
     try:
         wait_for(lambda: "episode/s" in output.read_text(), "the evaluation to start", 180,
                  lambda: output.read_text()[-3000:])
@@ -149,8 +144,7 @@ def test_ctrl_c_stops_the_checkpoint_server(llm, trained, tmp_path):
     finally:
         if popen.poll() is None:
             popen.kill()
-        for pid in processes_with_env(marker):
-            os.kill(pid, signal.SIGKILL)
+        stop_leftovers(marker)
 
 
 def test_a_slurm_checkpoint_evaluation_asks_for_the_servers_gpus(cli, trained, tmp_path):

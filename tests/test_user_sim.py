@@ -173,7 +173,7 @@ def serve_in_process(*args: str, cwd: Path) -> Result:
     for real in test_config_reference; the server itself is a process of its own)."""
     from tau2train.user_sim.serve import main
 
-    return in_process(*args, cwd=cwd, env={k: v for k, v in serve_env().items() if k != "PATH"}, main=main)
+    return in_process(*args, cwd=cwd, env=serve_env(), main=main)
 
 
 def scripted(fileroot: Path, port: int) -> list[str]:

@@ -23,9 +23,14 @@ import sys
 from collections.abc import Iterator
 
 
+def _rollout_modules() -> tuple:
+    """The rollout modules that patch tau2, None for those not imported (they patched nothing)."""
+    return tuple(sys.modules.get(f"tau2train.rollout.{name}") for name in ("fast_env", "snapshots", "players"))
+
+
 @dataclasses.dataclass(frozen=True)
 class _RolloutPatches:
-    """What the rollout side had patched in tau2 (only imported modules can have patched)."""
+    """What the rollout side had patched in tau2."""
 
     fast: frozenset[str] = frozenset()
     snapshots: frozenset[str] = frozenset()
@@ -33,8 +38,7 @@ class _RolloutPatches:
 
     @classmethod
     def now(cls) -> _RolloutPatches:
-        fast_env, snapshots, players = (sys.modules.get(f"tau2train.rollout.{name}")
-                                        for name in ("fast_env", "snapshots", "players"))
+        fast_env, snapshots, players = _rollout_modules()
         return cls(
             fast_env.installed() if fast_env else frozenset(),
             snapshots.registered() if snapshots else frozenset(),
@@ -42,20 +46,15 @@ class _RolloutPatches:
         )
 
     def restore(self) -> None:
-        """Undo what was patched since `self` was taken, and nothing from before."""
+        """Undo what was patched since `self` was taken, and nothing from before (a module that
+        patched something is imported)."""
         now = _RolloutPatches.now()
-        if now.fast - self.fast:
-            from tau2train.rollout import fast_env
-
-            for domain in now.fast - self.fast:
-                fast_env.uninstall(domain)
+        fast_env, snapshots, players = _rollout_modules()
+        for domain in now.fast - self.fast:
+            fast_env.uninstall(domain)
         if now.snapshots - self.snapshots:
-            from tau2train.rollout import snapshots
-
             snapshots.unregister(now.snapshots - self.snapshots)
         if now.chats_routed and not self.chats_routed:
-            from tau2train.rollout import players
-
             players.unroute_chats()
 
 

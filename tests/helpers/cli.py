@@ -77,35 +77,31 @@ def exit_status(stop: SystemExit) -> int:
     return stop.code if isinstance(stop.code, int) else 1
 
 
-class InProcess:
-    """An entry point's `main(argv)` called in the test process: the CLI's own code path without
-    a 20 s interpreter start (importing AReaL), for tests that read only its messages, exit
-    status and files. `main` leaves the process as it found it (tau2train.launch.process_state);
-    one real subprocess per console script stays (run_cli). Its output is what it wrote to
-    sys.stdout/sys.stderr (print, tqdm, handlers made while it ran), as capsys would see it,
-    and usable by module-scoped fixtures too."""
+def in_process(*args: str, cwd: Path, env: dict | None = None, main=None) -> Result:
+    """An entry point's `main(argv)` (tau2train.run's by default) called in the test process:
+    the CLI's own code path without a 20 s interpreter start (importing AReaL), for tests that
+    read only its messages, exit status and files. `main` must leave the process as it found
+    it (tau2train.launch.process_state): checked here on every call. One real subprocess per
+    console script stays (run_cli). Its output is what it wrote to sys.stdout/sys.stderr
+    (print, tqdm, handlers made while it ran), as capsys would see it; module-scoped fixtures
+    can use it too."""
+    import pytest
 
-    def __call__(self, *args: str, cwd: Path, env: dict | None = None, main=None) -> Result:
-        import pytest
-
-        if main is None:
-            from tau2train.run import main
-        out, err = io.StringIO(), io.StringIO()
-        before = process_state.snapshot()
-        with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
-            patch.chdir(cwd)
-            for key, value in (env or {}).items():
-                patch.setenv(key, value)
-            try:
-                status = main(list(args)) or 0  # some mains return their status
-            except SystemExit as stop:
-                status = exit_status(stop)
-        left = process_state.changed(before, process_state.snapshot())
-        assert not left, "main left the process changed:\n" + "\n".join(left)
-        return Result(status, out.getvalue(), err.getvalue())
-
-
-in_process = InProcess()
+    if main is None:
+        from tau2train.run import main
+    out, err = io.StringIO(), io.StringIO()
+    before = process_state.snapshot()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        patch.chdir(cwd)
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        try:
+            status = main(list(args)) or 0  # some mains return their status
+        except SystemExit as stop:
+            status = exit_status(stop)
+    left = process_state.changed(before, process_state.snapshot())
+    assert not left, "main left the process changed:\n" + "\n".join(left)
+    return Result(status, out.getvalue(), err.getvalue())
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
