@@ -1,118 +1,38 @@
 """Entry point: `python -m tau2train.run [-m] [group=choice ...] [key=value ...]`.
 
-Every sweep point is composed and validated before anything is written, started or
-submitted; bad input exits with status 2 and one message. Hydra's own verbs
-(--help, --cfg job, --info defaults, ...) go straight to Hydra.
+`--help` and typos (a group choice, a key or a declared value that does not exist) are
+answered first, in about a second (tau2train.config.early); only then is AReaL, about 20 s
+to import, loaded to compose, validate and launch (tau2train.launch.command). Every sweep
+point is composed and validated before anything is written, started or submitted; bad input
+exits with status 2 and one message. Hydra's own verbs (--cfg job, --info defaults, ...) go
+straight to Hydra.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import warnings
 
-import hydra
-from omegaconf import DictConfig
-
-from tau2train.config.compose import CONFIG_MODULE, CONFIG_NAME, normalised
+from tau2train.config.early import answered_early
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
-from tau2train.config.registry import register
-from tau2train.launch.evaluate import EvalServerFailed
-from tau2train.launch.local import Terminated, run_here, sigterm_unwinds
-from tau2train.launch.process_state import left_as_found, quiet_until_exit
-from tau2train.launch.slurm import launch_on_slurm
-from tau2train.launch.stale import check_user_sim_record
-from tau2train.launch.sweeps import (
-    MULTIRUN_FLAGS,
-    hydra_sweeper,
-    prepare,
-    run_hydra_sweep,
-)
-
-# Exit status when a server the run started (an evaluated checkpoint's) failed.
-SERVER_FAILED_EXIT_CODE = 1
-# Flags that make Hydra print something instead of running the job (--resolve and
-# --package only modify --cfg/--help and travel with them).
-HYDRA_VERBS = (
-    "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
-    "--shell-completion", "-sc", "--version",
-)
-
-
-@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)
-def _hydra_main(cfg: DictConfig) -> None:
-    """Only Hydra's printing verbs are routed here, and Hydra answers them without running
-    the task; reaching this body means a verb was not one."""
-    print(f"error: nothing to run for {sys.argv[1:]}; see --help", file=sys.stderr)
-    sys.exit(BAD_INPUT_EXIT_CODE)
-
-
-def _hydra_verb(argv: list[str]) -> None:
-    """Hydra's @main reads sys.argv: it gets the verb's, then sys.argv is put back."""
-    saved = sys.argv
-    sys.argv = [saved[0], *argv]
-    try:
-        _hydra_main()
-    finally:
-        sys.argv = saved
-
-
-def _restore_stdlib_logging() -> None:
-    """AReaL's getLogger swaps logging's root and manager for its own, so loggers Hydra
-    creates later hang off a root that `logging.config` (Hydra's log set-up) never
-    configures, and Hydra's --info output vanishes. Point them back at `logging.root`."""
-    logging.Logger.root = logging.root
-    logging.Logger.manager = logging.Manager(logging.root)
+from tau2train.config.overrides import normalised
+from tau2train.launch.process_state import left_as_found
 
 
 def main(argv: list[str] | None = None) -> None:
     """The command line's job; callable in a running process too (the tests call it): the
     process is left as found (tau2train.launch.process_state), bad input still ends in
     SystemExit(2)."""
-    with left_as_found():
-        _main(normalised(list(sys.argv[1:] if argv is None else argv)))
-
-
-def _main(argv: list[str]) -> None:
-    register()
-    _restore_stdlib_logging()
-    if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
-        _hydra_verb(argv)
-        return
+    argv = normalised(list(sys.argv[1:] if argv is None else argv))
     try:
-        if any(a in MULTIRUN_FLAGS for a in argv) and hydra_sweeper(argv):
-            run_hydra_sweep([a for a in argv if a not in MULTIRUN_FLAGS])
+        if answered_early(argv):
             return
-        jobs = prepare(argv)
-        for composed in jobs:
-            check_user_sim_record(composed.config)
-        if jobs[0].config.scheduler.type == "slurm":
-            launch_on_slurm(jobs)
-        else:
-            with sigterm_unwinds():
-                for composed in jobs:
-                    run_here(composed)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    except EvalServerFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(SERVER_FAILED_EXIT_CODE)
-    except KeyboardInterrupt as stop:
-        # Ctrl-C or SIGTERM: what the run started has been stopped on the way here. Requests
-        # cut off mid-flight (httpx/anyio connects) leave coroutines that Python would report,
-        # at exit, after this message as "never awaited": noise, not news.
-        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
-        # Likewise the episode threads still unwinding: their requests' tasks fail on the
-        # closed loop ("Task exception was never retrieved", "exception calling callback").
-        for name in ("asyncio", "concurrent.futures"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        # And their tasks still pending when the interpreter is torn down.
-        quiet_until_exit()
-        terminated = isinstance(stop, Terminated)
-        print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
-        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+    from tau2train.launch.command import execute  # AReaL and the launchers: imported only now
+
+    with left_as_found():
+        execute(argv)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import pytest
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
 from helpers.cli import USER_SIM, slurm_overrides
 
-from tau2train.config.compose import compose, group_options
+from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
+from tau2train.config.overrides import group_options
 from tau2train.config.validate import validate
 from tau2train.schemas import EnvConfig, PPOConfig
 
@@ -94,7 +95,7 @@ def test_the_sea_preset_sets_the_papers_recipe(released_data, tmp_path):
 
 def test_a_mixed_run_keeps_each_domains_step_limit():
     """data=areal_tau2's per-domain step limits are the domain groups' own."""
-    from tau2train.config.compose import load_choice
+    from tau2train.config.overrides import load_choice
 
     mixed = compose(["data=areal_tau2", "data.path=/nowhere", USER_SIM]).config.econfig
     for domain in ("airline", "retail", "telecom"):

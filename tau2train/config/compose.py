@@ -7,8 +7,6 @@ names the key, the value, the valid choices and the fix.
 
 from __future__ import annotations
 
-import difflib
-import importlib.resources
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +15,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import (
     MissingMandatoryValue,
@@ -29,12 +25,17 @@ from omegaconf.errors import (
 
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
+from tau2train.config.overrides import (
+    CONFIG_MODULE,
+    CONFIG_NAME,
+    GROUPS,
+    check_group_choices,
+    did_you_mean,
+    normalised,
+    parse_overrides,
+)
 from tau2train.config.registry import register
 from tau2train.schemas import ExperimentConfig
-
-CONFIG_MODULE = "tau2train.conf"
-CONFIG_NAME = "config"
-GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "experiment")
 
 
 @dataclass
@@ -47,12 +48,6 @@ class Composed:
     launcher: dict[str, Any]
     overrides: list[str]
     layout: Layout | None = None
-
-
-def group_options(group: str) -> list[str]:
-    """The YAML choices of a config group, read from the packaged conf/ folder."""
-    folder = importlib.resources.files(CONFIG_MODULE) / group
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 @contextmanager
@@ -72,61 +67,10 @@ def hydra_session():
         yield GlobalHydra.instance().hydra
 
 
-def load_choice(group: str, name: str) -> DictConfig:
-    """One group choice's own YAML, uncomposed (to describe alternatives in messages)."""
-    return OmegaConf.load(str(importlib.resources.files(CONFIG_MODULE) / group / f"{name}.yaml"))
-
-
-def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Override]:
-    flags = [o for o in overrides if o.startswith("-")]
-    if flags:
-        raise ConfigError(
-            "flag", flags[0], "not a flag tau2train takes here",
-            valid="-m/--multirun, --help, --hydra-help, --cfg job|hydra|all [--resolve] "
-            "[--package PKG], --info [defaults|config|...]",
-            fix="use one of those flags, or write the setting as key=value",
-        )
-    try:
-        return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
-    except OverrideParseException as error:
-        bad = next((o for o in overrides if "=" not in o), " ".join(overrides))
-        raise ConfigError(
-            "override", bad, str(error).split("\n")[0] + ": " + str(error).split("\n")[1],
-            valid="key=value, group=choice, +new_key=value, ~key",
-            fix="write each override as key=value (quote values with spaces)",
-        ) from None
-
-
-# Settings that map a domain to a value. Hydra merges `key={...}` into the map the config
-# already has, and the struct flag refuses the keys that are new (every domain not named yet);
-# its force-add prefix `++` merges them in, and the map's value type still checks each entry.
-DOMAIN_MAPS = (
-    "data.weights", "econfig.max_steps_by_domain", "econfig.reward_basis_by_domain", "econfig.user_llm_by_domain",
-)
-
-
-# Groups the defaults list names as `null` (none chosen): `+group=choice` would add the group
-# a second time, which Hydra refuses; it means `group=choice`.
-NULL_GROUPS = ("experiment",)
-
-
-def normalised(overrides: list[str]) -> list[str]:
-    """`overrides` with `++` before each plain one that sets a domain map or one of its
-    entries, and `+experiment=X` read as `experiment=X`."""
-    def sets_map(override: str) -> bool:
-        key = override.split("=", 1)[0]
-        return "=" in override and any(key == m or key.startswith(m + ".") for m in DOMAIN_MAPS)
-
-    def adds_null_group(override: str) -> bool:
-        return override.startswith("+") and override.lstrip("+").split("=", 1)[0] in NULL_GROUPS
-
-    return [o.lstrip("+") if adds_null_group(o) else f"++{o}" if sets_map(o) else o for o in overrides]
-
-
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
     overrides = normalised(overrides)
-    _check_group_choices(overrides)
+    check_group_choices(parse_overrides(overrides))
     unknown = _unknown_keys(overrides) if _adds_keys(overrides) else []
     if unknown:
         raise unknown[0]
@@ -153,22 +97,6 @@ def _choices(hydra_node: DictConfig) -> dict[str, str]:
 
 def _adds_keys(overrides: list[str]) -> bool:
     return any(o.startswith("+") for o in overrides)
-
-
-def _check_group_choices(overrides: list[str]) -> None:
-    for override in parse_overrides(overrides):
-        group = override.key_or_group
-        if group in GROUPS and not override.is_sweep_override():
-            value = override.value()
-            options = group_options(group)
-            if value not in options:
-                raise ConfigError(
-                    group,
-                    value,
-                    f"no such {group} choice",
-                    valid=options,
-                    fix=_did_you_mean(value, options) + f"pick one of the {group} choices above",
-                )
 
 
 def _to_object(cfg: DictConfig) -> ExperimentConfig:
@@ -238,7 +166,7 @@ def _unknown_keys(overrides: list[str]) -> list[ConfigError]:
             override.value(),
             f"unknown key: {where} has no '{leaf}'",
             valid=valid,
-            fix=_did_you_mean(leaf, valid)
+            fix=did_you_mean(leaf, valid)
             + "list every key with `python -m tau2train.run --cfg job`",
         ))
     return errors
@@ -253,8 +181,3 @@ def _explain_value_error(error: OmegaConfBaseException) -> ConfigError:
                            "(see `python -m tau2train.run --help`)")
     return ConfigError(key, getattr(error, "value", None), message,
                        fix="see `python -m tau2train.run --cfg job` for the composed values")
-
-
-def _did_you_mean(value: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(str(value), options, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""

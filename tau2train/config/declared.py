@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
-from tau2train.config.errors import ConfigError
+from tau2train.config.key_index import declared_refusal
 from tau2train.schemas import CHOICES, INHERITED_RANGES, RANGE, ExperimentConfig
 
 
@@ -48,17 +48,6 @@ def check_declared(exp: ExperimentConfig) -> None:
         value = value.value if isinstance(value, Enum) else value
         if value is None:  # unset; whether it may be is the type's business
             continue
-        choices = declarations.get(CHOICES)
-        if choices is not None and value not in choices:
-            raise ConfigError(
-                key, value, "not one of the choices",
-                valid=", ".join(str(c) for c in choices if c is not None),
-                fix=f"set {key} to one of those",
-            )
-        allowed = declarations.get(RANGE)
-        if allowed is not None and value not in allowed:
-            raise ConfigError(
-                key, value, allowed.requirement(),
-                valid=str(allowed),
-                fix=f"change {key}: it {allowed.requirement()}",
-            )
+        refusal = declared_refusal(key, value, declarations.get(CHOICES), declarations.get(RANGE))
+        if refusal:
+            raise refusal

@@ -6,13 +6,20 @@ the file and the schemas disagree.
     tau2train-config-reference                      # the whole reference, to stdout
     tau2train-config-reference econfig slurm        # some sections
     tau2train-config-reference --write docs/config-reference.md
+    tau2train-config-reference --write-index tau2train/config/keys.json
+
+The same walk over the schemas writes the key index the command line checks typos against
+before AReaL is imported (tau2train.config.key_index).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import sys
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,8 @@ from typing import Any
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
 from omegaconf import MISSING
 
+from tau2train.config.key_index import NODE, Key, to_json
+from tau2train.config.registry import GROUP_SCHEMAS
 from tau2train.schemas import (
     CHOICES,
     HELP,
@@ -30,6 +39,9 @@ from tau2train.schemas import (
 )
 
 REFERENCE_FILE = "docs/config-reference.md"
+INDEX_PATH = "tau2train/config/keys.json"
+# the kind of key each plain type makes (tau2train.config.key_index.Key.kind)
+KINDS = {str: "str", int: "int", float: "float", bool: "bool", list: "list", tuple: "list", dict: "map"}
 TOP_LEVEL = "top level"
 HEADER = """# tau2train config reference
 
@@ -144,6 +156,39 @@ def render(only: list[str] | None = None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def key_index() -> str:
+    """The text of the key index: every key of the root schema, at any depth."""
+    keys: dict[str, Key] = {}
+    _index(ExperimentConfig, "", keys)
+    return to_json(keys, sorted(GROUP_SCHEMAS))
+
+
+def _index(schema: type, prefix: str, keys: dict[str, Key]) -> None:
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = prefix + f.name
+        kind, optional, inner = _kind(hints[f.name])
+        choices = tuple(f.metadata[CHOICES]) if CHOICES in f.metadata else None
+        keys[key] = Key(kind, optional, choices, INHERITED_RANGES.get(key, f.metadata.get(RANGE)))
+        if inner is not None:
+            _index(inner, key + ".", keys)
+
+
+def _kind(hint: Any) -> tuple[str, bool, type | None]:
+    """(kind, may be null, the nested schema of a node) of a field's type hint."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else Any
+    if dataclasses.is_dataclass(hint):
+        return NODE, optional, hint
+    origin = typing.get_origin(hint) or hint
+    if isinstance(origin, type) and issubclass(origin, enum.Enum):
+        return "enum", optional, None
+    return ("any" if hint is Any else KINDS.get(origin, "other")), optional, None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tau2train-config-reference",
@@ -151,15 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("section", nargs="*", help=f"sections to show (default: all): {', '.join(section_names())}")
     parser.add_argument("--write", metavar="PATH", help=f"write the whole reference to PATH (e.g. {REFERENCE_FILE})")
+    parser.add_argument("--write-index", metavar="PATH",
+                        help=f"write the key index the command line's early checks read (e.g. {INDEX_PATH})")
     args = parser.parse_args(argv)
     unknown = [s for s in args.section if s not in section_names()]
     if unknown:
         print(f"error: no section {unknown[0]!r}\n  valid: {', '.join(section_names())}\n"
               f"  fix:   name one of those, or none for the whole reference", file=sys.stderr)
         return 2
-    if args.write:
-        Path(args.write).write_text(render())
-        print(f"wrote {args.write}")
+    if args.write or args.write_index:
+        for path, text in ((args.write, render), (args.write_index, key_index)):
+            if path:
+                Path(path).write_text(text())
+                print(f"wrote {path}")
         return 0
     sys.stdout.write(render(args.section or None))
     return 0

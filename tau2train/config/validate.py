@@ -13,10 +13,11 @@ from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
 from tau2train.config import areal_data, areal_sft
 from tau2train.config import catalog as tau2_catalog
-from tau2train.config.compose import Composed, group_options, load_choice
+from tau2train.config.compose import Composed
 from tau2train.config.declared import check_declared
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
+from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.servers import check_server, served_checkpoint
 from tau2train.schemas import (
     ALL_TASKS,

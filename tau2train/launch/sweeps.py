@@ -17,13 +17,13 @@ from tau2train.config.compose import (
     parse_overrides,
 )
 from tau2train.config.errors import ConfigError
+from tau2train.config.overrides import MULTIRUN_FLAGS
 from tau2train.config.validate import checked
 from tau2train.launch.evaluate import check_endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.local import dry_run
 from tau2train.launch.slurm import launcher_session
 
-MULTIRUN_FLAGS = ("-m", "--multirun")
 # A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
 SWEEPER_TRIAL_NAME = "trial_name=trial${hydra:job.num}"
 

@@ -1,0 +1,25 @@
+"""What the command line answers before AReaL is imported (about 20 s): `--help`, a group
+choice conf/ lacks, a key the schemas lack, and a value outside its key's declared choices or
+range. Each is answered as composition would answer it, in about a second; everything else
+(and everything again) is checked once the experiment is composed.
+"""
+
+from __future__ import annotations
+
+from tau2train.config import key_index
+from tau2train.config.overrides import MULTIRUN_FLAGS, check_group_choices, parse_overrides
+from tau2train.config.usage import HELP_FLAGS, help_text
+
+
+def answered_early(argv: list[str]) -> bool:
+    """True when `argv` asked for help and it was printed; a ConfigError for a typo; False when
+    the rest is composition's (Hydra's other flags, or a run)."""
+    if any(a.startswith("-") and a not in MULTIRUN_FLAGS + HELP_FLAGS for a in argv):
+        return False  # --cfg, --info, --hydra-help, ...: Hydra answers them from a composed config
+    overrides = parse_overrides([a for a in argv if a not in MULTIRUN_FLAGS + HELP_FLAGS])
+    check_group_choices(overrides)
+    key_index.check(overrides)
+    if any(a in HELP_FLAGS for a in argv) and not any(o.key_or_group.startswith("hydra") for o in overrides):
+        print(help_text())
+        return True
+    return False
