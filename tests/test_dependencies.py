@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_areals_proxy_rollout_server_imports_and_answers_with_the_locked_litellm():
@@ -15,3 +20,18 @@ def test_areals_proxy_rollout_server_imports_and_answers_with_the_locked_litellm
     module = importlib.import_module("areal.experimental.openai.proxy.proxy_rollout_server")
     response = TestClient(module.app).get("/health")
     assert response.status_code == 200, response.text
+
+
+def test_hydras_plugin_scan_loads_our_launcher_in_a_fresh_interpreter():
+    """Every Hydra app scans the hydra_plugins namespace it can see on its first config load
+    (our Slurm launcher: in a regular install, or from the repository's root), and runs each
+    module without entering it in sys.modules: a dataclass with string annotations failed
+    there, and with it AReaL's own load_expr_config. Nothing of tau2train is imported first."""
+    code = (
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.launcher import Launcher\n"
+        "print(sorted(p.__module__ for p in Plugins.instance().discover(Launcher)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "hydra_plugins.tau2train_slurm_launcher.launcher" in done.stdout

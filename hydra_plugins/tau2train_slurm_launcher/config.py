@@ -2,8 +2,9 @@
 SlurmQueueConf, aimed at our launcher): what composing a `cluster=slurm` config needs,
 without importing submitit or the launcher itself."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Hydra's plugin scan runs this module without
+# entering it in sys.modules, and @dataclass cannot read string annotations of such a module
+# (every Hydra app in this environment, AReaL's load_expr_config included, would fail).
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
