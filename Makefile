@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+# Python's default, which some sandboxes and CI images turn off (PYTHONDONTWRITEBYTECODE=1):
+# keep each module's compiled bytecode (__pycache__/). Without it every process compiles
+# AReaL, torch and transformers from source again, about 10 s more per process importing AReaL.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-quick bench install lock slurm
 
