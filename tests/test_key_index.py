@@ -115,12 +115,16 @@ def test_help_is_answered_early_as_hydra_answers_it(argv, tmp_path):
 
 
 def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):
+    """tau2train and tau2train-user-sim (which composes as tau2train does) alike."""
     code = (
         "import sys\n"
         "from tau2train.run import main\n"
-        "for argv in (['model=qwen3_9b'], ['econfig.max_stepz=3'], ['eval.server.port=0'], ['--help']):\n"
+        "from tau2train.user_sim.command import main as user_sim\n"
+        "for command, argv in ((main, ['model=qwen3_9b']), (main, ['econfig.max_stepz=3']),\n"
+        "                      (main, ['eval.server.port=0']), (user_sim, ['user_sim.port=0']),\n"
+        "                      (main, ['--help']), (user_sim, ['--help'])):\n"
         "    try:\n"
-        "        main(argv)\n"
+        "        command(argv)\n"
         "    except SystemExit as stop:\n"
         "        print('exit', stop.code, file=sys.stderr)\n"
         "print(sorted(m for m in ('areal', 'torch', 'transformers', 'tau2') if m in sys.modules))\n"
@@ -129,4 +133,6 @@ def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
     assert done.stdout.startswith("tau2train: train τ²-bench customer-service agents")
-    assert [line for line in done.stderr.splitlines() if line.startswith("exit")] == ["exit 2"] * 3
+    assert "usage: tau2train-user-sim" in done.stdout
+    assert [line for line in done.stderr.splitlines() if line.startswith("exit")] == ["exit 2"] * 4
+    assert "error: user_sim.port=0: must lie in [1, 65535]" in done.stderr

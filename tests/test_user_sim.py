@@ -19,7 +19,7 @@ from helpers.cli import Result, in_process, slurm_overrides, wait_for
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE
-from tau2train.user_sim.serve import main as serve_main
+from tau2train.user_sim.command import main as serve_main
 
 TESTS = Path(__file__).resolve().parent
 TEMPLATE = TESTS.parent / "tau2train" / "chat_templates" / "qwen_nonthinking.jinja"
@@ -171,7 +171,7 @@ def serve_env() -> dict:
 def serve_in_process(*args: str, cwd: Path) -> Result:
     """`tau2train-user-sim ARGS`' main in this process, in serve_env() (its console script runs
     for real in test_config_reference; the server itself is a process of its own)."""
-    from tau2train.user_sim.serve import main
+    from tau2train.user_sim.command import main
 
     return in_process(*args, cwd=cwd, env=serve_env(), main=main)
 
@@ -196,7 +196,7 @@ def test_local_server_is_recorded_and_found_by_the_next_run(cli, tmp_path):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
     process = subprocess.Popen(
-        [sys.executable, "-m", "tau2train.user_sim.serve", *scripted(fileroot, port)],
+        [sys.executable, "-m", "tau2train.user_sim", *scripted(fileroot, port)],
         cwd=tmp_path, env=serve_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -262,7 +262,7 @@ def test_slurm_server_is_submitted_recorded_and_stopped_by_scancel(cli, tmp_path
     job_id = None
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "tau2train.user_sim.serve", *overrides, *scripted(fileroot, port),
+            [sys.executable, "-m", "tau2train.user_sim", *overrides, *scripted(fileroot, port),
              *SLURM_TEST_JOB],
             cwd=tmp_path, env=serve_env(), capture_output=True, text=True, timeout=300,
         )

@@ -6,6 +6,8 @@ range. Each is answered as composition would answer it, in about a second; every
 
 from __future__ import annotations
 
+from hydra.core.override_parser.types import Override
+
 from tau2train.config import key_index
 from tau2train.config.overrides import MULTIRUN_FLAGS, check_group_choices, parse_overrides
 from tau2train.config.usage import HELP_FLAGS, help_text
@@ -16,10 +18,17 @@ def answered_early(argv: list[str]) -> bool:
     the rest is composition's (Hydra's other flags, or a run)."""
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS + HELP_FLAGS for a in argv):
         return False  # --cfg, --info, --hydra-help, ...: Hydra answers them from a composed config
-    overrides = parse_overrides([a for a in argv if a not in MULTIRUN_FLAGS + HELP_FLAGS])
-    check_group_choices(overrides)
-    key_index.check(overrides)
+    overrides = check_early(argv)
     if any(a in HELP_FLAGS for a in argv) and not any(o.key_or_group.startswith("hydra") for o in overrides):
         print(help_text())
         return True
     return False
+
+
+def check_early(argv: list[str]) -> list[Override]:
+    """`argv`'s overrides (the flags -m and --help aside), parsed; a ConfigError for the first
+    typo among them."""
+    overrides = parse_overrides([a for a in argv if a not in MULTIRUN_FLAGS + HELP_FLAGS])
+    check_group_choices(overrides)
+    key_index.check(overrides)
+    return overrides

@@ -1,19 +1,5 @@
-"""`tau2train-user-sim [group=choice ...] [key=value ...]` (= `python -m tau2train.user_sim`): start the τ²
-user-simulator's SGLang server and record where it answers.
-
-The experiment config is composed exactly as `python -m tau2train.run` composes it (same
-groups, same overrides, same error messages, exit status 2 on bad input), so the record
-lands where the training and eval jobs of that config look for it:
-`user_sim.record_file` (under `cluster.fileroot`), from which they take
-`econfig.user_llm_base_url`.
-
-- `cluster=local`: the server runs as a child process; this command stays in the
-  foreground and, on Ctrl-C or SIGTERM, stops it and removes the record.
-- `cluster=slurm`: the server is submitted as a Slurm job through submitit; this command
-  returns once the server is healthy and recorded (`scancel <job id>` stops it, and the
-  job then removes the record itself).
-- `dry_run=true`: prints the server command and job settings; starts nothing.
-"""
+"""The user simulator's server, started and recorded for `tau2train-user-sim` (its command
+line, typos and --help are tau2train.user_sim.command's, answered before AReaL is loaded)."""
 
 from __future__ import annotations
 
@@ -41,7 +27,6 @@ from tau2train.user_sim.launch import (
 
 # Exit status of a server that failed to start or is already running (bad input is 2).
 SERVER_FAILED_EXIT_CODE = 1
-USAGE = "usage: tau2train-user-sim (or python -m tau2train.user_sim) [user_sim=<choice>] [cluster=local|slurm] [key=value ...]"
 
 
 def slurm_parameters(exp: ExperimentConfig) -> dict:
@@ -201,11 +186,9 @@ def serve_on_slurm(exp: ExperimentConfig, command: list[str]) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
-        return
+def serve(argv: list[str]) -> None:
+    """Compose the experiment `argv` describes, check its user-simulator settings, and start
+    (or, with dry_run=true, describe) the server; exits 2 on bad input, 1 when it failed."""
     try:
         composed = compose(argv)
         exp = composed.config
@@ -230,6 +213,3 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its
 
     python tests/helpers/scripted_llm.py --port 8000   # serve until interrupted
 
-It also stands in for SGLang's server in tau2train.user_sim.serve's tests
+It also stands in for SGLang's server in tau2train-user-sim's tests
 (`user_sim.server_module=helpers.scripted_llm`) and for a served checkpoint's in mode=eval's
 (`eval.server.server_module=helpers.scripted_llm`): it answers GET /health, listens on
 --host/--port and ignores the other launch arguments, except that a --model-path folder whose
