@@ -18,6 +18,7 @@ so that it can play the altered one.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -53,8 +54,14 @@ SNAPSHOT_LINE = len(ROWS) + 1  # the altered task's line (1-based)
 N_ROWS = len(ROWS) + 2  # + the altered task + a retail row after it
 
 
+@functools.cache
+def tau2_tasks(domain: str, split: str) -> tuple[Task, ...]:
+    """A split's tasks, loaded once per process (telecom's loader validates 2,285 of them)."""
+    return tuple(registry.get_tasks_loader(domain)(split))
+
+
 def tau2_task(domain: str, split: str, task_id: str | None) -> Task:
-    tasks = registry.get_tasks_loader(domain)(split)
+    tasks = tau2_tasks(domain, split)
     return tasks[0] if task_id is None else next(t for t in tasks if t.id == task_id)
 
 
@@ -75,6 +82,7 @@ def released_row(task: Task, domain: str) -> str:
     return json.dumps(row)
 
 
+@functools.cache
 def altered_airline_db() -> str:
     db = FlightDB.load(AIRLINE_DB_PATH)
     reservation = db.reservations.pop(ORIGINAL_RESERVATION)
@@ -132,6 +140,7 @@ def scripts_with_rows(root: Path):
 # the tools in their system prompt (as released); telecom rows do not, so tau2train offers
 # tau2's tools through the chat template there. Tool calls come in both released shapes.
 
+@functools.cache
 def system_prompt(domain: str, with_tools: bool) -> str:
     """The agent's system prompt of `domain`: its τ² policy, and its tools as JSON schemas."""
     from tau2train.rollout.players import agent_tool_schemas
