@@ -370,6 +370,12 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
 
     try:
         simulations = await asyncio.gather(*(one(t, k) for t, k in jobs))
+    except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM: asyncio.run cancels every episode's task on its way out, and what
+        # their requests raise while torn down (e.g. "Executor shutdown has been called") it
+        # would report after the run's last line: noise, not news.
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        raise
     finally:
         bar.close()
     environment = registry.get_env_constructor(env.domain)(solo_mode=env.solo_mode)
