@@ -14,16 +14,11 @@ import os
 import socket
 
 from tau2train.config.errors import ConfigError
-from tau2train.records.slurm_queue import slurm_states
+from tau2train.records.slurm_queue import SLURM_ENDED, slurm_states
 from tau2train.records.user_sim import read_record
 from tau2train.schemas import ExperimentConfig
 
 KEY = "econfig.user_llm_base_url"
-# Slurm job states after which the job's processes are gone
-ENDED = frozenset({
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-    "PREEMPTED", "TIMEOUT",
-})
 
 
 def this_machine(host: str) -> bool:
@@ -50,7 +45,7 @@ def gone(record: dict) -> str | None:
         state = states.get(job_id)
         if state is None:
             return f"its Slurm job {job_id} is no longer in the queue"
-        return f"its Slurm job {job_id} is {state}" if state in ENDED else None
+        return f"its Slurm job {job_id} is {state}" if state in SLURM_ENDED else None
     pid = record.get("pid")
     if pid and this_machine(str(record.get("host", ""))):
         try:

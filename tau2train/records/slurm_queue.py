@@ -7,11 +7,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-# States of a job that will not run (again); `squeue -t all` still lists them for MinJobAge.
-SLURM_ENDED = {
+# States of a job that will not run (again) and whose processes are gone; `squeue -t all` still
+# lists them for MinJobAge. The one list: the sweep report, the user-sim launcher and the
+# stale-record check all read it.
+SLURM_ENDED = frozenset({
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
     "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "REVOKED",
-}
+})
 
 
 def slurm_states(job_ids: list[str], with_reason: bool = False) -> tuple[dict[str, str] | None, str]:
