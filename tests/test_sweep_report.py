@@ -259,6 +259,33 @@ def test_without_squeue_states_are_as_recorded(tmp_path: Path):
         ("l", "running?", "local"), ("r", "running?", "12345")]
 
 
+def test_records_of_other_versions_read_and_a_broken_one_is_a_row_saying_so(tmp_path: Path):
+    """job.json is read as a typed record: an older one (keys missing) and a newer one (keys
+    this version does not know) still read; one that is not a record is a row that says why."""
+    sweep = tmp_path / EXPERIMENT
+    old = write_job(sweep / "old", "old", ["econfig.turn_discount=0.9"])
+    record = json.loads((old / "job.json").read_text())
+    for key in ("stdout", "stderr", "submitted_at", "started_at", "ended_at", "error"):
+        del record[key]
+    (old / "job.json").write_text(json.dumps(record))
+    write_job(sweep / "new", "new", ["econfig.turn_discount=1.0"], gpu_hours=3.5, state="failed",
+              error="RuntimeError: out of memory\ntraceback")
+    write_job(sweep / "odd", "odd", ["econfig.turn_discount=0.5"], state="exploded")
+    (sweep / "torn").mkdir()
+    (sweep / "torn" / "job.json").write_text('{"state": "runn')
+    result = report(sweep, env={"PATH": ""})  # no squeue: nothing here is in Slurm anyway
+    assert result.returncode == 0, result.stderr
+    rows = {r["trial"]: (r["state"], r["slurm job"], r.get("note", "")) for r in rows_of(result.stdout)}
+    assert rows == {
+        "old": ("completed", "local", ""),
+        "new": ("failed", "local", "RuntimeError: out of memory"),
+        "odd": ("unreadable", "-",
+                f"{sweep / 'odd' / 'job.json'} is not a job record ('exploded' is not a valid JobState)"),
+        "torn": ("unreadable", "-",
+                 f"{sweep / 'torn' / 'job.json'} is not a job record (not JSON (Unterminated string starting at))"),
+    }
+
+
 def test_a_directory_without_runs_exits_2_with_one_message(tmp_path: Path):
     fileroot = tmp_path / "experiments"
     write_job(fileroot / EXPERIMENT / "trial0", "trial0", [])

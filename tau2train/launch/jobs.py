@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from tau2train.config.compose import Composed, to_composed
 from tau2train.config.registry import register
 from tau2train.launch.local import run_here
-from tau2train.records.job import now, read_job_record, update_job_record
+from tau2train.records.job import JobState, now, read_job_record, update_job_record
 from tau2train.reports.sweep import run_reward
 
 
@@ -22,7 +22,7 @@ def run_description(composed: Composed) -> dict[str, Any]:
     exp = composed.config
     return {
         "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
-        "overrides": composed.overrides, "train_split": exp.train_dataset.split,
+        "overrides": tuple(composed.overrides), "train_split": exp.train_dataset.split,
         "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
     }
 
@@ -42,19 +42,19 @@ def run_submitted_job(cfg: DictConfig) -> str:
     register()  # the job resolves its config here (tau2train's resolvers)
     composed = to_composed(cfg)
     run_dir = composed.config.run_dir
-    starts = read_job_record(run_dir).get("starts", 0) + 1  # more than 1 after a requeue
-    update_job_record(run_dir, **run_description(composed), state="running", slurm_job_id=slurm_job_id(),
+    starts = read_job_record(run_dir).starts + 1  # more than 1 after a requeue
+    update_job_record(run_dir, **run_description(composed), state=JobState.RUNNING, slurm_job_id=slurm_job_id(),
                       started_at=now(), ended_at=None, error=None, starts=starts)
     try:
         run_here(composed)
     except SystemExit:
         # submitit's checkpoint hook requeued this job (preempted or timed out)
-        update_job_record(run_dir, state="requeued", ended_at=now())
+        update_job_record(run_dir, state=JobState.REQUEUED, ended_at=now())
         raise
     except BaseException as error:
-        update_job_record(run_dir, state="failed", ended_at=now(), error=f"{type(error).__name__}: {error}")
+        update_job_record(run_dir, state=JobState.FAILED, ended_at=now(), error=f"{type(error).__name__}: {error}")
         raise
-    update_job_record(run_dir, state="completed", ended_at=now())
+    update_job_record(run_dir, state=JobState.COMPLETED, ended_at=now())
     return run_dir
 
 

@@ -22,7 +22,7 @@ from tau2train.config.errors import ConfigError
 from tau2train.launch.evaluate import check_reachable, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
 from tau2train.launch.local import dry_run
-from tau2train.records.job import now, read_job_record, update_job_record
+from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
 # Launcher settings that may differ between the points of one sweep (one array shares the rest).
 PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
@@ -88,9 +88,9 @@ def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
         exp = composed.config
         entry = SubmittedJob(job.job_id, exp.trial_name, exp.run_dir, str(job.paths.stdout),
                              str(job.paths.stderr))
-        if read_job_record(exp.run_dir).get("slurm_job_id") != job.job_id:  # not started yet
+        if read_job_record(exp.run_dir).slurm_job_id != job.job_id:  # not started yet
             update_job_record(
-                exp.run_dir, **run_description(composed), state="submitted", slurm_job_id=job.job_id,
+                exp.run_dir, **run_description(composed), state=JobState.SUBMITTED, slurm_job_id=job.job_id,
                 stdout=entry.stdout, stderr=entry.stderr, submitted_at=now(), started_at=None,
                 ended_at=None, error=None,
             )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tau2train.records.files import write_atomic
+from tau2train.records.job import JobRecord, JobState, read_job_record
 from tau2train.records.layout import (
     JOB_RECORD_NAME,
     METRICS_NAME,
@@ -35,8 +36,7 @@ from tau2train.reports.tables import align
 
 REPORT_NAME = "sweep_report"
 FINAL_FRACTION = 0.1  # "final reward" = mean over the newest 10% of train episodes
-ENDED = ("completed", "failed")  # recorded states after which Slurm is not asked
-UNREADABLE = "unreadable"  # the state shown for a job.json that is not a JSON object
+UNREADABLE = "unreadable"  # the state shown for a job.json that is not a job record
 NOT_OVERRIDES = ("trial_name", "experiment_name")  # already the row / the directory
 
 
@@ -48,7 +48,8 @@ class BadDir(Exception):
 class Row:
     trial: str
     run_dir: Path
-    job: dict
+    job: JobRecord
+    readable: bool = True  # False: its job.json is not a job record (then `job` is empty)
     state: str = "?"
     note: str = ""
     episodes: str = "-"
@@ -114,7 +115,7 @@ def train_results(row: Row) -> None:
     Episodes with an error (user simulator down, ...) are ones AReaL discarded: counted
     apart and left out of the means. Order is by file name, which starts with the time.
     """
-    train_split, valid_split = row.job.get("train_split"), row.job.get("valid_split")
+    train_split, valid_split = row.job.train_split, row.job.valid_split
     train, valid, errors = [], [], 0
     files = sorted(generated_dir(row.run_dir).glob("*/*/*.json"), key=lambda p: p.name)
     for path in files:
@@ -160,22 +161,25 @@ def last_line(path: str | None) -> str:
 
 def settle_states(rows: list[Row]) -> str:
     """Each row's state: as recorded once ended, else live from Slurm. Returns a caveat."""
-    live = [r for r in rows if r.job.get("state") not in ENDED and r.job.get("slurm_job_id")]
-    states, why = slurm_states(sorted({str(r.job["slurm_job_id"]) for r in live}))
+    live = [r for r in rows if not _ended(r.job) and r.job.slurm_job_id and r.readable]
+    states, why = slurm_states(sorted({str(r.job.slurm_job_id) for r in live}))
     for row in rows:
-        recorded, job_id = row.job.get("state") or "?", row.job.get("slurm_job_id")
+        job_id = row.job.slurm_job_id
+        recorded = row.job.state.value if row.job.state else "?"
         row.state = recorded
-        if recorded in ENDED or recorded == UNREADABLE:
+        if not row.readable:
+            row.state = UNREADABLE
+        elif _ended(row.job):
             ended(row)
         elif not job_id or states is None:
             row.state = f"{recorded}?"  # a local run, or Slurm can't be asked: as recorded
         elif (slurm := states.get(str(job_id))) and slurm not in SLURM_ENDED:
             row.state = slurm
-        elif (again := read_json(row.run_dir / JOB_RECORD_NAME) or {}).get("state") in ENDED:
+        elif _ended(again := _reread(row.run_dir)):
             row.job = again  # it recorded its end while Slurm was being asked
             ended(row)
         else:
-            log = row.job.get("stderr")
+            log = row.job.stderr
             row.state = "lost"
             row.note = ("ended without recording it" + (f" (Slurm: {slurm})" if slurm else "")
                         + (f"; log: {log}" if log else "; no log recorded"))
@@ -186,25 +190,37 @@ def settle_states(rows: list[Row]) -> str:
     return ""
 
 
+def _ended(job: JobRecord) -> bool:
+    return job.state is not None and job.state.ended
+
+
+def _reread(run_dir: Path) -> JobRecord:
+    try:
+        return read_job_record(run_dir)
+    except ValueError:
+        return JobRecord()
+
+
 def ended(row: Row) -> None:
     """A failed job's note: its recorded error and where its log is."""
-    row.state = row.job.get("state", row.state)
-    if row.state == "failed":
-        error = (row.job.get("error") or "no error recorded").strip().splitlines() or [""]
-        log = row.job.get("stderr")
+    row.state = row.job.state.value
+    if row.job.state is JobState.FAILED:
+        error = (row.job.error or "no error recorded").strip().splitlines() or [""]
+        log = row.job.stderr
         row.note = error[0][:100] + (f"; log: {log}" if log else "")
 
 
 def build_rows(dirs: list[Path]) -> list[Row]:
     rows = []
     for run_dir in dirs:
-        job = read_json(run_dir / JOB_RECORD_NAME)
-        row = Row(trial=str((job or {}).get("trial_name") or run_dir.name), run_dir=run_dir,
-                  job=job or {"state": UNREADABLE})
-        if job is None:
-            row.note = f"{run_dir / JOB_RECORD_NAME} is not a JSON object"
-        row.overrides = parse_overrides(row.job.get("overrides"))
-        (eval_results if row.job.get("mode") == "eval" else train_results)(row)
+        try:
+            row = Row(trial="", run_dir=run_dir, job=read_job_record(run_dir))
+        except ValueError as why:
+            row = Row(trial="", run_dir=run_dir, job=JobRecord(), readable=False, state=UNREADABLE,
+                      note=f"{run_dir / JOB_RECORD_NAME} is not a job record ({why})")
+        row.trial = row.job.trial_name or run_dir.name
+        row.overrides = parse_overrides(list(row.job.overrides))
+        (eval_results if row.job.mode == "eval" else train_results)(row)
         rows.append(row)
     return sorted(rows, key=lambda r: r.trial)
 
@@ -212,7 +228,7 @@ def build_rows(dirs: list[Path]) -> list[Row]:
 def run_reward(run_dir: Path) -> float | None:
     """One run's reward as a sweeper optimises it: eval's average reward, training's final."""
     [row] = build_rows([run_dir])
-    return row.mean if row.job.get("mode") == "eval" else row.final
+    return row.mean if row.job.mode == "eval" else row.final
 
 
 def varying_keys(rows: list[Row]) -> dict[str, str]:
@@ -232,7 +248,7 @@ def varying_keys(rows: list[Row]) -> dict[str, str]:
 
 def headers(rows: list[Row]) -> tuple[str, str, str, str]:
     """Column names that say what the numbers are, train, eval or both."""
-    modes = {r.job.get("mode") for r in rows if r.job.get("state") != UNREADABLE}
+    modes = {r.job.mode for r in rows if r.readable}
     if modes == {"eval"}:
         return "tasks x trials", "avg_reward", "pass^1", EVAL_LEGEND
     legend = (f"mean = mean reward of the train-split episodes; final = mean of the newest "
@@ -253,7 +269,7 @@ def fmt(x: float | None) -> str:
 
 def job_id_cell(row: Row) -> str:
     """A job.json without a Slurm id was a local run."""
-    return str(row.job.get("slurm_job_id") or ("-" if row.state == UNREADABLE else "local"))
+    return str(row.job.slurm_job_id or ("-" if not row.readable else "local"))
 
 
 def table(rows: list[Row], keys: dict[str, str]) -> list[list[str]]:
@@ -292,9 +308,9 @@ def write_csv(path: Path, rows: list[Row], keys: dict[str, str]) -> Path:
                 "final_reward", "valid_reward", "note", "stderr", "run_dir"])
     for r in rows:
         w.writerow([r.trial, *(r.overrides.get(k, "") for k in keys), r.state,
-                    r.job.get("mode", ""), r.job.get("slurm_job_id") or "", r.episodes,
+                    r.job.mode or "", r.job.slurm_job_id or "", r.episodes,
                     *("" if x is None else x for x in (r.mean, r.final, r.valid)), r.note,
-                    r.job.get("stderr") or "", str(r.run_dir)])
+                    r.job.stderr or "", str(r.run_dir)])
     return write_atomic(path, out.getvalue())
 
 
