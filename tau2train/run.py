@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    from tau2train.launch.command import execute  # AReaL and the launchers: imported only now
+    with left_as_found():  # AReaL's modules swap logging's root as they load: undone too
+        from tau2train.launch.command import execute  # AReaL and the launchers: imported only now
 
-    with left_as_found():
         execute(argv)
 
 

@@ -18,6 +18,9 @@ import pytest
 from helpers.cli import Result, in_process, slurm_overrides, wait_for
 from transformers.utils.chat_template_utils import render_jinja_template
 
+# The server's module loads AReaL, whose modules swap logging's root as they load: loaded
+# here, so that in_process's check of what a call changed sees only what the call did.
+import tau2train.user_sim.serve  # noqa: F401
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE
 from tau2train.user_sim.command import main as serve_main
 

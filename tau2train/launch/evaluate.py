@@ -18,6 +18,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from tqdm import tqdm
@@ -46,6 +47,11 @@ from tau2train.reports.leaderboard import (
 from tau2train.reports.metrics import EXCLUDED
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
 from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
+
+if TYPE_CHECKING:  # tau2's metrics and data model load only when an evaluation runs
+    from tau2.data_model.simulation import Results
+
+    from tau2train.reports.metrics import Outcome
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -151,24 +157,35 @@ class EvalServerFailed(Exception):
     """The checkpoint's server died or never answered; the message names its log."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Played:
+    """What an evaluation's episodes left: tau2's Results (results.json), one Outcome per
+    episode in (trial, task) order, and the agent's own faults (tau2 refused its output:
+    scored, and listed in the report)."""
+
+    results: Results
+    outcomes: list[Outcome]
+    agent_errors: list[str]
+
+
 def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | None = None) -> Path:
     from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
     from tau2train.rollout.episode import split_tasks
 
     out = out or new_eval_dir(exp)
-    results, outcomes, agent_errors = asyncio.run(_evaluate(exp, out))
-    write_atomic(out / RESULTS_NAME, results.model_dump_json(indent=2))
+    played = asyncio.run(_evaluate(exp, out))
+    write_atomic(out / RESULTS_NAME, played.results.model_dump_json(indent=2))
     ev, env = exp.eval, exp.econfig
     report = {
         "domain": env.domain,
         "split": ev.split,
         "agent_model": ev.agent_model,
-        "num_tasks": len(results.tasks),
+        "num_tasks": len(played.results.tasks),
         "num_tasks_in_domain": len(split_tasks(env.domain, ALL_TASKS)),
         "num_trials": ev.num_trials,
         "reward_basis": basis_label(ev.reward_basis),
-        **summarize(outcomes, ev.num_trials, ev.count_failures_as_wrong),
-        "agent_errors": agent_errors,
+        **summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong),
+        "agent_errors": played.agent_errors,
         "user_simulator": "none (solo mode)" if env.solo_mode
         else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
         "evaluated_on": time.strftime("%Y-%m-%d"),
@@ -294,7 +311,7 @@ def render_report(report: dict, out: Path, base: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-async def _evaluate(exp: ExperimentConfig, out: Path):
+async def _evaluate(exp: ExperimentConfig, out: Path) -> Played:
     from tau2.data_model.simulation import (
         AgentInfo,
         Info,
@@ -397,4 +414,4 @@ async def _evaluate(exp: ExperimentConfig, out: Path):
         environment_info=environment.get_info(),
     )
     results = Results(info=info, tasks=tasks, simulations=list(simulations))
-    return results, sorted(outcomes, key=lambda o: (o.trial, task_ids.index(o.task_id))), agent_errors
+    return Played(results, sorted(outcomes, key=lambda o: (o.trial, task_ids.index(o.task_id))), agent_errors)
