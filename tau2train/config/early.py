@@ -9,7 +9,7 @@ from __future__ import annotations
 from hydra.core.override_parser.types import Override
 
 from tau2train.config import key_index
-from tau2train.config.overrides import MULTIRUN_FLAGS, check_group_choices, parse_overrides
+from tau2train.config.overrides import MULTIRUN_FLAGS, check_group_choices, hydras_own, parse_overrides
 from tau2train.config.usage import HELP_FLAGS, help_text
 
 
@@ -19,7 +19,7 @@ def answered_early(argv: list[str]) -> bool:
     if any(a.startswith("-") and a not in MULTIRUN_FLAGS + HELP_FLAGS for a in argv):
         return False  # --cfg, --info, --hydra-help, ...: Hydra answers them from a composed config
     overrides = check_early(argv)
-    if any(a in HELP_FLAGS for a in argv) and not any(o.key_or_group.startswith("hydra") for o in overrides):
+    if any(a in HELP_FLAGS for a in argv) and not any(hydras_own(o) for o in overrides):
         print(help_text())
         return True
     return False

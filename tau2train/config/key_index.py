@@ -20,7 +20,7 @@ from typing import Any
 from hydra.core.override_parser.types import Override
 
 from tau2train.config.errors import ConfigError
-from tau2train.config.overrides import GROUPS, did_you_mean
+from tau2train.config.overrides import GROUPS, did_you_mean, hydras_own
 from tau2train.schemas.declare import Range
 
 INDEX_FILE = "keys.json"
@@ -114,8 +114,7 @@ def declared_refusal(key: str, value: Any, choices: Any, allowed: Range | None) 
 
 def _judged(override: Override) -> bool:
     """Overrides of a key (not a group choice, a deletion, Hydra's own or a sweep)."""
-    key = override.key_or_group
-    return not (key in GROUPS or key.split(".")[0] == "hydra" or key.startswith("hydra/")
+    return not (override.key_or_group in GROUPS or hydras_own(override)
                 or override.is_delete() or override.is_sweep_override())
 
 

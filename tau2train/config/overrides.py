@@ -75,6 +75,13 @@ def normalised(overrides: list[str]) -> list[str]:
     return [o.lstrip("+") if adds_null_group(o) else f"++{o}" if sets_map(o) else o for o in overrides]
 
 
+def hydras_own(override: Override) -> bool:
+    """Whether the override sets Hydra's own config (`hydra.*`) or picks one of its groups
+    (`hydra/launcher=...`)."""
+    key = override.key_or_group
+    return key.split(".")[0] == "hydra" or key.startswith("hydra/")
+
+
 def check_group_choices(overrides: list[Override]) -> None:
     """Refuse the first override that picks a group choice conf/ does not have."""
     for override in overrides:

@@ -12,7 +12,7 @@ from importlib.resources.abc import Traversable
 from omegaconf import OmegaConf
 
 from tau2train.config import key_index
-from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME
+from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, group_options
 
 HELP_FLAGS = ("--help", "-h")
 # the ConfigStore group each group YAML names its schema from (tau2train.config.registry)
@@ -32,8 +32,7 @@ def _config_groups(conf: Traversable) -> str:
     groups = {SCHEMA_GROUP: list(key_index.load().schema_groups)}
 
     def walk(folder: Traversable, name: str) -> None:
-        options = [p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")]
-        if name and options:
+        if name and (options := group_options(name)):
             groups[name] = options
         for sub in folder.iterdir():
             if sub.is_dir() and sub.name != "__pycache__":

@@ -54,6 +54,11 @@ class JobRecord:
     error: str | None = None  # "<type>: <message>" of what made the run fail
     starts: int = 0  # how often the job started: more than 1 after a requeue
 
+    @property
+    def ended(self) -> bool:
+        """Whether the run recorded its end (then its Slurm job need not be asked)."""
+        return self.state is not None and self.state.ended
+
     @classmethod
     def from_json(cls, data: Any) -> JobRecord:
         """The record a file's JSON holds; keys this version does not know are ignored, and

@@ -161,7 +161,7 @@ def last_line(path: str | None) -> str:
 
 def settle_states(rows: list[Row]) -> str:
     """Each row's state: as recorded once ended, else live from Slurm. Returns a caveat."""
-    live = [r for r in rows if not _ended(r.job) and r.job.slurm_job_id and r.readable]
+    live = [r for r in rows if not r.job.ended and r.job.slurm_job_id]
     states, why = slurm_states(sorted({str(r.job.slurm_job_id) for r in live}))
     for row in rows:
         job_id = row.job.slurm_job_id
@@ -169,13 +169,13 @@ def settle_states(rows: list[Row]) -> str:
         row.state = recorded
         if not row.readable:
             row.state = UNREADABLE
-        elif _ended(row.job):
+        elif row.job.ended:
             ended(row)
         elif not job_id or states is None:
             row.state = f"{recorded}?"  # a local run, or Slurm can't be asked: as recorded
         elif (slurm := states.get(str(job_id))) and slurm not in SLURM_ENDED:
             row.state = slurm
-        elif _ended(again := _reread(row.run_dir)):
+        elif (again := _reread(row.run_dir)).ended:
             row.job = again  # it recorded its end while Slurm was being asked
             ended(row)
         else:
@@ -188,10 +188,6 @@ def settle_states(rows: list[Row]) -> str:
     if states is None and live:
         return f"Slurm not asked ({why}): states marked '?' are as job.json recorded them"
     return ""
-
-
-def _ended(job: JobRecord) -> bool:
-    return job.state is not None and job.state.ended
 
 
 def _reread(run_dir: Path) -> JobRecord:

@@ -212,4 +212,3 @@ def serve(argv: list[str]) -> None:
         sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt:
         sys.exit(130)
-
