@@ -11,30 +11,50 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # AReaL, torch and transformers from source again, about 10 s more per process importing AReaL.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-quick bench install lock slurm
+.PHONY: run test test-quick bench install install-gpu lock slurm
 
 # SGLang's Python package alone, without its GPU dependencies: AReaL's tool-call parser and
 # SGLangConfig.build_args import it; the CPU tests serve the policy with tests/helpers/cpu_sglang.py.
-# The version areal[sglang]==1.0.4 pins (GPU nodes: pip install -e '.[gpu]').
-CPU_SGLANG := sglang==0.5.10.post1
+# The version GPU nodes run (requirements-gpu.lock; areal[sglang]==1.0.4 pins it).
+CPU_SGLANG := $(shell grep '^sglang==' requirements-gpu.lock)
 
 install: $(STAMP)
 
-# requirements.lock pins every dependency (AReaL's CUDA torch included) for Linux x86_64.
-$(STAMP): pyproject.toml requirements.lock Makefile
+# requirements.lock pins every dependency (AReaL's CUDA torch included) for Linux x86_64, each
+# shared package at the version GPU nodes run (requirements-gpu.lock).
+$(STAMP): pyproject.toml requirements.lock requirements-gpu.lock Makefile requirements-gpu.overrides
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements.lock
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements.lock --override requirements-gpu.overrides
 	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e '.[test]'
 	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps $(CPU_SGLANG)
 	touch $(STAMP)
 
-# Re-pin after changing dependencies in pyproject.toml.
-lock:
-	$(PYTHON) -m uv pip compile pyproject.toml --extra test --prerelease=if-necessary-or-explicit \
-		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -q -o requirements.lock
+# GPU nodes: the full set, SGLang and its CUDA kernels included (~10 GB), into $(VENV) (or
+# VENV=/shared/venvs/tau2train: the environment the Slurm jobs run). No test tools.
+GPU_STAMP := $(VENV)/.installed-gpu-stamp
+install-gpu: $(GPU_STAMP)
+$(GPU_STAMP): pyproject.toml requirements-gpu.lock Makefile requirements-gpu.overrides
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements-gpu.lock --override requirements-gpu.overrides
+	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $(GPU_STAMP)
 
-run: $(STAMP)
+# Re-pin after changing dependencies in pyproject.toml or requirements-gpu.overrides: first the
+# GPU nodes' set (areal[sglang] resolves only with the overrides; their reasons are in the file),
+# then the CPU set held to the same version of every package the two share (-c). Existing pins
+# are kept where they still fit (uv prefers the output file's versions).
+# tests/test_dependencies.py checks that both are what this target makes, and that the GPU set installs.
+LOCK := $(PYTHON) -m uv pip compile pyproject.toml --override requirements-gpu.overrides \
+	--prerelease=if-necessary-or-explicit --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -q
+lock:
+	$(LOCK) --extra gpu -o requirements-gpu.lock
+	$(LOCK) --extra test -c requirements-gpu.lock -o requirements.lock
+
+# a GPU node's environment (make install-gpu) when there is one, else the CPU set
+RUN_STAMP = $(if $(wildcard $(GPU_STAMP)),$(GPU_STAMP),$(STAMP))
+run: $(RUN_STAMP)
 	$(VENV)/bin/python -m tau2train.run $(ARGS)
 
 # Both cores (pytest-xdist; tests/conftest.py keeps a module on one worker and AReaL's runs, the

@@ -34,6 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 f"tests/{AREAL_MODULES}*.py, and only they")
 
 
+@pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (GPU nodes) runs the tests in one process
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s two workers (pytest-xdist, --dist loadscope): a module runs whole on one
     worker, so its module-scoped set-ups (an AReaL run, a served fixture) are made once; and the
