@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers.areal_run import plain, processes_with_env
+from helpers.checkpoints import save_checkpoints
 from helpers.cli import wait_for
 from helpers.marked_run import start, stop_leftovers
 
@@ -30,20 +31,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def save_checkpoints(fileroot: Path, steps: list[int]) -> dict[int, Path]:
-    """Model folders where AReaL's own saver puts them (its path function), one per step."""
-    from areal.utils.saver import Saver
-
-    saved = {}
-    for step in steps:
-        path = Path(Saver.get_model_save_path(EXPERIMENT, TRIAL, str(fileroot), 0, step - 1, step))
-        (path / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
-        saved[step] = path
-    # AReaL's resume state beside them: not a model to serve
-    Path(Saver.get_recover_checkpoint_path(EXPERIMENT, TRIAL, str(fileroot))).mkdir(parents=True, exist_ok=True)
-    return saved
-
-
 @pytest.fixture
 def trained(cli, tmp_path) -> tuple[Path, dict[int, Path]]:
     """A training run's directory (its AReaL config written by a dry run) and its checkpoints."""
@@ -51,7 +38,7 @@ def trained(cli, tmp_path) -> tuple[Path, dict[int, Path]]:
     result = cli("dry_run=true", f"cluster.fileroot={fileroot}", "econfig.user_llm_base_url=http://h:1/v1",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    return fileroot / EXPERIMENT / TRIAL, save_checkpoints(fileroot, [1, 2])
+    return fileroot / EXPERIMENT / TRIAL, save_checkpoints(fileroot, EXPERIMENT, TRIAL, [1, 2])
 
 
 def eval_args(llm, *extra: str) -> list[str]:

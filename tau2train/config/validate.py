@@ -18,6 +18,7 @@ from tau2train.config.declared import check_declared
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
+from tau2train.config.placement import placement
 from tau2train.config.servers import check_server, served_checkpoint
 from tau2train.schemas import (
     ALL_TASKS,
@@ -26,6 +27,7 @@ from tau2train.schemas import (
     SECRETS_SET_ELSEWHERE,
     TRAINING_BACKENDS,
     ExperimentConfig,
+    Placement,
 )
 
 PLACEHOLDER_PREFIX = "/path/to"
@@ -57,6 +59,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     layout = parse_layout(exp)
     check_engine(exp, layout)
     check_gpu_count(exp, layout)
+    check_placement(exp, layout)
     check_model_fit(exp, "actor", layout.actor.parallel)
     if exp.mode == "sft":  # no rollouts, no episodes: the trainer and the SFT file only
         check_sft_data(exp)
@@ -153,7 +156,7 @@ def check_gpu_count(exp: ExperimentConfig, layout: Layout) -> None:
     cluster = exp.cluster
     available = cluster.n_nodes * cluster.n_gpus_per_node
     needed = layout.n_gpus
-    if exp.scheduler.type == "local" and cluster.n_nodes != 1:
+    if not exp.on_slurm and cluster.n_nodes != 1:
         raise ConfigError(
             "cluster.n_nodes",
             cluster.n_nodes,
@@ -175,6 +178,53 @@ def check_gpu_count(exp: ExperimentConfig, layout: Layout) -> None:
             fix="change allocation.rollout / allocation.actor so the GPUs add up, "
             "or set cluster.n_nodes to match",
         )
+
+
+def check_placement(exp: ExperimentConfig, layout: Layout) -> None:
+    """cluster=slurm: the run's placement (tau2train.config.placement) can hold its layout."""
+    if not exp.on_slurm:
+        return
+    n_nodes = exp.cluster.n_nodes
+    where = placement(exp.slurm.placement, n_nodes)
+    if where is Placement.SINGLE_JOB and n_nodes > 1:
+        raise ConfigError(
+            "slurm.placement", exp.slurm.placement,
+            f"a single job holds one node, and the layout needs cluster.n_nodes={n_nodes}",
+            valid="auto or per_role_jobs for a multi-node layout",
+            fix="drop slurm.placement (auto), or pick a one-node layout: allocation=n1_sglang_d6_archon_d2",
+        )
+    if where is Placement.SINGLE_JOB and exp.slurm.container_type != "none":
+        raise ConfigError(
+            "slurm.container_type", exp.slurm.container_type,
+            "a one-node run is one job, and AReaL's local scheduler starts its workers in the job's own "
+            "environment: containers apply to AReaL's per-role jobs only",
+            valid="none with a one-node layout",
+            fix="set slurm.container_type=none and prepare the job's environment with slurm.setup lines",
+        )
+    if where is Placement.PER_ROLE_JOBS:
+        check_whole_nodes(exp, layout)
+
+
+def check_whole_nodes(exp: ExperimentConfig, layout: Layout) -> None:
+    """AReaL's Slurm scheduler gives each role whole nodes and raises once the job runs
+    otherwise (areal/infra/scheduler/slurm.py:816: a role's GPUs, world size x GPUs per worker,
+    a multiple of cluster.n_gpus_per_node; workers declared without GPUs ask for none)."""
+    per_node = exp.cluster.n_gpus_per_node
+    if exp.actor.scheduling_spec[0].gpu == 0:
+        return
+    roles = [("actor", layout.actor)] if exp.mode == "sft" else [("rollout", layout.rollout), ("actor", layout.actor)]
+    for role, allocation in roles:
+        gpus = allocation.parallel.world_size
+        if gpus % per_node:
+            key, value = _role_key(exp, role)
+            raise ConfigError(
+                key, value,
+                f"uses {gpus} GPUs, and AReaL's Slurm scheduler gives each role whole nodes of "
+                f"cluster.n_gpus_per_node={per_node} GPUs (it would fail inside the job)",
+                valid=f"a multiple of {per_node} GPUs per role: {per_node}, {2 * per_node}, {3 * per_node}, ...",
+                fix="resize the roles to whole nodes (e.g. allocation.rollout=sglang:d16 "
+                "allocation.actor=archon:d8 on 3 nodes), or fit the layout on one node (one job)",
+            )
 
 
 def check_model_fit(exp: ExperimentConfig, role: str, parallel: ParallelStrategy) -> None:
@@ -393,7 +443,7 @@ def check_user_simulator(exp: ExperimentConfig) -> None:
 
 
 def check_storage(exp: ExperimentConfig) -> None:
-    if exp.scheduler.type != "slurm":
+    if not exp.on_slurm:
         return
     for key, path in (
         ("cluster.fileroot", exp.cluster.fileroot),

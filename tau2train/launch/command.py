@@ -74,7 +74,7 @@ def execute(argv: list[str]) -> None:
         jobs = prepare(argv)
         for composed in jobs:
             check_user_sim_record(composed.config)
-        if jobs[0].config.scheduler.type == "slurm":
+        if jobs[0].config.on_slurm:
             launch_on_slurm(jobs)
         else:
             with sigterm_unwinds():

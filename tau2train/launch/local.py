@@ -9,20 +9,22 @@ from collections.abc import Iterator
 
 from tau2train.config.compose import Composed
 from tau2train.launch.evaluate import render_eval_plan, run_eval
-from tau2train.launch.plan import render_plan, write_areal_config
+from tau2train.launch.plan import render_plan, slurm_submission, write_areal_config
 from tau2train.launch.sft import render_sft_plan, run_sft, write_sft_config
 from tau2train.launch.train import run_training
 
 
 def dry_run(composed: Composed) -> None:
-    if composed.config.mode == "eval":
-        print(render_eval_plan(composed.config))
-        return
-    if composed.config.mode == "sft":
-        print(render_sft_plan(composed, write_sft_config(composed.config)))
-        return
-    config_path = write_areal_config(composed.config)
-    print(render_plan(composed, config_path))
+    """The mode's plan (and the AReaL config it writes); on Slurm, the job it would submit."""
+    exp = composed.config
+    if exp.mode == "eval":
+        print(render_eval_plan(exp))
+    elif exp.mode == "sft":
+        print(render_sft_plan(composed, write_sft_config(exp)))
+    else:
+        print(render_plan(composed, write_areal_config(exp)))
+    if exp.on_slurm:
+        print("\n" + slurm_submission(composed))
 
 
 def run_here(composed: Composed) -> None:

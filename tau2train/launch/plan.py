@@ -12,10 +12,11 @@ import yaml
 
 from tau2train.config import areal_data
 from tau2train.config.compose import Composed
+from tau2train.config.placement import describe, slurm_job
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import areal_config_file, generated_dir
 from tau2train.reports.tables import align
-from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig
+from tau2train.schemas import TAU2TRAIN_ONLY_KEYS, ExperimentConfig, Placement
 
 
 def plain_config(config: Any) -> dict[str, Any]:
@@ -108,8 +109,6 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
             ["recover", f"mode={exp.recover.mode}"],
         ]),
     ]
-    if exp.scheduler.type == "slurm":
-        lines += ["", *slurm_submission(composed)]
     return "\n".join(lines)
 
 
@@ -144,18 +143,36 @@ def data_line(exp: ExperimentConfig) -> str:
     return f"τ² split '{exp.train_dataset.split}' of '{exp.econfig.domain}'"
 
 
-def slurm_submission(composed: Composed) -> list[str]:
-    """The controller job submitit would submit, and what AReaL then asks Slurm for."""
+def slurm_submission(composed: Composed) -> str:
+    """cluster=slurm: the job submitit would submit, where the run's processes go, and what
+    AReaL then starts (any mode)."""
     launcher = composed.launcher
     exp = composed.config
     shown = ["partition", "account", "qos", "timeout_min", "nodes", "tasks_per_node",
              "cpus_per_task", "mem_gb", "gpus_per_node", "name", "submitit_folder", "setup"]
     rows = [[key, str(launcher.get(key))] for key in shown if launcher.get(key) not in (None, [], "")]
-    return [
+    where = slurm_job(exp).placement
+    if where is None:
+        placed = "one job: the evaluation, and the checkpoint's server when one is served, inside it"
+    else:
+        placed = f"{where.value} (slurm.placement={exp.slurm.placement}): {describe(where, exp.cluster.n_nodes)}"
+    return "\n".join([
         "Slurm submission (would be made through hydra-submitit-launcher; not submitted)",
-        "  controller job:",
+        f"  placement: {placed}",
+        "  the job:",
         *["  " + line for line in align(rows)],
-        f"  then AReaL's Slurm scheduler starts {exp.cluster.n_nodes * exp.cluster.n_gpus_per_node} "
-        f"GPU workers on {exp.cluster.n_nodes} node(s)"
-        + (f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""),
-    ]
+        *["  " + line for line in role_jobs(exp, where)],
+    ])
+
+
+def role_jobs(exp: ExperimentConfig, where: Placement | None) -> list[str]:
+    """What AReaL starts once the job runs: workers inside it, or one Slurm job per role."""
+    cluster = exp.cluster
+    if where is Placement.SINGLE_JOB:
+        return [f"then AReaL's local scheduler starts the workers of {cluster.n_gpus_per_node} GPUs inside the job"
+                + (" (trainer.cpu_only: no GPU asked for)" if exp.trainer.cpu_only else "")]
+    if where is Placement.PER_ROLE_JOBS:
+        container = f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""
+        return [f"then AReaL's Slurm scheduler submits one job per role on whole nodes of "
+                f"{cluster.n_gpus_per_node} GPUs ({cluster.n_nodes} nodes in all){container}"]
+    return []

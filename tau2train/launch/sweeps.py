@@ -131,7 +131,7 @@ def run_hydra_sweep(overrides: list[str]) -> None:
         return
     check_endpoints(exp)
     extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
-    if exp.scheduler.type == "slurm":
+    if exp.on_slurm:
         extra.append("hydra.launcher.wait_for_results=true")
     with launcher_session() as hydra:
         hydra.multirun(CONFIG_NAME, run_sweeper_job, [*overrides, *extra], with_log_configuration=False)

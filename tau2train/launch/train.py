@@ -14,6 +14,7 @@ from typing import Any
 
 from tau2train.config import areal_data
 from tau2train.config.errors import ConfigError
+from tau2train.launch.plan import write_areal_config
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig, PPOConfig
 
@@ -136,6 +137,7 @@ def run_training(exp: ExperimentConfig) -> None:
     train_dataset = train_rows(exp)
     valid_dataset = valid_rows(exp)
     make_storage_dirs(exp)
+    write_areal_config(exp)  # the run directory names its checkpoints (eval.checkpoint=<run dir>)
     with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:
         trainer.train(
             workflow=WORKFLOW,

@@ -23,7 +23,8 @@ _HOME = {
         "experiment",
     ),
     **dict.fromkeys(
-        ("DATA_SOURCES", "INFERENCE_BACKENDS", "TRAINING_BACKENDS", "AllocationSpec", "DataSpec", "DomainSpec",
+        ("AUTO_PLACEMENT", "DATA_SOURCES", "INFERENCE_BACKENDS", "PLACEMENTS", "TRAINING_BACKENDS",
+         "AllocationSpec", "Placement", "DataSpec", "DomainSpec",
          "EvalServerSpec", "EvalSpec", "ModelSpec", "QueueSpec", "ServerSpec", "SFTSpec", "SlurmSpec",
          "TrackingSpec", "TrainerSpec", "UserSimSlurmSpec", "UserSimSpec"),
         "groups",

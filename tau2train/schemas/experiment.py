@@ -43,6 +43,14 @@ class ExperimentConfig(PPOConfig):
             "choices": ["train", "sft", "eval"],
         },
     )
+    launcher: str = field(
+        default="local",
+        metadata={
+            "help": "How the job is launched: in this process (local) or submitted to Slurm through "
+            "hydra-submitit-launcher (slurm). The cluster group sets it.",
+            "choices": ["local", "slurm"],
+        },
+    )
     dry_run: bool = field(
         default=False,
         metadata={
@@ -84,10 +92,15 @@ class ExperimentConfig(PPOConfig):
         metadata={"help": "The user-simulator server (user_sim group; tau2train-user-sim)."},
     )
 
+    @property
+    def on_slurm(self) -> bool:
+        """Submitted to Slurm (cluster=slurm), whichever scheduler AReaL runs inside the job."""
+        return self.launcher == "slurm"
+
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
-    "mode", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
+    "mode", "launcher", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
     "sft", "tracking", "user_sim",
 )
 

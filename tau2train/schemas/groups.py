@@ -4,6 +4,7 @@ tracking and the user-simulator server. Each YAML choice names its schema in its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING
@@ -20,6 +21,18 @@ from tau2train.schemas.declare import (
 # AReaL backends by role (the names its allocation syntax uses).
 INFERENCE_BACKENDS = ("sglang", "vllm")
 TRAINING_BACKENDS = ("archon", "megatron", "fsdp")
+
+
+class Placement(str, Enum):
+    """Where a cluster=slurm training run's processes go (tau2train.config.placement)."""
+
+    SINGLE_JOB = "single_job"  # one job on one node; AReaL's local scheduler inside
+    PER_ROLE_JOBS = "per_role_jobs"  # a controller job; AReaL's Slurm scheduler submits each role's
+
+
+# slurm.placement's choices: auto picks single_job for a one-node layout, per_role_jobs for more
+AUTO_PLACEMENT = "auto"
+PLACEMENTS = [AUTO_PLACEMENT, *(p.value for p in Placement)]
 
 @dataclass
 class ModelSpec:
@@ -153,10 +166,12 @@ class QueueSpec:
         default=4320, metadata={"help": "Time limit of the job in minutes.", "range": AT_LEAST_ONE}
     )
     cpus_per_task: int = field(
-        default=8, metadata={"help": "CPUs of the job.", "range": AT_LEAST_ONE}
+        default=8, metadata={"help": "CPUs of the job (a one-node training job adds its GPU workers': "
+                             "slurm.placement).", "range": AT_LEAST_ONE}
     )
     mem_gb: int = field(
-        default=64, metadata={"help": "Host memory (GB) of the job.", "range": AT_LEAST_ONE}
+        default=64, metadata={"help": "Host memory (GB) of the job (a one-node training job adds its GPU "
+                              "workers': slurm.placement).", "range": AT_LEAST_ONE}
     )
     setup: list[str] = field(
         default_factory=list,
@@ -168,10 +183,22 @@ class QueueSpec:
 class SlurmSpec(QueueSpec):
     """Slurm submission settings for the controller job (used with cluster=slurm)."""
 
+    placement: str = field(
+        default=AUTO_PLACEMENT,
+        metadata={
+            "help": "Where a training run's processes go. single_job: one job on one node holding its "
+            "GPUs (CPUs and memory: the controller's plus actor.scheduling_spec[0].cpu/.mem per GPU), "
+            "AReaL's local scheduler starting the workers inside. per_role_jobs: a controller job "
+            "without GPUs, AReaL's Slurm scheduler submitting one job per role on whole nodes. "
+            "auto: single_job when the layout fits on one node (cluster.n_nodes=1), else per_role_jobs.",
+            "choices": PLACEMENTS,
+        },
+    )
     container_type: str = field(
         default="none",
         metadata={
-            "help": "How GPU workers run: in an apptainer container or on the host.",
+            "help": "How GPU workers run: in an apptainer container or on the host "
+            "(apptainer: per_role_jobs placement only).",
             "choices": ["none", "apptainer"],
         },
     )

@@ -51,7 +51,7 @@ def check_spec(exp: ExperimentConfig) -> None:
     """What the server needs that composition cannot check; ConfigError on the first problem."""
     check_declared(exp)  # every declared choice and range (user_sim.port, user_sim.tp, ...)
     spec = exp.user_sim
-    if exp.scheduler.type == "slurm":
+    if exp.on_slurm:
         for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
             if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():
                 raise ConfigError(
@@ -67,7 +67,7 @@ def check_spec(exp: ExperimentConfig) -> None:
 
 def render_dry_run(exp: ExperimentConfig, choice: str, command: list[str]) -> str:
     spec = exp.user_sim
-    on_slurm = exp.scheduler.type == "slurm"
+    on_slurm = exp.on_slurm
     lines = [
         "tau2train user-sim server (dry run: nothing was started or submitted)",
         "",
@@ -203,7 +203,7 @@ def serve(argv: list[str]) -> None:
         return
     try:
         refuse_if_running(exp.user_sim)
-        if exp.scheduler.type == "slurm":
+        if exp.on_slurm:
             serve_on_slurm(exp, command)
         else:
             serve_locally(exp, command)
