@@ -74,3 +74,24 @@ def test_sglang_accepts_the_server_command_areal_builds_for_every_shipped_model(
         parsed = parser.parse_args(cmd[3:])
         assert (parsed.model_path, parsed.tensor_parallel_size, parsed.context_length) == (
             exp.model.path, tp, exp.sglang.context_length), model
+
+
+def test_sglang_accepts_the_server_commands_tau2train_builds_for_every_user_simulator():
+    """`tau2train-user-sim`'s `sglang.launch_server` command for each user_sim choice (and the
+    same builder serves a checkpoint for mode=eval), parsed by SGLang's own server arguments."""
+    from sglang.srt.server_args import ServerArgs
+
+    from tau2train.config.compose import compose
+    from tau2train.config.overrides import group_options
+    from tau2train.config.servers import server_command
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    ServerArgs.add_cli_args(parser)
+    for choice in group_options("user_sim"):
+        spec = compose([f"user_sim={choice}", USER_SIM]).config.user_sim
+        command = server_command(spec, spec.model_path, spec.served_model_name)
+        assert command[1:3] == ["-m", "sglang.launch_server"], command
+        parsed = parser.parse_args(command[3:])
+        assert (parsed.model_path, parsed.tensor_parallel_size, parsed.data_parallel_size) == (
+            spec.model_path, spec.tp, spec.dp), choice
+        assert parsed.tool_call_parser == "qwen25" and parsed.served_model_name == spec.served_model_name

@@ -21,17 +21,22 @@ TESTS = Path(__file__).resolve().parent
 
 # layer -> the layers it may import (itself included)
 ALLOWED = {
+    "compat": {"compat"},
     "schemas": {"schemas"},
     "records": {"records"},
-    "config": {"config", "schemas", "records"},
-    "rollout": {"rollout", "schemas", "records"},
+    "config": {"config", "schemas", "records", "compat"},
+    "rollout": {"rollout", "schemas", "records", "compat"},
     "reports": {"reports", "records"},
-    "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim"},
+    "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim", "compat"},
     "user_sim": {"user_sim", "config", "records", "schemas"},
     "run": {"launch", "config"},
 }
 # third-party packages a layer must not import at all
 FORBIDDEN = {
+    # the rollout side loads compat.tau2 and compat.areal: neither may load Hydra or submitit,
+    # and none imports AReaL at module level (compat.areal reads what AReaL has loaded)
+    "compat/tau2": ("hydra", "submitit", "areal"),
+    "compat/areal": ("hydra", "submitit", "areal", "tau2"),
     "schemas": ("hydra", "hydra_plugins", "submitit", "tau2"),
     "records": ("hydra", "hydra_plugins", "submitit", "tau2", "areal", "omegaconf"),
     "rollout": ("hydra", "hydra_plugins", "submitit"),
@@ -68,15 +73,18 @@ def test_every_module_belongs_to_a_layer():
 
 
 def violations(path: Path, layer: str) -> list[str]:
+    """Imports of `path` its layer may not make (FORBIDDEN: by layer, and by layer/module)."""
     wrong = []
+    own = f"{layer}/{path.stem}"
     for line, module in imports_of(path):
         if module.startswith("tau2train."):
             target = module.split(".")[1]
             if target not in ALLOWED[layer] and target != "conf":
                 wrong.append(f"line {line}: {module} ({layer} may import {sorted(ALLOWED[layer])})")
-        for banned in FORBIDDEN.get(layer, ()):
-            if module == banned or module.startswith(banned + "."):
-                wrong.append(f"line {line}: {module} (the {layer} layer never imports {banned})")
+        for scope in (layer, own):
+            for banned in FORBIDDEN.get(scope, ()):
+                if module == banned or module.startswith(banned + "."):
+                    wrong.append(f"line {line}: {module} ({scope} never imports {banned})")
     return wrong
 
 

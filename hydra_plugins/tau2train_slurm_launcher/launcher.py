@@ -14,15 +14,15 @@ config.py beside this file.
 from __future__ import annotations
 
 import shlex
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import submitit
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, OmegaConf
-from submitit.slurm.slurm import _make_sbatch_string
+
+from tau2train.compat.submitit import executor_class, sbatch_script
 
 
 class _SubmitOnlyExecutor(submitit.AutoExecutor):
@@ -36,12 +36,7 @@ class _PreviewExecutor(submitit.AutoExecutor):
     """Renders the sbatch script submitit would submit, and submits nothing."""
 
     def map_array(self, fn: Callable, *iterables: Sequence) -> list:
-        slurm = self._executor
-        parameters = dict(slurm.parameters)
-        if len(iterables[0]) > 1:  # submitit submits more than one job as one array
-            parameters["map_count"] = len(iterables[0])
-        text = _make_sbatch_string(command=slurm._submitit_command_str, folder=slurm.folder, **parameters)
-        return [_Ready(text)]
+        return [_Ready(sbatch_script(self, len(iterables[0])))]
 
 
 class _Ready:
@@ -50,18 +45,6 @@ class _Ready:
 
     def results(self) -> list:
         return [self.value]
-
-
-@contextmanager
-def _executor_class(cls: type) -> Iterator[None]:
-    """The plugin builds `submitit.AutoExecutor(...)` inside `launch`; for that one call it
-    gets ours (same parameters, same sbatch script)."""
-    original = submitit.AutoExecutor
-    submitit.AutoExecutor = cls
-    try:
-        yield
-    finally:
-        submitit.AutoExecutor = original
 
 
 class SubmitOnlySlurmLauncher(SlurmLauncher):
@@ -96,7 +79,7 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         if self.wait_for_results:  # a sweeper that chooses points from results (Optuna)
             return super().launch(job_overrides, initial_job_idx)
-        with _executor_class(_PreviewExecutor if self.preview else _SubmitOnlyExecutor):
+        with executor_class(_PreviewExecutor if self.preview else _SubmitOnlyExecutor):
             return super().launch(job_overrides, initial_job_idx)
 
 

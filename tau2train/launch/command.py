@@ -13,6 +13,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+from tau2train.compat.areal import restore_stdlib_logging
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAGS
 from tau2train.config.registry import register
@@ -51,19 +52,11 @@ def _hydra_verb(argv: list[str]) -> None:
         sys.argv = saved
 
 
-def _restore_stdlib_logging() -> None:
-    """AReaL's getLogger swaps logging's root and manager for its own, so loggers Hydra
-    creates later hang off a root that `logging.config` (Hydra's log set-up) never
-    configures, and Hydra's --info output vanishes. Point them back at `logging.root`."""
-    logging.Logger.root = logging.root
-    logging.Logger.manager = logging.Manager(logging.root)
-
-
 def execute(argv: list[str]) -> None:
     """Run, submit or sweep what `argv` (normalised overrides and flags) describes; bad input
     ends in SystemExit(2) with one message."""
     register()
-    _restore_stdlib_logging()
+    restore_stdlib_logging()  # AReaL swapped it as it loaded
     if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
         _hydra_verb(argv)
         return

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
 from hydra.core.plugins import Plugins
-from hydra.types import HydraContext, RunMode
+from hydra.types import RunMode
 
 from hydra_plugins.tau2train_slurm_launcher.launcher import (
     register as register_launcher,
 )
+from tau2train.compat.hydra import Hydra, launcher_context
 from tau2train.config.compose import CONFIG_NAME, Composed, hydra_session
 from tau2train.config.errors import ConfigError
 from tau2train.launch.evaluate import check_reachable, endpoints
@@ -68,7 +67,7 @@ def launcher_session() -> Iterator[Hydra]:
 def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
     with launcher_session() as hydra:
         master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
-        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(master))
+        context = launcher_context(hydra, master)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task_function, config=master
         )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 
+from tau2train.compat.hydra import expand_sweep
 from tau2train.config.compose import (
     CONFIG_NAME,
     Composed,
@@ -44,7 +44,7 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
     per job, as Hydra's basic sweeper does."""
     with hydra_context():
         parsed = parse_overrides(overrides, GlobalHydra.instance().config_loader())
-        return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+        return expand_sweep(parsed)
 
 
 def is_sweep_override(override: str) -> bool:

@@ -39,7 +39,7 @@ tests/test_fast_env.py checks all of them):
      reading `env.tools.db` at call time, since `update_db` may replace it);
   3. `env.user_tools is None` for the fast domains;
   4. `Registry` has no public way to replace a domain, so `install` writes
-     `registry._domains[domain]` (see `_replace_registry_entry`, the only place).
+     `registry._domains[domain]` (tau2train.compat.tau2.replace_domain, the only place).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
+
+from tau2train.compat.tau2 import replace_domain
 
 # Domains whose environments install() makes fast (each checked by tests/test_fast_env.py).
 FAST_DOMAINS = frozenset({"airline", "retail", "mock"})
@@ -436,14 +438,6 @@ def _make_fast(name: str, stock: Callable) -> Callable | None:
     return fast
 
 
-def _replace_registry_entry(name: str, constructor: Callable) -> None:
-    # tau2 internal: Registry.register_domain refuses existing names and there is no public
-    # replace, so this is the single place that writes Registry._domains.
-    from tau2.registry import registry
-
-    registry._domains[name] = constructor
-
-
 def install(domain: str, family: str | None = None) -> None:
     """Make tau2's registry build `domain`'s environments copy-on-access (see module docs).
 
@@ -468,7 +462,7 @@ def install(domain: str, family: str | None = None) -> None:
                 return
             _built[domain] = fast
         _installed.add(domain)
-        _replace_registry_entry(domain, _built[domain])
+        replace_domain(domain, _built[domain])
 
 
 def uninstall(domain: str) -> None:
@@ -476,7 +470,7 @@ def uninstall(domain: str) -> None:
     with _lock:
         if domain in _installed:
             _installed.discard(domain)
-            _replace_registry_entry(domain, _built[domain].__wrapped__)
+            replace_domain(domain, _built[domain].__wrapped__)
 
 
 def installed() -> frozenset[str]:

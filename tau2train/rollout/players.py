@@ -16,12 +16,12 @@ from tau2.data_model.tasks import Task
 from tau2.environment.environment import Environment
 from tau2.environment.tool import Tool, as_tool
 from tau2.registry import registry
-from tau2.user import user_simulator
 from tau2.user.user_simulator import DummyUser, UserSimulator
 
+from tau2train.compat.tau2 import generates, set_generate
 from tau2train.rollout.chat import Chat, openai_schema
 
-_tau2_generate = llm_agent.generate
+_tau2_generate = llm_agent.generate  # tau2.utils.llm_utils.generate, as both player modules import it
 
 
 def _generate(model, messages, tools=None, tool_choice=None, **kwargs):
@@ -30,25 +30,19 @@ def _generate(model, messages, tools=None, tool_choice=None, **kwargs):
     return _tau2_generate(model=model, messages=messages, tools=tools, tool_choice=tool_choice, **kwargs)
 
 
-# The two modules whose `generate` tau2's player classes resolve (tau2.agent.llm_agent and
-# tau2.user.user_simulator import it from tau2.utils.llm_utils).
-_ROUTED = (llm_agent, user_simulator)
-
-
 def route_chats() -> None:
-    """Point both names at `_generate` (idempotent): done when players are made, not at
-    import, and undone by `unroute_chats` (tau2train.launch.process_state, on a run's way out)."""
-    for module in _ROUTED:
-        module.generate = _generate
+    """Point the player modules' `generate` at `_generate` (idempotent; tau2train.compat.tau2):
+    done when players are made, not at import, and undone by `unroute_chats`
+    (tau2train.launch.process_state, on a run's way out)."""
+    set_generate(_generate)
 
 
 def unroute_chats() -> None:
-    for module in _ROUTED:
-        module.generate = _tau2_generate
+    set_generate(_tau2_generate)
 
 
 def chats_routed() -> bool:
-    return all(module.generate is _generate for module in _ROUTED)
+    return all(generate is _generate for generate in generates())
 
 
 def think(thought: str) -> str:

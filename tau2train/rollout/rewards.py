@@ -16,7 +16,6 @@ group's episodes run and when it calls the filter (areal/infra/workflow_executor
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from tau2.data_model.tasks import RewardType, Task
 
+from tau2train.compat.areal import rollout_task_id, stats_scope
 from tau2train.rollout.chat import Completion
 from tau2train.schemas import GroupFilterConfig
 
@@ -48,17 +48,6 @@ def with_reward_basis(task: Task, basis: list[str] | None) -> Task:
         update={"reward_basis": [RewardType(b) for b in basis]}
     )
     return task.model_copy(update={"evaluation_criteria": criteria})
-
-
-def areal_task_id() -> int | None:
-    """The id of the AReaL rollout task running in this context (None outside AReaL, and for
-    evaluation tasks, which no filter judges). Read from AReaL's workflow context only if AReaL
-    loaded it: the rollout side does not import AReaL itself."""
-    context = sys.modules.get("areal.infra.workflow_context")
-    if context is None:
-        return None
-    current = context.get()
-    return None if current.is_eval else current.task_id
 
 
 class EpisodeRewards:
@@ -93,7 +82,7 @@ EPISODE_REWARDS = EpisodeRewards()
 
 def record_episode_reward(reward: float) -> None:
     """Note an episode's reward for its group's filter (no-op outside an AReaL rollout)."""
-    EPISODE_REWARDS.add(areal_task_id(), reward)
+    EPISODE_REWARDS.add(rollout_task_id(), reward)
 
 
 def record_domain_stats(domain: str, reward: float) -> None:
@@ -103,13 +92,10 @@ def record_domain_stats(domain: str, reward: float) -> None:
     that domain, and wandb draws one curve per domain. No-op outside an AReaL rollout."""
     from tau2.metrics.agent_metrics import is_successful
 
-    context = sys.modules.get("areal.infra.workflow_context")
-    tracker = sys.modules.get("areal.utils.stats_tracker")
-    if context is None or tracker is None:
+    scope = stats_scope()
+    if scope is None:
         return
-    tracker.get(context.stat_scope()).scalar(
-        **{f"{domain}/reward": float(reward), f"{domain}/pass^1": float(is_successful(reward))}
-    )
+    scope.scalar(**{f"{domain}/reward": float(reward), f"{domain}/pass^1": float(is_successful(reward))})
 
 
 @dataclass
@@ -121,7 +107,7 @@ class GroupFilter(GroupFilterConfig):
     rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
-        episodes = EPISODE_REWARDS.pop(areal_task_id())
+        episodes = EPISODE_REWARDS.pop(rollout_task_id())
         if episodes:
             mean = sum(episodes) / len(episodes)
         else:

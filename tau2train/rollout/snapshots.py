@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
+from tau2train.compat.tau2 import remove_domain
 from tau2train.rollout import fast_env
 
 SEPARATOR = "@"
@@ -100,12 +101,9 @@ def registered() -> frozenset[str]:
 
 def unregister(names: frozenset[str]) -> None:
     """Take these aliases out of tau2's registry again (a run's way out; their fast
-    environments uninstalled first). tau2 has no public unregister: this and
-    fast_env._replace_registry_entry are the places that write Registry._domains."""
-    from tau2.registry import registry
-
+    environments uninstalled first; tau2 has no public unregister: tau2train.compat.tau2)."""
     with _lock:
         for key, name in list(_registered.items()):
             if name in names:
-                registry._domains.pop(name, None)
+                remove_domain(name)
                 del _registered[key]

@@ -1,0 +1,137 @@
+"""Guards of tau2train/compat/: each fails, naming what moved, when an upgrade of the upstream
+library a compat function reaches into changes it (the internals read or written, and the
+upstream behaviour that makes the patch necessary)."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from tau2train.compat import areal as areal_compat
+from tau2train.compat import tau2 as tau2_compat
+
+
+# --- tau2 ---------------------------------------------------------------------------------
+
+def test_tau2s_registry_builds_environments_from_the_entry_replace_domain_writes():
+    from tau2.registry import registry
+
+    stock = registry.get_env_constructor("mock")
+    assert registry._domains["mock"] is stock, "tau2's Registry no longer keeps constructors in _domains"
+
+    def sentinel(**kwargs):
+        raise NotImplementedError
+
+    try:
+        tau2_compat.replace_domain("mock", sentinel)
+        assert registry.get_env_constructor("mock") is sentinel
+    finally:
+        tau2_compat.replace_domain("mock", stock)
+    # the reason for the patch: the public register_domain refuses a name it has
+    with pytest.raises(Exception, match="mock"):
+        registry.register_domain(stock, "mock")
+
+
+def test_remove_domain_forgets_an_alias_tau2_has_no_public_way_to_drop():
+    from tau2.registry import registry
+
+    stock = registry.get_env_constructor("mock")
+    registry.register_domain(stock, "tau2train-compat-alias")
+    tau2_compat.remove_domain("tau2train-compat-alias")
+    assert "tau2train-compat-alias" not in registry.get_domains()
+    assert not hasattr(registry, "unregister_domain"), "tau2 has a public unregister now: use it"
+
+
+def test_tau2s_players_call_the_module_level_generate_that_set_generate_routes():
+    from tau2.agent.llm_agent import LLMAgent, LLMSoloAgent
+    from tau2.user.user_simulator import UserSimulator
+    from tau2.utils import llm_utils
+
+    assert tau2_compat.generates() == [llm_utils.generate, llm_utils.generate]
+    for cls, method in ((LLMAgent, "generate_next_message"), (LLMSoloAgent, "generate_next_message"),
+                        (UserSimulator, "_generate_next_message")):
+        code = getattr(cls, method).__code__
+        assert "generate" in code.co_names, f"{cls.__name__}.{method} no longer calls its module's generate"
+        module = sys.modules[getattr(cls, method).__module__]
+        assert module in tau2_compat.player_modules(), f"{cls.__name__} moved to {module.__name__}"
+
+
+# --- AReaL --------------------------------------------------------------------------------
+
+def test_areals_get_logger_swaps_loggings_root_and_restore_stdlib_logging_undoes_it():
+    """In a fresh interpreter: without the swap, restore_stdlib_logging is no longer needed."""
+    code = (
+        "import logging\n"
+        "from areal.utils import logging as areal_logging\n"
+        "areal_logging.getLogger('x')\n"
+        "swapped = logging.Logger.root is not logging.root\n"
+        "from tau2train.compat.areal import restore_stdlib_logging\n"
+        "restore_stdlib_logging()\n"
+        "print(swapped, logging.Logger.root is logging.root, logging.Logger.manager.root is logging.root)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "True"], done.stdout
+
+
+def test_areals_workflow_context_holds_the_task_id_and_stats_scope_the_rollout_side_reads():
+    from areal.infra import workflow_context
+    from areal.utils import stats_tracker
+
+    assert areal_compat.WORKFLOW_CONTEXT == workflow_context.__name__
+    assert areal_compat.STATS_TRACKER == stats_tracker.__name__
+    previous = workflow_context.get()
+    try:
+        workflow_context.set(workflow_context.WorkflowContext(is_eval=False, task_id=7))
+        assert areal_compat.rollout_task_id() == 7
+        assert areal_compat.stats_scope() is stats_tracker.get(workflow_context.stat_scope())
+        workflow_context.set(workflow_context.WorkflowContext(is_eval=True, task_id=7))
+        assert areal_compat.rollout_task_id() is None  # validation episodes: no filter judges them
+    finally:
+        workflow_context.set(previous)
+    assert callable(stats_tracker.get("").scalar)
+
+
+# --- submitit / hydra-submitit-launcher ----------------------------------------------------
+
+def test_the_launcher_plugin_builds_submitits_executor_by_module_attribute():
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    source = inspect.getsource(SlurmLauncher.launch)
+    assert "submitit.AutoExecutor(" in source, "hydra-submitit-launcher no longer builds submitit.AutoExecutor in launch"
+
+
+def test_sbatch_script_renders_submitits_own_script_for_an_array(tmp_path):
+    import submitit
+
+    from tau2train.compat.submitit import executor_class, sbatch_script
+
+    class Marker(submitit.AutoExecutor):
+        pass
+
+    with executor_class(Marker):
+        assert submitit.AutoExecutor is Marker
+    assert submitit.AutoExecutor is not Marker
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(slurm_gpus_per_node=8, slurm_cpus_per_task=40, timeout_min=60)
+    script = sbatch_script(executor, 3)
+    for line in ("#SBATCH --array=0-2", "#SBATCH --gpus-per-node=8", "#SBATCH --cpus-per-task=40",
+                 "-u -m submitit.core._submit"):
+        assert line in script, script
+
+
+# --- Hydra -------------------------------------------------------------------------------
+
+def test_hydras_internals_take_the_arguments_tau2train_passes():
+    from tau2train.compat.hydra import Hydra, expand_sweep
+    from tau2train.config.overrides import parse_overrides
+
+    compose = inspect.signature(Hydra.compose_config).parameters
+    assert {"config_name", "overrides", "run_mode"} <= set(compose), list(compose)
+    multirun = inspect.signature(Hydra.multirun).parameters
+    assert {"config_name", "task_function", "overrides", "with_log_configuration"} <= set(multirun), list(multirun)
+    points = expand_sweep(parse_overrides(["a=1,2", "b=x,y"]))
+    assert points == [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"]]
