@@ -135,3 +135,14 @@ def test_hydras_internals_take_the_arguments_tau2train_passes():
     assert {"config_name", "task_function", "overrides", "with_log_configuration"} <= set(multirun), list(multirun)
     points = expand_sweep(parse_overrides(["a=1,2", "b=x,y"]))
     assert points == [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"]]
+
+
+def test_the_areal_trainer_hooks_tau2trains_trainer_overrides_are_still_called():
+    """tau2train/launch/trainer.py's PPOTrainer overrides two private hooks of AReaL's: the
+    scheduler's construction and the rollout proxies' start (with the flag it reads)."""
+    from areal.trainer.rl_trainer import PPOTrainer
+
+    for hook, caller in (("_init_scheduler", "__init__"), ("_ensure_proxy_started", "train")):
+        assert callable(getattr(PPOTrainer, hook, None)), f"AReaL's PPOTrainer has no {hook} now"
+        assert hook in inspect.getsource(getattr(PPOTrainer, caller)), f"PPOTrainer.{caller} no longer calls {hook}"
+    assert "self._proxy_started" in inspect.getsource(PPOTrainer._ensure_proxy_started)
