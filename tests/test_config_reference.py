@@ -51,6 +51,17 @@ def test_a_field_is_rendered_with_its_type_default_range_and_help():
     assert "## `econfig`" not in slurm
 
 
+def test_the_default_is_what_a_run_gets_with_the_schemas_beside_it_where_a_group_differs():
+    """A run with no overrides plays airline, 50 steps (domain=airline), not the schema's
+    telecom/100; values resolved, except the one read from this machine."""
+    text = render(["econfig", "tracking"])
+    assert "| `econfig.domain` | `str` | `airline` (schema: `telecom`) |" in text
+    assert "| `econfig.max_steps` | `int` | `50` (schema: `100`) | >= 1 |" in text
+    assert ("| `econfig.user_llm_base_url` | `str \\| None` | `${tau2train.user_sim_url:${user_sim.record_file}}` "
+            "(schema: `null`) |") in text
+    assert "`['model=qwen3-1.7b', 'domain=airline', 'cluster=local', 'mode=train']` (schema: `[]`)" in text
+
+
 def reference_cli(*args: str) -> Result:
     """The command's main in this process (its console script runs for real below)."""
     from tau2train.config.reference import main

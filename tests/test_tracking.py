@@ -17,7 +17,7 @@ def test_wandb_tracking_wires_areal_stats_logger_to_the_run():
                    "domain=retail", "trial_name=lr2"]).config
     wandb = exp.stats_logger.wandb
     assert (wandb.mode, wandb.project, wandb.name, wandb.group) == ("offline", "tau2-lab", "lr2", "tau2-qwen3-1.7b-retail")
-    assert wandb.tags == ["model=qwen3-1.7b", "domain=retail", "scheduler=local", "mode=train"]
+    assert wandb.tags == ["model=qwen3-1.7b", "domain=retail", "cluster=local", "mode=train"]
 
 
 def test_no_tracking_disables_wandb():

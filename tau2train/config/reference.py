@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
-from omegaconf import MISSING
+from hydra import compose as hydra_compose
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from tau2train.config.compose import CONFIG_NAME, hydra_context
 from tau2train.config.key_index import NODE, Key, to_json
 from tau2train.config.registry import GROUP_SCHEMAS
 from tau2train.schemas import (
@@ -41,6 +43,9 @@ from tau2train.schemas import (
 REFERENCE_FILE = "docs/config-reference.md"
 INDEX_PATH = "tau2train/config/keys.json"
 # the kind of key each plain type makes (tau2train.config.key_index.Key.kind)
+# run defaults read from this machine (an environment variable, the user-simulator URL a running
+# tau2train-user-sim recorded), shown as the config writes them
+MACHINE_DEPENDENT = ("${oc.env:", "tau2train.user_sim_url")
 KINDS = {str: "str", int: "int", float: "float", bool: "bool", list: "list", tuple: "list", dict: "map"}
 TOP_LEVEL = "top level"
 HEADER = """# tau2train config reference
@@ -48,9 +53,10 @@ HEADER = """# tau2train config reference
 Generated from the schemas' `help` metadata (`tau2train/schemas/`) by
 `tau2train-config-reference --write docs/config-reference.md`; `tests/test_config_reference.py`
 fails when this file is out of date. Set any key on the command line (`econfig.max_steps=30`);
-values outside **valid** are refused before anything is written or submitted. Defaults are the
-schema's; the config groups (`conf/`) set many of them (`python -m tau2train.run --cfg job`
-prints the composed values). AReaL's own keys (`actor.*`, `gconfig.*`, `rollout.*`, ...) are
+values outside **valid** are refused before anything is written or submitted. **default** is
+what a run with no overrides gets (`conf/config.yaml`'s groups: `model=qwen3_1_7b`,
+`domain=airline`, `cluster=local`, ...), followed by the schema's own where a group sets another;
+other choices set their own (`python -m tau2train.run <choices> --cfg job` prints them). AReaL's own keys (`actor.*`, `gconfig.*`, `rollout.*`, ...) are
 documented in AReaL's CLI reference; the ranges tau2train checks on some of them are listed at
 the end.
 """
@@ -89,6 +95,12 @@ def _default(f: dataclasses.Field) -> str:
         return "—"
     else:
         value = f.default
+    return _shown(value)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
     if value == MISSING:
         return "required"
     if value is None:
@@ -111,7 +123,31 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_section(prefix: str, schema: type, fields: list[dataclasses.Field]) -> str:
+def run_defaults() -> DictConfig:
+    """The config a run with no overrides composes (conf/config.yaml's groups), unresolved."""
+    with hydra_context():
+        return hydra_compose(CONFIG_NAME, overrides=[])
+
+
+def _run_default(run: DictConfig, key: str) -> str:
+    """What a run with no overrides gets for `key`, resolved; a value read from this machine
+    (MACHINE_DEPENDENT) as the config writes it."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(run, parent) if parent else run
+    raw = node._get_node(leaf)._value()
+    if isinstance(raw, str) and any(marker in raw for marker in MACHINE_DEPENDENT):
+        return f"`{raw}`"
+    value = OmegaConf.select(run, key)
+    return _shown(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+
+
+def _default_cell(f: dataclasses.Field, key: str, run: DictConfig) -> str:
+    """A run's default, and the schema's when a config group sets another."""
+    schema, composed = _default(f), _run_default(run, key)
+    return composed if composed == schema else f"{composed} (schema: {schema})"
+
+
+def render_section(prefix: str, schema: type, fields: list[dataclasses.Field], run: DictConfig) -> str:
     title = f"`{prefix}`" if prefix != TOP_LEVEL else "Top level"
     doc = " ".join((schema.__doc__ or "").split())
     lines = [f"## {title} ({schema.__name__})", "", doc, "",
@@ -119,7 +155,7 @@ def render_section(prefix: str, schema: type, fields: list[dataclasses.Field]) -
     for f in fields:
         key = f.name if prefix == TOP_LEVEL else f"{prefix}.{f.name}"
         lines.append(
-            f"| `{key}` | `{_cell(str(f.type))}` | {_cell(_default(f))} | {_cell(_valid(f))} "
+            f"| `{key}` | `{_cell(str(f.type))}` | {_cell(_default_cell(f, key, run))} | {_cell(_valid(f))} "
             f"| {_cell(f.metadata.get(HELP, ''))} |"
         )
     return "\n".join(lines)
@@ -148,9 +184,10 @@ def section_names() -> list[str]:
 
 def render(only: list[str] | None = None) -> str:
     parts = [] if only else [HEADER]
+    run = run_defaults()
     for prefix, schema, fields in sections():
         if not only or prefix in only:
-            parts.append(render_section(prefix, schema, fields))
+            parts.append(render_section(prefix, schema, fields, run))
     if not only:
         parts += [render_inherited(), render_run_info()]
     return "\n\n".join(parts) + "\n"

@@ -166,12 +166,10 @@ class QueueSpec:
         default=4320, metadata={"help": "Time limit of the job in minutes.", "range": AT_LEAST_ONE}
     )
     cpus_per_task: int = field(
-        default=8, metadata={"help": "CPUs of the job (a one-node training job adds its GPU workers': "
-                             "slurm.placement).", "range": AT_LEAST_ONE}
+        default=8, metadata={"help": "CPUs of the job.", "range": AT_LEAST_ONE}
     )
     mem_gb: int = field(
-        default=64, metadata={"help": "Host memory (GB) of the job (a one-node training job adds its GPU "
-                              "workers': slurm.placement).", "range": AT_LEAST_ONE}
+        default=64, metadata={"help": "Host memory (GB) of the job.", "range": AT_LEAST_ONE}
     )
     setup: list[str] = field(
         default_factory=list,
@@ -181,8 +179,16 @@ class QueueSpec:
 
 @dataclass
 class SlurmSpec(QueueSpec):
-    """Slurm submission settings for the controller job (used with cluster=slurm)."""
+    """Slurm submission settings of a run's job (used with cluster=slurm)."""
 
+    cpus_per_task: int = field(
+        default=8, metadata={"help": "CPUs of the controller (a one-node training job adds its GPU "
+                             "workers': slurm.placement).", "range": AT_LEAST_ONE}
+    )
+    mem_gb: int = field(
+        default=64, metadata={"help": "Host memory (GB) of the controller (a one-node training job adds "
+                              "its GPU workers': slurm.placement).", "range": AT_LEAST_ONE}
+    )
     placement: str = field(
         default=AUTO_PLACEMENT,
         metadata={
