@@ -41,7 +41,8 @@ def test_dry_run_writes_an_areal_config_and_prints_the_plan(cli, tmp_path):
         "Slurm submission (would be made through hydra-submitit-launcher; not submitted)",
         "partition        gpu",
         "account          rl",
-        "starts 64 GPU workers on 8 node(s)",
+        "placement: per_role_jobs (slurm.placement=auto): a controller job without GPUs",
+        "submits one job per role on whole nodes of 8 GPUs (8 nodes in all)",
     ):
         assert expected in plan, f"{expected!r} missing from plan:\n{plan}"
     # GPU table: role, backend, GPUs, dp, tp, pp, cp, ep
@@ -102,6 +103,10 @@ def test_every_model_and_domain_plans_through_a_glob_sweep(cli, tmp_path):
                      *slurm_overrides(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("tau2train plan (dry run") == 16
+    # one array per Slurm request: the one-node model's jobs hold a node's GPUs, the
+    # multi-node models' controllers none
+    assert result.stdout.count("\nsbatch script of ") == 2
+    assert "sbatch script of 4 job(s)" in result.stdout and "sbatch script of 12 job(s)" in result.stdout
     written = sorted(p.relative_to(tmp_path / "experiments").parts[0]
                      for p in (tmp_path / "experiments").glob(f"*/trial0/{AREAL_CONFIG_NAME}"))
     assert len(written) == 16

@@ -22,6 +22,10 @@ TESTS = Path(__file__).resolve().parent
 SECRETS = {"OPENAI_API_KEY": "sk-test-agent-key-slurm-0123", "WANDB_API_KEY": "wandb-test-key-slurm-4567"}
 # the controller job of a test: what this 2-CPU node can run several of at once
 SMALL_JOB = ["slurm.cpus_per_task=1", "slurm.mem_gb=1"]
+# a training run of the one-node layout is one job holding the node's GPUs, CPUs and memory for
+# every worker: as a CPU rehearsal (no GPU asked for) with workers that add nothing to it
+SMALL_TRAINING_JOB = [*SMALL_JOB, "trainer.cpu_only=true", "actor.scheduling_spec.0.cpu=0",
+                      "actor.scheduling_spec.0.mem=0"]
 EXPERIMENT = "tau2-qwen3-1.7b-airline"
 
 
@@ -129,7 +133,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
 def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(cli, llm, tmp_path):
     result = cli(
         "trainer._target_=helpers.recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
-        "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_JOB,
+        "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_TRAINING_JOB,
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", **SECRETS},
     )
     assert result.returncode == 0, result.stderr
@@ -140,7 +144,7 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
     first = json.loads(record_file.read_text())
     assert first["calls"] == 1
     assert first["config"]["recover"]["mode"] == "auto"
-    assert first["config"]["scheduler"]["type"] == "slurm"
+    assert first["config"]["scheduler"]["type"] == "local"  # the one-node layout: workers inside the job
     assert first["workflow"] == "tau2train.rollout.workflow.Tau2AgentWorkflow"
     assert first["workflow_kwargs"]["econfig"]["turn_discount"] == 0.9
 
@@ -164,11 +168,16 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
             assert secret.encode() not in data, path
 
 
-def test_a_sweep_over_the_slurm_job_itself_is_refused_before_anything_is_written(cli, tmp_path):
+def test_a_sweep_over_the_slurm_job_itself_is_one_array_per_request(cli, tmp_path):
+    """Points asking Slurm for different jobs cannot share one sbatch script: each request is
+    its own array (here the controller's memory, 32 or 64 GB, plus the workers' 8 x 32 GB)."""
     result = cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "econfig.user_llm_base_url=http://h:8000/v1",
-                     "slurm.mem_gb=32,64", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "error: slurm='mem_gb=64': sweep points" in result.stderr
-    assert "one -m sweep is one job array" in result.stderr
-    assert "fix:   sweep over settings of the run, not of its Slurm job" in result.stderr
-    assert not (tmp_path / "experiments").exists()
+                 "slurm.mem_gb=32,64", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scripts = result.stdout.split("\nsbatch script of ")[1:]
+    assert [s.split(" job(s)")[0] for s in scripts] == ["1", "1"]
+    assert "#SBATCH --mem=288GB" in scripts[0] and "#SBATCH --mem=320GB" in scripts[1]
+    assert all("#SBATCH --array" not in s for s in scripts)
+    assert not (tmp_path / "experiments" / EXPERIMENT / ".submitit").exists()
+
+

@@ -92,7 +92,7 @@ def test_slurm_workers_are_placed_as_the_scheduling_spec_says(container, tmp_pat
     from tau2train.launch.trainer import PPOTrainer, host_python
 
     overrides = [*slurm_overrides(tmp_path), USER_SIM, f"slurm.container_type={container}",
-                 "slurm.container_mounts=/data:/data"]
+                 "slurm.container_mounts=/data:/data", "slurm.placement=per_role_jobs"]
     exp = compose(overrides).config
     config = host_python(ppo_config(exp))
     specs = [*config.actor.scheduling_spec, *config.rollout.scheduling_spec]

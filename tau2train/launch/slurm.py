@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,13 +18,12 @@ from hydra_plugins.tau2train_slurm_launcher.launcher import (
 )
 from tau2train.compat.hydra import Hydra, launcher_context
 from tau2train.config.compose import CONFIG_NAME, Composed, hydra_session
-from tau2train.config.errors import ConfigError
 from tau2train.launch.evaluate import check_reachable, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
 from tau2train.launch.local import dry_run
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
-# Launcher settings that may differ between the points of one sweep (one array shares the rest).
+# Launcher settings that may differ between the points of one array (it shares the rest).
 PER_POINT_LAUNCHER_KEYS = ("name", "submitit_folder")
 
 
@@ -36,23 +36,18 @@ class SubmittedJob:
     stderr: str
 
 
-def check_one_array(jobs: list[Composed]) -> None:
-    """A sweep is one job array: every point must ask Slurm for the same job."""
-    def shared(c: Composed) -> dict:
-        return {k: v for k, v in c.launcher.items() if k not in PER_POINT_LAUNCHER_KEYS}
+def job_arrays(jobs: list[Composed]) -> list[list[Composed]]:
+    """A sweep's points grouped by the Slurm job they ask for, in sweep order: one array each
+    (an array shares one sbatch script; e.g. a one-node and a multi-node model ask for
+    different jobs, as does a sweep over slurm.* settings)."""
+    def request(c: Composed) -> str:
+        return json.dumps({k: v for k, v in c.launcher.items() if k not in PER_POINT_LAUNCHER_KEYS},
+                          sort_keys=True, default=str)
 
-    first = shared(jobs[0])
-    for composed in jobs[1:]:
-        differing = sorted(k for k, v in shared(composed).items() if first.get(k) != v)
-        if differing:
-            raise ConfigError(
-                "slurm",
-                ", ".join(f"{k}={shared(composed)[k]}" for k in differing),
-                f"sweep points {jobs[0].overrides} and {composed.overrides} ask Slurm for "
-                "different jobs, and one -m sweep is one job array",
-                fix="sweep over settings of the run, not of its Slurm job; submit "
-                "different slurm.* settings as separate sweeps",
-            )
+    arrays: dict[str, list[Composed]] = {}
+    for composed in jobs:
+        arrays.setdefault(request(composed), []).append(composed)
+    return list(arrays.values())
 
 
 @contextmanager
@@ -99,33 +94,38 @@ def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
 
 def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
     first = submitted[0]
-    array = first.job_id.split("_")[0]
-    lines = [
-        f"Submitted {len(submitted)} Slurm job(s)"
-        + (f" as job array {array}" if "_" in first.job_id else "") + ":",
-    ]
+    arrays = list(dict.fromkeys(s.job_id.split("_")[0] for s in submitted))
+    if len(arrays) > 1:
+        how = f" as {len(arrays)} job arrays ({', '.join(arrays)}: one per Slurm request)"
+    else:
+        how = f" as job array {arrays[0]}" if "_" in first.job_id else ""
+    lines = [f"Submitted {len(submitted)} Slurm job(s){how}:"]
     width = max(len(s.trial_name) for s in submitted)
     for s in submitted:
         lines.append(f"  {s.job_id:<10} {s.trial_name:<{width}}  {s.run_dir}")
     lines += [
         f"logs:    {first.stdout}" + (" (one per job)" if len(submitted) > 1 else ""),
         f"follow:  tail -f {first.stdout} {first.stderr}",
-        f"queue:   squeue -j {array}        cancel: scancel {array}",
+        f"queue:   squeue -j {','.join(arrays)}        cancel: scancel {' '.join(arrays)}",
         f"report:  {Path(sys.executable).name} -m tau2train.reports.sweep {sweep_dir}",
     ]
     return "\n".join(lines)
 
 
 def launch_on_slurm(jobs: list[Composed]) -> None:
-    """Submit the jobs (a sweep: one array) and return; a dry run shows the sbatch script."""
-    check_one_array(jobs)  # before a dry run writes anything
+    """Submit the jobs (a sweep: one array per Slurm request) and return; a dry run shows each
+    array's sbatch script."""
+    arrays = job_arrays(jobs)
     if jobs[0].config.dry_run:
         for composed in jobs:
             dry_run(composed)
-        print("\nsbatch script (made by hydra-submitit-launcher/submitit; not submitted):\n")
-        print(sbatch_preview(jobs, run_submitted_job))
+        for array in arrays:
+            trials = ", ".join(c.config.trial_name for c in array)
+            print(f"\nsbatch script of {len(array)} job(s): {trials} "
+                  "(made by hydra-submitit-launcher/submitit; not submitted):\n")
+            print(sbatch_preview(array, run_submitted_job))
         return
     for key, url in sorted({e for c in jobs for e in endpoints(c.config)}):  # once per server
         check_reachable(key, url)
-    submitted = submit(jobs, run_submitted_job)
+    submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]
     print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))
