@@ -37,6 +37,7 @@ from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
 from tau2.utils import get_dict_hash
 
+from tau2train.compat.tau2 import replace_domain
 from tau2train.rollout import fast_env
 from tau2train.rollout.fast_env import CowDict
 
@@ -250,11 +251,11 @@ def test_install_keeps_stock_when_tau2_internals_change(stock):
     fast_env.uninstall("mock")
     try:
         for changed in (no_db_parameter, copies_the_db):
-            fast_env._replace_registry_entry("mock", changed)
+            replace_domain("mock", changed)
             fast_env.install("mock")
             assert registry.get_env_constructor("mock") is changed
     finally:
-        fast_env._replace_registry_entry("mock", stock["mock"])
+        replace_domain("mock", stock["mock"])
         fast_env.install("mock")
     assert registry.get_env_constructor("mock").__wrapped__ is stock["mock"]
 

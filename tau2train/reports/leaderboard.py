@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from tau2train.records.eval_report import UNKNOWN_TASK_SET, EvalReport
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME
 from tau2train.reports.tables import align
@@ -32,7 +33,6 @@ PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 # The leaderboard reports pass^1..pass^4.
 LEADERBOARD_K = (1, 2, 3, 4)
 LEADERBOARD_DOMAINS = ("airline", "retail", "telecom")
-UNKNOWN_TASK_SET = "unknown (not a released τ² task file)"
 # Exit status when the evaluations given cannot make one submission.
 BAD_INPUT_EXIT_CODE = 2
 
@@ -50,50 +50,50 @@ def task_set_label(domain: str, tasks_sha256: str) -> str:
     return published()["task_sets"].get(domain, {}).get(tasks_sha256, UNKNOWN_TASK_SET)
 
 
-def leaderboard_results(report: dict) -> dict:
+def leaderboard_results(report: EvalReport) -> dict:
     """`results.<domain>` of a submission: pass^k in percent, null where not measured."""
     out = {}
     for k in LEADERBOARD_K:
-        value = report["pass_hat_k"].get(str(k))
+        value = report.pass_hat_k.get(str(k))
         out[f"pass_{k}"] = None if value is None else round(100 * value, 2)
     out["cost"] = None  # tau2train does not price its own endpoints
     return out
 
 
-def _notes(reports: list[dict]) -> str:
+def _notes(reports: list[EvalReport]) -> str:
     parts = []
     for r in reports:
         parts.append(
-            f"{r['domain']}: split {r['split']} ({r['num_tasks']} of {r['num_tasks_in_domain']} tasks) "
-            f"x {r['num_trials']} trials, task set {r['task_set']['label']}, scored on "
-            f"{r['reward_basis']}; {r['num_infra_failures']} infrastructure failure(s) "
-            f"{r['infra_failures_are']}"
+            f"{r.domain}: split {r.split} ({r.num_tasks} of {r.num_tasks_in_domain} tasks) "
+            f"x {r.num_trials} trials, task set {r.task_set.label}, scored on "
+            f"{r.reward_basis}; {r.num_infra_failures} infrastructure failure(s) "
+            f"{r.infra_failures_are}"
         )
     return "Evaluated with tau2train. " + "; ".join(parts) + "."
 
 
-def submission(reports: list[dict], overrides: dict | None = None) -> dict:
-    """The leaderboard submission for `reports` (metrics.json contents, one per domain)."""
+def submission(reports: list[EvalReport], overrides: dict | None = None) -> dict:
+    """The leaderboard submission for `reports` (one per domain)."""
     first = reports[0]
-    lead = first["leaderboard"]
-    omitted = any(r["num_tasks"] < r["num_tasks_in_domain"] for r in reports)
+    lead = first.leaderboard
+    omitted = any(r.num_tasks < r.num_tasks_in_domain for r in reports)
     sub = {
-        "model_name": lead["model_name"],
-        "model_organization": lead["model_organization"],
-        "submitting_organization": lead["submitting_organization"],
-        "submission_date": max(r["evaluated_on"] for r in reports),
-        "submission_type": lead["submission_type"],
-        "contact_info": {"email": lead["contact_email"], "name": None, "github": None},
+        "model_name": lead.model_name,
+        "model_organization": lead.model_organization,
+        "submitting_organization": lead.submitting_organization,
+        "submission_date": max(r.evaluated_on for r in reports),
+        "submission_type": lead.submission_type,
+        "contact_info": {"email": lead.contact_email, "name": None, "github": None},
         "is_new": False,
         "trajectories_available": False,
-        "results": {r["domain"]: leaderboard_results(r) for r in reports},
+        "results": {r.domain: leaderboard_results(r) for r in reports},
         "methodology": {
-            "evaluation_date": max(r["evaluated_on"] for r in reports),
-            "tau2_bench_version": first["tau2_package"],
-            "user_simulator": first["user_simulator"],
+            "evaluation_date": max(r.evaluated_on for r in reports),
+            "tau2_bench_version": first.tau2_package,
+            "user_simulator": first.user_simulator,
             "notes": _notes(reports),
             "verification": {
-                "modified_prompts": any(r["modified_prompts"] for r in reports),
+                "modified_prompts": any(r.modified_prompts for r in reports),
                 "omitted_questions": omitted,
                 "details": "a split of the domain's tasks, not all of them" if omitted
                 else "every task of each domain",
@@ -117,34 +117,30 @@ def missing_fields(sub: dict) -> list[str]:
     return missing
 
 
-def comparison_rows(reports: list[dict], baseline: dict[str, dict] | None = None) -> list[list[str]]:
+def comparison_rows(reports: list[EvalReport], baseline: dict[str, EvalReport] | None = None) -> list[list[str]]:
     """pass^1 per domain (percent) and their average: this model, its baseline, the references."""
-    domains = [r["domain"] for r in reports]
+    domains = [r.domain for r in reports]
 
     def row(name: str, values: dict[str, float | None], source: str) -> list[str]:
         cells = [values.get(d) for d in domains]
         mean = sum(cells) / len(cells) if cells and None not in cells else None
         return [name, *("-" if v is None else f"{v:.1f}" for v in cells + [mean]), source]
 
-    def pass1(rs: list[dict]) -> dict[str, float | None]:
-        out = {}
-        for r in rs:
-            v = r["pass_hat_k"].get("1")
-            out[r["domain"]] = None if v is None else 100 * v
-        return out
+    def pass1(rs: list[EvalReport]) -> dict[str, float | None]:
+        return {r.domain: None if r.pass1 is None else 100 * r.pass1 for r in rs}
 
     rows = [["model", *domains, "average", "source"]]
-    rows.append(row(reports[0]["agent_model"], pass1(reports), "this evaluation"))
+    rows.append(row(reports[0].agent_model, pass1(reports), "this evaluation"))
     if baseline:
         base = [baseline[d] for d in domains if d in baseline]
-        rows.append(row(base[0]["agent_model"], pass1(base), "base model, evaluated here"))
+        rows.append(row(base[0].agent_model, pass1(base), "base model, evaluated here"))
     for ref in published()["references"]:
         rows.append(row(ref["name"], ref["pass_1"], ref["source"]))
     return rows
 
 
-def render_comparison(reports: list[dict], baseline: dict[str, dict] | None = None) -> list[str]:
-    sets = sorted({f"{r['domain']}: {r['task_set']['label']}" for r in reports})
+def render_comparison(reports: list[EvalReport], baseline: dict[str, EvalReport] | None = None) -> list[str]:
+    sets = sorted({f"{r.domain}: {r.task_set.label}" for r in reports})
     return [
         "pass^1 (%) beside the base model and published results:",
         *align(comparison_rows(reports, baseline)),
@@ -153,7 +149,7 @@ def render_comparison(reports: list[dict], baseline: dict[str, dict] | None = No
     ]
 
 
-def find_reports(paths: list[str]) -> list[tuple[Path, dict]]:
+def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
     """metrics.json of each evaluation directory given (or found under a directory given)."""
     found = []
     for given in paths:
@@ -164,15 +160,15 @@ def find_reports(paths: list[str]) -> list[tuple[Path, dict]]:
         if not files:
             raise CannotMerge(f"{given} holds no finished evaluation (no {METRICS_NAME} in or under it)")
         for file in files:
-            report = json.loads(file.read_text())
-            if "leaderboard" not in report:
+            data = json.loads(file.read_text())
+            if "leaderboard" not in data:
                 raise CannotMerge(
                     f"{file} was written by an older tau2train (no leaderboard fields); evaluate again"
                 )
-            found.append((file.parent, report))
+            found.append((file.parent, EvalReport.from_json(data)))
     by_domain: dict[str, list[Path]] = {}
     for folder, report in found:
-        by_domain.setdefault(report["domain"], []).append(folder)
+        by_domain.setdefault(report.domain, []).append(folder)
     doubled = {d: dirs for d, dirs in by_domain.items() if len(dirs) > 1}
     if doubled:
         lines = [f"  {d}: " + ", ".join(map(str, dirs)) for d, dirs in doubled.items()]
@@ -181,7 +177,7 @@ def find_reports(paths: list[str]) -> list[tuple[Path, dict]]:
             + "\n".join(lines) + "\nname the one evaluation directory to use for each"
         )
     for key, what in (("agent_model", "agent"), ("user_simulator", "user simulator")):
-        values = {report[key] for _, report in found}
+        values = {getattr(report, key) for _, report in found}
         if len(values) > 1:
             raise CannotMerge(
                 f"the evaluations disagree on the {what} ({', '.join(sorted(values))}); a submission "
@@ -192,7 +188,7 @@ def find_reports(paths: list[str]) -> list[tuple[Path, dict]]:
         raise CannotMerge(
             f"the leaderboard has no domain {', '.join(extra)}; valid: {', '.join(LEADERBOARD_DOMAINS)}"
         )
-    return sorted(found, key=lambda item: LEADERBOARD_DOMAINS.index(item[1]["domain"]))
+    return sorted(found, key=lambda item: LEADERBOARD_DOMAINS.index(item[1].domain))
 
 
 def main(argv: list[str] | None = None) -> None:

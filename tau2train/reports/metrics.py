@@ -22,6 +22,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from tau2train.records.eval_report import InfraFailure
+
 EXCLUDED = "excluded"
 COUNTED_AS_WRONG = "counted as reward 0"
 
@@ -45,7 +47,7 @@ def pass_at_k(num_trials: int, success_count: int, k: int) -> float:
 
 
 def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = False) -> dict:
-    """metrics.json's numbers: keys are JSON-ready (k as a string)."""
+    """The report's numbers (EvalReport's fields of that name; k as a string, as in JSON)."""
     from tau2.metrics.agent_metrics import is_successful, pass_hat_k  # pandas: only when scoring
 
     failures = [o for o in outcomes if o.infra_error is not None]
@@ -76,9 +78,7 @@ def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = F
         "num_tasks_scored": tasks_counted,
         "num_infra_failures": len(failures),
         "infra_failures_are": COUNTED_AS_WRONG if count_as_wrong else EXCLUDED,
-        "infra_failures": [
-            {"task_id": o.task_id, "trial": o.trial, "error": o.infra_error} for o in failures
-        ],
+        "infra_failures": [InfraFailure(o.task_id, o.trial, o.infra_error) for o in failures],
     }
 
 

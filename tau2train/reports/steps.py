@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 
+from tau2train.records.eval_report import EvalReport, read_eval_report
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import METRICS_NAME, eval_stamp
 from tau2train.reports.plots import figure, save_png
@@ -24,35 +24,34 @@ from tau2train.reports.tables import align
 REPORT_NAME = "pass1_by_step"
 
 
-def collect(paths: list[Path]) -> dict[str, dict[int, dict]]:
-    """{domain: {step: the newest evaluation's metrics}} of the checkpoint evaluations found."""
-    found: dict[str, dict[int, tuple[str, dict]]] = {}
+def collect(paths: list[Path]) -> dict[str, dict[int, EvalReport]]:
+    """{domain: {step: the newest evaluation's report}} of the checkpoint evaluations found."""
+    found: dict[str, dict[int, tuple[str, EvalReport]]] = {}
     for root in paths:
         for file in sorted(root.rglob(METRICS_NAME)):
             try:
-                report = json.loads(file.read_text())
+                report = read_eval_report(file)
             except (OSError, ValueError):
                 continue
-            step = (report.get("checkpoint") or {}).get("step")
-            if step is None:
+            if report.step is None:
                 continue
             stamp = eval_stamp(file.parent)
-            seen = found.setdefault(report["domain"], {}).get(step)
+            seen = found.setdefault(report.domain, {}).get(report.step)
             if seen is None or stamp > seen[0]:
-                found[report["domain"]][step] = (stamp, report)
+                found[report.domain][report.step] = (stamp, report)
     return {d: {s: r for s, (_, r) in sorted(steps.items())} for d, steps in sorted(found.items())}
 
 
-def cell(report: dict | None) -> str:
+def cell(report: EvalReport | None) -> str:
     if report is None:
         return "-"
-    value, se = report["pass_hat_k"].get("1"), report.get("pass_hat_1_se")
+    value, se = report.pass1, report.pass_hat_1_se
     if value is None:
         return "-"
     return f"{100 * value:.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
 
 
-def table(found: dict[str, dict[int, dict]]) -> list[list[str]]:
+def table(found: dict[str, dict[int, EvalReport]]) -> list[list[str]]:
     steps = sorted({s for by_step in found.values() for s in by_step})
     rows = [["step", *found]]
     for step in steps:
@@ -61,22 +60,22 @@ def table(found: dict[str, dict[int, dict]]) -> list[list[str]]:
     return rows
 
 
-def write_csv(path: Path, found: dict[str, dict[int, dict]]) -> Path:
+def write_csv(path: Path, found: dict[str, dict[int, EvalReport]]) -> Path:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["domain", "step", "pass^1", "pass^1_se", "avg_reward", "avg_reward_se", "num_infra_failures",
                 "checkpoint"])
     for domain, by_step in found.items():
         for step, r in by_step.items():
-            w.writerow([domain, step, r["pass_hat_k"].get("1"), r.get("pass_hat_1_se"), r["avg_reward"],
-                        r.get("avg_reward_se"), r["num_infra_failures"], r["checkpoint"]["path"]])
+            w.writerow([domain, step, r.pass1, r.pass_hat_1_se, r.avg_reward, r.avg_reward_se,
+                        r.num_infra_failures, r.checkpoint.path])
     return write_atomic(path, out.getvalue())
 
 
-def write_plot(path: Path, found: dict[str, dict[int, dict]]) -> Path:
+def write_plot(path: Path, found: dict[str, dict[int, EvalReport]]) -> Path:
     fig, ax = figure((7, 4.5))
     for domain, by_step in found.items():
-        points = [(s, r["pass_hat_k"].get("1"), r.get("pass_hat_1_se")) for s, r in by_step.items()]
+        points = [(s, r.pass1, r.pass_hat_1_se) for s, r in by_step.items()]
         points = [(s, 100 * v, 100 * (e or 0.0)) for s, v, e in points if v is not None]
         ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                     marker="o", capsize=3, label=domain)

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tau2train.records.eval_report import read_eval_report
 from tau2train.records.files import write_atomic
 from tau2train.records.job import JobRecord, JobState, read_job_record
 from tau2train.records.layout import (
@@ -140,12 +141,16 @@ def eval_results(row: Row) -> None:
     if not done:
         return
     newest = max(done, key=lambda d: (eval_stamp(d), d.name))
-    metrics = read_json(newest / METRICS_NAME) or {}
-    row.episodes = f"{metrics.get('num_tasks', '?')}x{metrics.get('num_trials', '?')}"
-    if metrics.get("num_infra_failures"):
-        row.episodes += f" ({metrics['num_infra_failures']} err)"
-    row.mean = metrics.get("avg_reward")
-    row.final = (metrics.get("pass_hat_k") or {}).get("1")
+    try:
+        report = read_eval_report(newest / METRICS_NAME)
+    except (OSError, ValueError):
+        row.episodes = "? (unreadable metrics.json)"
+        return
+    row.episodes = f"{report.num_tasks}x{report.num_trials}"
+    if report.num_infra_failures:
+        row.episodes += f" ({report.num_infra_failures} err)"
+    row.mean = report.avg_reward
+    row.final = report.pass1
 
 
 def last_line(path: str | None) -> str:
