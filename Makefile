@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+UV = $(PYTHON) -m uv
+# install into the environment, with the overrides both locks were resolved with
+INSTALL = $(UV) pip install --quiet --python $(VENV)/bin/python
 # Python's default, which some sandboxes and CI images turn off (PYTHONDONTWRITEBYTECODE=1):
 # keep each module's compiled bytecode (__pycache__/). Without it every process compiles
 # AReaL, torch and transformers from source again, about 10 s more per process importing AReaL.
@@ -23,30 +26,30 @@ install: $(STAMP)
 # requirements.lock pins every dependency (AReaL's CUDA torch included) for Linux x86_64, each
 # shared package at the version GPU nodes run (requirements-gpu.lock).
 $(STAMP): pyproject.toml requirements.lock requirements-gpu.lock Makefile requirements-gpu.overrides
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements.lock --override requirements-gpu.overrides
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e '.[test]'
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps $(CPU_SGLANG)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(INSTALL) -r requirements.lock --override requirements-gpu.overrides
+	$(INSTALL) --no-deps -e '.[test]'
+	$(INSTALL) --no-deps $(CPU_SGLANG)
 	touch $(STAMP)
 
-# GPU nodes: the full set, SGLang and its CUDA kernels included (~10 GB), into $(VENV) (or
+# GPU nodes: the full set, SGLang and its CUDA kernels included (~13 GB), into $(VENV) (or
 # VENV=/shared/venvs/tau2train: the environment the Slurm jobs run). No test tools.
 GPU_STAMP := $(VENV)/.installed-gpu-stamp
 install-gpu: $(GPU_STAMP)
 $(GPU_STAMP): pyproject.toml requirements-gpu.lock Makefile requirements-gpu.overrides
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python -r requirements-gpu.lock --override requirements-gpu.overrides
-	$(PYTHON) -m uv pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(INSTALL) -r requirements-gpu.lock --override requirements-gpu.overrides
+	$(INSTALL) --no-deps -e .
 	touch $(GPU_STAMP)
 
 # Re-pin after changing dependencies in pyproject.toml or requirements-gpu.overrides: first the
 # GPU nodes' set (areal[sglang] resolves only with the overrides; their reasons are in the file),
 # then the CPU set held to the same version of every package the two share (-c). Existing pins
 # are kept where they still fit (uv prefers the output file's versions).
-# tests/test_dependencies.py checks that both are what this target makes, and that the GPU set installs.
-LOCK := $(PYTHON) -m uv pip compile pyproject.toml --override requirements-gpu.overrides \
+# tests/test_locks.py checks that both are what this target makes, and that the GPU set installs.
+LOCK = $(UV) pip compile pyproject.toml --override requirements-gpu.overrides \
 	--prerelease=if-necessary-or-explicit --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header -q
 lock:
 	$(LOCK) --extra gpu -o requirements-gpu.lock

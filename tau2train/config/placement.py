@@ -49,17 +49,12 @@ def describe(where: Placement, n_nodes: int) -> str:
 
 @dataclass(frozen=True)
 class SlurmJob:
-    """What the submitted job (one per point of a sweep) asks Slurm for."""
+    """What the submitted job (one per point of a sweep, always one node) asks Slurm for."""
 
     placement: Placement | None  # None: mode=eval, which starts no AReaL workers
-    nodes: int
     gpus_per_node: int | None  # None: no GPU request (no --gpus-per-node line)
     cpus_per_task: int
     mem_gb: int
-
-    def describe(self) -> str:
-        gpus = f"{self.gpus_per_node} GPUs" if self.gpus_per_node else "no GPU"
-        return f"{self.nodes} node, {gpus}, {self.cpus_per_task} CPUs, {self.mem_gb} GB"
 
 
 def eval_server_gpus(config: Any) -> int | None:
@@ -81,14 +76,14 @@ def slurm_job(config: Any) -> SlurmJob:
     the node's GPUs (none for a trainer.cpu_only rehearsal)."""
     slurm = config.slurm
     if config.mode == "eval":
-        return SlurmJob(None, 1, eval_server_gpus(config), slurm.cpus_per_task, slurm.mem_gb)
+        return SlurmJob(None, eval_server_gpus(config), slurm.cpus_per_task, slurm.mem_gb)
     where = placement(slurm.placement, config.cluster.n_nodes)
     if where is Placement.PER_ROLE_JOBS:
-        return SlurmJob(where, 1, None, slurm.cpus_per_task, slurm.mem_gb)
+        return SlurmJob(where, None, slurm.cpus_per_task, slurm.mem_gb)
     worker = config.actor.scheduling_spec[0]
     gpus = config.cluster.n_gpus_per_node
     return SlurmJob(
-        where, 1, None if config.trainer.cpu_only else gpus,
+        where, None if config.trainer.cpu_only else gpus,
         slurm.cpus_per_task + worker.cpu * gpus, slurm.mem_gb + worker.mem * gpus,
     )
 

@@ -42,10 +42,10 @@ from tau2train.schemas import (
 
 REFERENCE_FILE = "docs/config-reference.md"
 INDEX_PATH = "tau2train/config/keys.json"
-# the kind of key each plain type makes (tau2train.config.key_index.Key.kind)
 # run defaults read from this machine (an environment variable, the user-simulator URL a running
 # tau2train-user-sim recorded), shown as the config writes them
 MACHINE_DEPENDENT = ("${oc.env:", "tau2train.user_sim_url")
+# the kind of key each plain type makes (tau2train.config.key_index.Key.kind)
 KINDS = {str: "str", int: "int", float: "float", bool: "bool", list: "list", tuple: "list", dict: "map"}
 TOP_LEVEL = "top level"
 HEADER = """# tau2train config reference
@@ -55,10 +55,10 @@ Generated from the schemas' `help` metadata (`tau2train/schemas/`) by
 fails when this file is out of date. Set any key on the command line (`econfig.max_steps=30`);
 values outside **valid** are refused before anything is written or submitted. **default** is
 what a run with no overrides gets (`conf/config.yaml`'s groups: `model=qwen3_1_7b`,
-`domain=airline`, `cluster=local`, ...), followed by the schema's own where a group sets another;
-other choices set their own (`python -m tau2train.run <choices> --cfg job` prints them). AReaL's own keys (`actor.*`, `gconfig.*`, `rollout.*`, ...) are
-documented in AReaL's CLI reference; the ranges tau2train checks on some of them are listed at
-the end.
+`domain=airline`, `cluster=local`, ...), followed by the schema's own where a group sets
+another; other choices set their own (`python -m tau2train.run <choices> --cfg job` prints
+them). AReaL's own keys (`actor.*`, `gconfig.*`, `rollout.*`, ...) are documented in AReaL's
+CLI reference; the ranges tau2train checks on some of them are listed at the end.
 """
 
 
@@ -134,9 +134,10 @@ def _run_default(run: DictConfig, key: str) -> str:
     (MACHINE_DEPENDENT) as the config writes it."""
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(run, parent) if parent else run
-    raw = node._get_node(leaf)._value()
-    if isinstance(raw, str) and any(marker in raw for marker in MACHINE_DEPENDENT):
-        return f"`{raw}`"
+    if OmegaConf.is_interpolation(node, leaf):
+        raw = OmegaConf.to_container(node, resolve=False)[leaf]
+        if any(marker in raw for marker in MACHINE_DEPENDENT):
+            return f"`{raw}`"
     value = OmegaConf.select(run, key)
     return _shown(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
 

@@ -49,7 +49,7 @@ class _Runner:
     workflow: Tau2AgentWorkflow
     gate: asyncio.Semaphore
     bar: tqdm
-    outcomes: list = dataclasses.field(default_factory=list)
+    outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     agent_errors: list[str] = dataclasses.field(default_factory=list)
 
     async def episode(self, task_id: str, trial: int) -> SimulationRun:
