@@ -62,14 +62,15 @@ def test_sglang_accepts_the_server_command_areal_builds_for_every_shipped_model(
 
     from tau2train.config.compose import compose
     from tau2train.config.overrides import group_options
-    from tau2train.config.validate import validate
+    from tau2train.launch.modes import checked
 
     parser = argparse.ArgumentParser(exit_on_error=False)
     ServerArgs.add_cli_args(parser)
     for model in group_options("model"):
-        exp = compose([f"model={model}", "cluster=slurm", USER_SIM, f"cluster.fileroot={tmp_path}",
-                       f"cluster.name_resolve.nfs_record_root={tmp_path}/name_resolve"]).config
-        tp = validate(exp).rollout.parallel.tp_size
+        job = checked(compose([f"model={model}", "cluster=slurm", USER_SIM, f"cluster.fileroot={tmp_path}",
+                               f"cluster.name_resolve.nfs_record_root={tmp_path}/name_resolve"]))
+        exp = job.config
+        tp = job.layout.rollout.parallel.tp_size
         cmd = exp.sglang.build_cmd(exp.sglang, tp_size=tp, base_gpu_id=0, host="127.0.0.1", port=30000)
         parsed = parser.parse_args(cmd[3:])
         assert (parsed.model_path, parsed.tensor_parallel_size, parsed.context_length) == (

@@ -11,7 +11,7 @@ from helpers.cli import USER_SIM, slurm_overrides
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
 from tau2train.config.overrides import group_options
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 from tau2train.schemas import EnvConfig, PPOConfig
 
 MODELS = group_options("model")
@@ -44,11 +44,11 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     if cluster == "local" and exp.cluster.n_nodes > 1:
         # multi-node reference layouts cannot run on one machine: refused with advice
         with pytest.raises(ConfigError) as error:
-            validate(exp)
+            checked(composed)
         assert error.value.key == "cluster.n_nodes"
         assert "cluster=slurm" in error.value.fix
     else:
-        layout = validate(exp)
+        layout = checked(composed).layout
         assert layout.n_gpus == exp.cluster.n_nodes * exp.cluster.n_gpus_per_node
 
 
@@ -64,7 +64,7 @@ def test_every_experiment_preset_composes_and_validates(experiment, released_dat
     args = [f"data.path={released_data}", USER_SIM, *slurm_overrides(tmp_path)]
     composed = compose([f"experiment={experiment}", *args])
     assert composed.choices["experiment"] == experiment
-    layout = validate(composed.config)
+    layout = checked(composed).layout
     assert layout.n_gpus == composed.config.cluster.n_nodes * composed.config.cluster.n_gpus_per_node
     # written `+experiment=` as well (the form Hydra's docs use for optional groups)
     assert compose([f"+experiment={experiment}", *args]).config == composed.config

@@ -13,7 +13,7 @@ import pytest
 from helpers.cli import USER_SIM, flatten, slurm_overrides
 
 from tau2train.config.compose import compose
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 
 # Settings all four reference runs share.
 COMMON = {
@@ -286,7 +286,7 @@ def test_model_on_airline_reproduces_upstream_config(model, tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     cluster = [] if model == "qwen3_1_7b" else slurm_overrides(tmp_path)
     composed = compose([f"model={model}", "domain=airline", USER_SIM, *cluster])
-    validate(composed.config)
+    checked(composed)
     actual = flatten(composed.config)
     expected = {**COMMON, **PER_MODEL[model]}
     if cluster:  # deliberate difference (README): a requeued Slurm job resumes its trial

@@ -28,7 +28,7 @@ from tau2.registry import registry
 from tau2train.config import areal_data
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 from tau2train.records.areal_tau2 import DB_DIR, RL_FILE, RL_SPLIT
 from tau2train.rollout import fast_env, snapshots
 from tau2train.rollout.datasets import rows_dataset
@@ -85,8 +85,9 @@ def test_every_line_becomes_a_row_naming_its_domain_line_and_snapshot(dataset, r
 
 
 def test_the_config_validates_and_the_domain_choice_picks_rows(dataset):
-    exp = compose([USER_SIM, "data=areal_tau2", f"data.path={dataset}", "data.domains=[airline,telecom]"]).config
-    validate(exp)
+    job = checked(compose([USER_SIM, "data=areal_tau2", f"data.path={dataset}", "data.domains=[airline,telecom]"]))
+    exp = job.config
+    assert job.domains == ("airline", "telecom") and len(job.rl_data.rows) == 8
     assert exp.data.source == "areal_tau2" and exp.train_dataset.split == RL_SPLIT
     assert exp.experiment_name == "tau2-qwen3-1.7b-areal-tau2"
     summary = areal_data.summary(areal_data.load(exp.data.path, exp.data.domains))
@@ -133,7 +134,7 @@ def test_a_malformed_row_gets_one_message_naming_file_and_line(case, tmp_path):
         spoil(row)
     replace_line(root, 3, json.dumps(row) if spoil else "{not json")
     with pytest.raises(ConfigError) as error:
-        validate(compose([USER_SIM, "data=areal_tau2", f"data.path={root}"]).config)
+        checked(compose([USER_SIM, "data=areal_tau2", f"data.path={root}"]))
     assert error.value.key == "data.path"
     assert error.value.problem.startswith(f"{(root / RL_FILE).resolve()}:3: {words}"), error.value.problem
     assert error.value.fix
@@ -170,7 +171,7 @@ def test_a_wrong_folder_or_domain_choice_is_named(overrides, key, words, dataset
     (tmp_path / "empty").mkdir()
     paths = {"missing": tmp_path / "nowhere", "empty": tmp_path / "empty", "root": dataset}
     with pytest.raises(ConfigError) as error:
-        validate(compose([USER_SIM, "data=areal_tau2", *[o.format(**paths) for o in overrides]]).config)
+        checked(compose([USER_SIM, "data=areal_tau2", *[o.format(**paths) for o in overrides]]))
     assert error.value.key == key
     for word in words:
         assert word in error.value.render()
@@ -180,7 +181,7 @@ def test_a_wrong_folder_or_domain_choice_is_named(overrides, key, words, dataset
 def test_data_tau2_reads_no_path_nor_weights(override, dataset):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=f"data=tau2 trains on τ²'s own splits and reads no {key}"):
-        validate(compose([USER_SIM, override.format(dataset=dataset)]).config)
+        checked(compose([USER_SIM, override.format(dataset=dataset)]))
 
 
 def test_mixing_weights_give_each_domain_its_share_of_an_epoch(dataset):

@@ -30,7 +30,7 @@ from helpers.tiny_qwen import tiny_qwen_dir
 from tau2train.config import areal_sft
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 from tau2train.launch.sft import sft_config, tokenise
 from tau2train.records import areal_sft as rows
 from tau2train.rollout.players import agent_tool_schemas
@@ -201,7 +201,7 @@ def test_a_malformed_row_gets_one_message_naming_file_and_line(case, tmp_path):
         spoil(row)
     replace_line_of(file, 3, json.dumps(row) if spoil else "{not json")
     with pytest.raises(ConfigError) as error:
-        validate(compose(["mode=sft", "data=areal_tau2", f"data.path={root}", "tracking=none"]).config)
+        checked(compose(["mode=sft", "data=areal_tau2", f"data.path={root}", "tracking=none"]))
     assert error.value.key == "data.path"
     assert error.value.problem.startswith(f"{file.resolve()}:3: {words}"), error.value.problem
     assert error.value.fix
@@ -215,14 +215,13 @@ def replace_line_of(file: Path, line: int, text: str) -> None:
 
 def test_sft_needs_the_areal_data_group(folder):
     with pytest.raises(ConfigError) as error:
-        validate(compose(["mode=sft", "tracking=none"]).config)
+        checked(compose(["mode=sft", "tracking=none"]))
     assert error.value.key == "data" and "data=areal_tau2 data.path=" in error.value.fix
 
 
 def test_sft_config_is_areals_with_the_recipe(folder):
-    exp = compose(["mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
-                   "sft.lr=2e-5", "sft.epochs=3"]).config
-    validate(exp)
+    exp = checked(compose(["mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
+                           "sft.lr=2e-5", "sft.epochs=3"])).config
     config = sft_config(exp)
     from areal.api.cli_args import SFTConfig, TrainEngineConfig
 

@@ -8,7 +8,7 @@ from helpers.cli import USER_SIM
 
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 from tau2train.launch.sweeps import prepare
 
 
@@ -38,17 +38,17 @@ def test_online_tracking_without_a_key_is_refused_before_launch(monkeypatch, tmp
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     with pytest.raises(ConfigError) as caught:
-        validate(compose([USER_SIM, "tracking.mode=online"]).config)
+        checked(compose([USER_SIM, "tracking.mode=online"]))
     assert caught.value.key == "tracking.mode"
     assert "export WANDB_API_KEY" in str(caught.value)
-    validate(compose([USER_SIM, "tracking.mode=online", "dry_run=true"]).config)  # planning needs no key
+    checked(compose([USER_SIM, "tracking.mode=online", "dry_run=true"]))  # planning needs no key
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    validate(compose([USER_SIM, "tracking.mode=online"]).config)
+    checked(compose([USER_SIM, "tracking.mode=online"]))
 
 
 def test_a_proxy_admin_key_in_the_config_is_refused():
     with pytest.raises(ConfigError) as caught:
-        validate(compose([USER_SIM, "rollout.agent.admin_api_key=my-own-key-123"]).config)
+        checked(compose([USER_SIM, "rollout.agent.admin_api_key=my-own-key-123"]))
     assert caught.value.key == "rollout.agent.admin_api_key"
     assert "fresh admin key" in str(caught.value)
     assert "my-own-key-123" not in str(caught.value)
@@ -56,6 +56,6 @@ def test_a_proxy_admin_key_in_the_config_is_refused():
 
 def test_an_api_key_in_the_config_is_refused():
     with pytest.raises(ConfigError) as caught:
-        validate(compose([USER_SIM, "stats_logger.wandb.wandb_api_key=abc123"]).config)
+        checked(compose([USER_SIM, "stats_logger.wandb.wandb_api_key=abc123"]))
     assert caught.value.key == "stats_logger.wandb.wandb_api_key"
     assert "abc123" not in str(caught.value)

@@ -315,10 +315,10 @@ def test_a_slurm_server_that_exits_at_once_is_a_clear_error_and_leaves_no_record
 def test_without_a_recorded_server_the_run_says_how_to_start_one(tmp_path):
     from tau2train.config.compose import compose
     from tau2train.config.errors import ConfigError
-    from tau2train.config.validate import validate
+    from tau2train.launch.modes import checked
 
     with pytest.raises(ConfigError) as caught:
-        validate(compose(["dry_run=true", f"cluster.fileroot={tmp_path}"]).config)
+        checked(compose(["dry_run=true", f"cluster.fileroot={tmp_path}"]))
     message = str(caught.value)
     assert caught.value.key == "econfig.user_llm_base_url"
     assert f"no running server is recorded in {tmp_path}/user_sim/{RECORD_NAME}" in message

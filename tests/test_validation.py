@@ -11,7 +11,7 @@ from helpers.cli import USER_SIM, slurm_overrides
 
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
-from tau2train.config.validate import validate
+from tau2train.launch.modes import checked
 
 # (overrides, key the message names, words the message must contain)
 CASES = {
@@ -203,7 +203,7 @@ def test_bad_input_gets_one_clear_message(case, tmp_path):
         expanded += slurm_overrides(tmp_path) if override == "SLURM" else [override]
     has_url = any(o.startswith("econfig.user_llm_base_url") for o in expanded)
     with pytest.raises(ConfigError) as caught:
-        validate(compose(expanded + ([] if has_url else [USER_SIM])).config)
+        checked(compose(expanded + ([] if has_url else [USER_SIM])))
     error = caught.value
     message = str(error)
     assert error.key == key, message
@@ -216,7 +216,7 @@ def test_bad_input_gets_one_clear_message(case, tmp_path):
 def test_secret_from_the_environment_is_refused(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "s3cr3t-value-123456")
     with pytest.raises(ConfigError) as caught:
-        validate(compose([USER_SIM, "+econfig.user_llm_args.api_key=${oc.env:WANDB_API_KEY}"]).config)
+        checked(compose([USER_SIM, "+econfig.user_llm_args.api_key=${oc.env:WANDB_API_KEY}"]))
     message = str(caught.value)
     assert caught.value.key == "econfig.user_llm_args.api_key"
     assert "$WANDB_API_KEY" in message
@@ -267,7 +267,7 @@ def test_every_declared_choice_and_range_is_enforced(tmp_path):
             "slurm.", "eval.", "trainer.", "tracking.", "user_sim.")
     base = [USER_SIM, *slurm_overrides(tmp_path), "tracking=none"]
     exp = compose(base).config
-    checked = 0
+    refused = 0
     for key, _, declarations in declared_fields(exp):
         if not (key.startswith(ours) or key in INHERITED_RANGES):
             continue
@@ -278,8 +278,8 @@ def test_every_declared_choice_and_range_is_enforced(tmp_path):
             with pytest.raises(ConfigError) as caught:
                 check_declared(with_value(exp, key, value))
             assert caught.value.key == key, (key, value, str(caught.value))
-            checked += 1
-    assert checked >= 40
+            refused += 1
+    assert refused >= 40
 
 
 CHECKPOINT_CASES = {
@@ -325,7 +325,7 @@ def test_a_checkpoint_evaluation_that_cannot_start_is_refused(case, tmp_path):
     overrides, key, words = CHECKPOINT_CASES[case]
     overrides = [o.format(run=run, model=saved, root=tmp_path) for o in overrides]
     with pytest.raises(ConfigError) as caught:
-        validate(compose(["mode=eval", USER_SIM, *overrides]).config)
+        checked(compose(["mode=eval", USER_SIM, *overrides]))
     message = str(caught.value)
     assert caught.value.key == key, message
     assert "fix:" in message, message

@@ -78,12 +78,12 @@ def check_domains(domains: list[str] | None, in_file: dict[str, int], file: Path
             fix="pick domains from that list, e.g. data.domains=[" + ",".join(sorted(in_file)) + "]",
         )
 
-def trained_domains(exp: ExperimentConfig) -> list[str]:
-    """The τ² domains a run's training rows come from: data.domains of the file
-    (data=areal_tau2), or the domain group's."""
-    if exp.data.source == "areal_tau2":
-        return sorted({row["domain"] for row in load(exp.data.path, exp.data.domains).rows})
-    return [exp.econfig.domain]
+def trained_domains(exp: ExperimentConfig, loaded: Loaded | None) -> tuple[str, ...]:
+    """The τ² domains a run's training rows come from: those of the RL file's rows `loaded`
+    (data=areal_tau2), or the domain group's (data=tau2: None)."""
+    if loaded is not None:
+        return tuple(sorted({row["domain"] for row in loaded.rows}))
+    return (exp.econfig.domain,)
 
 
 def mixed_rows(loaded: Loaded, weights: dict[str, float], seed: int) -> list[dict[str, Any]]:

@@ -24,7 +24,6 @@ from omegaconf.errors import (
 )
 
 from tau2train.config.errors import ConfigError
-from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import (
     CONFIG_MODULE,
     CONFIG_NAME,
@@ -38,16 +37,15 @@ from tau2train.config.registry import register
 from tau2train.schemas import ExperimentConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class Composed:
-    """One composed experiment: the typed config, the launcher Hydra would use, and (once
-    validated, for mode=train) the parsed GPU layout."""
+    """One composed experiment: the typed config, its group choices, the launcher Hydra would
+    use and the overrides it was composed from (validated: tau2train.config.checked)."""
 
     config: ExperimentConfig
     choices: dict[str, str]
     launcher: dict[str, Any]
-    overrides: list[str]
-    layout: Layout | None = None
+    overrides: tuple[str, ...]
 
 
 @contextmanager
@@ -81,14 +79,14 @@ def compose(overrides: list[str]) -> Composed:
         raise _explain_composition_error(error, overrides) from None
 
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    return Composed(_to_object(cfg), _choices(cfg.hydra), launcher, list(overrides))
+    return Composed(_to_object(cfg), _choices(cfg.hydra), launcher, tuple(overrides))
 
 
 def to_composed(cfg: DictConfig) -> Composed:
     """The config Hydra composed for a running job (hydra-submitit-launcher's), typed; the
     job's own launcher settings are not needed inside it."""
     hydra_node = HydraConfig.get()
-    return Composed(_to_object(cfg), _choices(hydra_node), {}, list(hydra_node.overrides.task))
+    return Composed(_to_object(cfg), _choices(hydra_node), {}, tuple(hydra_node.overrides.task))
 
 
 def _choices(hydra_node: DictConfig) -> dict[str, str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tau2train.schemas.groups import AUTO_PLACEMENT, PLACEMENTS, Placement
+from tau2train.schemas.modes import facts
 
 # ${tau2train.areal_scheduler:${slurm.placement},${cluster.n_nodes}}: AReaL's scheduler.type
 AREAL_SCHEDULER_RESOLVER = "tau2train.areal_scheduler"
@@ -75,7 +76,7 @@ def slurm_job(config: Any) -> SlurmJob:
     (actor.scheduling_spec[0].cpu and .mem per GPU, as AReaL's local scheduler gives them) and
     the node's GPUs (none for a trainer.cpu_only rehearsal)."""
     slurm = config.slurm
-    if config.mode == "eval":
+    if not facts(config.mode).gpu_roles:  # mode=eval: a checkpoint's server, if any, in the job
         return SlurmJob(None, eval_server_gpus(config), slurm.cpus_per_task, slurm.mem_gb)
     where = placement(slurm.placement, config.cluster.n_nodes)
     if where is Placement.PER_ROLE_JOBS:

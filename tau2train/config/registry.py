@@ -24,6 +24,7 @@ from tau2train.schemas import (
     TrackingSpec,
     UserSimSpec,
 )
+from tau2train.schemas.modes import facts
 
 ROOT_SCHEMA = "tau2train_schema"
 # The schema each group's YAML choices name in their defaults (`/schema/<group>`).
@@ -41,9 +42,8 @@ STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
 
 
 def stage_suffix(mode: str) -> str:
-    """What the experiment name gets for a stage: "-sft" for mode=sft, so that SFT and the RL
-    run after it keep their checkpoints and recover state apart; nothing otherwise."""
-    return "-sft" if mode == "sft" else ""
+    """What the experiment name gets for a stage (tau2train.schemas.modes)."""
+    return facts(mode).stage_suffix
 
 
 def register() -> None:
@@ -61,5 +61,5 @@ def register() -> None:
     # cluster=slurm: the scheduler AReaL runs in the job, and what the job asks Slurm for
     OmegaConf.register_new_resolver(placement.AREAL_SCHEDULER_RESOLVER, placement.areal_scheduler, replace=True)
     OmegaConf.register_new_resolver(placement.SLURM_JOB_RESOLVER, placement.slurm_job_field, replace=True)
-    # experiment names: "-sft" after the name of a mode=sft run
+    # experiment names: a stage's suffix, "-sft" after the name of a mode=sft run
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)

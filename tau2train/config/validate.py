@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
 from tau2train.config import areal_data, areal_sft
 from tau2train.config import catalog as tau2_catalog
+from tau2train.config.checked import Checked, Endpoint
 from tau2train.config.compose import Composed
 from tau2train.config.declared import check_declared
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement
-from tau2train.config.servers import check_server, served_checkpoint
+from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
 from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
@@ -29,53 +31,77 @@ from tau2train.schemas import (
     ExperimentConfig,
     Placement,
 )
+from tau2train.schemas.modes import facts
 
 PLACEHOLDER_PREFIX = "/path/to"
 # Environment variables whose values must never be copied into a config.
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
-def checked(composed: Composed) -> Composed:
-    """`composed`, validated, with its parsed GPU layout (None for mode=eval)."""
-    composed.layout = validate(composed.config)
-    return composed
-
-
-def validate(exp: ExperimentConfig) -> Layout | None:
-    """Raise ConfigError on the first problem; return the parsed layout when all is well
-    (None for mode=eval, which uses no GPUs of its own)."""
+def validate(composed: Composed, check_mode: Callable[[Composed], Checked]) -> Checked:
+    """Raise ConfigError on the first problem; when all is well, what the checks resolved.
+    `check_mode`: the mode's own checks (its entry in tau2train.launch.modes), between the
+    ones every mode runs."""
+    exp = composed.config
     check_declared(exp)
     check_names(exp)
-    if exp.mode == "eval":
-        check_eval(exp)
-        check_domain(exp)
-        check_domain_maps(exp)
-        check_reward_basis(exp)
-        check_user_simulator(exp)
-        check_tracking(exp)
-        check_secrets_set_elsewhere(exp)
-        check_no_secrets(exp)
-        return None
+    checked = check_mode(composed)
+    check_tracking(exp)
+    check_secrets_set_elsewhere(exp)
+    check_no_secrets(exp)
+    return checked
+
+
+def check_train(composed: Composed) -> Checked:
+    """mode=train: the GPU layout, the token budgets, the τ² data and who plays the user."""
+    exp = composed.config
+    layout = check_layout(exp)
+    check_token_budgets(exp)
+    check_domain(exp)
+    data = check_data(exp)
+    domains = areal_data.trained_domains(exp, data)
+    check_episode_settings(exp)
+    check_user_sims_trained(exp, domains)
+    users = check_user_simulator(exp, domains)
+    check_storage(exp)
+    return Checked(composed, layout=layout, rl_data=data, domains=domains, user_sims=users)
+
+
+def check_sft(composed: Composed) -> Checked:
+    """mode=sft: no rollouts, no episodes: the trainer's layout and the SFT file only."""
+    exp = composed.config
+    layout = check_layout(exp)
+    data = check_sft_data(exp)
+    check_storage(exp)
+    return Checked(composed, layout=layout, sft_data=data)
+
+
+def check_eval(composed: Composed) -> Checked:
+    """mode=eval: what is scored (an endpoint, or a checkpoint that exists), on which tasks."""
+    exp = composed.config
+    served = check_scored(exp)
+    scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url)
+    check_domain(exp)
+    check_episode_settings(exp)
+    domains = (exp.econfig.domain,)
+    users = check_user_simulator(exp, domains)
+    return Checked(composed, served=served, scored=scored, domains=domains, user_sims=users)
+
+
+def check_layout(exp: ExperimentConfig) -> Layout:
+    """The allocation parsed, and every role the mode runs fitting the model and the cluster."""
     layout = parse_layout(exp)
     check_engine(exp, layout)
     check_gpu_count(exp, layout)
     check_placement(exp, layout)
-    check_model_fit(exp, "actor", layout.actor.parallel)
-    if exp.mode == "sft":  # no rollouts, no episodes: the trainer and the SFT file only
-        check_sft_data(exp)
-    else:
-        check_model_fit(exp, "rollout", layout.rollout.parallel)
-        check_token_budgets(exp)
-        check_domain(exp)
-        check_data(exp)
-        check_domain_maps(exp)
-        check_reward_basis(exp)
-        check_user_simulator(exp)
-    check_storage(exp)
-    check_tracking(exp)
-    check_secrets_set_elsewhere(exp)
-    check_no_secrets(exp)
+    for role in facts(exp.mode).gpu_roles:
+        check_model_fit(exp, role, getattr(layout, role).parallel)
     return layout
+
+
+def check_episode_settings(exp: ExperimentConfig) -> None:
+    check_domain_maps(exp)
+    check_reward_basis(exp)
 
 
 def check_names(exp: ExperimentConfig) -> None:
@@ -212,9 +238,8 @@ def check_whole_nodes(exp: ExperimentConfig, layout: Layout) -> None:
     per_node = exp.cluster.n_gpus_per_node
     if exp.actor.scheduling_spec[0].gpu == 0:
         return
-    roles = [("actor", layout.actor)] if exp.mode == "sft" else [("rollout", layout.rollout), ("actor", layout.actor)]
-    for role, allocation in roles:
-        gpus = allocation.parallel.world_size
+    for role in facts(exp.mode).gpu_roles:
+        gpus = getattr(layout, role).parallel.world_size
         if gpus % per_node:
             key, value = _role_key(exp, role)
             raise ConfigError(
@@ -312,15 +337,16 @@ def check_domain(exp: ExperimentConfig) -> None:
             )
 
 
-def check_data(exp: ExperimentConfig) -> None:
+def check_data(exp: ExperimentConfig) -> areal_data.Loaded | None:
     """data=areal_tau2: the RL file loads, every row is a τ² Task on a snapshot that exists
-    (tau2train.config.areal_data); data=tau2 reads no file, so a data.path is a mistake."""
+    (tau2train.config.areal_data), and its rows are returned; data=tau2 reads no file, so a
+    data.path is a mistake."""
     data = exp.data
     if data.source == "areal_tau2":
         loaded = areal_data.load(data.path, data.domains)
         if data.weights:
             areal_data.check_weights(loaded, data.weights)
-        return
+        return loaded
     for key, value in (("data.path", data.path), ("data.domains", data.domains), ("data.weights", data.weights or None)):
         if value is not None:
             raise ConfigError(
@@ -328,6 +354,7 @@ def check_data(exp: ExperimentConfig) -> None:
                 valid=f"{'{}' if key == 'data.weights' else 'null'} with data=tau2",
                 fix=f"add data=areal_tau2 to train on the AReaL-tau2-data rows, or drop {key}",
             )
+    return None
 
 
 def check_domain_maps(exp: ExperimentConfig) -> None:
@@ -348,7 +375,7 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
                               valid="a positive number of steps", fix=f"e.g. econfig.max_steps_by_domain.{domain}=100")
 
 
-def check_sft_data(exp: ExperimentConfig) -> None:
+def check_sft_data(exp: ExperimentConfig) -> areal_sft.Loaded:
     """mode=sft trains on the AReaL-tau2-data SFT file: data=areal_tau2, and the file loads
     with every line a well-formed example (tau2train.config.areal_sft)."""
     if exp.data.source != "areal_tau2":
@@ -357,7 +384,7 @@ def check_sft_data(exp: ExperimentConfig) -> None:
             valid="areal_tau2",
             fix="add data=areal_tau2 data.path=/shared/AReaL-tau2-data",
         )
-    areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)
+    return areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)
 
 
 def check_reward_basis(exp: ExperimentConfig) -> None:
@@ -378,11 +405,12 @@ def check_reward_basis(exp: ExperimentConfig) -> None:
             )
 
 
-def check_eval(exp: ExperimentConfig) -> None:
-    """An endpoint to score, or a checkpoint that exists to serve."""
-    if served_checkpoint(exp) is not None:
+def check_scored(exp: ExperimentConfig) -> ServedCheckpoint | None:
+    """An endpoint to score (None), or a checkpoint that exists to serve (its step resolved)."""
+    served = served_checkpoint(exp)
+    if served is not None:
         check_server(exp.eval.server, "eval.server")
-        return
+        return served
     url = exp.eval.agent_base_url
     if not url or not url.startswith(("http://", "https://")):
         raise ConfigError(
@@ -394,40 +422,47 @@ def check_eval(exp: ExperimentConfig) -> None:
             fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY), "
             "or eval.checkpoint_step=latest to serve this run's newest checkpoint",
         )
+    return None
 
 
-def user_sim_endpoints(exp: ExperimentConfig) -> list[tuple[str, str | None]]:
-    """(key, URL) of the user simulators the run's episodes talk to: econfig's own, unless
+def user_sim_endpoints(exp: ExperimentConfig, played: tuple[str, ...]) -> tuple[Endpoint, ...]:
+    """The user simulators the episodes of the `played` domains talk to: econfig's own, unless
     econfig.user_llm_by_domain names one for every domain played, and those it names."""
     env = exp.econfig
     if env.solo_mode:
-        return []
-    played = [env.domain] if exp.mode == "eval" else areal_data.trained_domains(exp)
+        return ()
     own = env.user_llm_by_domain
-    found = [(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url) for d in played if d in own]
+    found = [Endpoint(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url) for d in played if d in own]
     if any(d not in own for d in played):
-        found.insert(0, ("econfig.user_llm_base_url", env.user_llm_base_url))
-    return found
+        found.insert(0, Endpoint("econfig.user_llm_base_url", env.user_llm_base_url))
+    return tuple(found)
 
 
-def check_user_simulator(exp: ExperimentConfig) -> None:
-    env = exp.econfig
-    played = None if exp.mode == "eval" else areal_data.trained_domains(exp)
-    for domain, endpoint in env.user_llm_by_domain.items():  # tau2 domains: check_domain_maps
-        key = f"econfig.user_llm_by_domain.{domain}"
-        if played is not None and domain not in played:
+def check_user_sims_trained(exp: ExperimentConfig, trained: tuple[str, ...]) -> None:
+    """Training: a user simulator named for a domain the run has no rows of is a mistake."""
+    for domain in exp.econfig.user_llm_by_domain:  # tau2 domains: check_domain_maps
+        if domain not in trained:
+            key = f"econfig.user_llm_by_domain.{domain}"
             raise ConfigError(
-                key, domain, "this run trains on no such rows", valid=", ".join(played),
+                key, domain, "this run trains on no such rows", valid=", ".join(trained),
                 fix=f"name a domain the run plays, or drop {key}",
             )
+
+
+def check_user_simulator(exp: ExperimentConfig, played: tuple[str, ...]) -> tuple[Endpoint, ...]:
+    """Every user simulator the `played` domains need has a URL; returns them."""
+    env = exp.econfig
+    for domain, endpoint in env.user_llm_by_domain.items():
+        key = f"econfig.user_llm_by_domain.{domain}"
         if not endpoint.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"{key}.base_url", endpoint.base_url or None, "is not an http(s) URL",
                 valid="the OpenAI-compatible base URL of that domain's user simulator, e.g. http://host:8001/v1/",
                 fix=f"add {key}.base_url=http://<host>:<port>/v1/",
             )
-    if not any(key == "econfig.user_llm_base_url" for key, _ in user_sim_endpoints(exp)):
-        return
+    endpoints = user_sim_endpoints(exp, played)
+    if not any(e.key == "econfig.user_llm_base_url" for e in endpoints):
+        return endpoints
     if not env.solo_mode and not env.user_llm_base_url:
         raise ConfigError(
             "econfig.user_llm_base_url",
@@ -440,6 +475,7 @@ def check_user_simulator(exp: ExperimentConfig) -> None:
             "econfig.user_llm_base_url=http://<host>:<port>/v1/, "
             "or econfig.solo_mode=true for domains without a user",
         )
+    return endpoints
 
 
 def check_storage(exp: ExperimentConfig) -> None:

@@ -18,7 +18,8 @@ from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAGS
 from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
-from tau2train.launch.local import Terminated, run_here, sigterm_unwinds
+from tau2train.launch.local import Terminated, sigterm_unwinds
+from tau2train.launch.modes import run_here
 from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
@@ -65,14 +66,14 @@ def execute(argv: list[str]) -> None:
             run_hydra_sweep([a for a in argv if a not in MULTIRUN_FLAGS])
             return
         jobs = prepare(argv)
-        for composed in jobs:
-            check_user_sim_record(composed.config)
+        for job in jobs:
+            check_user_sim_record(job.config)
         if jobs[0].config.on_slurm:
             launch_on_slurm(jobs)
         else:
             with sigterm_unwinds():
-                for composed in jobs:
-                    run_here(composed)
+                for job in jobs:
+                    run_here(job)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
+from tau2train.config.checked import Checked, Endpoint
 from tau2train.config.errors import ConfigError
-from tau2train.config.servers import ServedCheckpoint, served_checkpoint, server_command
-from tau2train.config.validate import user_sim_endpoints
+from tau2train.config.servers import ServedCheckpoint, server_command
 from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_results import (
     base_model_report,
@@ -54,18 +54,16 @@ def check_reachable(key: str, url: str) -> None:
         ) from None
 
 
-def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
-    """(key, URL) of the servers the run's episodes talk to."""
-    needed = []
-    if exp.mode == "eval" and served_checkpoint(exp) is None:  # a served checkpoint starts later
-        needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
-    return needed + user_sim_endpoints(exp)
+def endpoints(checked: Checked) -> tuple[Endpoint, ...]:
+    """The servers the run's episodes talk to: the user simulators, and the endpoint that
+    mode=eval scores (a served checkpoint starts later)."""
+    return ((checked.scored,) if checked.scored else ()) + checked.user_sims
 
 
-def check_endpoints(exp: ExperimentConfig) -> None:
+def check_endpoints(checked: Checked) -> None:
     """The servers the run's episodes talk to answer (before a job is started or submitted)."""
-    for key, url in endpoints(exp):
-        check_reachable(key, url)
+    for endpoint in endpoints(checked):
+        check_reachable(endpoint.key, endpoint.url)
 
 
 def new_eval_dir(exp: ExperimentConfig) -> Path:
@@ -73,8 +71,8 @@ def new_eval_dir(exp: ExperimentConfig) -> Path:
     return eval_dir(exp.run_dir, exp.econfig.domain, exp.eval.split, exp.eval.agent_model, stamp)
 
 
-def describe_agent(exp: ExperimentConfig) -> str:
-    ev, served = exp.eval, served_checkpoint(exp)
+def describe_agent(checked: Checked) -> str:
+    ev, served = checked.config.eval, checked.served
     if served is None:
         return f"{ev.agent_model} at {ev.agent_base_url} (API key from ${AGENT_API_KEY_ENV})"
     step = "" if served.step is None else f" (step {served.step}{', the base model' if served.step == BASE_STEP else ''})"
@@ -82,12 +80,13 @@ def describe_agent(exp: ExperimentConfig) -> str:
             f"{ev.server.host}:{ev.server.port} with {ev.server.gpus} GPU(s) while it runs")
 
 
-def render_eval_plan(exp: ExperimentConfig) -> str:
+def render_eval_plan(checked: Checked) -> str:
+    exp = checked.config
     ev = exp.eval
     return "\n".join(
         [
             "τ² evaluation plan (mode=eval, dry run: nothing started)",
-            f"  agent       {describe_agent(exp)}",
+            f"  agent       {describe_agent(checked)}",
             f"  tasks       {exp.econfig.domain}/{ev.split}, {ev.num_trials} trials each, "
             f"{ev.max_concurrency} at a time",
             "  user        " + (
@@ -100,11 +99,11 @@ def render_eval_plan(exp: ExperimentConfig) -> str:
     )
 
 
-def run_eval(exp: ExperimentConfig) -> Path:
+def run_eval(checked: Checked) -> Path:
     """Evaluate (serving the checkpoint first, when one is named), print the report, and
     return the results directory."""
-    check_endpoints(exp)
-    served = served_checkpoint(exp)
+    check_endpoints(checked)
+    exp, served = checked.config, checked.served
     if served is None:
         return _score(exp, None)
     exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, agent_model=served.name))

@@ -12,17 +12,17 @@ from omegaconf import DictConfig
 
 from tau2train.config.compose import Composed, to_composed
 from tau2train.config.registry import register
-from tau2train.launch.local import run_here
+from tau2train.launch.modes import checked, run_here
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 from tau2train.reports.sweep import run_reward
 
 
-def run_description(composed: Composed) -> dict[str, Any]:
+def run_description(job: Composed) -> dict[str, Any]:
     """What a record says about the run itself, whoever writes it first."""
-    exp = composed.config
+    exp = job.config
     return {
         "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
-        "overrides": tuple(composed.overrides), "train_split": exp.train_dataset.split,
+        "overrides": job.overrides, "train_split": exp.train_dataset.split,
         "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
     }
 
@@ -37,8 +37,9 @@ def slurm_job_id() -> str | None:
 
 
 def run_submitted_job(cfg: DictConfig) -> str:
-    """Record the job and run it; returns its run directory. A requeued job runs it again
-    with the same overrides."""
+    """Record the job, validate it (once, here: the data and checkpoints as the job finds
+    them) and run it; returns its run directory. A requeued job runs it again with the same
+    overrides."""
     register()  # the job resolves its config here (tau2train's resolvers)
     composed = to_composed(cfg)
     run_dir = composed.config.run_dir
@@ -46,7 +47,7 @@ def run_submitted_job(cfg: DictConfig) -> str:
     update_job_record(run_dir, **run_description(composed), state=JobState.RUNNING, slurm_job_id=slurm_job_id(),
                       started_at=now(), ended_at=None, error=None, starts=starts)
     try:
-        run_here(composed)
+        run_here(checked(composed))
     except SystemExit:
         # submitit's checkpoint hook requeued this job (preempted or timed out)
         update_job_record(run_dir, state=JobState.REQUEUED, ended_at=now())

@@ -1,43 +1,11 @@
-"""Running one prepared job in this process: its dry run (plan and AReaL config), training, or
-an evaluation."""
+"""Runs in this process: SIGTERM unwinding as Ctrl-C does, so that what a run started is
+stopped on the way out."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 from collections.abc import Iterator
-
-from tau2train.config.compose import Composed
-from tau2train.launch.evaluate import render_eval_plan, run_eval
-from tau2train.launch.plan import render_plan, slurm_submission, write_areal_config
-from tau2train.launch.sft import render_sft_plan, run_sft, write_sft_config
-from tau2train.launch.train import run_training
-
-
-def dry_run(composed: Composed) -> None:
-    """The mode's plan (and the AReaL config it writes); on Slurm, the job it would submit."""
-    exp = composed.config
-    if exp.mode == "eval":
-        print(render_eval_plan(exp))
-    elif exp.mode == "sft":
-        print(render_sft_plan(composed, write_sft_config(exp)))
-    else:
-        print(render_plan(composed, write_areal_config(exp)))
-    if exp.on_slurm:
-        print("\n" + slurm_submission(composed))
-
-
-def run_here(composed: Composed) -> None:
-    """Run one prepared job in this process."""
-    exp = composed.config
-    if exp.dry_run:
-        dry_run(composed)
-    elif exp.mode == "eval":
-        run_eval(exp)
-    elif exp.mode == "sft":
-        run_sft(composed)
-    else:
-        run_training(exp)
 
 
 class Terminated(KeyboardInterrupt):

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from tau2train.config import areal_data
-from tau2train.config.compose import Composed
+from tau2train.config.checked import Checked
 from tau2train.config.placement import describe, slurm_job
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import areal_config_file, generated_dir
@@ -51,11 +51,14 @@ def write_areal_config(exp: ExperimentConfig) -> Path:
     return write_yaml(areal_config(exp), areal_config_file(exp.run_dir))
 
 
-def render_plan(composed: Composed, config_path: Path | None) -> str:
-    """The plan of a validated training run (its GPU layout parsed: `composed.layout`)."""
-    exp, layout = composed.config, composed.layout
-    assert layout is not None, "render_plan needs a validated Composed (tau2train.config.validate.checked)"
-    choices = composed.choices
+def train_plan(checked: Checked) -> str:
+    """mode=train's dry run: the AReaL config written, and the plan."""
+    return render_plan(checked, write_areal_config(checked.config))
+
+
+def render_plan(checked: Checked, config_path: Path | None) -> str:
+    """The plan of a validated training run."""
+    exp, layout, choices = checked.config, checked.layout, checked.choices
     model, cluster = exp.model, exp.cluster
     user = getpass.getuser()
     n_available = cluster.n_nodes * cluster.n_gpus_per_node
@@ -68,12 +71,12 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
         "",
         *align([
             ["model", choices["model"], f"{model.path} ({arch})"],
-            domain_row(exp, choices["domain"]),
-            ["data", choices["data"], data_line(exp)],
+            domain_row(checked),
+            ["data", choices["data"], data_line(checked)],
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
              f"AReaL scheduler '{exp.scheduler.type}'"],
             ["experiment", exp.experiment_name, f"trial {exp.trial_name}"],
-            *per_domain_rows(exp),
+            *per_domain_rows(checked),
         ]),
         "",
         f"GPU layout: allocation={choices['allocation']} ({exp.rollout.backend} + {exp.actor.backend})",
@@ -112,22 +115,23 @@ def render_plan(composed: Composed, config_path: Path | None) -> str:
     return "\n".join(lines)
 
 
-def domain_row(exp: ExperimentConfig, choice: str) -> list[str]:
+def domain_row(checked: Checked) -> list[str]:
     """The plan's domain line: the domain group's split, or a mixed run's domains."""
+    exp = checked.config
     valid = exp.valid_dataset.split if exp.valid_dataset else "-"
-    if exp.data.source == "areal_tau2":
-        steps = ", ".join(f"{d} {exp.econfig.max_steps_of(d)}" for d in areal_data.trained_domains(exp))
+    if checked.rl_data is not None:
+        steps = ", ".join(f"{d} {exp.econfig.max_steps_of(d)}" for d in checked.domains)
         return ["domains", "(each row's)", f"valid split '{valid}' of every trained domain; max steps: {steps}"]
-    return ["domain", choice, f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
+    return ["domain", checked.choices["domain"], f"tau2 '{exp.econfig.domain}', train split '{exp.train_dataset.split}', "
             f"valid split '{valid}', max {exp.econfig.max_steps} steps"]
 
 
-def per_domain_rows(exp: ExperimentConfig) -> list[list[str]]:
+def per_domain_rows(checked: Checked) -> list[list[str]]:
     """The plan's user simulator and reward basis of each domain played."""
-    env = exp.econfig
+    env = checked.config.econfig
     rows = []
-    for domain in areal_data.trained_domains(exp):
-        label = f" ({domain})" if exp.data.source == "areal_tau2" else ""
+    for domain in checked.domains:
+        label = f" ({domain})" if checked.rl_data is not None else ""
         url, llm = env.user_sim_of(domain)
         rows.append([f"user sim{label}", llm or "-", "solo mode (no user simulator)" if env.solo_mode else str(url)])
         basis = env.reward_basis_of(domain)
@@ -136,18 +140,19 @@ def per_domain_rows(exp: ExperimentConfig) -> list[list[str]]:
     return rows
 
 
-def data_line(exp: ExperimentConfig) -> str:
+def data_line(checked: Checked) -> str:
     """Where the training rows come from; for AReaL-tau2-data, rows per domain and snapshots."""
-    if exp.data.source == "areal_tau2":
-        return f"{exp.data.path}: " + areal_data.summary(areal_data.load(exp.data.path, exp.data.domains), exp.data.weights)
+    exp = checked.config
+    if checked.rl_data is not None:
+        return f"{exp.data.path}: " + areal_data.summary(checked.rl_data, exp.data.weights)
     return f"τ² split '{exp.train_dataset.split}' of '{exp.econfig.domain}'"
 
 
-def slurm_submission(composed: Composed) -> str:
+def slurm_submission(checked: Checked) -> str:
     """cluster=slurm: the job submitit would submit, where the run's processes go, and what
     AReaL then starts (any mode)."""
-    launcher = composed.launcher
-    exp = composed.config
+    launcher = checked.launcher
+    exp = checked.config
     shown = ["partition", "account", "qos", "timeout_min", "nodes", "tasks_per_node",
              "cpus_per_task", "mem_gb", "gpus_per_node", "name", "submitit_folder", "setup"]
     rows = [[key, str(launcher.get(key))] for key in shown if launcher.get(key) not in (None, [], "")]

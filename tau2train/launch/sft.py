@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tau2train.config import areal_sft
-from tau2train.config.compose import Composed
+from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
 from tau2train.launch.plan import plain_config, write_yaml
 from tau2train.launch.train import check_local_gpus, make_storage_dirs, trainer_class
@@ -135,24 +135,28 @@ def sft_dataset(loaded: areal_sft.Loaded, tokenizer: Any, max_length: int) -> tu
     return concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0], stats
 
 
-def render_sft_plan(composed: Composed, config_path: Path) -> str:
+def sft_plan(checked: Checked) -> str:
+    """mode=sft's dry run: the AReaL SFT config written, and the plan."""
+    return render_sft_plan(checked, write_sft_config(checked.config))
+
+
+def render_sft_plan(checked: Checked, config_path: Path) -> str:
     """The plan of a validated SFT run: rows used per domain, the AReaL SFT config, where
     checkpoints go."""
-    exp, layout = composed.config, composed.layout
+    exp, layout, loaded = checked.config, checked.layout, checked.sft_data
     s = exp.sft
-    loaded = areal_sft.load(exp.data.path, exp.data.domains, s.correct_only)  # validated: cached
     root = checkpoints.run_checkpoint_root(exp.cluster.fileroot, exp.experiment_name, exp.trial_name)
     return "\n".join([
         "tau2train SFT plan (dry run: nothing was started or submitted)",
         "",
         *align([
-            ["model", composed.choices["model"], f"{exp.actor.path} (trainer {exp.actor.backend})"],
+            ["model", checked.choices["model"], f"{exp.actor.path} (trainer {exp.actor.backend})"],
             ["data", str(loaded.file), areal_sft.summary(loaded)],
             ["recipe", "sft.*", f"{s.epochs} epochs, lr {s.lr} {s.lr_scheduler_type} "
              f"(warm-up {s.warmup_steps_proportion}), {s.batch_size} examples a step, "
              f"at most {s.max_length} tokens an example (tokens counted when training starts)"],
             ["loss", "answer only", "loss_mask 1 on the answer turn (thinking, content, tool calls, end of turn)"],
-            ["trainer", s._target_, f"cluster {composed.choices['cluster']}, scheduler '{exp.scheduler.type}'"],
+            ["trainer", s._target_, f"cluster {checked.choices['cluster']}, scheduler '{exp.scheduler.type}'"],
             ["GPUs", f"{layout.actor.parallel.world_size} of {layout.n_gpus}",
              "the trainer's; SFT runs no inference, so the rollout's "
              f"{layout.rollout.parallel.world_size} sit idle unless allocation.actor is given them"
@@ -164,28 +168,27 @@ def render_sft_plan(composed: Composed, config_path: Path) -> str:
         *align([
             ["AReaL SFT config", str(config_path)],
             ["checkpoints", str(root)],
-            ["then RL", next_command(composed, root / "<epoch…globalstep…>")],
+            ["then RL", next_command(checked, root / "<epoch…globalstep…>")],
         ]),
     ])
 
 
-def next_command(composed: Composed, checkpoint: Path) -> str:
+def next_command(checked: Checked, checkpoint: Path) -> str:
     """The RL run from `checkpoint`: this run's overrides, less the SFT-only ones."""
     def key(override: str) -> str:
         return override.lstrip("+~").split("=", 1)[0]
 
-    kept = [o for o in composed.overrides
+    kept = [o for o in checked.overrides
             if key(o) not in SFT_ONLY_OVERRIDES and key(o).split(".", 1)[0] != "sft"]
     return shlex.join(["python", "-m", "tau2train.run", *kept, f"actor.path={checkpoint}"])
 
 
-def run_sft(composed: Composed) -> None:
+def run_sft(checked: Checked) -> None:
     from transformers import AutoTokenizer
 
-    exp = composed.config
+    exp, loaded = checked.config, checked.sft_data
     trainer_cls = trainer_class(exp.sft._target_, key="sft._target_")
     check_local_gpus(exp)
-    loaded = areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)  # validated: cached
     tokenizer = AutoTokenizer.from_pretrained(exp.tokenizer_path)
     dataset, stats = sft_dataset(loaded, tokenizer, exp.sft.max_length)
     print(f"SFT: {areal_sft.summary(loaded)}; {stats['rows']} rows tokenised, "
@@ -206,5 +209,5 @@ def run_sft(composed: Composed) -> None:
         print(f"SFT finished; no model checkpoint under {root} (saver.freq_* saved none)", file=sys.stderr)
         return
     step, path = checkpoints.pick(found, checkpoints.LATEST, root)
-    print(f"SFT finished: checkpoint of step {step} at {path}\nnext, RL from it:\n  {next_command(composed, path)}",
+    print(f"SFT finished: checkpoint of step {step} at {path}\nnext, RL from it:\n  {next_command(checked, path)}",
           flush=True)

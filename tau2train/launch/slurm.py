@@ -17,10 +17,11 @@ from hydra_plugins.tau2train_slurm_launcher.launcher import (
     register as register_launcher,
 )
 from tau2train.compat.hydra import Hydra, launcher_context
-from tau2train.config.compose import CONFIG_NAME, Composed, hydra_session
+from tau2train.config.checked import Checked
+from tau2train.config.compose import CONFIG_NAME, hydra_session
 from tau2train.launch.evaluate import check_reachable, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
-from tau2train.launch.local import dry_run
+from tau2train.launch.modes import dry_run
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
 # Launcher settings that may differ between the points of one array (it shares the rest).
@@ -36,15 +37,15 @@ class SubmittedJob:
     stderr: str
 
 
-def job_arrays(jobs: list[Composed]) -> list[list[Composed]]:
+def job_arrays(jobs: list[Checked]) -> list[list[Checked]]:
     """A sweep's points grouped by the Slurm job they ask for, in sweep order: one array each
     (an array shares one sbatch script; e.g. a one-node and a multi-node model ask for
     different jobs, as does a sweep over slurm.* settings)."""
-    def request(c: Composed) -> str:
+    def request(c: Checked) -> str:
         return json.dumps({k: v for k, v in c.launcher.items() if k not in PER_POINT_LAUNCHER_KEYS},
                           sort_keys=True, default=str)
 
-    arrays: dict[str, list[Composed]] = {}
+    arrays: dict[str, list[Checked]] = {}
     for composed in jobs:
         arrays.setdefault(request(composed), []).append(composed)
     return list(arrays.values())
@@ -59,32 +60,32 @@ def launcher_session() -> Iterator[Hydra]:
         yield hydra
 
 
-def _launch(jobs: list[Composed], task_function: Callable, preview: bool) -> list:
+def _launch(jobs: list[Checked], task_function: Callable, preview: bool) -> list:
     with launcher_session() as hydra:
-        master = hydra.compose_config(CONFIG_NAME, jobs[0].overrides, run_mode=RunMode.MULTIRUN)
+        master = hydra.compose_config(CONFIG_NAME, list(jobs[0].overrides), run_mode=RunMode.MULTIRUN)
         context = launcher_context(hydra, master)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task_function, config=master
         )
         launcher.preview = preview
-        return launcher.launch([c.overrides for c in jobs], initial_job_idx=0)
+        return launcher.launch([list(c.overrides) for c in jobs], initial_job_idx=0)
 
 
-def sbatch_preview(jobs: list[Composed], task_function: Callable) -> str:
+def sbatch_preview(jobs: list[Checked], task_function: Callable) -> str:
     """The exact sbatch script `submit` would hand to Slurm for these jobs."""
     return _launch(jobs, task_function, preview=True)[0]
 
 
-def submit(jobs: list[Composed], task_function: Callable) -> list[SubmittedJob]:
+def submit(jobs: list[Checked], task_function: Callable) -> list[SubmittedJob]:
     """Submit the jobs (one array when more than one) and record each in its run dir."""
     submitted = []
-    for composed, job in zip(jobs, _launch(jobs, task_function, preview=False)):
-        exp = composed.config
+    for checked, job in zip(jobs, _launch(jobs, task_function, preview=False)):
+        exp = checked.config
         entry = SubmittedJob(job.job_id, exp.trial_name, exp.run_dir, str(job.paths.stdout),
                              str(job.paths.stderr))
         if read_job_record(exp.run_dir).slurm_job_id != job.job_id:  # not started yet
             update_job_record(
-                exp.run_dir, **run_description(composed), state=JobState.SUBMITTED, slurm_job_id=job.job_id,
+                exp.run_dir, **run_description(checked.composed), state=JobState.SUBMITTED, slurm_job_id=job.job_id,
                 stdout=entry.stdout, stderr=entry.stderr, submitted_at=now(), started_at=None,
                 ended_at=None, error=None,
             )
@@ -112,20 +113,20 @@ def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
     return "\n".join(lines)
 
 
-def launch_on_slurm(jobs: list[Composed]) -> None:
+def launch_on_slurm(jobs: list[Checked]) -> None:
     """Submit the jobs (a sweep: one array per Slurm request) and return; a dry run shows each
     array's sbatch script."""
     arrays = job_arrays(jobs)
     if jobs[0].config.dry_run:
-        for composed in jobs:
-            dry_run(composed)
+        for job in jobs:
+            dry_run(job)
         for array in arrays:
             trials = ", ".join(c.config.trial_name for c in array)
             print(f"\nsbatch script of {len(array)} job(s): {trials} "
                   "(made by hydra-submitit-launcher/submitit; not submitted):\n")
             print(sbatch_preview(array, run_submitted_job))
         return
-    for key, url in sorted({e for c in jobs for e in endpoints(c.config)}):  # once per server
-        check_reachable(key, url)
+    for endpoint in sorted({e for c in jobs for e in endpoints(c)}):  # once per server
+        check_reachable(endpoint.key, endpoint.url)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]
     print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))

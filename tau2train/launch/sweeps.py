@@ -9,26 +9,25 @@ from pathlib import Path
 from hydra.core.global_hydra import GlobalHydra
 
 from tau2train.compat.hydra import expand_sweep
+from tau2train.config.checked import Checked
 from tau2train.config.compose import (
     CONFIG_NAME,
-    Composed,
     compose,
     hydra_context,
     parse_overrides,
 )
 from tau2train.config.errors import ConfigError
 from tau2train.config.overrides import MULTIRUN_FLAGS
-from tau2train.config.validate import checked
 from tau2train.launch.evaluate import check_endpoints
 from tau2train.launch.jobs import run_sweeper_job
-from tau2train.launch.local import dry_run
+from tau2train.launch.modes import checked, dry_run
 from tau2train.launch.slurm import launcher_session
 
 # A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
 SWEEPER_TRIAL_NAME = "trial_name=trial${hydra:job.num}"
 
 
-def prepare(argv: list[str]) -> list[Composed]:
+def prepare(argv: list[str]) -> list[Checked]:
     """Compose and validate every job the command line describes (a `-m` sweep: every point,
     before anything is written, started or submitted)."""
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
@@ -96,19 +95,19 @@ def with_sweep_group(points: list[list[str]]) -> list[list[str]]:
     return [[*p, group] for p in points]
 
 
-def check_distinct_run_dirs(jobs: list[Composed]) -> None:
+def check_distinct_run_dirs(jobs: list[Checked]) -> None:
     seen: dict[str, list[str]] = {}
-    for composed in jobs:
-        run_dir = composed.config.run_dir
+    for job in jobs:
+        run_dir = job.config.run_dir
         if run_dir in seen:
             raise ConfigError(
                 "trial_name",
-                composed.config.trial_name,
-                f"sweep points {seen[run_dir]} and {composed.overrides} would share the run "
+                job.config.trial_name,
+                f"sweep points {seen[run_dir]} and {job.overrides} would share the run "
                 f"directory {run_dir}",
                 fix="give each sweep point its own trial_name (e.g. sweep trial_name too)",
             )
-        seen[run_dir] = composed.overrides
+        seen[run_dir] = job.overrides
 
 
 def hydra_sweeper(overrides: list[str]) -> str | None:
@@ -122,14 +121,14 @@ def run_hydra_sweep(overrides: list[str]) -> None:
     the last ones, so Hydra drives the sweep and waits for every job (on Slurm too). The
     fixed part is validated now; each point is composed and checked in its own job."""
     fixed = [o for o in overrides if not is_sweep_override(o)]
-    composed = checked(compose(fixed))
-    exp = composed.config
+    job = checked(compose(fixed))
+    exp = job.config
     if exp.dry_run:
-        dry_run(composed)
+        dry_run(job)
         print(f"\n(dry run of the fixed settings only: {hydra_sweeper(overrides)} picks the swept "
               "values from the rewards of earlier points)")
         return
-    check_endpoints(exp)
+    check_endpoints(job)
     extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
     if exp.on_slurm:
         extra.append("hydra.launcher.wait_for_results=true")

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from tau2train.config import areal_data
+from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
 from tau2train.launch.plan import write_areal_config
 from tau2train.records.layout import generated_dir
@@ -104,38 +105,40 @@ def ppo_config(exp: ExperimentConfig) -> PPOConfig:
     return dataclasses.replace(config, rollout=dataclasses.replace(config.rollout, agent=agent))
 
 
-def train_rows(exp: ExperimentConfig):
+def train_rows(checked: Checked):
     """AReaL's train dataset: the domain's τ² split (data=tau2), or every AReaL-tau2-data row
     of data.domains, each naming its domain, file line and snapshot, mixed by data.weights
     (data=areal_tau2)."""
     from tau2train.rollout.datasets import rows_dataset, tau2_dataset
 
-    if exp.data.source == "areal_tau2":
-        loaded = areal_data.load(exp.data.path, exp.data.domains)  # validated: cached
-        return rows_dataset(areal_data.mixed_rows(loaded, exp.data.weights, exp.seed), exp.min_dataset_size)
+    exp = checked.config
+    if checked.rl_data is not None:
+        return rows_dataset(areal_data.mixed_rows(checked.rl_data, exp.data.weights, exp.seed), exp.min_dataset_size)
     return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size)
 
 
-def valid_rows(exp: ExperimentConfig):
+def valid_rows(checked: Checked):
     """AReaL's validation dataset: τ²'s valid split of every trained domain, each row naming
     its domain (the workflow plays it there and AReaL's stats logger gets its pass^1 under
     eval-rollout/<domain>/), None without validation."""
     from tau2train.rollout.datasets import rows_dataset, task_rows
 
+    exp = checked.config
     if not exp.valid_dataset:
         return None
     split = exp.valid_dataset.split
-    rows = [{**row, "domain": domain} for domain in areal_data.trained_domains(exp) for row in task_rows(domain, split)]
+    rows = [{**row, "domain": domain} for domain in checked.domains for row in task_rows(domain, split)]
     return rows_dataset(rows, exp.min_dataset_size)
 
 
-def run_training(exp: ExperimentConfig) -> None:
+def run_training(checked: Checked) -> None:
     from tau2train.rollout.rewards import GroupFilter
 
+    exp = checked.config
     trainer_cls = trainer_class(exp.trainer._target_)
     check_local_gpus(exp)
-    train_dataset = train_rows(exp)
-    valid_dataset = valid_rows(exp)
+    train_dataset = train_rows(checked)
+    valid_dataset = valid_rows(checked)
     make_storage_dirs(exp)
     write_areal_config(exp)  # the run directory names its checkpoints (eval.checkpoint=<run dir>)
     with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:

@@ -29,6 +29,7 @@ _HOME = {
          "TrackingSpec", "TrainerSpec", "UserSimSlurmSpec", "UserSimSpec"),
         "groups",
     ),
+    **dict.fromkeys(("MODES", "MODE_FACTS", "Mode", "ModeFacts"), "modes"),
     "RunInfo": "run_info",
 }
 __all__ = sorted(_HOME)

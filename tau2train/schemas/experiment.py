@@ -29,6 +29,7 @@ from tau2train.schemas.groups import (
     TrainerSpec,
     UserSimSpec,
 )
+from tau2train.schemas.modes import MODES
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ExperimentConfig(PPOConfig):
         metadata={
             "help": "What to run: train (AReaL's PPO trainer), sft (AReaL's SFT trainer on the "
             "AReaL-tau2-data SFT file, see sft.*) or eval (score an endpoint).",
-            "choices": ["train", "sft", "eval"],
+            "choices": MODES,
         },
     )
     launcher: str = field(
