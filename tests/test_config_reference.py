@@ -5,8 +5,10 @@ every tau2train field has a help."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,41 @@ def test_console_scripts_are_installed(script, args, words):
     assert done.returncode == 0, done.stderr
     for word in words:
         assert word in done.stdout, f"{word!r} not in:\n{done.stdout}"
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9_]+", text.lower()) if len(w) > 2}
+
+
+def _commented_keys(path: Path) -> Iterator[tuple[str, str]]:
+    """(dotted key, the comment lines right above it) of a conf/ YAML file."""
+    lines = path.read_text().splitlines()
+    package = "" if lines and lines[0].strip() == "# @package _global_" else path.parent.name + "."
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            comment.append(text.lstrip("# "))
+            continue
+        found = re.match(r"( *)([A-Za-z_][\w]*):", line)
+        if found:
+            indent = len(found.group(1))
+            stack = [(i, k) for i, k in stack if i < indent] + [(indent, found.group(2))]
+            if comment:
+                yield package + ".".join(k for _, k in stack), " ".join(comment)
+        comment = []
+
+
+def test_yaml_comments_say_why_not_what_the_help_says():
+    """A key's meaning is written once, in its schema `help`: a comment above a key in conf/ that
+    repeats most of that help's words is a second copy, bound to drift."""
+    helps = {f"{prefix}.{f.name}".removeprefix("top level."): f.metadata.get(HELP, "")
+             for prefix, _, fields in sections() for f in fields}
+    copies = []
+    for path in sorted((ROOT / "conf").rglob("*.yaml")):
+        for key, comment in _commented_keys(path):
+            said = _words(comment)
+            if key in helps and len(said) >= 3 and len(said & _words(helps[key])) >= 0.6 * len(said):
+                copies.append(f"{path.relative_to(ROOT)}: {key}: # {comment}")
+    assert copies == []
