@@ -97,6 +97,9 @@ def test_step_0_is_the_base_model_and_the_report_compares_with_it(cli, llm, trai
     rows = [line.split() for line in later.stdout.splitlines()]
     assert ["gold", "100.0", "100.0", "this", "evaluation"] in rows
     assert ["wrong", base_pass1, base_pass1, "base", "model,", "evaluated", "here"] in rows
+    # the paired comparison (tau2train-compare's) beside it: gold solves every task
+    [versus] = [line for line in later.stdout.splitlines() if line.startswith("  this checkpoint − base model: ")]
+    assert versus.endswith(": this checkpoint better"), versus
 
 
 def test_a_checkpoint_server_that_dies_is_reported_with_its_log(cli, llm, trained, tmp_path):

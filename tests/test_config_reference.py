@@ -91,7 +91,8 @@ def test_the_command_prints_a_section_and_refuses_an_unknown_one():
 def test_console_scripts_are_installed(script, args, words):
     """pyproject.toml's [project.scripts], as `make install` puts them in the environment.
     (`tau2train` runs for real in test_cli's regular-install test; `tau2train-submission` in
-    test_leaderboard; `tau2train-eval-steps`, as `python -m`, in test_checkpoint_eval.)"""
+    test_leaderboard; `tau2train-eval-steps`, as `python -m`, in test_checkpoint_eval;
+    `tau2train-compare` in test_compare.)"""
     path = Path(sys.executable).parent / script
     assert path.exists(), f"{path} missing: reinstall with `make install`"
     done = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=300)

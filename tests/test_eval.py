@@ -75,6 +75,8 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(cli, llm, tmp_path):
     logged = run_file.read_bytes()
     assert b"avg_reward" in logged and b"pass^2" in logged and b"pass@2" in logged
     assert b"comparison" in logged  # the table beside published results
+    task_set = json.loads(results_file.with_name("metrics.json").read_text())["task_set"]
+    assert b"tasks_sha256" in logged and task_set["tasks_sha256"].encode() in logged  # the task set it names
     assert b"tau2-qwen3-1.7b-airline" in logged  # the run group
 
     # The key reached the agent endpoint and nothing the run wrote.

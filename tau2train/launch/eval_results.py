@@ -21,8 +21,10 @@ from tau2train.records.eval_report import (
 )
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import EVAL_DIR, METRICS_NAME, RESULTS_NAME, SUBMISSION_NAME, eval_stamp
-from tau2train.reports.leaderboard import render_comparison, submission, task_set_label
+from tau2train.reports.compare import CannotCompare, Comparison, Evaluation, compare, render_versus
+from tau2train.reports.leaderboard import render_comparison, submission
 from tau2train.reports.metrics import EXCLUDED
+from tau2train.reports.task_sets import task_set_label
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
 
 
@@ -84,7 +86,11 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def base_model_report(exp: ExperimentConfig, report: EvalReport) -> EvalReport | None:
+# How the comparison with the base model names its two sides (A, B).
+BASE_NAMES = ("base model", "this checkpoint")
+
+
+def base_model_report(exp: ExperimentConfig, report: EvalReport) -> Evaluation | None:
     """The newest evaluation of the base model (checkpoint step 0) on the same domain and split
     among this experiment's runs (a sweep over steps puts each step in its own trial), to set
     beside a trained checkpoint's."""
@@ -97,14 +103,26 @@ def base_model_report(exp: ExperimentConfig, report: EvalReport) -> EvalReport |
         except (OSError, ValueError):
             continue
         if other.step == BASE_STEP and (other.domain, other.split) == (report.domain, report.split):
-            found.append((eval_stamp(path.parent), other))
+            found.append((eval_stamp(path.parent), Evaluation(path.parent, other)))
     return max(found, key=lambda item: item[0])[1] if found else None
 
 
-def render_report(report: EvalReport, out: Path, base: EvalReport | None = None) -> str:
+def versus_base(report: EvalReport, out: Path, base: Evaluation | None) -> Comparison | str | None:
+    """This evaluation against the base model's, paired by task (tau2train-compare's numbers);
+    why they do not compare (another task set, ...), or None without a base model."""
+    if base is None:
+        return None
+    try:
+        return compare(base, Evaluation(out, report), BASE_NAMES)
+    except CannotCompare as error:
+        return f"not compared with the base model: {error}"
+
+
+def render_report(report: EvalReport, out: Path, base: Evaluation | None = None) -> str:
     r, se = report, report.avg_reward_se
     lines = [
         f"τ² evaluation: {r.domain}/{r.split}, {r.num_tasks} tasks x {r.num_trials} trials, agent {r.agent_model}",
+        f"task set: {r.task_set.describe()}",
         f"scored on: {r.reward_basis}",
         f"  average reward  {_number(r.avg_reward)}"
         + ("" if se is None else f" ± {se:.4f} (standard error, tasks as clusters)"),
@@ -129,7 +147,10 @@ def render_report(report: EvalReport, out: Path, base: EvalReport | None = None)
             f"  {len(r.agent_errors)} episode(s) ended on the agent's own error and are "
             f"scored; first: {r.agent_errors[0]}"
         )
-    lines += render_comparison([r], {base.domain: base} if base else None)
+    lines += render_comparison([r], {base.report.domain: base.report} if base else None)
+    versus = versus_base(r, out, base)
+    if versus is not None:
+        lines += ["  " + line for line in ([versus] if isinstance(versus, str) else render_versus(versus, BASE_NAMES))]
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
     lines.append(
         f"leaderboard entry ({r.leaderboard.submission_type}): {out / SUBMISSION_NAME}; "

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 UNKNOWN_TASK_SET = "unknown (not a released τ² task file)"
+# Marks an infrastructure failure in its simulation's reward_info.info (results.json).
+INFRA_ERROR_KEY = "infrastructure_error"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class TaskSet:
 
     tasks_sha256: str = ""
     label: str = UNKNOWN_TASK_SET
+
+    def describe(self) -> str:
+        """How every report names the set: its label and the start of its content hash."""
+        return f"{self.label}, sha256 {self.tasks_sha256[:12] or 'not recorded'}"
 
 
 @dataclass(frozen=True)

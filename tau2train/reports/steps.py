@@ -4,7 +4,8 @@ Reads every evaluation of a checkpoint found under the directories given (a `-m`
 `eval.checkpoint_step` and domains leaves one per point; step 0 is the base model, step 0's
 evaluation of `actor.path`), keeps the newest per (domain, step), and prints one table
 (pass^1 ± its standard error, in percent); `pass1_by_step.png` (one line per domain) and
-`pass1_by_step.csv` go to the first directory given, or `--output-dir`. Reads only JSON.
+`pass1_by_step.csv` go to the first directory given, or `--output-dir`. Evaluations of
+different task sets are refused (exit 2), not set in one table. Reads only JSON.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from pathlib import Path
 
 from tau2train.records.eval_report import EvalReport, read_eval_report
 from tau2train.records.files import write_atomic
-from tau2train.records.layout import METRICS_NAME, eval_stamp
+from tau2train.records.layout import eval_stamp, metrics_files
 from tau2train.reports.plots import figure, save_png
 from tau2train.reports.tables import align
+from tau2train.reports.task_sets import MixedTaskSets, check_one_task_set
 
 REPORT_NAME = "pass1_by_step"
 
 
 def collect(paths: list[Path]) -> dict[str, dict[int, EvalReport]]:
-    """{domain: {step: the newest evaluation's report}} of the checkpoint evaluations found."""
-    found: dict[str, dict[int, tuple[str, EvalReport]]] = {}
+    """{domain: {step: the newest evaluation's report}} of the checkpoint evaluations found;
+    MixedTaskSets when they were not all scored on one task set."""
+    found: dict[str, dict[int, tuple[str, Path, EvalReport]]] = {}
     for root in paths:
-        for file in sorted(root.rglob(METRICS_NAME)):
+        for file in metrics_files(root):
             try:
                 report = read_eval_report(file)
             except (OSError, ValueError):
@@ -38,8 +41,9 @@ def collect(paths: list[Path]) -> dict[str, dict[int, EvalReport]]:
             stamp = eval_stamp(file.parent)
             seen = found.setdefault(report.domain, {}).get(report.step)
             if seen is None or stamp > seen[0]:
-                found[report.domain][report.step] = (stamp, report)
-    return {d: {s: r for s, (_, r) in sorted(steps.items())} for d, steps in sorted(found.items())}
+                found[report.domain][report.step] = (stamp, file.parent, report)
+    check_one_task_set([(path, r) for steps in found.values() for _, path, r in steps.values()])
+    return {d: {s: r for s, (_, _, r) in sorted(steps.items())} for d, steps in sorted(found.items())}
 
 
 def cell(report: EvalReport | None) -> str:
@@ -95,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: not a directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    found = collect(args.dirs)
+    try:
+        found = collect(args.dirs)
+    except MixedTaskSets as error:
+        print(f"error: one table is one task set: {error}", file=sys.stderr)
+        return 2
     if not found:
         print(f"error: no evaluation of a checkpoint (metrics.json with a checkpoint step) under "
               f"{', '.join(map(str, args.dirs))}; evaluate with eval.checkpoint_step=...", file=sys.stderr)

