@@ -57,7 +57,7 @@ def check_train(composed: Composed) -> Checked:
     exp = composed.config
     layout = check_layout(exp)
     check_token_budgets(exp)
-    check_domain(exp)
+    check_domain(exp, training_splits(exp))
     data = check_data(exp)
     domains = areal_data.trained_domains(exp, data)
     check_episode_settings(exp)
@@ -81,7 +81,7 @@ def check_eval(composed: Composed) -> Checked:
     exp = composed.config
     served = check_scored(exp)
     scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url)
-    check_domain(exp)
+    check_domain(exp, [("eval.split", exp.eval.split, "set eval.split to one of those")])
     check_episode_settings(exp)
     domains = (exp.econfig.domain,)
     users = check_user_simulator(exp, domains)
@@ -305,7 +305,17 @@ def check_token_budgets(exp: ExperimentConfig) -> None:
         )
 
 
-def check_domain(exp: ExperimentConfig) -> None:
+def training_splits(exp: ExperimentConfig) -> list[tuple[str, str | None, str]]:
+    """(key, split, fix) of the τ² splits a training run reads (data=areal_tau2: no train split;
+    its rows come from data.path)."""
+    used = [("valid_dataset.split", exp.valid_dataset.split if exp.valid_dataset else None)]
+    if exp.data.source == "tau2":
+        used.insert(0, ("train_dataset.split", exp.train_dataset.split))
+    return [(key, split, f"set domain.{key.split('_')[0]}_split to one of those") for key, split in used]
+
+
+def check_domain(exp: ExperimentConfig, used: list[tuple[str, str | None, str]]) -> None:
+    """econfig.domain is one of tau2's, and each `used` (key, split, fix) one of its splits."""
     catalog = tau2_catalog.domain_splits()
     domain = exp.econfig.domain
     if domain not in catalog:
@@ -317,19 +327,7 @@ def check_domain(exp: ExperimentConfig) -> None:
             fix="pick domain=<choice>; to add a domain, register it with tau2 and add conf/domain/<name>.yaml",
         )
     splits = catalog[domain] + [ALL_TASKS]
-    if exp.mode == "eval":
-        used = [("eval.split", exp.eval.split, "set eval.split to one of those")]
-    else:
-        used = [
-            (key, split, f"set domain.{key.split('_')[0]}_split to one of those")
-            for key, split in (
-                ("train_dataset.split", exp.train_dataset.split),
-                ("valid_dataset.split", exp.valid_dataset.split if exp.valid_dataset else None),
-            )
-        ]
     for key, split, fix in used:
-        if key == "train_dataset.split" and exp.data.source != "tau2":
-            continue  # the rows come from data.path (check_data)
         if split is not None and split not in splits:
             raise ConfigError(
                 key, split, f"tau2's {domain} domain has no such task split",
