@@ -1,0 +1,52 @@
+"""Modes in one table (tau2train.launch.modes), and validation made once: the value it returns
+is what the plan and the run read, even when the files it looked at change afterwards."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+from helpers.areal_data import write_dataset
+from helpers.checkpoints import save_checkpoints
+from helpers.cli import USER_SIM
+
+from tau2train.config.compose import compose
+from tau2train.config.errors import ConfigError
+from tau2train.launch.evaluate import render_eval_plan
+from tau2train.launch.modes import MODES, checked
+from tau2train.launch.plan import render_plan
+from tau2train.schemas import MODE_FACTS, Mode
+
+
+def test_every_mode_is_one_entry_and_has_its_facts():
+    assert set(MODES) == set(Mode) == set(MODE_FACTS)
+    assert [m.value for m in Mode] == ["train", "sft", "eval"]
+
+
+def test_the_served_checkpoint_is_the_step_validation_found(tmp_path):
+    """eval.checkpoint_step=latest resolves once: a checkpoint saved after validation is not
+    the one the plan names (nor the one the run serves: both read Checked.served)."""
+    composed = compose(["mode=eval", USER_SIM, f"cluster.fileroot={tmp_path}", "eval.checkpoint_step=latest"])
+    exp = composed.config
+    with pytest.raises(ConfigError, match="does not exist"):  # nothing saved yet
+        checked(composed)
+    save_checkpoints(tmp_path, exp.experiment_name, exp.trial_name, [1, 2])
+    job = checked(composed)
+    assert (job.served.step, job.scored) == (2, None)
+    save_checkpoints(tmp_path, exp.experiment_name, exp.trial_name, [3])
+    assert "(step 2)" in render_eval_plan(job) and "step3" not in render_eval_plan(job)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.served = None
+
+
+def test_the_plan_reads_the_rows_validation_loaded(tmp_path):
+    """data=areal_tau2: the RL file is read by validation only; the plan of the checked run
+    renders from what it loaded, even with the file gone."""
+    folder = write_dataset(tmp_path / "AReaL-tau2-data")
+    job = checked(compose([USER_SIM, "data=areal_tau2", f"data.path={folder}", "data.domains=[airline,telecom]"]))
+    shutil.rmtree(folder)
+    plan = render_plan(job, None)
+    assert "8 RL rows (airline 5, telecom 3)" in plan
+    assert job.domains == ("airline", "telecom")
+    assert [e.key for e in job.user_sims] == ["econfig.user_llm_base_url"]
