@@ -41,14 +41,16 @@ def write_job(run_dir: Path, trial: str, overrides: list[str], **fields) -> Path
 
 
 def write_episodes(run_dir: Path, split: str, rewards: list[float], start: int = 0,
-                   errors: dict[int, str] | None = None) -> None:
-    """One RunInfo per reward, in this order in time (the file name's time stamp)."""
+                   failures: dict[int, str] | None = None, error: str | None = None) -> None:
+    """One RunInfo per reward, in this order in time (the file name's time stamp); `failures`:
+    the episodes training discarded, by cause; `error`: every episode's (none discarded)."""
     for i, reward in enumerate(rewards):
         stamp = f"20250101-{start + i:06d}"
         with pytest.MonkeyPatch.context() as m:
             m.setattr(trajectories, "time", SimpleNamespace(strftime=lambda fmt, s=stamp: s))
+            failure = (failures or {}).get(i)
             info = RunInfo(task_id=f"task_{i % 3}", split=split, reward=reward,
-                           error=(errors or {}).get(i))
+                           error=failure and f"{failure} failed" or error, failure=failure)
             write_run_info(run_dir / "generated", info)
 
 
@@ -81,9 +83,11 @@ def train_sweep(tmp_path: Path) -> Path:
     ok = write_job(sweep / "temperature0.6_t0.0", "temperature0.6_t0.0",
                    [*common, "gconfig.temperature=0.6", "+econfig.user_llm_args.temperature=0.0"],
                    slurm_job_id="100_0")
-    # 20 train episodes, rewards rising at the end; one more with an error (AReaL drops it)
+    # 20 train episodes, rewards rising at the end; two more that failed outside the policy
+    # (AReaL drops them), and one the agent broke (it trains, on reward 0)
     write_episodes(ok, "train", [0.0] * 10 + [0.5] * 9 + [1.0])
-    write_episodes(ok, "train", [0.0], start=15, errors={0: "user LLM down"})
+    write_episodes(ok, "train", [0.0, 0.0], start=15, failures={0: "user_sim", 1: "timeout"})
+    write_episodes(ok, "train", [0.0], start=16, error="AGENT_ERROR: an empty message")
     write_episodes(ok, "test", [1.0, 0.0], start=100)
     failed = write_job(sweep / "temperature1.0_t0.7", "temperature1.0_t0.7",
                        [*common, "gconfig.temperature=1.0", "+econfig.user_llm_args.temperature=0.7"],
@@ -109,7 +113,7 @@ def test_train_sweep_table_plot_and_csv(train_sweep: Path):
     assert rows[0] == {
         "trial": "temperature0.6_t0.0", "gconfig.temperature": "0.6",
         "user_llm_args.temperature": "0.0", "state": "completed", "slurm job": "100_0",
-        "episodes": "20 (1 err)", "mean": "0.275", "final": "0.750", "valid": "0.500",
+        "episodes": "21 (2 lost: 1 timeout, 1 user_sim)", "mean": "0.262", "final": "0.667", "valid": "0.500",
     }
     failed = rows[1]
     assert (failed["trial"], failed["state"], failed["slurm job"]) == (
@@ -128,8 +132,8 @@ def test_train_sweep_table_plot_and_csv(train_sweep: Path):
     assert [r["trial"] for r in table] == ["temperature0.6_t0.0", "temperature1.0_t0.7"]
     first = table[0]
     assert first["gconfig.temperature"] == "0.6" and first["econfig.user_llm_args.temperature"] == "0.0"
-    assert float(first["mean_reward"]) == pytest.approx(0.275)
-    assert float(first["final_reward"]) == 0.75 and float(first["valid_reward"]) == 0.5
+    assert float(first["mean_reward"]) == pytest.approx(5.5 / 21)
+    assert float(first["final_reward"]) == pytest.approx(2 / 3) and float(first["valid_reward"]) == 0.5
     assert (first["state"], first["mode"], first["slurm_job_id"]) == ("completed", "train", "100_0")
     assert table[1]["stderr"] == "/logs/100_1_0_log.err" and table[1]["valid_reward"] == ""
     assert not [p.name for p in train_sweep.iterdir() if p.name.startswith(".")]  # no temp files left

@@ -20,12 +20,14 @@ from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
 from tau2train.launch.local import Terminated, sigterm_unwinds
 from tau2train.launch.modes import run_here
+from tau2train.launch.outage import UserSimOutage
 from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
 
-# Exit status when a server the run started (an evaluated checkpoint's) failed.
+# Exit status when a server the run started (an evaluated checkpoint's) failed, or one it
+# talks to (a user simulator) stayed down.
 SERVER_FAILED_EXIT_CODE = 1
 # Flags that make Hydra print something instead of running the job (--resolve and
 # --package only modify --cfg/--help and travel with them).
@@ -78,6 +80,9 @@ def execute(argv: list[str]) -> None:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
     except EvalServerFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(SERVER_FAILED_EXIT_CODE)
+    except UserSimOutage as error:  # before KeyboardInterrupt, which it is
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:

@@ -15,6 +15,7 @@ from typing import Any
 from tau2train.config import areal_data
 from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
+from tau2train.launch.outage import stop_on_user_sim_outage
 from tau2train.launch.plan import write_areal_config
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig, PPOConfig
@@ -88,6 +89,8 @@ def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> 
         "dump_dir": str(generated_dir(exp.run_dir)),
         # AReaL runs n_samples episodes for each of its concurrent rollouts
         "max_concurrent_episodes": concurrent * exp.gconfig.n_samples,
+        # a group's episodes: AReaL's, for what a failed episode costs (rollout/losses.py)
+        "group_size": exp.gconfig.n_samples,
     }
 
 
@@ -141,7 +144,8 @@ def run_training(checked: Checked) -> None:
     valid_dataset = valid_rows(checked)
     make_storage_dirs(exp)
     write_areal_config(exp)  # the run directory names its checkpoints (eval.checkpoint=<run dir>)
-    with trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer:
+    with (stop_on_user_sim_outage(checked.user_sims, exp.econfig.user_llm_outage_s),
+          trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer):
         trainer.train(
             workflow=WORKFLOW,
             workflow_kwargs=workflow_kwargs(exp),

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,26 +114,42 @@ def mean(xs: list[float]) -> float | None:
 def train_results(row: Row) -> None:
     """Mean/final reward of the train split and mean of the valid split, from the episodes.
 
-    Episodes with an error (user simulator down, ...) are ones AReaL discarded: counted
-    apart and left out of the means. Order is by file name, which starts with the time.
+    Episodes that failed outside the policy (user simulator, timeout, evaluator) are ones
+    AReaL discarded: counted apart by cause and left out of the means. Order is by file name,
+    which starts with the time.
     """
     train_split, valid_split = row.job.train_split, row.job.valid_split
-    train, valid, errors = [], [], 0
+    train, valid, lost = [], [], Counter()
     files = sorted(generated_dir(row.run_dir).glob("*/*/*.json"), key=lambda p: p.name)
     for path in files:
         info = read_json(path)
         if info is None or "reward" not in info:
             continue
-        if info.get("error"):
-            errors += 1
+        cause = discarded_because(info)
+        if cause:
+            lost[cause] += 1
         elif info.get("split") == valid_split and valid_split != train_split:
             valid.append(float(info["reward"]))
         elif train_split is None or info.get("split") == train_split:
             train.append(float(info["reward"]))
-    row.episodes = f"{len(train)}" + (f" ({errors} err)" if errors else "")
+    row.episodes = f"{len(train)}" + (f" ({lost_text(lost)})" if lost else "")
     row.mean = mean(train)
     row.final = mean(train[-max(1, math.ceil(len(train) * FINAL_FRACTION)):]) if train else None
     row.valid = mean(valid)
+
+
+def discarded_because(info: dict) -> str | None:
+    """Why training discarded an episode (its record's `failure`), None when it trained;
+    records written before `failure` existed: any error."""
+    if "failure" in info:
+        return info["failure"]
+    return "error" if info.get("error") else None
+
+
+def lost_text(lost: Counter) -> str:
+    """e.g. "4 lost: 3 user_sim, 1 timeout" (causes in tau2train.records.episode_failure)."""
+    causes = ", ".join(f"{n} {cause}" for cause, n in sorted(lost.items(), key=lambda x: (-x[1], x[0])))
+    return f"{sum(lost.values())} lost: {causes}"
 
 
 def eval_results(row: Row) -> None:

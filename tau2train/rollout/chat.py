@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -20,13 +21,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from openai import AsyncOpenAI
+from openai import APIConnectionError, APIStatusError, AsyncOpenAI
 from pydantic import ValidationError
 from tau2.data_model.message import AssistantMessage, Message, ToolCall
 from tau2.environment.tool import Tool
 from tau2.utils.llm_utils import to_litellm_messages
 
 # Sampling arguments the Chat Completions API takes by name; anything else goes in extra_body.
+logger = logging.getLogger("tau2train.rollout.chat")
+
 OPENAI_SAMPLING_ARGS = frozenset(
     {
         "temperature",
@@ -76,7 +79,11 @@ class Chat:
     # "agent" or "user": which side an LLM failure is blamed on.
     role: str = "agent"
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Seconds the endpoint may stay unreachable while a call waits and retries (0: no waiting;
+    # the user simulator's chat gets econfig.user_llm_outage_s).
+    outage_s: float = 0.0
     completions: list[Completion] = field(default_factory=list)
+    outage: Outage = field(default_factory=lambda: Outage())
     # (position in the tau2 history, messages) of thoughts answered here, replayed each call.
     thoughts: list[tuple[int, list[dict[str, Any]]]] = field(default_factory=list)
 
@@ -98,14 +105,19 @@ class Chat:
     def _complete(self, messages, tools, tool_choice) -> AssistantMessage:
         request = self._request(messages, tools, tool_choice)
         start = time.perf_counter()
-        try:
-            response = self._call_on_loop(self.client.chat.completions.create(**request))
-        except (EpisodeCancelled, asyncio.CancelledError):
-            raise
-        except Exception as e:
-            if self.cancelled.is_set():  # whatever failed after the episode timed out
-                raise EpisodeCancelled("episode timed out") from e
-            raise LLMCallFailed(self.role, self.client.base_url, e) from e
+        while True:
+            try:
+                response = self._call_on_loop(self.client.chat.completions.create(**request))
+                break
+            except (EpisodeCancelled, asyncio.CancelledError):
+                raise
+            except Exception as e:
+                if self.cancelled.is_set():  # whatever failed after the episode timed out
+                    raise EpisodeCancelled("episode timed out") from e
+                if not (is_outage(e) and self.outage.wait(self.outage_s, self.cancelled, str(self.client.base_url))):
+                    self.outage.end()
+                    raise LLMCallFailed(self.role, self.client.base_url, e) from e
+        self.outage.end()
         message, problem = to_tau2_message(response, tools or [])
         self.completions.append(
             Completion(id=response.id, latency=time.perf_counter() - start, problem=problem)
@@ -182,6 +194,66 @@ def openai_schema(tool: Tool) -> dict[str, Any]:
     """tau2's own `tool.openai_schema`, computed once per tool: pydantic's JSON-schema
     generation costs ~0.5 ms a tool, i.e. several ms on every agent turn otherwise."""
     return _cached_schema(_SchemaKey(tool))
+
+
+# HTTP statuses of a server that is restarting or overloaded rather than answering.
+UNAVAILABLE_STATUSES = (502, 503, 504)
+# Waits between retries while an endpoint is unreachable: doubling from the first, capped.
+FIRST_WAIT_S, LONGEST_WAIT_S = 1.0, 15.0
+
+
+def is_outage(error: Exception) -> bool:
+    """The endpoint did not answer (refused, timed out) or said it cannot now (502/503/504)."""
+    if isinstance(error, APIConnectionError):  # APITimeoutError included
+        return True
+    return isinstance(error, APIStatusError) and error.status_code in UNAVAILABLE_STATUSES
+
+
+@dataclass
+class Outage:
+    """One chat's time without its endpoint: the wait now running, and all it has waited (the
+    episode's time limit does not count it)."""
+
+    since: float | None = None  # time.monotonic() when the endpoint stopped answering
+    waits: int = 0
+    waited: float = 0.0  # seconds of earlier outages
+
+    def paused(self) -> float:
+        """Seconds waited for the endpoint, the current outage included."""
+        return self.waited + (time.monotonic() - self.since if self.since is not None else 0.0)
+
+    def wait(self, limit_s: float, cancelled: threading.Event, url: str) -> bool:
+        """Wait before the next try (bounded backoff); False once the endpoint has been down
+        for `limit_s` (then the call fails). EpisodeCancelled when the episode is stopped."""
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        left = limit_s - (now - self.since)
+        if left <= 0:
+            return False
+        if self.waits == 0:
+            _log_outage(url, limit_s)
+        delay = min(FIRST_WAIT_S * 2 ** self.waits, LONGEST_WAIT_S, left)
+        self.waits += 1
+        if cancelled.wait(delay):
+            raise EpisodeCancelled("episode stopped while its endpoint was down")
+        return True
+
+    def end(self) -> None:
+        if self.since is not None:
+            self.waited += time.monotonic() - self.since
+        self.since, self.waits = None, 0
+
+
+_outage_logged: dict[str, float] = {}
+
+
+def _log_outage(url: str, limit_s: float) -> None:
+    """One warning per endpoint and half minute, not one per episode waiting."""
+    now = time.monotonic()
+    if now - _outage_logged.get(url, -60.0) >= 30.0:
+        _outage_logged[url] = now
+        logger.warning("%s is not answering; its episodes wait and retry for up to %.0f s "
+                       "(econfig.user_llm_outage_s)", url, limit_s)
 
 
 class LLMCallFailed(Exception):

@@ -21,6 +21,7 @@ from tau2.registry import registry
 from tau2.utils.utils import get_now
 
 from tau2train.records import areal_tau2
+from tau2train.records.episode_failure import Failure
 from tau2train.rollout import snapshots
 from tau2train.rollout.chat import Chat, EpisodeCancelled, LLMCallFailed
 from tau2train.rollout.players import make_players
@@ -118,6 +119,10 @@ class Episode:
     # evaluator error): its reward says nothing about the policy, so training discards it.
     discard_reason: str | None = None
 
+    @property
+    def failure(self) -> Failure | None:
+        return Failure(self.info.failure) if self.info.failure else None
+
 
 def play(
     scene: Scenario,
@@ -148,7 +153,7 @@ def play(
         solo_mode=solo,
     )
     start, started_at = time.perf_counter(), get_now()
-    error = discard_reason = None
+    error = discard_reason = failure = None
     try:
         simulation = orchestrator.run()
     except EpisodeCancelled:
@@ -158,6 +163,7 @@ def play(
             raise
         simulation = _ended_by_error(orchestrator, TerminationReason.USER_ERROR, started_at, start)
         error = discard_reason = str(e)
+        failure = Failure.USER_SIM
     except Exception as e:  # tau2 refusing what the agent produced, e.g. an empty message
         simulation = _ended_by_error(orchestrator, TerminationReason.AGENT_ERROR, started_at, start)
         error = f"{type(e).__name__}: {e}"
@@ -173,6 +179,7 @@ def play(
         reward_info = RewardInfo(reward=0.0, info={"note": "evaluation failed"})
         discard_reason = f"evaluation failed: {type(e).__name__}: {e}"
         error = error or discard_reason
+        failure = failure or Failure.EVALUATOR
     simulation.reward_info = reward_info
     info = RunInfo(
         task_id=task.id,
@@ -192,6 +199,7 @@ def play(
         task=task.model_dump(mode="json"),
         reward_info=reward_info.model_dump(mode="json"),
         error=error,
+        failure=failure.value if failure else None,
     )
     return Episode(simulation=simulation, info=info, discard_reason=discard_reason)
 

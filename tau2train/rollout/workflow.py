@@ -25,12 +25,14 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
+from tau2train.records.episode_failure import Failure
 from tau2train.rollout import fast_env
 from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
+from tau2train.rollout.losses import record_episode_end
 from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
 from tau2train.rollout.trajectories import write_run_info
-from tau2train.schemas import EnvConfig
+from tau2train.schemas import EnvConfig, RunInfo
 
 logger = logging.getLogger("tau2train.rollout.workflow")
 
@@ -85,6 +87,8 @@ class Tau2AgentWorkflow:
         max_concurrent_episodes: threads for episodes (training passes
             rollout.max_concurrent_rollouts x gconfig.n_samples).
         agent_model: model name sent to the agent endpoint (AReaL's proxy ignores it).
+        group_size: episodes of one task AReaL runs together (gconfig.n_samples): what a
+            failed episode costs is counted per group (rollout/losses.py).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Tau2AgentWorkflow:
         dump_dir: str | None = None,
         max_concurrent_episodes: int = 256,
         agent_model: str = "policy",
+        group_size: int = 1,
     ):
         if econfig is None:
             econfig = EnvConfig()
@@ -108,17 +113,23 @@ class Tau2AgentWorkflow:
         self.dump_dir = dump_dir
         self.max_concurrent_episodes = max_concurrent_episodes
         self.agent_model = agent_model
+        self.group_size = group_size
 
     async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> dict[str, float] | float:
         base_url = extra_kwargs.get("base_url") or os.getenv("OPENAI_BASE_URL")
         if not base_url:
             raise ValueError("Tau2AgentWorkflow needs base_url (AReaL's proxy) for the agent")
-        episode = await self.play(
-            data,
-            base_url=base_url,
-            api_key=extra_kwargs.get("api_key") or os.getenv("OPENAI_API_KEY") or "EMPTY",
-            http_client=extra_kwargs.get("http_client"),
-        )
+        try:
+            episode = await self.play(
+                data,
+                base_url=base_url,
+                api_key=extra_kwargs.get("api_key") or os.getenv("OPENAI_API_KEY") or "EMPTY",
+                http_client=extra_kwargs.get("http_client"),
+            )
+        except TimeoutError:
+            self.record_timeout(data)
+            raise
+        record_episode_end(episode.failure, self.group_size)
         if episode.discard_reason:
             raise EpisodeDiscarded(
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
@@ -163,6 +174,7 @@ class Tau2AgentWorkflow:
                 dict(self.econfig.user_llm_args or {}),
                 role="user",
                 cancelled=cancelled,
+                outage_s=self.econfig.user_llm_outage_s,
             )
 
         def play_and_record() -> Episode:
@@ -173,15 +185,41 @@ class Tau2AgentWorkflow:
                 write_run_info(self.dump_dir, episode.info)
             return episode
 
-        pool = episode_pool(self.max_concurrent_episodes)
+        future = loop.run_in_executor(episode_pool(self.max_concurrent_episodes), play_and_record)
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(pool, play_and_record), timeout=self.timeout
-            )
+            return await self.within_time_limit(future, user_chat)
         except TimeoutError:
             cancelled.set()  # the episode's thread stops at its next LLM call
             logger.error("task %s exceeded %ss; trajectory discarded", data["task_id"], self.timeout)
             raise
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def within_time_limit(self, future: asyncio.Future, user_chat: Chat | None) -> Episode:
+        """The episode, or TimeoutError once it has run `timeout` seconds, not counting the
+        time it waited for a user simulator that was down (training pauses, not its episodes)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            paused = user_chat.outage.paused() if user_chat else 0.0
+            left = self.timeout + paused - (loop.time() - start)
+            if left <= 0:
+                raise TimeoutError
+            done, _ = await asyncio.wait({future}, timeout=left)
+            if done:
+                return future.result()
+
+    def record_timeout(self, data: dict[str, Any]) -> None:
+        """A timed-out episode's record and stats: the group it belonged to is dropped."""
+        record_episode_end(Failure.TIMEOUT, self.group_size)
+        if self.dump_dir:
+            write_run_info(self.dump_dir, RunInfo(
+                task_id=str(data.get("task_id")), split=data.get("split", "train"),
+                domain=data.get("domain") or self.econfig.domain, duration=self.timeout,
+                error=f"the episode ran past trainer.episode_timeout={self.timeout} s",
+                failure=Failure.TIMEOUT.value,
+            ))
 
 
 def _endpoint_model_name(name: str | None) -> str:

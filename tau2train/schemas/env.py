@@ -136,6 +136,16 @@ class EnvConfig:
         default=120.0,
         metadata={"range": POSITIVE, "help": "Seconds one user-simulator call may take."},
     )
+    user_llm_outage_s: float = field(
+        default=300.0,
+        metadata={
+            "range": POSITIVE,
+            "help": "Seconds a user simulator may stay unreachable (connection refused or "
+            "timed out, HTTP 502/503/504) while its episodes wait and retry with bounded backoff "
+            "(their time limit paused); past it training stops with a message naming the URL, "
+            "and the same command resumes from the last checkpoint.",
+        },
+    )
 
     def __post_init__(self) -> None:
         # AReaL ships the workflow's econfig to its workers as plain data

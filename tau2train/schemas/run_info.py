@@ -45,6 +45,12 @@ class RunInfo:
         default=None, metadata={"help": "tau2's reward breakdown (DB match, assertions, actions, ...)."}
     )
     error: str | None = field(default=None, metadata={"help": "What went wrong, when the episode failed."})
+    failure: str | None = field(
+        default=None,
+        metadata={"help": "Why training discarded the episode, when a failure outside the policy ended it: "
+                  "user_sim (the user simulator failed after its retries), timeout (past "
+                  "trainer.episode_timeout) or evaluator (tau2's evaluator raised)."},
+    )
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, default=str)
