@@ -20,6 +20,7 @@ from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement
 from tau2train.config.servers import check_server, served_checkpoint
+from tau2train.config.task_set import check_tau2_data
 from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
@@ -48,6 +49,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     check_names(exp)
     if exp.mode == "eval":
         check_eval(exp)
+        check_tau2_data(exp)
         check_domain(exp)
         check_domain_maps(exp)
         check_reward_basis(exp)
@@ -66,6 +68,7 @@ def validate(exp: ExperimentConfig) -> Layout | None:
     else:
         check_model_fit(exp, "rollout", layout.rollout.parallel)
         check_token_budgets(exp)
+        check_tau2_data(exp)
         check_domain(exp)
         check_data(exp)
         check_domain_maps(exp)
@@ -281,7 +284,7 @@ def check_token_budgets(exp: ExperimentConfig) -> None:
 
 
 def check_domain(exp: ExperimentConfig) -> None:
-    catalog = tau2_catalog.domain_splits()
+    catalog = tau2_catalog.domain_splits(exp.econfig.tau2_data_dir)
     domain = exp.econfig.domain
     if domain not in catalog:
         raise ConfigError(

@@ -21,6 +21,7 @@ import httpx
 
 from tau2train.config.errors import ConfigError
 from tau2train.config.servers import ServedCheckpoint, served_checkpoint, server_command
+from tau2train.config.task_set import judge_endpoints
 from tau2train.config.validate import user_sim_endpoints
 from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_results import (
@@ -59,7 +60,7 @@ def endpoints(exp: ExperimentConfig) -> list[tuple[str, str]]:
     needed = []
     if exp.mode == "eval" and served_checkpoint(exp) is None:  # a served checkpoint starts later
         needed.append(("eval.agent_base_url", exp.eval.agent_base_url))
-    return needed + user_sim_endpoints(exp)
+    return needed + user_sim_endpoints(exp) + judge_endpoints(exp)
 
 
 def check_endpoints(exp: ExperimentConfig) -> None:

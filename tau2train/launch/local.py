@@ -12,6 +12,7 @@ from tau2train.launch.evaluate import render_eval_plan, run_eval
 from tau2train.launch.plan import render_plan, slurm_submission, write_areal_config
 from tau2train.launch.sft import render_sft_plan, run_sft, write_sft_config
 from tau2train.launch.train import run_training
+from tau2train.rollout.task_set import use as use_task_set
 
 
 def dry_run(composed: Composed) -> None:
@@ -30,6 +31,7 @@ def dry_run(composed: Composed) -> None:
 def run_here(composed: Composed) -> None:
     """Run one prepared job in this process."""
     exp = composed.config
+    use_task_set(exp.econfig)  # tau2 reads econfig.tau2_data_dir in this process from here on
     if exp.dry_run:
         dry_run(composed)
     elif exp.mode == "eval":
