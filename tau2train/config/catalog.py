@@ -47,7 +47,7 @@ def _ask_registry() -> dict[str, list[str]]:
     for domain in registry.get_domains():
         loader = registry.get_task_splits_loader(domain)
         try:
-            catalog[domain] = sorted(loader()) if loader else []
+            catalog[domain] = sorted(loader() or []) if loader else []
         except (OSError, ValueError):  # a data directory without this domain
             catalog[domain] = []
     return catalog
