@@ -5,8 +5,10 @@ upstream behaviour that makes the patch necessary)."""
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +58,63 @@ def test_tau2s_players_call_the_module_level_generate_that_set_generate_routes()
         assert "generate" in code.co_names, f"{cls.__name__}.{method} no longer calls its module's generate"
         module = sys.modules[getattr(cls, method).__module__]
         assert module in tau2_compat.player_modules(), f"{cls.__name__} moved to {module.__name__}"
+
+
+def test_tau2_reads_its_data_through_paths_use_data_dir_rebases(tmp_path):
+    import tau2.domains.airline.utils as airline
+    from tau2.domains.airline.environment import get_tasks
+    from tau2.user import user_simulator
+    from tau2.utils import utils
+
+    packaged = tau2_compat.packaged_data_dir()
+    assert Path(utils.DATA_DIR) == packaged, "tau2 moved its default data directory"
+    assert "TAU2_DATA_DIR" not in inspect.getsource(utils), "tau2 reads TAU2_DATA_DIR now: use it"
+    tasks = tmp_path / "tau2" / "domains" / "airline" / "tasks.json"
+    tasks.parent.mkdir(parents=True)
+    tasks.write_text(json.dumps([{"id": "only", "user_scenario": {"instructions": "x"}}]))
+    try:
+        assert tau2_compat.use_data_dir(tmp_path)
+        # nothing a loaded tau2 module holds points into the package's data any more ...
+        left = [f"{m.__name__}.{k}" for m in tau2_compat._tau2_modules() for k, v in vars(m).items()
+                if isinstance(v, (str, Path)) and (f"{packaged}/" in f"{v}/")]
+        assert not left, f"tau2 keeps data paths use_data_dir does not rebase: {left}"
+        # ... and tau2's own loaders read the new directory
+        assert airline.AIRLINE_TASK_SET_PATH == tasks and [t.id for t in get_tasks(None)] == ["only"]
+        assert user_simulator.GLOBAL_USER_SIM_GUIDELINES_PATH.is_relative_to(tmp_path)
+    finally:
+        tau2_compat.use_data_dir(None)
+    assert Path(utils.DATA_DIR) == packaged and airline.AIRLINE_TASK_SET_PATH.is_relative_to(packaged)
+
+
+def test_retails_constructor_builds_the_toolkit_class_offer_item_details_swaps():
+    from tau2.domains.retail import environment
+    from tau2.domains.retail.tools import RetailTools
+    from tau2.registry import registry
+
+    assert not hasattr(RetailTools, "get_item_details"), "tau2's retail has get_item_details now: drop the patch"
+    assert "RetailTools" in environment.get_environment.__code__.co_names
+    try:
+        assert tau2_compat.offer_item_details(True) and tau2_compat.item_details_offered()
+        env = registry.get_env_constructor("retail")()
+        assert env.tools.has_tool("get_item_details") and env.tools.tool_type("get_item_details") == "read"
+        assert type(env.tools).__name__ == "RetailTools"
+    finally:
+        tau2_compat.offer_item_details(False)
+    assert environment.RetailTools is RetailTools
+
+
+def test_tau2s_nl_judge_calls_the_module_level_generate_set_judge_generate_routes():
+    from tau2.evaluator.evaluator import evaluate_simulation
+    from tau2.evaluator.evaluator_nl_assertions import NLAssertionsEvaluator
+
+    code = NLAssertionsEvaluator.evaluate_nl_assertions.__func__.__code__
+    assert {"generate", "DEFAULT_LLM_NL_ASSERTIONS"} <= set(code.co_names), "tau2's NL judge no longer calls generate"
+    assert tau2_compat.judge_module().__name__ == NLAssertionsEvaluator.__module__
+    # the reason the run picks ALL_WITH_NL_ASSERTIONS for such a task (rollout.rewards.evaluation_type)
+    source = inspect.getsource(evaluate_simulation)
+    assert "NL assertions are part of the reward basis, but they are not being evaluated" in source
+    assert "evaluation_type == EvaluationType.ALL_WITH_NL_ASSERTIONS" in source
+    assert "NLAssertionsEvaluator.calculate_reward" in source
 
 
 # --- AReaL --------------------------------------------------------------------------------

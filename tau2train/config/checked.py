@@ -33,6 +33,7 @@ class Checked:
     served: ServedCheckpoint | None = None  # mode=eval's checkpoint, its step resolved
     scored: Endpoint | None = None  # mode=eval's endpoint, when no checkpoint is served
     user_sims: tuple[Endpoint, ...] = ()
+    judges: tuple[Endpoint, ...] = ()  # the NL-assertion judge (econfig.nl_judge), when set
 
     @property
     def config(self) -> ExperimentConfig:

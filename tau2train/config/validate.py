@@ -22,6 +22,7 @@ from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
+from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
@@ -57,14 +58,16 @@ def check_train(composed: Composed) -> Checked:
     exp = composed.config
     layout = check_layout(exp)
     check_token_budgets(exp)
-    check_domain(exp, training_splits(exp))
     data = check_data(exp)
     domains = areal_data.trained_domains(exp, data)
+    check_tau2_data(exp, training_played(exp, domains))
+    check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
     check_user_sims_trained(exp, domains)
     users = check_user_simulator(exp, domains)
     check_storage(exp)
-    return Checked(composed, layout=layout, rl_data=data, domains=domains, user_sims=users)
+    return Checked(composed, layout=layout, rl_data=data, domains=domains, user_sims=users,
+                   judges=judge_endpoints(exp))
 
 
 def check_sft(composed: Composed) -> Checked:
@@ -81,11 +84,13 @@ def check_eval(composed: Composed) -> Checked:
     exp = composed.config
     served = check_scored(exp)
     scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url)
+    check_tau2_data(exp, eval_played(exp))
     check_domain(exp, [("eval.split", exp.eval.split, "set eval.split to one of those")])
     check_episode_settings(exp)
     domains = (exp.econfig.domain,)
     users = check_user_simulator(exp, domains)
-    return Checked(composed, served=served, scored=scored, domains=domains, user_sims=users)
+    return Checked(composed, served=served, scored=scored, domains=domains, user_sims=users,
+                   judges=judge_endpoints(exp))
 
 
 def check_layout(exp: ExperimentConfig) -> Layout:
@@ -316,7 +321,7 @@ def training_splits(exp: ExperimentConfig) -> list[tuple[str, str | None, str]]:
 
 def check_domain(exp: ExperimentConfig, used: list[tuple[str, str | None, str]]) -> None:
     """econfig.domain is one of tau2's, and each `used` (key, split, fix) one of its splits."""
-    catalog = tau2_catalog.domain_splits()
+    catalog = tau2_catalog.domain_splits(exp.econfig.tau2_data_dir)
     domain = exp.econfig.domain
     if domain not in catalog:
         raise ConfigError(

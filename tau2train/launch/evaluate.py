@@ -55,9 +55,9 @@ def check_reachable(key: str, url: str) -> None:
 
 
 def endpoints(checked: Checked) -> tuple[Endpoint, ...]:
-    """The servers the run's episodes talk to: the user simulators, and the endpoint that
-    mode=eval scores (a served checkpoint starts later)."""
-    return ((checked.scored,) if checked.scored else ()) + checked.user_sims
+    """The servers the run's episodes talk to: the user simulators, the NL-assertion judge, and
+    the endpoint that mode=eval scores (a served checkpoint starts later)."""
+    return ((checked.scored,) if checked.scored else ()) + checked.user_sims + checked.judges
 
 
 def check_endpoints(checked: Checked) -> None:

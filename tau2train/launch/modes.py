@@ -16,6 +16,7 @@ from tau2train.launch.evaluate import render_eval_plan, run_eval
 from tau2train.launch.plan import slurm_submission, train_plan
 from tau2train.launch.sft import run_sft, sft_plan
 from tau2train.launch.train import run_training
+from tau2train.rollout.task_set import use as use_task_set
 from tau2train.schemas import ExperimentConfig, Mode
 
 
@@ -51,6 +52,7 @@ def dry_run(checked: Checked) -> None:
 
 def run_here(checked: Checked) -> None:
     """Run one validated job in this process: its dry run, or the mode's run."""
+    use_task_set(checked.config.econfig)  # tau2 reads econfig.tau2_data_dir in this process from here on
     if checked.config.dry_run:
         dry_run(checked)
     else:

@@ -9,7 +9,8 @@ notebook may): each call leaves the process as it found it. A run changes:
   in: <Task pending ...>" after the run's last line (seen in CI); then nothing is undone;
 - tau2's registry and player modules, patched by the rollout side when episodes run here
   (`mode=eval`, checks of released data): fast environments, snapshot aliases, the
-  players' `generate`.
+  players' and the NL judge's `generate`, the data directory tau2 reads and retail's tools
+  (tau2train.rollout.task_set).
 (submitit's executor class is swapped for one call and put back by the Slurm launcher
 plugin itself; SIGTERM's handler by `launch.local.sigterm_unwinds`.)
 """
@@ -22,10 +23,12 @@ import logging
 import sys
 from collections.abc import Iterator
 
+ROLLOUT_PATCHERS = ("fast_env", "snapshots", "players", "judge", "task_set")
+
 
 def _rollout_modules() -> tuple:
     """The rollout modules that patch tau2, None for those not imported (they patched nothing)."""
-    return tuple(sys.modules.get(f"tau2train.rollout.{name}") for name in ("fast_env", "snapshots", "players"))
+    return tuple(sys.modules.get(f"tau2train.rollout.{name}") for name in ROLLOUT_PATCHERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,27 +38,37 @@ class _RolloutPatches:
     fast: frozenset[str] = frozenset()
     snapshots: frozenset[str] = frozenset()
     chats_routed: bool = False
+    judge_routed: bool = False
+    task_set: object = None  # tau2train.rollout.task_set.State: the data directory, the tools
 
     @classmethod
     def now(cls) -> _RolloutPatches:
-        fast_env, snapshots, players = _rollout_modules()
+        fast_env, snapshots, players, judge, task_set = _rollout_modules()
         return cls(
             fast_env.installed() if fast_env else frozenset(),
             snapshots.registered() if snapshots else frozenset(),
             players.chats_routed() if players else False,
+            judge.judge_routed() if judge else False,
+            task_set.State.now() if task_set else None,
         )
 
     def restore(self) -> None:
         """Undo what was patched since `self` was taken, and nothing from before (a module that
         patched something is imported)."""
+        fast_env, snapshots, players, judge, task_set = _rollout_modules()
+        if task_set and self.task_set != task_set.State.now():  # before the fast DBs: theirs
+            (self.task_set or task_set.State(None, False)).restore()
         now = _RolloutPatches.now()
-        fast_env, snapshots, players = _rollout_modules()
         for domain in now.fast - self.fast:
             fast_env.uninstall(domain)
+        for domain in self.fast - now.fast:  # put aside by a change of data directory
+            fast_env.install(domain, family=snapshots.base_domain(domain) if snapshots else None)
         if now.snapshots - self.snapshots:
             snapshots.unregister(now.snapshots - self.snapshots)
         if now.chats_routed and not self.chats_routed:
             players.unroute_chats()
+        if now.judge_routed and not self.judge_routed:
+            judge.unroute_judge()
 
 
 def _ignore(unraisable) -> None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from tau2.data_model.simulation import RewardInfo, SimulationRun, TerminationReason
 from tau2.data_model.tasks import Task
-from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
+from tau2.evaluator.evaluator import evaluate_simulation
 from tau2.orchestrator.orchestrator import Orchestrator
 from tau2.registry import registry
 from tau2.utils.utils import get_now
@@ -24,8 +24,9 @@ from tau2train.records import areal_tau2
 from tau2train.records.episode_failure import Failure
 from tau2train.rollout import snapshots
 from tau2train.rollout.chat import Chat, EpisodeCancelled, LLMCallFailed
+from tau2train.rollout.judge import judged_by
 from tau2train.rollout.players import make_players
-from tau2train.rollout.rewards import completion_rewards, with_reward_basis
+from tau2train.rollout.rewards import completion_rewards, evaluation_type, with_reward_basis
 from tau2train.schemas import ALL_TASKS, EnvConfig, RunInfo
 
 _TASKS_LOCK = threading.Lock()
@@ -48,6 +49,12 @@ def _tasks(domain: str, split: str) -> dict[str, Task]:
             f"valid: {', '.join(known + [ALL_TASKS])} ({e})"
         ) from None
     return {task.id: task for task in tasks}
+
+
+def forget_tasks() -> None:
+    """Forget the loaded splits (the process now plays another task set: rollout.task_set)."""
+    with _TASKS_LOCK:
+        _tasks.cache_clear()
 
 
 def _split(domain: str, split: str) -> dict[str, Task]:
@@ -130,9 +137,11 @@ def play(
     econfig: EnvConfig,
     agent_chat: Chat,
     user_chat: Chat | None,
+    judge_chat: Chat | None = None,
 ) -> Episode:
     """Run `scene`'s task to its end and score it with tau2's evaluator, both on environments
-    built from `scene.environment` (the gold replay included).
+    built from `scene.environment` (the gold replay included); a task scored on NL assertions
+    is judged by `judge_chat` (tau2train.rollout.judge).
 
     Failures of the agent endpoint propagate (AReaL must reject that trajectory). Every other
     failure (user simulator down, malformed agent output tau2 refuses, evaluator error) ends
@@ -167,15 +176,17 @@ def play(
     except Exception as e:  # tau2 refusing what the agent produced, e.g. an empty message
         simulation = _ended_by_error(orchestrator, TerminationReason.AGENT_ERROR, started_at, start)
         error = f"{type(e).__name__}: {e}"
+    scored = with_reward_basis(task, econfig.reward_basis_of(domain))
     try:
-        reward_info = evaluate_simulation(
-            simulation=simulation,
-            task=with_reward_basis(task, econfig.reward_basis_of(domain)),
-            evaluation_type=EvaluationType.ALL,
-            solo_mode=solo,
-            domain=scene.environment,
-        )
-    except Exception as e:
+        with judged_by(judge_chat):
+            reward_info = evaluate_simulation(
+                simulation=simulation,
+                task=scored,
+                evaluation_type=evaluation_type(scored),
+                solo_mode=solo,
+                domain=scene.environment,
+            )
+    except Exception as e:  # the judge failed or answered nonsense: not the agent's doing
         reward_info = RewardInfo(reward=0.0, info={"note": "evaluation failed"})
         discard_reason = f"evaluation failed: {type(e).__name__}: {e}"
         error = error or discard_reason

@@ -53,12 +53,13 @@ import threading
 import uuid
 from collections.abc import Callable, ItemsView, ValuesView
 from enum import Enum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
 
-from tau2train.compat.tau2 import replace_domain
+from tau2train.compat.tau2 import data_dir, replace_domain
 
 # Domains whose environments install() makes fast (each checked by tests/test_fast_env.py).
 FAST_DOMAINS = frozenset({"airline", "retail", "mock"})
@@ -75,8 +76,9 @@ _ATOMIC = frozenset({str, int, float, bool, type(None), bytes, complex, decimal.
                      datetime.date, datetime.datetime, datetime.time, datetime.timedelta, uuid.UUID})
 _MODEL_COPY = BaseModel.__copy__
 _lock = threading.Lock()
-_built: dict[str, Callable] = {}  # domain -> its fast constructor (.__wrapped__: the stock one)
-_installed: set[str] = set()
+# (domain, tau2's data directory) -> its fast constructor (.__wrapped__: the stock one)
+_built: dict[tuple[str, Path], Callable] = {}
+_installed: dict[str, Callable] = {}  # domain -> the fast constructor the registry holds
 
 
 def _atomic(value: Any) -> bool:
@@ -456,21 +458,31 @@ def install(domain: str, family: str | None = None) -> None:
         if (domain in _installed or (family or domain) not in FAST_DOMAINS
                 or hasattr(current, "fast_env_domain")):
             return
-        if domain not in _built or _built[domain].__wrapped__ is not current:
+        key = (domain, data_dir())  # a DB loaded from another data directory is not this one
+        if key not in _built or _built[key].__wrapped__ is not current:
             fast = _make_fast(domain, current)
             if fast is None:
                 return
-            _built[domain] = fast
-        _installed.add(domain)
-        replace_domain(domain, _built[domain])
+            _built[key] = fast
+        _installed[domain] = _built[key]
+        replace_domain(domain, _built[key])
 
 
 def uninstall(domain: str) -> None:
     """Put the stock constructor back (for benchmarks and tests). No-op if not installed."""
     with _lock:
         if domain in _installed:
-            _installed.discard(domain)
-            replace_domain(domain, _built[domain].__wrapped__)
+            replace_domain(domain, _installed.pop(domain).__wrapped__)
+
+
+def forget() -> None:
+    """Put every stock constructor back: the process now reads another data directory
+    (tau2train.rollout.task_set), whose DBs the next install loads (those built from a data
+    directory are kept for a return to it)."""
+    with _lock:
+        for domain, fast in _installed.items():
+            replace_domain(domain, fast.__wrapped__)
+        _installed.clear()
 
 
 def installed() -> frozenset[str]:

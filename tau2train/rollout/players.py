@@ -74,6 +74,9 @@ def _offered_tools(domain: str, solo_mode: bool) -> tuple[tuple[Tool, ...], tupl
     return tuple(env.get_tools()), user_tools
 
 
+def forget_tools() -> None:
+    """Forget the tools built so far (the process now plays another task set: rollout.task_set)."""
+    _offered_tools.cache_clear()
 
 def agent_tool_schemas(domain: str) -> list[dict]:
     """The agent's tools of `domain` in OpenAI's function schema, as episodes offer them

@@ -50,6 +50,18 @@ def with_reward_basis(task: Task, basis: list[str] | None) -> Task:
     return task.model_copy(update={"evaluation_criteria": criteria})
 
 
+def evaluation_type(task: Task):
+    """tau2's evaluation of `task` as τ²-bench 1.0 runs it (its EvaluationType.ALL): every
+    check in the task's basis, the LLM judge's too when NL_ASSERTION is in it (26.3's ALL
+    refuses such a task; its ALL_WITH_NL_ASSERTIONS is 1.0's ALL for it)."""
+    from tau2.evaluator.evaluator import EvaluationType
+
+    criteria = task.evaluation_criteria
+    if criteria is not None and RewardType.NL_ASSERTION in (criteria.reward_basis or []):
+        return EvaluationType.ALL_WITH_NL_ASSERTIONS
+    return EvaluationType.ALL
+
+
 class EpisodeRewards:
     """Episode rewards by AReaL task id, for the group filter of the same rollout worker.
 

@@ -26,13 +26,13 @@ import httpx
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from tau2train.records.episode_failure import Failure
-from tau2train.rollout import fast_env
+from tau2train.rollout import fast_env, task_set
 from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
 from tau2train.rollout.losses import record_episode_end
 from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
 from tau2train.rollout.trajectories import write_run_info
-from tau2train.schemas import EnvConfig, RunInfo
+from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RunInfo
 
 logger = logging.getLogger("tau2train.rollout.workflow")
 
@@ -106,6 +106,7 @@ class Tau2AgentWorkflow:
         elif isinstance(econfig, dict):
             econfig = EnvConfig(**econfig)
         self.econfig = econfig
+        task_set.use(econfig)  # before anything loads τ² data in this process (AReaL's workers too)
         if econfig.fast_env:
             fast_env.install(econfig.domain)
         self.gen_args = dict(gen_args or {})
@@ -177,10 +178,12 @@ class Tau2AgentWorkflow:
                 outage_s=self.econfig.user_llm_outage_s,
             )
 
+        judge_chat = self._judge_chat(loop, shared, cancelled)
+
         def play_and_record() -> Episode:
             # in the thread: a row's first episode on a snapshot loads it (~0.4 s for airline)
             scene = scenario(data, self.econfig)
-            episode = play(scene, split, self.econfig, agent_chat, user_chat)
+            episode = play(scene, split, self.econfig, agent_chat, user_chat, judge_chat)
             if self.dump_dir:
                 write_run_info(self.dump_dir, episode.info)
             return episode
@@ -220,6 +223,19 @@ class Tau2AgentWorkflow:
                 error=f"the episode ran past trainer.episode_timeout={self.timeout} s",
                 failure=Failure.TIMEOUT.value,
             ))
+
+    def _judge_chat(self, loop, http_client, cancelled: threading.Event) -> Chat | None:
+        """The episode's NL-assertion judge (econfig.nl_judge; None when none is set), sampling
+        as τ²-bench 1.0's does (tau2.config.DEFAULT_LLM_NL_ASSERTIONS_ARGS)."""
+        from tau2.config import DEFAULT_LLM_NL_ASSERTIONS_ARGS
+
+        judge = self.econfig.nl_judge
+        if not judge.base_url:
+            return None
+        client = AsyncOpenAI(base_url=judge.base_url, api_key=os.getenv(NL_JUDGE_API_KEY_ENV) or "EMPTY",
+                             max_retries=judge.max_retries, timeout=judge.timeout, http_client=http_client)
+        return Chat(client, loop, _endpoint_model_name(judge.model), dict(DEFAULT_LLM_NL_ASSERTIONS_ARGS),
+                    role="judge", cancelled=cancelled)
 
 
 def _endpoint_model_name(name: str | None) -> str:

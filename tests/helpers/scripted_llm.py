@@ -20,6 +20,7 @@ test's "checkpoints" differ the way trained weights would).
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import itertools
 import json
@@ -56,8 +57,15 @@ CHECKPOINT_SCRIPT_KEY = "tau2test_script"
 SLOW_SECONDS = 30.0
 
 
-def _all_tasks():
-    for domain in DOMAINS:
+# Judge scripts (an NL-assertion judge's model name): "judge" finds an assertion met when the
+# agent said every number it names; "judge-garbled" answers prose, not tau2's JSON;
+# "judge-down" answers HTTP 500.
+JUDGE_SCRIPTS = ("judge", "judge-garbled", "judge-down")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _all_tasks(domains=DOMAINS):
+    for domain in domains:
         for task in registry.get_tasks_loader(domain)(None):
             yield domain, task
 
@@ -77,11 +85,11 @@ class Turn:
 class Scripts:
     """Tasks indexed the ways a request can name them."""
 
-    def __init__(self):
+    def __init__(self, domains=DOMAINS):
         self.by_scenario: dict[str, tuple[str, object]] = {}
         self.by_ticket: dict[str, tuple[str, object]] = {}
         self.by_id: dict[tuple[str, str], object] = {}
-        for domain, task in _all_tasks():
+        for domain, task in _all_tasks(domains):
             self.by_id[(domain, task.id)] = task
             # Scenarios or tickets shared by several tasks (some mock tasks) name none of them.
             for index, key in ((self.by_scenario, task.user_scenario), (self.by_ticket, task.ticket)):
@@ -193,13 +201,15 @@ class ScriptedLLM:
         self.auth.setdefault(model, set()).add(request.headers.get("Authorization", ""))
         if model == "user-down":
             return web.json_response({"error": {"message": "scripted failure"}}, status=503)
-        if model == "broken":
+        if model in ("broken", "judge-down"):
             return web.json_response({"error": {"message": "scripted failure"}}, status=500)
         if model == "slow":
             await asyncio.sleep(SLOW_SECONDS)
         try:
             if model.startswith("user"):
                 turn = self._user_turn(body["messages"])
+            elif model.startswith("judge"):
+                turn = self._judge_turn(model, body["messages"])
             else:
                 turn = self._agent_turn(model, body["messages"])
         except EndpointDown:
@@ -222,6 +232,20 @@ class ScriptedLLM:
             self.episodes[(domain, task.id)] += 1
             return Turn(text=f"Hello, I need help. [task:{domain}/{task.id}] [episode:{episode}]")
         return Turn(text=f"Thanks, that is all. {STOP}")
+
+    def _judge_turn(self, script: str, messages: list[dict]) -> Turn:
+        """tau2's NLAssertionsEvaluator prompt in, its JSON verdicts out (or prose)."""
+        if script == "judge-garbled":
+            return Turn(text="The agent did fine, I think.")
+        prompt = messages[-1]["content"]
+        conversation, outcomes = prompt.split("expectedOutcomes:", 1)
+        said = " ".join(line for line in conversation.splitlines() if line.strip().startswith("assistant:"))
+        verdicts = [
+            {"expectedOutcome": outcome, "reasoning": "checked the numbers it names",
+             "metExpectation": all(n in NUMBER.findall(said) for n in NUMBER.findall(outcome))}
+            for outcome in ast.literal_eval(outcomes.strip())
+        ]
+        return Turn(text=json.dumps({"results": verdicts}))
 
     def _agent_turn(self, script: str, messages: list[dict]) -> Turn:
         system = messages[0]["content"]
