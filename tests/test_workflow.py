@@ -185,12 +185,30 @@ def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_p
 
 
 def test_an_erroring_user_simulator_is_retried_with_backoff(llm, tmp_path):
+    """HTTP 500: the server answered, with an error; after the client's retries the episode
+    fails, recorded as the user simulator's failure."""
     wf = workflow(llm, dump_dir=str(tmp_path), user_llm_max_retries=2)
-    wf.econfig.user_llm = "user-down"
-    before = llm.requests["user-down"]
+    wf.econfig.user_llm = "user-error"
+    before = llm.requests["user-error"]
     with pytest.raises(EpisodeDiscarded):
         run(wf, "7", "train", llm)
-    assert llm.requests["user-down"] - before == 3  # first try + 2 retries
+    assert llm.requests["user-error"] - before == 3  # first try + 2 retries
+    [record] = tmp_path.rglob("*.json")
+    assert json.loads(record.read_text())["failure"] == "user_sim"
+
+
+def test_an_unavailable_user_simulator_is_waited_for_until_the_outage_limit(llm, tmp_path):
+    """HTTP 503 (restarting, overloaded): the episode waits and retries for
+    econfig.user_llm_outage_s, then fails as the user simulator's failure."""
+    wf = workflow(llm, dump_dir=str(tmp_path), user_llm_max_retries=0, user_llm_outage_s=2.5)
+    wf.econfig.user_llm = "user-down"
+    before, started = llm.requests["user-down"], time.monotonic()
+    with pytest.raises(EpisodeDiscarded):
+        run(wf, "7", "train", llm)
+    assert time.monotonic() - started >= 2.5
+    assert llm.requests["user-down"] - before == 3  # at 0 s, then after waits of 1 s and 1.5 s (the rest)
+    [record] = tmp_path.rglob("*.json")
+    assert json.loads(record.read_text())["failure"] == "user_sim"
 
 
 def test_agent_endpoint_errors_propagate(llm):

@@ -177,6 +177,7 @@ class ScriptedLLM:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop = None  # stopped: stop() again does nothing, start() serves again (same port)
 
     async def _shutdown(self) -> None:
         await self._runner.cleanup()
@@ -199,9 +200,9 @@ class ScriptedLLM:
             model = self.script
         self.requests[model] += 1
         self.auth.setdefault(model, set()).add(request.headers.get("Authorization", ""))
-        if model == "user-down":
+        if model == "user-down":  # a server that is up but cannot serve now
             return web.json_response({"error": {"message": "scripted failure"}}, status=503)
-        if model in ("broken", "judge-down"):
+        if model in ("broken", "judge-down", "user-error"):
             return web.json_response({"error": {"message": "scripted failure"}}, status=500)
         if model == "slow":
             await asyncio.sleep(SLOW_SECONDS)
