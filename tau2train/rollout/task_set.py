@@ -6,7 +6,7 @@ needs it, gives retail's agent 1.0's `get_item_details` read tool (compat.tau2.
 offer_item_details): the tool is offered when the data directory's retail tasks name it in
 their gold actions (1.0's task 21 does; the package's tasks never do, so 26.3's tool set is
 unchanged there). Every process that loads τ² data calls it before it does: the launcher
-(tau2train.launch.local.run_here) and each AReaL rollout worker (the workflow's
+(tau2train.launch.modes.run_here) and each AReaL rollout worker (the workflow's
 constructor, which receives econfig as AReaL ships it). What the process cached from other
 data (tasks by split, the offered tools, fast_env's shared DBs) is forgotten on a change.
 """
