@@ -27,7 +27,12 @@ No trainer and no FSDP: the test calls what AReaL's rollout worker runs (`submit
 proxy address, `wait`, `export_stats`) in its own process. turn_discount is 0.5, so AReaL's
 export (reward[i] += 0.5 * reward[i+1], areal/experimental/openai/cache.py:55-110) is seen.
 
-Runtime: ~1.5 min on 2 cores; memory: ~3 GB (PSS of this process and the proxy's, summed).
+Then, on the same engine and proxy (issue 23): a group of 2 episodes whose user simulator
+fails one (helpers/plain_user.py's `fail_openings`), which AReaL drops whole and the step's
+stats count; and an episode that outlives a user-simulator outage (the double stopped, then
+started again on its port once the episode waits), which AReaL accepts.
+
+Runtime: ~1 min on 2 cores; memory: ~3 GB (PSS of this process and the proxy's, summed).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -188,6 +195,67 @@ def set_up_proxy(url: str, process, log: Path, ppo_config, server: CPUSGLangServ
     assert requests.get(f"{url}/health", timeout=5).json() == {"status": "ok", "initialized": True}
 
 
+@dataclass
+class Submitted:
+    """A submission's outcome: AReaL's trajectory (None: rejected), its stats, and the
+    episodes' records: those training discarded, and the others."""
+
+    trajectory: dict | None
+    stats: dict
+    records: list[dict]
+    trained: list[dict]
+    failed_requests: int = 0
+
+
+def submit_and_collect(engine, exp, proxy_url: str, group_size: int, **econfig) -> Submitted:
+    """One task submitted as a group, AReaL's verdict, and every episode's end on the stats."""
+    from areal.utils import stats_tracker
+
+    from tau2train.launch.train import WORKFLOW, workflow_kwargs
+    from tau2train.records.layout import generated_dir
+
+    before = set(generated_dir(exp.run_dir).rglob("*.json"))
+    kwargs = workflow_kwargs(exp)
+    kwargs = {**kwargs, "group_size": group_size, "econfig": {**kwargs["econfig"], **econfig}}
+    task_id = engine.submit({"task_id": TASK, "split": SPLIT}, workflow=WORKFLOW, workflow_kwargs=kwargs,
+                            group_size=group_size, proxy_addr=proxy_url)
+    trajectory = engine.wait_for_task(task_id, timeout=EPISODE_DEADLINE_S)
+    # AReaL gives its verdict at the group's first failure; its other episodes end after
+    wait_for(lambda: "rollout/tau2/groups_dropped_whole" in stats_tracker.export_all(reset=False),
+             "the group's last episode to end", EPISODE_DEADLINE_S)
+    records = [json.loads(p.read_text()) for p in set(generated_dir(exp.run_dir).rglob("*.json")) - before]
+    return Submitted(trajectory, engine.export_stats(), [r for r in records if r["failure"]],
+                     [r for r in records if not r["failure"]])
+
+
+def group_losing_an_episode(engine, exp, proxy_url: str, user) -> Submitted:
+    failed = user.failed
+    user.fail_openings = 1
+    outcome = submit_and_collect(engine, exp, proxy_url, 2, user_llm_max_retries=0)
+    outcome.failed_requests = user.failed - failed
+    return outcome
+
+
+def episode_through_an_outage(engine, exp, proxy_url: str, user) -> Submitted:
+    """The user simulator stopped; an episode submitted; once it waits for the simulator, the
+    simulator started again on its port."""
+    from tau2train.rollout import chat
+
+    user.stop()
+    chat._outage_logged.clear()
+    submitted = {}
+
+    def submit():
+        submitted["outcome"] = submit_and_collect(engine, exp, proxy_url, 1, user_llm_outage_s=120.0)
+
+    thread = threading.Thread(target=submit, daemon=True)
+    thread.start()
+    wait_for(lambda: chat._outage_logged, "the episode to wait for the user simulator", EPISODE_DEADLINE_S)
+    user.start()
+    thread.join(EPISODE_DEADLINE_S)
+    return submitted["outcome"]
+
+
 def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_path, plain_user, proxy):
     from areal.engine.sglang_remote import RemoteSGLangEngine
 
@@ -234,6 +302,10 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
         )
         (trajectory,) = engine.wait(1, timeout=EPISODE_DEADLINE_S)
         stats = engine.export_stats()
+        gold_records = list((generated_dir(exp.run_dir) / SPLIT / TASK).glob("*.json"))
+        gold_dumps = list((areal_dir(Path(exp.cluster.fileroot), "logs", EXPERIMENT, TRIAL) / "rollout").glob("*/*.jsonl"))
+        lost = group_losing_an_episode(engine, exp, url, plain_user)
+        through_outage = episode_through_an_outage(engine, exp, url, plain_user)
     finally:
         engine.destroy()
         server.stop()
@@ -242,7 +314,7 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
         fast_env.uninstall(exp.econfig.domain)
 
     # the episode, as tau2train recorded it: tau2 scored the gold-forced episode 1
-    (record,) = (generated_dir(exp.run_dir) / SPLIT / TASK).glob("*.json")
+    (record,) = gold_records
     episode = json.loads(record.read_text())
     assert episode["error"] is None, episode["error"]
     assert (episode["reward"], episode["termination_reason"]) == (1.0, "user_stop")
@@ -274,8 +346,28 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
     assert stats["rollout/reward"] == 1.0 and stats["rollout/accepted"] == 1.0
     assert "rollout/rejected" not in stats
 
+    # A group of 2 whose user simulator fails one episode (HTTP 500, no retries): the episode is
+    # recorded as the user simulator's failure, and AReaL 1.0.4 drops the whole group (today's
+    # behaviour, issue 23: 0 of 2 episodes kept); the step's stats say so, as shares
+    assert lost.failed_requests == 1 and lost.trajectory is None
+    assert [r["failure"] for r in lost.records] == ["user_sim"] and len(lost.records) + len(lost.trained) == 2
+    ours = {k: v for k, v in lost.stats.items() if "/tau2/" in k and not k.endswith("__count")}
+    assert ours == {
+        "rollout/tau2/episodes_failed/user_sim": 0.5, "rollout/tau2/episodes_failed/timeout": 0.0,
+        "rollout/tau2/episodes_failed/evaluator": 0.0, "rollout/tau2/groups_dropped_whole": 1.0,
+        "rollout/tau2/episodes_lost": 1.0,
+    }, lost.stats
+    assert lost.stats["rollout/rejected"] == 1.0 and "rollout/accepted" not in lost.stats
+
+    # A user simulator down while an episode runs, back within econfig.user_llm_outage_s: the
+    # episode waited for it and finished; AReaL accepted it, nothing was lost
+    assert through_outage.trajectory is not None
+    assert (through_outage.records, len(through_outage.trained)) == ([], 1)
+    assert through_outage.stats["rollout/accepted"] == 1.0
+    assert through_outage.stats["rollout/tau2/episodes_failed/user_sim"] == 0.0
+
     # AReaL's own trajectory dump (rollout.dump_to_file) carries the same rewards
-    (dump,) = (areal_dir(Path(exp.cluster.fileroot), "logs", EXPERIMENT, TRIAL) / "rollout").glob("*/*.jsonl")
+    (dump,) = gold_dumps
     assert [json.loads(line)["reward"] for line in dump.read_text().splitlines()] == pytest.approx(
         [DISCOUNT, 1.0]
     )

@@ -172,15 +172,19 @@ def test_an_episode_over_its_time_limit_raises_so_areal_discards_it(llm):
 
 
 def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_path):
+    """Nothing listening: retried, waited for until econfig.user_llm_outage_s, then the episode
+    is recorded as the user simulator's failure and discarded."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-    wf = workflow(llm, dump_dir=str(tmp_path), user_llm_base_url=dead, user_llm_max_retries=1)
+    wf = workflow(llm, dump_dir=str(tmp_path), user_llm_base_url=dead, user_llm_max_retries=1, user_llm_outage_s=1.0)
+    started = time.monotonic()
     with pytest.raises(EpisodeDiscarded, match="user LLM at .* failed"):
         run(wf, "7", "train", llm)
+    assert time.monotonic() - started >= 1.0
     [record] = tmp_path.rglob("*.json")
     info = json.loads(record.read_text())
-    assert info["termination_reason"] == "user_error"
+    assert (info["termination_reason"], info["failure"]) == ("user_error", "user_sim")
     assert "APIConnectionError" in info["error"]
 
 
