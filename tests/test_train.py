@@ -4,6 +4,8 @@ recording stand-in injected through `trainer._target_` (AReaL's engines need GPU
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,24 @@ def test_slurm_workers_are_placed_as_the_scheduling_spec_says(container, tmp_pat
     scheduler = trainer._init_scheduler()
     assert type(scheduler).__name__ == "SlurmScheduler"
     assert (scheduler.container_type, scheduler.container_mounts) == (container, "/data:/data")
+
+
+def test_a_user_simulator_down_past_the_limit_stops_training_with_its_url(cli, tmp_path):
+    """The trainer at work (the stand-in holding, as a long training does) while its user
+    simulator never answers: once econfig.user_llm_outage_s has passed, the command stops the
+    training (unwinding through the trainer's exit, as Ctrl-C does) and exits 1 naming the URL."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1/"
+    started = time.monotonic()
+    result = cli(
+        *STAND_IN, f"econfig.user_llm_base_url={dead}", f"cluster.fileroot={tmp_path}/exp",
+        "econfig.user_llm_outage_s=2", cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 120  # not the stand-in's 300 s: stopped by the watch
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert f"error: the user simulator at {dead} (econfig.user_llm_base_url) has not answered for" in line
+    assert "econfig.user_llm_outage_s=2: training stopped" in line and "resumes from the last checkpoint" in line
+    run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-airline" / "trial0"
+    assert json.loads((run_dir / RECORD_NAME).read_text())["calls"] == 1  # training had started
