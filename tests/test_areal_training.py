@@ -1,24 +1,33 @@
 """AReaL's own PPOTrainer, end to end on this CPU machine: `python -m tau2train.run mode=train`
-trains the tiny Qwen3 (helpers/tiny_qwen.py) with GRPO on τ²'s mock domain.
+trains the tiny Qwen3 (helpers/tiny_qwen.py) with GRPO on τ²'s mock domain, through a user
+simulator that fails and goes down.
 
 Everything is the real thing (tau2train's CLI, composition and validation, AReaL's
 PPOTrainer, local scheduler, RPC workers, FSDP actor, RemoteSGLangEngine, rollout proxy,
 tool-call parser, staleness control, saver and recover checkpoints, tau2train's τ² workflow,
-reward rule and group filter, tau2's environment, orchestrator and evaluator) except two test
-doubles: the inference server is helpers/cpu_sglang.py (SGLang's HTTP protocol over the HF
-model, started by AReaL's rollout worker through helpers/cpu_rollout_worker.py) and the user
-simulator is helpers/plain_user.py.
+reward rule, group filter, failure stats and user-simulator watch, tau2's environment,
+orchestrator and evaluator) except two test doubles: the inference server is
+helpers/cpu_sglang.py (SGLang's HTTP protocol over the HF model, started by AReaL's rollout
+worker through helpers/cpu_rollout_worker.py) and the user simulator is helpers/plain_user.py.
 
 The policy's completions are forced (helpers/areal_run.py): each episode is [M, T], completion
 rewards [R - penalty, R] after AReaL's turn discount of 1, R being tau2's reward for the task;
 every step has advantages of both signs, so the update is a real one.
 
 One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
-2 cores): the run is stopped during its third step (SIGTERM to the command alone), which must
-leave none of its processes behind, then restarted with the same command (same experiment,
-trial, ports and name-resolve records); it resumes from AReaL's recover checkpoint of step 2
-and does step 3 again. Runtime: 12-15 minutes on 2 cores; memory: ~10 GB
-(PSS summed over the run's processes).
+2 cores). Issue 23's user simulator, in the first process:
+- until step 1 is logged, 10% of its requests fail after the client's retries (from the 3rd
+  request on, every 10th, and each retry of it): their episodes fail, AReaL drops their
+  groups, and the steps' stats must count exactly the double's failures;
+- then it goes down for OUTAGE_S = 30 s (503s, then connection refused) while step 2's
+  episodes need it: they wait, and step 2 trains on a whole group;
+- once step 2 is logged (and its recover checkpoint written) it goes down for good: past
+  econfig.user_llm_outage_s the command must exit 1 with one message naming the URL, and
+  leave none of its processes behind.
+Then the user simulator is back and the same command runs again (same experiment, trial,
+ports and name-resolve records): it resumes from AReaL's recover checkpoint of step 2 and
+does step 3. Runtime: 13-16 minutes on 2 cores; memory: ~10 GB (PSS summed over the run's
+processes).
 
 Needs sglang's Python package (AReaL's tool-call parser and SGLangConfig import it), which
 `make install` adds without its GPU dependencies.
@@ -34,13 +43,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import areal_run
 from helpers.areal_run import (
-    GROUP_SCRIPT,
+    GROUP_SIZE,
     PENALTY,
     REPO,
     M,
@@ -59,11 +69,17 @@ pytestmark = [pytest.mark.areal, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EXPERIMENT, TRIAL = "tau2-tiny-qwen3-mock", "cpu0"
 TOTAL_STEPS = 3
-KILL_AFTER_STEP = 2
+STOPPED_AFTER_STEP = 2  # the step after which the first process is stopped (the user sim down)
 # One run's deadline: start-up ~3.5 min and ~1 min a step on 2 cores; generous on purpose.
 RUN_DEADLINE_S = 1200
-# how long the stopped run may take to stop its workers and exit
-STOP_DEADLINE_S = 120
+# The user simulator: 10% of its requests fail after the client's retries until step 1
+FAIL_EVERY, FIRST_FAILURE, USER_RETRIES = 10, 3, 1
+# then it is down for OUTAGE_S, within econfig.user_llm_outage_s: its episodes wait it out
+# (their retries come at 1, 3, 7, 15, 30, 45 s of an outage: the limit leaves two after it;
+# they would give up 20 s past the limit, after the run's watch has stopped the run)
+OUTAGE_S, OUTAGE_LIMIT_S = 30, 60
+# how long the stopped run may take, past the limit, to stop its workers and exit
+STOP_DEADLINE_S = OUTAGE_LIMIT_S + 120
 
 
 def train_args(root: Path, model: Path, user_url: str) -> list[str]:
@@ -73,11 +89,13 @@ def train_args(root: Path, model: Path, user_url: str) -> list[str]:
         f"total_train_steps={TOTAL_STEPS}",
         # a model checkpoint and a recover checkpoint after step 2
         "saver.freq_epochs=null",
-        f"saver.freq_steps={KILL_AFTER_STEP}",
+        f"saver.freq_steps={STOPPED_AFTER_STEP}",
         "recover.mode=auto",
         "recover.freq_epochs=null",
         "recover.freq_secs=null",
-        f"recover.freq_steps={KILL_AFTER_STEP}",
+        f"recover.freq_steps={STOPPED_AFTER_STEP}",
+        f"econfig.user_llm_max_retries={USER_RETRIES}",
+        f"econfig.user_llm_outage_s={OUTAGE_LIMIT_S}",
     ]
 
 
@@ -128,12 +146,26 @@ def launch(args: list[str], workdir: Path, name: str) -> Process:
 
 
 @dataclasses.dataclass
+class UserSimLog:
+    """What the user-simulator double did to the first process."""
+
+    failed: int = 0  # requests failed after the client's retries (one episode each)
+    requests: int = 0  # requests while it failed 10% of them
+    refused: int = 0  # requests answered 503 as the 30 s outage began
+    outage_began: float = 0.0  # time.monotonic() of each outage's start
+    down_for_good: float = 0.0
+    user_url: str = ""
+
+
+@dataclasses.dataclass
 class Run:
     root: Path
     args: list[str]
-    first: Process  # stopped with SIGTERM after step KILL_AFTER_STEP
+    first: Process  # stopped by the user simulator down past the limit after step 2
+    user: UserSimLog
     second: Process | None = None  # the same command again, run to the end
     left_behind: list[int] | None = None  # the first's processes alive once it had exited
+    stopped_after_s: float | None = None  # from the user simulator down for good to the exit
 
     @property
     def fileroot(self) -> Path:
@@ -159,43 +191,67 @@ def initial_model():
     return load_model(tiny_qwen_dir())
 
 
+def wait_for_step(process: Process, step: int) -> None:
+    done = f"Train step {step}/"
+    wait_for(lambda: process.popen.poll() is not None or done in process.text,
+             f"AReaL to log {done!r}", RUN_DEADLINE_S, explain(process))
+    assert process.popen.poll() is None, f"the run ended early{explain(process)()}"
+
+
+def stop_failing(user) -> int:
+    """The double fails no more requests; returns how many it failed, once the client has
+    made every retry of them (so none of their episodes can still get through)."""
+    user.fail_every = 0
+    wait_for(lambda: user.failed_retries == user.failed * USER_RETRIES,
+             "the retries of the failed requests", 60)
+    return user.failed
+
+
+def outage(user, log: UserSimLog) -> None:
+    """The double down for OUTAGE_S as a server going down is: 503s while it shuts down
+    (waited for: an episode is asking it), then nothing listening on its port; then back."""
+    user.going_down = True
+    wait_for(lambda: user.refused > 0, "an episode to ask the user simulator", RUN_DEADLINE_S)
+    log.outage_began = time.monotonic()
+    user.stop()
+    user.going_down = False
+    log.refused = user.refused
+    time.sleep(OUTAGE_S)  # the outage itself, not a wait for something
+    user.start()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, plain_user):
-    """The first process, stopped with SIGTERM (to it alone, as `kill <pid>`, a job scheduler or
-    systemd send it) during step KILL_AFTER_STEP + 1: once AReaL has logged step
-    KILL_AFTER_STEP, and its rollout controller has counted every group the group filter
-    judged, one more than the steps took at least."""
+    """The first process, through the user simulator's failures and outage, stopped by it
+    staying down past the limit once step STOPPED_AFTER_STEP is logged."""
     root = tmp_path_factory.mktemp("areal")
+    plain_user.fail_every, plain_user.first_failure = FAIL_EVERY, FIRST_FAILURE
     args = train_args(root, tiny_qwen_dir(), plain_user.base_url + "/")
     first = launch(args, root, "first")
-    state = Run(root, args, first)
-    done = f"Train step {KILL_AFTER_STEP}/"
-
-    def ready() -> bool:
-        judged = len(records(first, "group"))
-        return done in first.text and judged > KILL_AFTER_STEP and sum(finished(first)) == judged
-
+    state = Run(root, args, first, UserSimLog(user_url=plain_user.base_url + "/"))
     try:
-        wait_for(
-            lambda: first.popen.poll() is not None or ready(),
-            f"AReaL to log {done!r} and to finish the next group",
-            RUN_DEADLINE_S,
-            explain(first),
-        )
-        assert first.popen.poll() is None, f"the run ended early{explain(first)()}"
-        first.popen.send_signal(signal.SIGTERM)
+        wait_for_step(first, 1)
+        state.user.failed = stop_failing(plain_user)
+        state.user.requests = plain_user.distinct
+        outage(plain_user, state.user)
+        wait_for_step(first, STOPPED_AFTER_STEP)
+        plain_user.stop()  # down for good
+        state.user.down_for_good = time.monotonic()
         first.popen.wait(timeout=STOP_DEADLINE_S)
+        state.stopped_after_s = time.monotonic() - state.user.down_for_good
         state.left_behind = first.processes()  # the moment the command has exited
     finally:
         first.kill()
+        plain_user.fail_every, plain_user.going_down = 0, False
     yield state
     if state.second is not None and state.second.popen.poll() is None:
         state.second.kill()
 
 
 @pytest.fixture(scope="module")
-def resumed(run: Run) -> Run:
-    """The same command again, run to its end."""
+def resumed(run: Run, plain_user) -> Run:
+    """The user simulator back, and the same command again, run to its end."""
+    plain_user.start()
     second = launch(run.args, run.root, "second")
     run.second = second
     try:
@@ -214,7 +270,7 @@ def records(process: Process, kind: str) -> list[dict]:
 
 
 def finished(process: Process) -> tuple[int, int]:
-    return areal_run.finished(process.text)
+    return areal_run.finished(process.text, who="RemoteInfEngine")
 
 
 def trajectories(run: Run) -> list[dict]:
@@ -272,7 +328,7 @@ def test_mode_train_runs_grpo_steps_with_areals_ppo_trainer(run, initial_model):
         spread = table["ppo_actor/task_reward/max"] - table["ppo_actor/task_reward/min"]
         assert spread == pytest.approx(PENALTY) or spread == pytest.approx(2 * PENALTY), step
     # the saver's checkpoint after step 2 holds trained weights
-    checkpoint = saver_checkpoint(run, KILL_AFTER_STEP - 1)
+    checkpoint = saver_checkpoint(run, STOPPED_AFTER_STEP - 1)
     trained = load_model(checkpoint).state_dict()
     initial = initial_model.state_dict()
     assert trained.keys() == initial.keys()
@@ -281,9 +337,9 @@ def test_mode_train_runs_grpo_steps_with_areals_ppo_trainer(run, initial_model):
 
 
 def test_episodes_go_through_areals_proxy_into_the_tau2_workflow(run):
-    episodes = records(run.first, "episode")
-    assert len(episodes) >= 2 * KILL_AFTER_STEP
-    played = trajectories(run)
+    episodes = [e for e in records(run.first, "episode") if not e["failure"]]
+    assert len(episodes) >= 2 * STOPPED_AFTER_STEP
+    played = [t for t in trajectories(run) if not t["failure"]]  # the failed: test above
     assert len(played) >= len(episodes)
     tool_calls = 0
     for trajectory in played:
@@ -325,7 +381,7 @@ def test_areal_hands_the_group_filter_one_row_per_completion(run):
     assert groups
     for group in groups:
         n = len(group["rows"])
-        assert n == len(GROUP_SCRIPT)  # the group's 2 episodes made 4 completions: 4 rows
+        assert n == 2 * GROUP_SIZE  # the group's 2 episodes made 4 completions: 4 rows
         length = max(len(r["input_ids"]) for r in group["rows"])
         assert group["keys"] == {
             "input_ids": {"shape": [n, length], "dtype": "torch.int64"},
@@ -352,7 +408,8 @@ def test_areal_hands_the_group_filter_one_row_per_completion(run):
 def test_the_group_filter_judges_groups_by_their_episodes_rewards(run):
     """group_filter.max_mean_reward=0.95 (the default): a group whose episodes all solved their
     task is dropped, though its rows' mean (penalties included) is below 0.95; any other group
-    is kept. AReaL's own rollout/rejected count shows the drops."""
+    is kept. AReaL's own count of rejected groups shows these drops and the groups it dropped
+    for a failed episode, which never reach the filter."""
     groups, episodes = records(run.first, "group"), records(run.first, "episode")
     rewards = {g["task_id"]: [e["reward"] for e in episodes if e["task_id"] == g["task_id"]] for g in groups}
     solved = [g for g in groups if set(rewards[g["task_id"]]) == {1.0}]
@@ -362,13 +419,13 @@ def test_the_group_filter_judges_groups_by_their_episodes_rewards(run):
         assert sum(group["rewards"]) / len(group["rewards"]) < 0.95  # the rows would pass
         assert not group["accepted"], group["rewards"]
     assert all(g["accepted"] for g in unsolved)
-    # AReaL's rollout controller counted exactly these verdicts (the groups are judged one at a
-    # time, in order; a group judged while the stopped run shut down was never counted)
-    counted = finished(run.first)
-    assert sum(counted) > KILL_AFTER_STEP
-    judged = groups[: sum(counted)]
-    accepted = sum(g["accepted"] for g in judged)
-    assert counted == (accepted, len(judged) - accepted)
+    # AReaL's rollout worker counted exactly these verdicts, and a rejection for each group
+    # with a failed episode (its count as of its last group: the controller's may lag it)
+    accepted = sum(g["accepted"] for g in groups)
+    assert accepted >= STOPPED_AFTER_STEP
+    dropped = {e["task_id"] for e in episodes if e["failure"]}
+    assert dropped and not dropped & {g["task_id"] for g in groups}
+    assert finished(run.first) == (accepted, len(groups) - accepted + len(dropped))
 
 
 def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model):
@@ -397,13 +454,63 @@ def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model
             assert moved > 0 if text == T else moved < 0, (version, text, moved)
 
 
-def test_sigterm_stops_the_run_and_everything_it_started(run):
-    """Issue 14: the stopped command exits with 128 + SIGTERM and one line saying so, and by then
+def test_a_user_simulator_down_past_the_limit_stops_the_run_and_everything_it_started(run):
+    """Issue 23 (and 14's teardown): with the user simulator down for good, the command exits 1
+    once econfig.user_llm_outage_s has passed, with one message naming the URL, and by then
     AReaL's workers and the inference server they started are gone."""
     first = run.first
-    assert first.popen.returncode == 128 + signal.SIGTERM, explain(first)()
-    assert first.text.rstrip().splitlines()[-1] == "stopped by SIGTERM", explain(first)()
+    assert first.popen.returncode == 1, explain(first)()
+    (line,) = [x for x in first.text.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: the user simulator at {run.user.user_url} (econfig.user_llm_base_url) "
+                           "has not answered for"), line
+    assert f"past econfig.user_llm_outage_s={OUTAGE_LIMIT_S}: training stopped" in line, line
+    assert "rerun the same command: it resumes from the last checkpoint" in line, line
+    assert OUTAGE_LIMIT_S <= run.stopped_after_s < STOP_DEADLINE_S
     assert run.left_behind == [], explain(first)()
+
+
+def test_failed_episodes_cost_their_groups_and_each_step_counts_them(run):
+    """10% of the user simulator's requests failed after the client's retries: each failed
+    its episode (cause user_sim), AReaL 1.0.4 dropped that episode's group whole, training
+    went on, and the steps' stats count exactly the double's failures."""
+    stats = step_stats(run.main_log())
+    assert sorted(stats) == list(range(1, STOPPED_AFTER_STEP + 1))  # every step trained
+    failed = run.user.failed
+    assert failed >= 1 and run.user.requests >= FIRST_FAILURE
+    assert failed == (run.user.requests - FIRST_FAILURE) // FAIL_EVERY + 1  # 10% from the 3rd
+    total = {key: sum(table.get(f"rollout/tau2/{key}", 0.0) for table in stats.values())
+             for key in ("episodes_failed/user_sim", "episodes_failed/timeout", "episodes_failed/evaluator",
+                         "groups_dropped_whole")}
+    assert total["episodes_failed/user_sim"] == failed, stats
+    assert total["episodes_failed/timeout"] == total["episodes_failed/evaluator"] == 0
+    assert 1 <= total["groups_dropped_whole"] <= failed  # two failures may share a group
+    for table in stats.values():
+        dropped = table["rollout/tau2/groups_dropped_whole"]
+        # the share of the step's episodes lost with their groups: whole groups, so at least
+        # the failed ones, and none when no group was dropped
+        lost = table["rollout/tau2/episodes_lost"]
+        assert (lost == 0) == (dropped == 0) and 0 <= lost <= 1, table
+    # the episodes' own records say the same, and the sweep report totals those
+    episodes = records(run.first, "episode")
+    assert sum(e["failure"] == "user_sim" for e in episodes) == failed
+    on_disk = [t for t in trajectories(run) if t["failure"]]
+    assert [t["failure"] for t in on_disk] == ["user_sim"] * failed
+    assert all("user LLM at" in t["error"] for t in on_disk)
+
+
+def test_a_30_s_user_simulator_outage_pauses_training_and_loses_no_step(run):
+    """Down for 30 s (under the limit) while step 2's episodes needed it: they waited and
+    retried, step 2 trained on a whole group, and no episode failed for it."""
+    out = run.first.text
+    assert run.user.refused >= 1  # an episode was asking it as it went down
+    assert f"is not answering; its episodes wait and retry (a training run stops once it has been down for " \
+           f"econfig.user_llm_outage_s={OUTAGE_LIMIT_S} s)" in out
+    stats = step_stats(run.main_log())
+    step = stats[STOPPED_AFTER_STEP]
+    assert step["ppo_actor/n_seqs"] == 2 * GROUP_SIZE and step["ppo_actor/update/update_successful"] == 1
+    # every failure is one the double made on purpose before the outage (checked exactly above)
+    failed = sum(table.get("rollout/tau2/episodes_failed/user_sim", 0.0) for table in stats.values())
+    assert failed == run.user.failed
 
 
 def test_a_stopped_run_restarted_with_the_same_command_resumes(resumed):
@@ -412,7 +519,7 @@ def test_a_stopped_run_restarted_with_the_same_command_resumes(resumed):
     assert second.popen.returncode == 0, explain(second)()
     out = second.text
     # AReaL found the recover checkpoint of the killed run (same experiment and trial) ...
-    assert re.search(rf"Recovering from StepInfo\(.*global_step={KILL_AFTER_STEP}\b", out), explain(second)()
+    assert re.search(rf"Recovering from StepInfo\(.*global_step={STOPPED_AFTER_STEP}\b", out), explain(second)()
     # ... and did only what was left
     done = re.findall(r"Train step (\d+)/\d+ done", out)
     assert done == [str(TOTAL_STEPS)], done
@@ -421,7 +528,7 @@ def test_a_stopped_run_restarted_with_the_same_command_resumes(resumed):
     # its inference server was given the recovered weights, not the initial ones: what it
     # served for the group step 3 trained on are the log-probabilities of the weights the
     # saver wrote at step 2
-    checkpoint = load_model(saver_checkpoint(run, KILL_AFTER_STEP - 1))
+    checkpoint = load_model(saver_checkpoint(run, STOPPED_AFTER_STEP - 1))
     first_group = records(second, "group")[0]
     for row in first_group["rows"]:
         assert teacher_forced(checkpoint, row) == pytest.approx(torch.tensor(row["logprobs"]), abs=1e-4)
@@ -433,4 +540,4 @@ def test_completions_after_a_resume_carry_the_recovered_version(resumed):
     """AReaL 1.0.4 alone tags them version 0: it sets the recovered version before it starts
     the rollout proxies; tau2train's trainer hands it to them once they run."""
     first_group = records(resumed.second, "group")[0]
-    assert {v for row in first_group["rows"] for v in row["versions"]} == {KILL_AFTER_STEP}
+    assert {v for row in first_group["rows"] for v in row["versions"]} == {STOPPED_AFTER_STEP}

@@ -51,7 +51,10 @@ def test_tau2s_players_call_the_module_level_generate_that_set_generate_routes()
     from tau2.user.user_simulator import UserSimulator
     from tau2.utils import llm_utils
 
-    assert tau2_compat.generates() == [llm_utils.generate, llm_utils.generate]
+    # tau2's own, or tau2train's routing once an episode has run in this process
+    assert all(g is llm_utils.generate or g.__module__.startswith("tau2train.") for g in tau2_compat.generates())
+    for module in tau2_compat.player_modules():
+        assert "from tau2.utils.llm_utils import" in inspect.getsource(module) and hasattr(module, "generate")
     for cls, method in ((LLMAgent, "generate_next_message"), (LLMSoloAgent, "generate_next_message"),
                         (UserSimulator, "_generate_next_message")):
         code = getattr(cls, method).__code__
@@ -204,3 +207,28 @@ def test_the_areal_trainer_hooks_tau2trains_trainer_overrides_are_still_called()
         assert callable(getattr(PPOTrainer, hook, None)), f"AReaL's PPOTrainer has no {hook} now"
         assert hook in inspect.getsource(getattr(PPOTrainer, caller)), f"PPOTrainer.{caller} no longer calls {hook}"
     assert "self._proxy_started" in inspect.getsource(PPOTrainer._ensure_proxy_started)
+
+
+def test_report_sums_gets_counts_from_areals_averaging_rollout_controller():
+    """AReaL's RolloutController.export_stats averages what its workers recorded (a 0/1 per
+    episode becomes a share) and drops the counts; report_sums keeps AReaL's call and its
+    means, and gives the keys it names as sums over the workers (tau2train.launch.trainer)."""
+    from areal.infra.controller.rollout_controller import RolloutController
+    from areal.utils.stats_tracker import DistributedStatsTracker
+
+    def worker_export(failed: list[int]) -> dict[str, float]:  # what a worker's RPC answers
+        tracker = DistributedStatsTracker("rollout")
+        for value in failed:
+            tracker.scalar(**{"tau2/episodes_failed/user_sim": value, "reward": 0.25})
+        return tracker.export()
+
+    workers = [worker_export([1, 0, 0, 1]), worker_export([1, 0])]
+    calls = []
+    controller = RolloutController.__new__(RolloutController)  # its stats export alone
+    controller._collective_rpc = lambda *args, **kwargs: calls.append(kwargs.get("method")) or workers
+    failed = "rollout/tau2/episodes_failed/user_sim"
+    assert RolloutController.export_stats(controller) == {failed: 0.5, "rollout/reward": 0.25}
+    assert areal_compat.report_sums(controller, ("rollout/tau2/",))
+    assert controller.export_stats() == {failed: 3.0, "rollout/reward": 0.25}
+    assert calls == [areal_compat.EXPORT_STATS_RPC] * 2
+    assert not areal_compat.report_sums(object(), ("rollout/tau2/",))  # no such RPC: left as it is

@@ -305,7 +305,7 @@ def test_forced_completions_replay_the_script_with_the_models_logprobs(server, m
     queued = requests.post(
         f"{server.base_url}/tau2test/force", json={"completions": [text, ids, text]}, timeout=60
     )
-    assert queued.json() == {"queued": 3}
+    assert queued.json() == {"queued": 3, "turns": 0}
 
     first = generate(server, temperature=1.0, max_new_tokens=64)
     assert first["output_ids"] == scripted and first["text"] == text
@@ -319,6 +319,24 @@ def test_forced_completions_replay_the_script_with_the_models_logprobs(server, m
     assert third["meta_info"]["finish_reason"] == {"type": "length", "length": 5}
     # the script is used up: the policy samples again
     assert generate(server, temperature=0.0, max_new_tokens=5)["output_ids"] != scripted[:5]
+
+
+def test_a_turn_script_forces_each_episodes_completions_by_its_prompt(own_server, tokenizer):
+    """{"turns": [call, reply]}: a prompt without the call gets the call, one holding it (the
+    episode's second turn) the reply, in whatever order episodes arrive; queued ones go first."""
+    call, reply = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>', "OK."
+    answer = requests.post(f"{own_server.base_url}/tau2test/force",
+                           json={"completions": ["first"], "turns": [call, reply]}, timeout=60)
+    assert answer.json() == {"queued": 1, "turns": 2}
+    after_call = PROMPT + tokenizer.encode(call, add_special_tokens=False) + PROMPT
+
+    def text(prompt):
+        return generate(own_server, prompt, temperature=1.0, max_new_tokens=64)["text"]
+
+    assert text(after_call) == "first"
+    assert [text(after_call), text(PROMPT), text(after_call + after_call), text(PROMPT)] == [reply, call, reply, call]
+    refused = requests.post(f"{own_server.base_url}/tau2test/force", json={"turns": [[1, 2]]}, timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == "turns: a list of strings"
 
 
 def test_update_weights_from_disk_changes_the_policy(own_server, perturbed, tmp_path):

@@ -16,8 +16,8 @@ from openai import AsyncOpenAI
 from tau2.data_model.message import UserMessage
 
 from tau2train.config.checked import Endpoint
-from tau2train.launch.outage import UserSimOutage, stop_on_user_sim_outage
-from tau2train.rollout.chat import Chat, LLMCallFailed
+from tau2train.launch.outage import PROBE_EVERY_S, PROBE_TIMEOUT_S, UserSimOutage, stop_on_user_sim_outage
+from tau2train.rollout.chat import WATCH_GRACE_S, Chat, LLMCallFailed, give_up_after
 from tau2train.rollout.workflow import Tau2AgentWorkflow
 
 
@@ -82,7 +82,14 @@ def test_past_the_limit_the_call_fails_naming_the_url(loop, user_sim):
     outcome = ask(chat)
     outcome["thread"].join(30)
     assert isinstance(outcome["error"], LLMCallFailed) and url in str(outcome["error"])
-    assert 1.5 <= time.monotonic() - started < 10
+    assert give_up_after(1.5) == 3.0 and 3.0 <= time.monotonic() - started < 10
+
+
+def test_a_training_runs_watch_stops_it_before_any_episode_gives_up():
+    """Episodes outwait the limit by WATCH_GRACE_S, longer than the watch can take to see it
+    (a probe interval and a probe's timeout), so an outage the run stops for fails none."""
+    assert PROBE_EVERY_S + PROBE_TIMEOUT_S < WATCH_GRACE_S
+    assert give_up_after(300) == 320 and give_up_after(60) == 80 and give_up_after(2) == 4
 
 
 def test_an_error_answer_is_a_failure_not_an_outage(loop, user_sim):

@@ -172,7 +172,7 @@ def test_an_episode_over_its_time_limit_raises_so_areal_discards_it(llm):
 
 
 def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_path):
-    """Nothing listening: retried, waited for until econfig.user_llm_outage_s, then the episode
+    """Nothing listening: retried, waited for past econfig.user_llm_outage_s, then the episode
     is recorded as the user simulator's failure and discarded."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -203,14 +203,15 @@ def test_an_erroring_user_simulator_is_retried_with_backoff(llm, tmp_path):
 
 def test_an_unavailable_user_simulator_is_waited_for_until_the_outage_limit(llm, tmp_path):
     """HTTP 503 (restarting, overloaded): the episode waits and retries for
-    econfig.user_llm_outage_s, then fails as the user simulator's failure."""
+    econfig.user_llm_outage_s and as long again (at most WATCH_GRACE_S: a training run's watch
+    stops the run first), then fails as the user simulator's failure."""
     wf = workflow(llm, dump_dir=str(tmp_path), user_llm_max_retries=0, user_llm_outage_s=2.5)
     wf.econfig.user_llm = "user-down"
     before, started = llm.requests["user-down"], time.monotonic()
     with pytest.raises(EpisodeDiscarded):
         run(wf, "7", "train", llm)
-    assert time.monotonic() - started >= 2.5
-    assert llm.requests["user-down"] - before == 3  # at 0 s, then after waits of 1 s and 1.5 s (the rest)
+    assert time.monotonic() - started >= 5.0
+    assert llm.requests["user-down"] - before == 4  # at 0 s, then after waits of 1, 2 and 2 s (the rest)
     [record] = tmp_path.rglob("*.json")
     assert json.loads(record.read_text())["failure"] == "user_sim"
 

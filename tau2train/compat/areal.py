@@ -41,3 +41,53 @@ def stats_scope() -> Any | None:
     if context is None or tracker is None:
         return None
     return tracker.get(context.stat_scope())
+
+
+# The RPC through which AReaL's RolloutController collects its workers' stats.
+EXPORT_STATS_RPC = "export_stats"
+
+
+def report_sums(controller: Any, prefixes: tuple[str, ...]) -> bool:
+    """Make `controller.export_stats()` (AReaL's RolloutController, this one instance) report
+    every key that starts with one of `prefixes` as the sum of what the workers recorded under
+    it since the last export, not the mean.
+
+    AReaL 1.0.4 averages every scalar its rollout workers recorded and keeps no count
+    (areal/infra/controller/rollout_controller.py:1113-1128), so a 0/1 recorded per episode
+    reaches the stats logger as a share. Each worker's raw export carries `<key>__count`:
+    AReaL's own call is left to run, its RPC's answers are kept on the way, and each sum is
+    mean × count, added over the workers. False (nothing changed) for a controller without
+    that RPC (AReaL's RolloutControllerV2): its stats stay shares."""
+    export, rpc = getattr(type(controller), "export_stats", None), getattr(controller, "_collective_rpc", None)
+    if export is None or rpc is None:
+        return False
+
+    def export_stats() -> dict[str, float]:
+        raw: list[dict[str, float]] = []
+
+        def keeping(*args, **kwargs):
+            answers = rpc(*args, **kwargs)
+            if kwargs.get("method") == EXPORT_STATS_RPC:
+                raw.extend(answers)
+            return answers
+
+        controller._collective_rpc = keeping
+        try:
+            stats = export(controller)
+        finally:
+            controller._collective_rpc = rpc
+        stats.update(summed(raw, prefixes))
+        return stats
+
+    controller.export_stats = export_stats
+    return True
+
+
+def summed(raw: list[dict[str, float]], prefixes: tuple[str, ...]) -> dict[str, float]:
+    """Per key with one of `prefixes`: Σ over the workers' exports of mean × `<key>__count`."""
+    sums: dict[str, float] = {}
+    for worker in raw:
+        for key, mean in worker.items():
+            if key.startswith(prefixes) and not key.endswith("__count"):
+                sums[key] = sums.get(key, 0.0) + mean * worker.get(key + "__count", 0)
+    return {key: round(value, 6) for key, value in sums.items()}

@@ -82,21 +82,25 @@ def execute(argv: list[str]) -> None:
     except EvalServerFailed as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)
-    except UserSimOutage as error:  # before KeyboardInterrupt, which it is
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:
-        # Ctrl-C or SIGTERM: what the run started has been stopped on the way here. Requests
-        # cut off mid-flight (httpx/anyio connects) leave coroutines that Python would report,
-        # at exit, after this message as "never awaited": noise, not news.
-        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
-        # Likewise the episode threads still unwinding: their requests' tasks fail on the
-        # closed loop ("Task exception was never retrieved", "exception calling callback").
-        for name in ("asyncio", "concurrent.futures"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        # And their tasks still pending when the interpreter is torn down.
-        quiet_until_exit()
+        # Ctrl-C, SIGTERM or a user simulator down past its limit: what the run started has
+        # been stopped on the way here.
+        quiet_the_unwinding()
+        if isinstance(stop, UserSimOutage):
+            print(f"error: {stop}", file=sys.stderr)
+            sys.exit(SERVER_FAILED_EXIT_CODE)
         terminated = isinstance(stop, Terminated)
         print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
+
+def quiet_the_unwinding() -> None:
+    """Requests cut off mid-flight (httpx/anyio connects) leave coroutines that Python would
+    report, at exit, after the last message as "never awaited": noise, not news. Likewise the
+    episode threads still unwinding (their requests' tasks fail on the closed loop: "Task
+    exception was never retrieved", "exception calling callback"), and their tasks still
+    pending when the interpreter is torn down."""
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    for name in ("asyncio", "concurrent.futures"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_until_exit()

@@ -7,7 +7,9 @@
   said (areal/infra/scheduler/slurm.py:898-906); host workers run this interpreter;
 * every worker its scheduler started is stopped when construction or `close()` fails, and
   Slurm worker jobs an earlier controller of the same trial left behind are cancelled;
-* after a resume, the rollout proxies get the recovered weight version.
+* after a resume, the rollout proxies get the recovered weight version;
+* the episodes and groups lost to failures outside the policy reach the stats as counts
+  (tau2train.rollout.losses), not as the shares AReaL's averaging makes of them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import Any
 
 from areal import PPOTrainer as ArealPPOTrainer
 
+from tau2train.compat.areal import report_sums
+from tau2train.rollout.losses import COUNTED
+
 logger = logging.getLogger("tau2train.launch.trainer")
+
+# AReaL's stats scope of training rollouts (areal.infra.workflow_context.stat_scope)
+ROLLOUT_SCOPE = "rollout"
 
 PYTHON_NAMES = ("python", "python3")
 
@@ -100,6 +108,10 @@ class PPOTrainer(ArealPPOTrainer):
         except BaseException:
             self.stop_workers()
             raise
+        if not report_sums(self.rollout, tuple(f"{ROLLOUT_SCOPE}/{key}" for key in COUNTED)):
+            logger.warning("%s keeps no stats counts: rollout/tau2/episodes_failed/* and "
+                           "groups_dropped_whole are shares of the step's episodes and groups",
+                           type(self.rollout).__name__)
 
     def _ensure_proxy_started(self):
         """AReaL's, then the recovered weight version handed to the proxies it just started.

@@ -200,6 +200,16 @@ def openai_schema(tool: Tool) -> dict[str, Any]:
 UNAVAILABLE_STATUSES = (502, 503, 504)
 # Waits between retries while an endpoint is unreachable: doubling from the first, capped.
 FIRST_WAIT_S, LONGEST_WAIT_S = 1.0, 15.0
+# A training run's watch (tau2train.launch.outage) stops the run once a user simulator has been
+# down for econfig.user_llm_outage_s. Episodes wait this much longer (at most the limit again),
+# so that an outage the run stops for fails none of them: no group dropped, no data spent, and
+# the run's one message is the last word.
+WATCH_GRACE_S = 20.0
+
+
+def give_up_after(limit_s: float) -> float:
+    """Seconds an episode waits out an outage, given econfig.user_llm_outage_s."""
+    return limit_s + min(WATCH_GRACE_S, limit_s)
 
 
 def is_outage(error: Exception) -> bool:
@@ -224,10 +234,11 @@ class Outage:
 
     def wait(self, limit_s: float, cancelled: threading.Event, url: str) -> bool:
         """Wait before the next try (bounded backoff); False once the endpoint has been down
-        for `limit_s` (then the call fails). EpisodeCancelled when the episode is stopped."""
+        for `give_up_after(limit_s)` (then the call fails). EpisodeCancelled when the episode
+        is stopped."""
         now = time.monotonic()
         self.since = self.since if self.since is not None else now
-        left = limit_s - (now - self.since)
+        left = give_up_after(limit_s) - (now - self.since)
         if left <= 0:
             return False
         if self.waits == 0:
@@ -252,8 +263,8 @@ def _log_outage(url: str, limit_s: float) -> None:
     now = time.monotonic()
     if now - _outage_logged.get(url, -60.0) >= 30.0:
         _outage_logged[url] = now
-        logger.warning("%s is not answering; its episodes wait and retry for up to %.0f s "
-                       "(econfig.user_llm_outage_s)", url, limit_s)
+        logger.warning("%s is not answering; its episodes wait and retry (a training run stops once "
+                       "it has been down for econfig.user_llm_outage_s=%g s)", url, limit_s)
 
 
 class LLMCallFailed(Exception):

@@ -1,17 +1,18 @@
 """What training lost to failures outside the policy, step by step on AReaL's stats tracker
 (and so in wandb), in the scope AReaL's own `reward` goes to (`rollout/` while training):
 
-- `tau2/episodes_failed/<cause>`: the share of the step's episodes that ended on that cause
+- `tau2/episodes_failed/<cause>`: how many of the step's episodes ended on that cause
   (user_sim, timeout, evaluator; tau2train.records.episode_failure);
-- `tau2/groups_dropped_whole`: the share of the step's GRPO groups AReaL dropped because one
-  of their episodes failed: AReaL 1.0.4 gathers a group's episodes without
-  `return_exceptions` (areal/infra/remote_inf_engine.py:89) and its proxy workflow re-raises
-  the failure (areal/experimental/openai/proxy/workflow.py:227-234), so the whole group goes;
+- `tau2/groups_dropped_whole`: how many GRPO groups AReaL dropped because one of their
+  episodes failed: AReaL 1.0.4 gathers a group's episodes without `return_exceptions`
+  (areal/infra/remote_inf_engine.py:89) and its proxy workflow re-raises the failure
+  (areal/experimental/openai/proxy/workflow.py:227-234), so the whole group goes;
 - `tau2/episodes_lost`: the share of the step's episodes lost with those groups.
 
-AReaL exports a rollout worker's stats as means (areal/infra/controller/rollout_controller.py:
-1113: the counts stay inside it), hence shares; the counts are in the episodes' records
-(RunInfo.failure), which the sweep report totals.
+Each episode (group) records 0 or 1; AReaL's rollout controller averages what its workers
+recorded, and the trainer (tau2train.launch.trainer) has the keys in COUNTED summed instead
+(tau2train.compat.areal.report_sums), so those two are counts. The episodes' own records
+(RunInfo.failure) hold the same causes, which the sweep report totals.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from tau2train.records.episode_failure import Failure
 FAILED_KEY = "tau2/episodes_failed/{}"
 GROUPS_DROPPED_KEY = "tau2/groups_dropped_whole"
 EPISODES_LOST_KEY = "tau2/episodes_lost"
+# the keys reported as counts per step (sums of the 0/1 recorded), not shares
+COUNTED = (FAILED_KEY.format(""), GROUPS_DROPPED_KEY)
 
 
 class GroupTally:

@@ -3,11 +3,11 @@ run on τ²'s mock domain, the environment its processes need, and readers of wh
 the test instrumentation (helpers/cpu_rollout_worker.py) leave behind.
 
 The policy's completions are forced (TAU2TEST_FORCED_COMPLETIONS; the CPU server still reports
-the model's own log-probabilities of them): each GRPO group of two episodes answers
-GROUP_SCRIPT = [M, M, T, T] in arrival order, where M is a call to create_task without its
-arguments (a format penalty, and the episode goes on) and T a plain reply (the user then ends
-the chat). So each episode is [M, T]: completion rewards [R - PENALTY, R], R being tau2's
-reward for the task.
+the model's own log-probabilities of them) by the prompt: each episode's first completion is
+M, a call to create_task without its arguments (a format penalty, and the episode goes on),
+and the next T, a plain reply (the user then ends the chat). So each episode is [M, T]:
+completion rewards [R - PENALTY, R], R being tau2's reward for the task, whatever the order
+the episodes run in and whichever of them fail.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ REPO = TESTS_DIR.parent
 PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart at a glance
 M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
 T = "OK."
-GROUP_SCRIPT = [M, M, T, T]  # one GRPO group of 2 episodes, in arrival order
+EPISODE_SCRIPT = [M, T]  # each episode's completions
+GROUP_SIZE = 2  # gconfig.n_samples: episodes in a GRPO group
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -67,9 +68,8 @@ def cpu_train_args(root: Path, model: Path, user_url: str, experiment: str, tria
         "actor.mb_spec.max_tokens_per_mb=1024",
         "actor.pad_to_maximum=false",
         "sglang.context_length=1024",
-        # one GRPO group of 2 episodes a step, one group in flight (so each consumes one
-        # GROUP_SCRIPT of forced completions)
-        "gconfig.n_samples=2",
+        # one GRPO group of 2 episodes a step, one group in flight
+        f"gconfig.n_samples={GROUP_SIZE}",
         "train_dataset.batch_size=1",
         "rollout.max_concurrent_rollouts=1",
         # each step's group is played by the latest weights (step 2's by version 1)
@@ -91,7 +91,7 @@ def run_env(workdir: Path, name: str) -> tuple[dict[str, str], Path]:
     and the file its filter and episode records go to."""
     workdir.mkdir(parents=True, exist_ok=True)
     forced = workdir / "forced_completions.json"
-    forced.write_text(json.dumps(GROUP_SCRIPT * 16))
+    forced.write_text(json.dumps({"turns": EPISODE_SCRIPT}))
     filter_log = workdir / f"{name}.filter.jsonl"
     env = {
         **os.environ,
@@ -138,14 +138,14 @@ def records(filter_log: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-FINISHED = re.compile(
-    r"RolloutController INFO: Finish (?:and accept|but reject) rollout\. .*accepted: (\d+), rejected: (\d+)"
-)
-
-
-def finished(text: str) -> tuple[int, int]:
-    """AReaL's rollout controller's count of the groups it finished: (accepted, rejected)."""
-    found = FINISHED.findall(text)
+def finished(text: str, who: str = "RolloutController") -> tuple[int, int]:
+    """The count of the groups finished, (accepted, rejected), as last logged by AReaL's rollout
+    controller (in the trainer process) or by its rollout worker (`who="RemoteInfEngine"`,
+    which logs each group's end as it happens). A group AReaL dropped because an episode
+    failed counts as rejected."""
+    found = re.findall(
+        rf"{who}\b.*INFO: Finish (?:and accept|but reject) rollout\. .*accepted: (\d+), rejected: (\d+)", text
+    )
     return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
 
 

@@ -24,10 +24,10 @@ The server command is this module again (`python -m helpers.cpu_rollout_worker c
 <AReaL's flags>`), which runs `helpers.cpu_sglang`'s own main, so that a test can give the
 server completions to force before it answers anything:
 
-* TAU2TEST_FORCED_COMPLETIONS=<json file>: a list of completions (strings or token-id lists,
-  see /tau2test/force in helpers/cpu_sglang.py), queued before the server listens, so no
-  /generate can come first; each /generate takes the next one (with the model's real
-  teacher-forced log-probabilities) until they run out, then the model samples.
+* TAU2TEST_FORCED_COMPLETIONS=<json file>: what /tau2test/force takes (helpers/cpu_sglang.py),
+  {"completions": [...], "turns": [...]}, given before the server listens, so no /generate can
+  come first: queued completions, then a script of each episode's turns chosen by the prompt
+  (with the model's real teacher-forced log-probabilities); without either the model samples.
 
 Test-only instrumentation, off unless asked for:
 
@@ -36,8 +36,8 @@ Test-only instrumentation, off unless asked for:
   areal/infra/workflow_executor.py:1099) appends one JSON line to <path>: what AReaL passed to
   it (every key's shape and dtype, the rewards, and per row the tokens, the log-probabilities
   and the weight versions of its output), AReaL's task id, and what the filter answered; and
-  every episode the τ² workflow plays appends one too (its τ² task, episode reward and
-  per-completion rewards, under the same AReaL task id). Behaviour is unchanged.
+  every episode the τ² workflow plays appends one too (its τ² task, episode reward,
+  per-completion rewards and failure, under the same AReaL task id). Behaviour is unchanged.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def serve_cpu_sglang(argv: list[str]) -> None:
         start = cpu_sglang.CPUSGLangServer.start
 
         def start_with_forced(server):
-            # the queue /tau2test/force fills, filled before the server answers anything
-            server._forced.extend(forced)
+            # what /tau2test/force sets, set before the server answers anything
+            server.force(forced.get("completions", []), forced.get("turns", []))
             return start(server)
 
         cpu_sglang.CPUSGLangServer.start = start_with_forced
@@ -157,6 +157,7 @@ def record_filter_calls(path: str) -> None:
                 "tau2_task": info.task_id,
                 "reward": info.reward,
                 "completion_rewards": list((info.completion_rewards or {}).values()),
+                "failure": info.failure,
                 "is_eval": workflow_context.get().is_eval,
             }
         )

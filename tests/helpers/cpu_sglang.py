@@ -41,6 +41,10 @@ next one instead of sampling. A string is tokenised (no special tokens) and foll
 tokenizer's EOS (<|im_end|> for Qwen chat models); a list of ints is used as is. The tokens
 are returned verbatim (cut at max_new_tokens) with the model's own teacher-forced
 log-probabilities, so the trainer still sees the policy's real probabilities of them.
+POST /tau2test/force with {"turns": [c0, c1, ...]} instead forces by the prompt, not by arrival
+order (so episodes that fail or interleave leave the others' completions as they were): a
+prompt whose text holds c0 k times gets c_k (the last once k runs past the list); a queued
+completion still goes first.
 
 One worker thread runs all model work (generation and weight loads), in arrival order; the
 HTTP side stays responsive meanwhile. In-process:
@@ -357,6 +361,7 @@ class CPUSGLangServer:
         # Model work runs here, one job at a time, in arrival order.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpu-sglang")
         self._forced: collections.deque[str | list[int]] = collections.deque()
+        self._turns: list[str] = []  # forced by the prompt: see /tau2test/force
         # Bumped by every abort; a running generation stops when it no longer sees its own.
         self._abort_epoch = 0
         self._admitting: asyncio.Event | None = None  # cleared while paused
@@ -466,7 +471,7 @@ class CPUSGLangServer:
             return web.json_response({"error": {"message": str(e)}}, status=400)
         await self._admitting.wait()
         epoch = self._abort_epoch  # no await between admission and this: a pause sees us
-        forced = self.policy.encode_forced(self._forced.popleft()) if self._forced else None
+        forced = self._forced_for(prompt)
         try:
             generation = await self._run(
                 self.policy.generate,
@@ -480,6 +485,15 @@ class CPUSGLangServer:
             return web.json_response({"error": {"message": str(e)}}, status=400)
         self.finished[generation.finish_reason["type"]] += 1
         return web.json_response(self._generate_response(body, prompt, params, options, generation, started))
+
+    def _forced_for(self, prompt: list[int]) -> list[int] | None:
+        """The completion forced for this prompt: the next queued one, else the turn script's."""
+        if self._forced:
+            return self.policy.encode_forced(self._forced.popleft())
+        if not self._turns:
+            return None
+        said = self.policy.tokenizer.decode(prompt).count(self._turns[0])
+        return self.policy.encode_forced(self._turns[min(said, len(self._turns) - 1)])
 
     def _parse_generate(self, body: dict[str, Any]) -> tuple[list[int], SamplingParams, dict[str, Any]]:
         """Validate a /generate body; what this server cannot honour is a BadRequest."""
@@ -539,13 +553,21 @@ class CPUSGLangServer:
 
     async def _force(self, request: web.Request) -> web.Response:
         body = await request.json()
-        completions = body.get("completions")
+        completions, turns = body.get("completions", []), body.get("turns", [])
         if not isinstance(completions, list) or not all(isinstance(c, (str, list)) for c in completions):
             return web.json_response(
                 {"error": {"message": "completions: a list of strings or token-id lists"}}, status=400
             )
+        if not isinstance(turns, list) or not all(isinstance(c, str) for c in turns):
+            return web.json_response({"error": {"message": "turns: a list of strings"}}, status=400)
+        self.force(completions, turns)
+        return web.json_response({"queued": len(self._forced), "turns": len(self._turns)})
+
+    def force(self, completions: list[str | list[int]], turns: list[str]) -> None:
+        """Queue `completions`; a non-empty `turns` replaces the turn script."""
         self._forced.extend(completions)
-        return web.json_response({"queued": len(self._forced)})
+        if turns:
+            self._turns = list(turns)
 
     # -- control ---------------------------------------------------------------------------
     async def _pause(self, request: web.Request) -> web.Response:

@@ -74,6 +74,10 @@ class EndpointDown(Exception):
     """The scripted endpoint fails this request (HTTP 500)."""
 
 
+class EndpointUnavailable(Exception):
+    """The scripted endpoint cannot serve now (HTTP 503, as a server going down says)."""
+
+
 @dataclass
 class Turn:
     """One scripted completion: tool calls (name, raw argument text), or text."""
@@ -208,19 +212,23 @@ class ScriptedLLM:
             await asyncio.sleep(SLOW_SECONDS)
         try:
             if model.startswith("user"):
-                turn = self._user_turn(body["messages"])
+                # the OpenAI SDK numbers its retries of a request (0: the first try)
+                retry = int(request.headers.get("x-stainless-retry-count") or 0)
+                turn = self._user_turn(body["messages"], retry)
             elif model.startswith("judge"):
                 turn = self._judge_turn(model, body["messages"])
             else:
                 turn = self._agent_turn(model, body["messages"])
         except EndpointDown:
             return web.json_response({"error": {"message": "scripted failure"}}, status=500)
+        except EndpointUnavailable:
+            return web.json_response({"error": {"message": "going down"}}, status=503)
         except LookupError as e:  # a task the script cannot tell apart: say so, loudly
             return web.json_response({"error": {"message": f"no script: {e}"}}, status=400)
         return web.json_response(self._completion(model, turn))
 
     # -- scripts -----------------------------------------------------------------------
-    def _user_turn(self, messages: list[dict]) -> Turn:
+    def _user_turn(self, messages: list[dict], retry: int = 0) -> Turn:
         system = messages[0]["content"]
         scenario = system.split("<scenario>", 1)[1].rsplit("</scenario>", 1)[0].strip()
         found = self.scripts.by_scenario[scenario]
