@@ -467,6 +467,10 @@ def test_a_user_simulator_down_past_the_limit_stops_the_run_and_everything_it_st
     assert "rerun the same command: it resumes from the last checkpoint" in line, line
     assert OUTAGE_LIMIT_S <= run.stopped_after_s < STOP_DEADLINE_S
     assert run.left_behind == [], explain(first)()
+    # the episodes waiting for it were stopped with the run, quietly: none failed, and no
+    # traceback of theirs is printed
+    assert "Agent task failed" not in first.text.split(f"Train step {STOPPED_AFTER_STEP}/")[1]
+    assert "never retrieved" not in first.text
 
 
 def test_failed_episodes_cost_their_groups_and_each_step_counts_them(run):

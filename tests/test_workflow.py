@@ -4,7 +4,9 @@ stand-in is the scripted OpenAI-compatible server (tests/helpers/scripted_llm.py
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import socket
 import time
 
@@ -359,3 +361,32 @@ def test_cancelled_chat_stops_before_calling_the_endpoint(llm):
         chat([], None)
     loop.close()
     assert chat.completions == []
+
+
+def test_an_episode_stopped_while_it_waits_prints_no_unretrieved_error(llm, monkeypatch, caplog):
+    """The run ends (AReaL cancels the episode's task) while the episode waits for a user
+    simulator that is down: its thread stops with EpisodeCancelled, which nobody awaits any
+    more, and asyncio must not print it as "Future exception was never retrieved" (with a
+    traceback per episode in flight, on every Ctrl-C, SIGTERM or outage stop)."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    wf = workflow(llm, user_llm_base_url=dead, user_llm_max_retries=0, user_llm_outage_s=60)
+    episodes = []
+    within = wf.within_time_limit
+    monkeypatch.setattr(wf, "within_time_limit", lambda future, chat: episodes.append(future) or within(future, chat))
+
+    async def stopped_while_waiting():
+        task = asyncio.ensure_future(wf.run({"task_id": "7", "split": "train"}, base_url=llm.base_url, api_key="k"))
+        while "is not answering" not in caplog.text:  # the episode waits for the user simulator
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait(episodes, timeout=30)  # its thread has stopped (nothing retrieved)
+        assert episodes[0].done() and not episodes[0].cancelled()
+        episodes.clear()
+        gc.collect()  # where asyncio would report a future whose error nobody retrieved
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(stopped_while_waiting())
+    assert "never retrieved" not in caplog.text

@@ -13,6 +13,10 @@ Each episode (group) records 0 or 1; AReaL's rollout controller averages what it
 recorded, and the trainer (tau2train.launch.trainer) has the keys in COUNTED summed instead
 (tau2train.compat.areal.report_sums), so those two are counts. The episodes' own records
 (RunInfo.failure) hold the same causes, which the sweep report totals.
+
+What dropping whole groups costs: with groups of G episodes each failing with probability p,
+a share (1 - p)^G of the episodes is trained on; for G = 8, 85% at p = 2% and 43% at p = 10%
+(an episode dropped alone would keep 98% and 90%).
 """
 
 from __future__ import annotations

@@ -189,6 +189,10 @@ class Tau2AgentWorkflow:
             return episode
 
         future = loop.run_in_executor(episode_pool(self.max_concurrent_episodes), play_and_record)
+        # An episode stopped (timed out, or its task cancelled as the run ends) ends in its
+        # thread with EpisodeCancelled that nobody awaits any more: retrieved here, it is not
+        # printed as "Future exception was never retrieved" with every traceback.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             return await self.within_time_limit(future, user_chat)
         except TimeoutError:

@@ -179,7 +179,8 @@ class EnvConfig:
             "help": "Seconds a user simulator may stay unreachable (connection refused or "
             "timed out, HTTP 502/503/504) while its episodes wait and retry with bounded backoff "
             "(their time limit paused); past it training stops with a message naming the URL, "
-            "and the same command resumes from the last checkpoint.",
+            "and the same command resumes from the last checkpoint. Episodes give up 20 s later "
+            "(at most the limit again), so an outage the run stops for costs none of them.",
         },
     )
     tau2_data_dir: str | None = field(
