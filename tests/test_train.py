@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import USER_SIM, slurm_overrides
+from helpers.cli import USER_SIM, run_cli, slurm_overrides
 from helpers.recording_trainer import RECORD_NAME
 
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
@@ -109,21 +109,26 @@ def test_slurm_workers_are_placed_as_the_scheduling_spec_says(container, tmp_pat
     assert (scheduler.container_type, scheduler.container_mounts) == (container, "/data:/data")
 
 
-def test_a_user_simulator_down_past_the_limit_stops_training_with_its_url(cli, tmp_path):
+def test_a_user_simulator_down_past_the_limit_stops_training_with_its_url(tmp_path):
     """The trainer at work (the stand-in holding, as a long training does) while its user
     simulator never answers: once econfig.user_llm_outage_s has passed, the command stops the
-    training (unwinding through the trainer's exit, as Ctrl-C does) and exits 1 naming the URL."""
+    training (unwinding through the trainer's exit, as Ctrl-C does) and exits 1 naming the URL,
+    its last word. A process of its own: a stopped run's process ends (what its unwinding
+    would print at exit is silenced, tau2train.launch.process_state.quiet_until_exit)."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1/"
     started = time.monotonic()
-    result = cli(
+    result = run_cli(
         *STAND_IN, f"econfig.user_llm_base_url={dead}", f"cluster.fileroot={tmp_path}/exp",
-        "econfig.user_llm_outage_s=2", cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1"},
+        "econfig.user_llm_outage_s=2", cwd=tmp_path,
+        env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+             "WANDB_MODE": "offline"},
     )
     assert result.returncode == 1, result.stderr
     assert time.monotonic() - started < 120  # not the stand-in's 300 s: stopped by the watch
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert result.stderr.rstrip().splitlines()[-1] == line, result.stderr[-3000:]
     assert f"error: the user simulator at {dead} (econfig.user_llm_base_url) has not answered for" in line
     assert "econfig.user_llm_outage_s=2: training stopped" in line and "resumes from the last checkpoint" in line
     run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-airline" / "trial0"
