@@ -27,9 +27,10 @@ No trainer and no FSDP: the test calls what AReaL's rollout worker runs (`submit
 proxy address, `wait`, `export_stats`) in its own process. turn_discount is 0.5, so AReaL's
 export (reward[i] += 0.5 * reward[i+1], areal/experimental/openai/cache.py:55-110) is seen.
 
-Then, on the same engine and proxy (issue 23): a group of 2 episodes whose user simulator
-fails one (helpers/plain_user.py's `fail_openings`), which AReaL drops whole and the step's
-stats count; and an episode that outlives a user-simulator outage (the double stopped, then
+Then, on the same engine and proxy (issue 23): a group of 3 episodes whose user simulator
+fails one (helpers/plain_user.py's `fail_openings`), dropped alone: the group trains on the
+other 2 (group_filter.min_episodes=2, tau2train's GroupFilter as the trainer passes it), and
+the step's stats count it; and an episode that outlives a user-simulator outage (the double stopped, then
 started again on its port once the episode waits), which AReaL accepts.
 
 Runtime: ~1 min on 2 cores; memory: ~3 GB (PSS of this process and the proxy's, summed).
@@ -207,8 +208,9 @@ class Submitted:
     failed_requests: int = 0
 
 
-def submit_and_collect(engine, exp, proxy_url: str, group_size: int, **econfig) -> Submitted:
-    """One task submitted as a group, AReaL's verdict, and every episode's end on the stats."""
+def submit_and_collect(engine, exp, proxy_url: str, group_size: int, accept=None, **econfig) -> Submitted:
+    """One task submitted as a group, AReaL's verdict (`accept`: the group filter), and every
+    episode's end on the stats."""
     from areal.utils import stats_tracker
 
     from tau2train.launch.train import WORKFLOW, workflow_kwargs
@@ -218,9 +220,8 @@ def submit_and_collect(engine, exp, proxy_url: str, group_size: int, **econfig) 
     kwargs = workflow_kwargs(exp)
     kwargs = {**kwargs, "group_size": group_size, "econfig": {**kwargs["econfig"], **econfig}}
     task_id = engine.submit({"task_id": TASK, "split": SPLIT}, workflow=WORKFLOW, workflow_kwargs=kwargs,
-                            group_size=group_size, proxy_addr=proxy_url)
+                            should_accept_fn=accept, group_size=group_size, proxy_addr=proxy_url)
     trajectory = engine.wait_for_task(task_id, timeout=EPISODE_DEADLINE_S)
-    # AReaL gives its verdict at the group's first failure; its other episodes end after
     wait_for(lambda: "rollout/tau2/groups_dropped_whole" in stats_tracker.export_all(reset=False),
              "the group's last episode to end", EPISODE_DEADLINE_S)
     records = [json.loads(p.read_text()) for p in set(generated_dir(exp.run_dir).rglob("*.json")) - before]
@@ -229,9 +230,13 @@ def submit_and_collect(engine, exp, proxy_url: str, group_size: int, **econfig) 
 
 
 def group_losing_an_episode(engine, exp, proxy_url: str, user) -> Submitted:
+    from tau2train.rollout.rewards import GroupFilter
+
     failed = user.failed
     user.fail_openings = 1
-    outcome = submit_and_collect(engine, exp, proxy_url, 2, user_llm_max_retries=0)
+    assert exp.group_filter.least_kept(3) == 2  # the default
+    accept = GroupFilter(max_mean_reward=None, min_episodes=2)
+    outcome = submit_and_collect(engine, exp, proxy_url, 3, accept, user_llm_max_retries=0)
     outcome.failed_requests = user.failed - failed
     return outcome
 
@@ -346,18 +351,19 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
     assert stats["rollout/reward"] == 1.0 and stats["rollout/accepted"] == 1.0
     assert "rollout/rejected" not in stats
 
-    # A group of 2 whose user simulator fails one episode (HTTP 500, no retries): the episode is
-    # recorded as the user simulator's failure, and AReaL 1.0.4 drops the whole group (today's
-    # behaviour, issue 23: 0 of 2 episodes kept); the step's stats say so, as shares
-    assert lost.failed_requests == 1 and lost.trajectory is None
-    assert [r["failure"] for r in lost.records] == ["user_sim"] and len(lost.records) + len(lost.trained) == 2
+    # A group of 3 whose user simulator fails one episode (HTTP 500, no retries): the episode is
+    # recorded as the user simulator's failure and dropped alone; AReaL's group trains on the
+    # other two (their completions' rows), and the step's stats say so (shares, per worker)
+    assert lost.failed_requests == 1 and lost.trajectory is not None
+    assert [r["failure"] for r in lost.records] == ["user_sim"] and len(lost.trained) == 2
+    assert len(lost.trajectory["rewards"]) == sum(len(r["completion_rewards"]) for r in lost.trained)
     ours = {k: v for k, v in lost.stats.items() if "/tau2/" in k and not k.endswith("__count")}
-    assert ours == {
-        "rollout/tau2/episodes_failed/user_sim": 0.5, "rollout/tau2/episodes_failed/timeout": 0.0,
-        "rollout/tau2/episodes_failed/evaluator": 0.0, "rollout/tau2/groups_dropped_whole": 1.0,
-        "rollout/tau2/episodes_lost": 1.0,
-    }, lost.stats
-    assert lost.stats["rollout/rejected"] == 1.0 and "rollout/accepted" not in lost.stats
+    assert ours == pytest.approx({
+        "rollout/tau2/episodes_failed/user_sim": 1 / 3, "rollout/tau2/episodes_failed/timeout": 0.0,
+        "rollout/tau2/episodes_failed/evaluator": 0.0, "rollout/tau2/groups_dropped_whole": 0.0,
+        "rollout/tau2/episodes_lost": 1 / 3,
+    }), lost.stats
+    assert lost.stats["rollout/accepted"] == 1.0 and "rollout/rejected" not in lost.stats
 
     # A user simulator down while an episode runs, back within econfig.user_llm_outage_s: the
     # episode waited for it and finished; AReaL accepted it, nothing was lost

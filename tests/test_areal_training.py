@@ -17,8 +17,9 @@ every step has advantages of both signs, so the update is a real one.
 One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
 2 cores). Issue 23's user simulator, in the first process:
 - until step 1 is logged, 10% of its requests fail after the client's retries (from the 3rd
-  request on, every 10th, and each retry of it): their episodes fail, AReaL drops their
-  groups, and the steps' stats must count exactly the double's failures;
+  request on, every 10th, and each retry of it): their episodes fail and are dropped alone,
+  which leaves their groups of 2 below group_filter.min_episodes=2 (dropped whole), and the
+  steps' stats must count exactly the double's failures;
 - then it goes down for OUTAGE_S = 30 s (503s, then connection refused) while step 2's
   episodes need it: they wait, and step 2 trains on a whole group;
 - once step 2 is logged (and its recover checkpoint written) it goes down for good: past
@@ -44,6 +45,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -380,8 +382,11 @@ def test_areal_hands_the_group_filter_one_row_per_completion(run):
     groups, episodes = records(run.first, "group"), records(run.first, "episode")
     assert groups
     for group in groups:
+        # the episodes AReaL ran under this task id (its workflow context, which the filter
+        # sees too), but for those that failed (dropped alone)
+        own = [e for e in episodes if e["task_id"] == group["task_id"] and not e["failure"]]
         n = len(group["rows"])
-        assert n == 2 * GROUP_SIZE  # the group's 2 episodes made 4 completions: 4 rows
+        assert n == 2 * len(own)  # each episode made 2 completions: 2 rows
         length = max(len(r["input_ids"]) for r in group["rows"])
         assert group["keys"] == {
             "input_ids": {"shape": [n, length], "dtype": "torch.int64"},
@@ -391,10 +396,8 @@ def test_areal_hands_the_group_filter_one_row_per_completion(run):
             "attention_mask": {"shape": [n, length], "dtype": "torch.bool"},
             "rewards": {"shape": [n], "dtype": "torch.float32"},
         }
-        # the episodes AReaL ran under this task id (its workflow context, which the filter
-        # sees too): their per-completion rewards, discounted, are the rows' rewards
-        own = [e for e in episodes if e["task_id"] == group["task_id"]]
-        assert len(own) == 2
+        # their per-completion rewards, discounted, are the rows' rewards
+        assert 1 <= len(own) <= GROUP_SIZE
         discounted = []
         for episode in own:
             completion = episode["completion_rewards"]
@@ -406,26 +409,31 @@ def test_areal_hands_the_group_filter_one_row_per_completion(run):
 
 
 def test_the_group_filter_judges_groups_by_their_episodes_rewards(run):
-    """group_filter.max_mean_reward=0.95 (the default): a group whose episodes all solved their
-    task is dropped, though its rows' mean (penalties included) is below 0.95; any other group
-    is kept. AReaL's own count of rejected groups shows these drops and the groups it dropped
-    for a failed episode, which never reach the filter."""
+    """group_filter.max_mean_reward=0.95 (the default): a whole group whose episodes all solved
+    their task is dropped, though its rows' mean (penalties included) is below 0.95; any other
+    whole group is kept. A group that lost an episode (dropped alone) reaches the filter with
+    the other, fewer than group_filter.min_episodes=2: dropped. AReaL's own count of rejected
+    groups shows these drops and the groups that lost every episode, which never reach it."""
     groups, episodes = records(run.first, "group"), records(run.first, "episode")
-    rewards = {g["task_id"]: [e["reward"] for e in episodes if e["task_id"] == g["task_id"]] for g in groups}
-    solved = [g for g in groups if set(rewards[g["task_id"]]) == {1.0}]
-    unsolved = [g for g in groups if rewards[g["task_id"]] and 1.0 not in rewards[g["task_id"]]]
+    failures = Counter(e["task_id"] for e in episodes if e["failure"])
+    partial = [g for g in groups if g["task_id"] in failures]
+    whole = [g for g in groups if g["task_id"] not in failures]
+    rewards = {g["task_id"]: [e["reward"] for e in episodes if e["task_id"] == g["task_id"]] for g in whole}
+    solved = [g for g in whole if set(rewards[g["task_id"]]) == {1.0}]
+    unsolved = [g for g in whole if rewards[g["task_id"]] and 1.0 not in rewards[g["task_id"]]]
     assert solved and unsolved, rewards  # the forced script solves some mock tasks, not all
     for group in solved:
         assert sum(group["rewards"]) / len(group["rewards"]) < 0.95  # the rows would pass
         assert not group["accepted"], group["rewards"]
     assert all(g["accepted"] for g in unsolved)
+    assert partial and not any(g["accepted"] for g in partial)
+    assert all(len(g["rows"]) == 2 for g in partial)  # the one episode left: its 2 completions
     # AReaL's rollout worker counted exactly these verdicts, and a rejection for each group
-    # with a failed episode (its count as of its last group: the controller's may lag it)
+    # that lost every episode (its count as of its last group: the controller's may lag it)
     accepted = sum(g["accepted"] for g in groups)
     assert accepted >= STOPPED_AFTER_STEP
-    dropped = {e["task_id"] for e in episodes if e["failure"]}
-    assert dropped and not dropped & {g["task_id"] for g in groups}
-    assert finished(run.first) == (accepted, len(groups) - accepted + len(dropped))
+    emptied = [task for task, failed in failures.items() if failed == GROUP_SIZE]
+    assert finished(run.first) == (accepted, len(groups) - accepted + len(emptied))
 
 
 def test_the_policy_served_after_an_update_is_the_trained_one(run, initial_model):
@@ -475,8 +483,9 @@ def test_a_user_simulator_down_past_the_limit_stops_the_run_and_everything_it_st
 
 def test_failed_episodes_cost_their_groups_and_each_step_counts_them(run):
     """10% of the user simulator's requests failed after the client's retries: each failed
-    its episode (cause user_sim), AReaL 1.0.4 dropped that episode's group whole, training
-    went on, and the steps' stats count exactly the double's failures."""
+    its episode (cause user_sim), dropped alone, which left its group of 2 with 1 episode,
+    fewer than group_filter.min_episodes=2: the group was dropped whole. Training went on, and
+    the steps' stats count exactly the double's failures."""
     stats = step_stats(run.main_log())
     assert sorted(stats) == list(range(1, STOPPED_AFTER_STEP + 1))  # every step trained
     failed = run.user.failed

@@ -4,8 +4,10 @@ upstream behaviour that makes the patch necessary)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +234,57 @@ def test_report_sums_gets_counts_from_areals_averaging_rollout_controller():
     assert controller.export_stats() == {failed: 3.0, "rollout/reward": 0.25}
     assert calls == [areal_compat.EXPORT_STATS_RPC] * 2
     assert not areal_compat.report_sums(object(), ("rollout/tau2/",))  # no such RPC: left as it is
+
+
+def test_areal_drops_a_group_whose_episode_raises_and_keeps_the_rest_of_one_returning_none(monkeypatch):
+    """AReaL's GroupedRolloutWorkflow, which runs a GRPO group's episodes: one raising drops
+    the group (AReaL's OpenAIProxyWorkflow re-raises what the agent raised), one returning
+    None leaves the group the others. drop_episodes_alone makes the proxy workflow return None
+    for the failure it names, and only for it, in a process running AReaL's engine."""
+    from areal.experimental.openai.proxy import workflow as proxy_workflow
+    from areal.infra import remote_inf_engine
+    from areal.experimental.openai import InteractionWithTokenLogpReward
+    from areal.infra.remote_inf_engine import GroupedRolloutWorkflow
+
+    assert areal_compat.REMOTE_ENGINE == remote_inf_engine.__name__
+    assert areal_compat.PROXY_WORKFLOW == proxy_workflow.__name__
+    source = inspect.getsource(proxy_workflow.OpenAIProxyWorkflow.arun_episode)
+    assert "await self._run_agent(" in source and "will be rejected" in source and "raise\n" in source
+
+    class Failed(Exception):
+        pass
+
+    class Episodes:  # the proxy workflow's place under AReaL's group: episode i's outcome
+        def __init__(self, outcomes):
+            self.outcomes = iter(outcomes)
+
+        async def arun_episode(self, engine, data):
+            outcome = next(self.outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+    def group(outcomes):
+        return asyncio.run(GroupedRolloutWorkflow(Episodes(outcomes), len(outcomes), logging.getLogger("t")).arun_episode(None, {}))
+
+    # each episode: its completions by id, as the proxy workflow exports them
+    a, c = ({key: InteractionWithTokenLogpReward(reward=1.0)} for key in "ac")
+    with pytest.raises(Failed):
+        group([a, Failed(), c])
+    assert group([a, None, c]) == {**a, **c}
+    assert group([None, None]) is None
+
+    async def agent_failed(self, engine, data):  # what the proxy workflow does when the agent raises
+        raise data["raised"]
+
+    with monkeypatch.context() as elsewhere:  # a process where AReaL's engine runs no workflow
+        elsewhere.delitem(sys.modules, areal_compat.REMOTE_ENGINE)
+        assert not areal_compat.drop_episodes_alone(Failed)
+    monkeypatch.setattr(proxy_workflow.OpenAIProxyWorkflow, "arun_episode", agent_failed)
+    assert areal_compat.drop_episodes_alone(Failed)
+    assert areal_compat.drop_episodes_alone(Failed)  # once: not wrapped twice
+    patched = proxy_workflow.OpenAIProxyWorkflow.arun_episode
+    assert patched.__wrapped__ is agent_failed
+    assert asyncio.run(patched(None, None, {"raised": Failed()})) is None
+    with pytest.raises(ValueError):
+        asyncio.run(patched(None, None, {"raised": ValueError()}))

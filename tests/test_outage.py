@@ -146,26 +146,29 @@ def test_a_user_simulator_back_within_the_limit_stops_nothing(user_sim):
 
 
 def test_each_step_reports_what_failures_outside_the_policy_cost():
-    """On AReaL's own stats tracker, in the scope of its rollout stats: two groups of 4, one
-    losing an episode to the user simulator (AReaL drops the whole group)."""
+    """On AReaL's own stats tracker, in the scope of its rollout stats: three groups of 4 with
+    group_filter.min_episodes=2. One loses an episode to the user simulator (dropped alone: the
+    group trains on 3), one loses none, one loses 3 of 4 (1 left: dropped whole)."""
     from areal.infra import workflow_context
     from areal.utils import stats_tracker
 
     from tau2train.records.episode_failure import Failure
     from tau2train.rollout.losses import record_episode_end
 
+    groups = ((101, [None, Failure.USER_SIM, None, None]), (102, [None] * 4),
+              (103, [Failure.TIMEOUT, Failure.USER_SIM, Failure.EVALUATOR, None]))
     previous = workflow_context.get()
     try:
-        for task_id, failures in ((101, [None, Failure.USER_SIM, None, None]), (102, [None] * 4)):
+        for task_id, failures in groups:
             workflow_context.set(workflow_context.WorkflowContext(is_eval=False, task_id=task_id))
             for failure in failures:
-                record_episode_end(failure, group_size=4)
+                record_episode_end(failure, group_size=4, least_kept=2)
         stats = stats_tracker.get(workflow_context.stat_scope()).export()
     finally:
         workflow_context.set(previous)
     ours = {k.split("tau2/", 1)[1]: v for k, v in stats.items() if "tau2/" in k and not k.endswith("__count")}
-    assert ours == {
-        "episodes_failed/user_sim": 1 / 8, "episodes_failed/timeout": 0.0, "episodes_failed/evaluator": 0.0,
-        "groups_dropped_whole": 0.5, "episodes_lost": 0.5,
-    }
+    assert ours == pytest.approx({
+        "episodes_failed/user_sim": 2 / 12, "episodes_failed/timeout": 1 / 12, "episodes_failed/evaluator": 1 / 12,
+        "groups_dropped_whole": 1 / 3, "episodes_lost": (1 + 0 + 4) / 12,
+    })
     assert all(k.startswith("rollout/") for k in stats if "tau2/" in k)

@@ -161,6 +161,11 @@ CASES = {
     "group_filter: mean reward above 1": (
         ["group_filter.max_mean_reward=2"], "group_filter.max_mean_reward", ["must lie in [0, 1]"],
     ),
+    "group_filter: partial groups under AReaL's per-group normalisation": (
+        ["actor.adv_norm.mean_level=group"], "group_filter.min_episodes",
+        ["trains on 2 to 7 of its gconfig.n_samples=8", "fixed slices of 8 rows",
+         "group_filter.min_episodes=8, or actor.adv_norm.mean_level=batch"],
+    ),
     "trainer: temperature out of range": (
         ["trainer.valid_temperature=3"], "trainer.valid_temperature", ["must lie in [0, 2]"],
     ),

@@ -274,6 +274,28 @@ def test_group_filter_threshold_is_configurable():
     assert GroupFilter(max_mean_reward=None)({"rewards": [1.0]}) is True
 
 
+def test_a_group_left_with_fewer_than_min_episodes_is_dropped_whatever_its_rewards():
+    """Inside AReaL's rollout an episode that failed records no reward (it was dropped alone):
+    a group with fewer than group_filter.min_episodes episodes left is dropped, one with
+    enough is judged by its episodes' rewards."""
+    from areal.infra import workflow_context
+    from areal.infra.workflow_context import WorkflowContext
+
+    from tau2train.rollout.rewards import record_episode_reward
+
+    previous = workflow_context.get()
+    try:
+        verdicts = []
+        for task_id, left, min_episodes in ((11, [0.0], 2), (12, [0.0, 1.0], 2), (13, [0.0], 1), (14, [1.0], 1)):
+            workflow_context.set(WorkflowContext(is_eval=False, task_id=task_id))
+            for reward in left:
+                record_episode_reward(reward)
+            verdicts.append(GroupFilter(min_episodes=min_episodes)({"rewards": [0.0]}))
+    finally:
+        workflow_context.set(previous)
+    assert verdicts == [False, True, True, False]  # the last: 1 episode left, and it solved the task
+
+
 def discounted(completion_rewards: list[float], turn_discount: float = 1.0) -> list[float]:
     """The rows AReaL's export makes of an episode's completion rewards (reward[i] +=
     turn_discount * reward[i+1])."""

@@ -7,12 +7,17 @@ did to logging once they are loaded.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import sys
 from typing import Any
 
 WORKFLOW_CONTEXT = "areal.infra.workflow_context"
 STATS_TRACKER = "areal.utils.stats_tracker"
+# loaded in AReaL's rollout workers, where its engine runs the workflows
+REMOTE_ENGINE = "areal.infra.remote_inf_engine"
+PROXY_WORKFLOW = "areal.experimental.openai.proxy.workflow"
 
 
 def restore_stdlib_logging() -> None:
@@ -91,3 +96,31 @@ def summed(raw: list[dict[str, float]], prefixes: tuple[str, ...]) -> dict[str, 
             if key.startswith(prefixes) and not key.endswith("__count"):
                 sums[key] = sums.get(key, 0.0) + mean * worker.get(key + "__count", 0)
     return {key: round(value, 6) for key, value in sums.items()}
+
+
+def drop_episodes_alone(failure: type[BaseException]) -> bool:
+    """Have AReaL's OpenAIProxyWorkflow, which runs an agent's episode, return None for an
+    episode whose agent raised `failure`, instead of re-raising it. AReaL 1.0.4 gathers a
+    group's episodes without `return_exceptions` (areal/infra/remote_inf_engine.py:89): a
+    raise drops the whole group, while None drops only that episode, the group going on with
+    the rest ("using remaining results", :91-102).
+
+    Only in a process where AReaL's engine runs workflows (its rollout workers); False
+    elsewhere, nothing changed. Installed once per process."""
+    if REMOTE_ENGINE not in sys.modules:
+        return False
+    proxy_workflow = importlib.import_module(PROXY_WORKFLOW).OpenAIProxyWorkflow
+    original = proxy_workflow.arun_episode
+    if getattr(original, "drops_alone", None) is not None:
+        return True
+
+    @functools.wraps(original)
+    async def arun_episode(self, engine, data):
+        try:
+            return await original(self, engine, data)
+        except failure:
+            return None
+
+    arun_episode.drops_alone = failure
+    proxy_workflow.arun_episode = arun_episode
+    return True

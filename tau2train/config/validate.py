@@ -63,6 +63,7 @@ def check_train(composed: Composed) -> Checked:
     check_tau2_data(exp, training_played(exp, domains))
     check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
+    check_partial_groups(exp)
     check_user_sims_trained(exp, domains)
     users = check_user_simulator(exp, domains)
     check_storage(exp)
@@ -107,6 +108,27 @@ def check_layout(exp: ExperimentConfig) -> Layout:
 def check_episode_settings(exp: ExperimentConfig) -> None:
     check_domain_maps(exp)
     check_reward_basis(exp)
+
+
+def check_partial_groups(exp: ExperimentConfig) -> None:
+    """A group that lost episodes trains on fewer than gconfig.n_samples of them, which AReaL's
+    group-level normalisation cannot take: it slices the batch every n_samples rows
+    (areal/utils/data.py, Normalization)."""
+    n = exp.gconfig.n_samples
+    kept = exp.group_filter.least_kept(n)
+    if kept == n:
+        return
+    for name in ("adv_norm", "reward_norm"):
+        norm = getattr(exp.actor, name)
+        if norm is not None and "group" in (norm.mean_level, norm.std_level):
+            raise ConfigError(
+                "group_filter.min_episodes", exp.group_filter.min_episodes,
+                f"a group that lost episodes trains on {kept} to {n - 1} of its gconfig.n_samples={n}, "
+                f"and actor.{name} normalises per group in fixed slices of {n} rows",
+                valid=f"{n} (a failed episode drops its whole group), with a group-level actor.{name}",
+                fix=f"group_filter.min_episodes={n}, or actor.{name}.mean_level=batch and "
+                    f"actor.{name}.std_level=batch",
+            )
 
 
 def check_names(exp: ExperimentConfig) -> None:

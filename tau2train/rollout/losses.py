@@ -3,20 +3,23 @@
 
 - `tau2/episodes_failed/<cause>`: how many of the step's episodes ended on that cause
   (user_sim, timeout, evaluator; tau2train.records.episode_failure);
-- `tau2/groups_dropped_whole`: how many GRPO groups AReaL dropped because one of their
-  episodes failed: AReaL 1.0.4 gathers a group's episodes without `return_exceptions`
-  (areal/infra/remote_inf_engine.py:89) and its proxy workflow re-raises the failure
-  (areal/experimental/openai/proxy/workflow.py:227-234), so the whole group goes;
-- `tau2/episodes_lost`: the share of the step's episodes lost with those groups.
+- `tau2/groups_dropped_whole`: how many GRPO groups were dropped because too few of their
+  episodes were left (fewer than group_filter.min_episodes); a failed episode is otherwise
+  dropped alone and its group trains on the rest (tau2train.compat.areal.drop_episodes_alone:
+  AReaL 1.0.4 by itself drops the whole group of an episode that raised);
+- `tau2/episodes_lost`: the share of the step's episodes lost: the failed ones, and the rest
+  of the groups dropped whole.
 
 Each episode (group) records 0 or 1; AReaL's rollout controller averages what its workers
 recorded, and the trainer (tau2train.launch.trainer) has the keys in COUNTED summed instead
 (tau2train.compat.areal.report_sums), so those two are counts. The episodes' own records
 (RunInfo.failure) hold the same causes, which the sweep report totals.
 
-What dropping whole groups costs: with groups of G episodes each failing with probability p,
-a share (1 - p)^G of the episodes is trained on; for G = 8, 85% at p = 2% and 43% at p = 10%
-(an episode dropped alone would keep 98% and 90%).
+What a failure costs: with groups of G episodes each failing with probability p, dropping
+whole groups (AReaL's own behaviour, min_episodes = G) trains on a share (1 - p)^G of the
+episodes: for G = 8, 85% at p = 2% and 43% at p = 10%. Dropping episodes alone (the default
+min_episodes = 2) keeps 98.0% and 90.0%: a group is lost only when 7 or 8 of its 8 episodes
+fail (p = 10%: 7 in 10 million groups).
 """
 
 from __future__ import annotations
@@ -35,23 +38,23 @@ COUNTED = (FAILED_KEY.format(""), GROUPS_DROPPED_KEY)
 
 
 class GroupTally:
-    """Episodes ended, and whether one failed, per AReaL task id (one group). Thread-safe;
+    """Episodes ended, and how many failed, per AReaL task id (one group). Thread-safe;
     holds at most `capacity` groups."""
 
     def __init__(self, capacity: int = 4096):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._groups: OrderedDict[int, tuple[int, bool]] = OrderedDict()
+        self._groups: OrderedDict[int, tuple[int, int]] = OrderedDict()
 
-    def ended(self, task_id: int, failed: bool, group_size: int) -> bool | None:
-        """Note one episode's end; None until the group's last, then whether it was dropped."""
+    def ended(self, task_id: int, failed: bool, group_size: int) -> int | None:
+        """Note one episode's end; None until the group's last, then how many of it failed."""
         with self._lock:
-            count, any_failed = self._groups.get(task_id, (0, False))
-            count, any_failed = count + 1, any_failed or failed
+            count, failures = self._groups.get(task_id, (0, 0))
+            count, failures = count + 1, failures + failed
             if count >= group_size:
                 self._groups.pop(task_id, None)
-                return any_failed
-            self._groups[task_id] = (count, any_failed)
+                return failures
+            self._groups[task_id] = (count, failures)
             while len(self._groups) > self.capacity:
                 self._groups.popitem(last=False)
             return None
@@ -60,9 +63,10 @@ class GroupTally:
 GROUPS = GroupTally()
 
 
-def record_episode_end(failure: Failure | None, group_size: int) -> None:
-    """One episode's end on the step's stats; its group's, when it was the group's last.
-    No-op outside an AReaL rollout; validation episodes (no task id) count no groups."""
+def record_episode_end(failure: Failure | None, group_size: int, least_kept: int) -> None:
+    """One episode's end on the step's stats; its group's, when it was the group's last (the
+    group is dropped whole when fewer than `least_kept` of its episodes are left). No-op
+    outside an AReaL rollout; validation episodes (no task id) count no groups."""
     scope = stats_scope()
     if scope is None:
         return
@@ -70,8 +74,11 @@ def record_episode_end(failure: Failure | None, group_size: int) -> None:
     task_id = rollout_task_id()
     if task_id is None:
         return
-    dropped = GROUPS.ended(task_id, failure is not None, group_size)
-    if dropped is not None:
-        scope.scalar(**{GROUPS_DROPPED_KEY: float(dropped)})
-        for _ in range(group_size):
-            scope.scalar(**{EPISODES_LOST_KEY: float(dropped)})
+    failures = GROUPS.ended(task_id, failure is not None, group_size)
+    if failures is None:
+        return
+    dropped = failures > 0 and group_size - failures < least_kept
+    lost = group_size if dropped else failures
+    scope.scalar(**{GROUPS_DROPPED_KEY: float(dropped)})
+    for episode in range(group_size):
+        scope.scalar(**{EPISODES_LOST_KEY: float(episode < lost)})

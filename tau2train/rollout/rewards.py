@@ -66,7 +66,7 @@ class EpisodeRewards:
     """Episode rewards by AReaL task id, for the group filter of the same rollout worker.
 
     Thread-safe; holds at most `capacity` tasks (a group that AReaL drops before its filter
-    runs, e.g. one whose episode failed, leaves its entry behind until it is pushed out)."""
+    runs, one all of whose episodes failed, leaves its entry behind until it is pushed out)."""
 
     def __init__(self, capacity: int = 4096):
         self.capacity = capacity
@@ -112,14 +112,17 @@ def record_domain_stats(domain: str, reward: float) -> None:
 
 @dataclass
 class GroupFilter(GroupFilterConfig):
-    """AReaL's dynamic filter: keep a group of rollouts of one task only if the mean of its
-    episodes' rewards is within the configured bounds (a solved group teaches little; upstream
-    drops > 0.95). Without recorded episode rewards (called outside AReaL's rollout) it falls
+    """AReaL's dynamic filter: keep a group of rollouts of one task only if at least
+    `min_episodes` of its episodes are left (the others failed and were dropped alone) and the
+    mean of their rewards is within the configured bounds (a solved group teaches little;
+    upstream drops > 0.95); `min_episodes` is the group_filter's least_kept. Without recorded episode rewards (called outside AReaL's rollout) it falls
     back to the mean of the group's "rewards". A top-level class, so AReaL can ship it to its
     rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
         episodes = EPISODE_REWARDS.pop(rollout_task_id())
+        if episodes and len(episodes) < self.min_episodes:  # the others failed (losses.py)
+            return False
         if episodes:
             mean = sum(episodes) / len(episodes)
         else:

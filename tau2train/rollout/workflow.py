@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
+from tau2train.compat.areal import drop_episodes_alone
 from tau2train.records.episode_failure import Failure
 from tau2train.rollout import fast_env, task_set
 from tau2train.rollout.chat import Chat
@@ -72,7 +73,12 @@ def loop_http_client(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
 
 
 class EpisodeDiscarded(RuntimeError):
-    """The episode failed outside the agent; raised so AReaL rejects the trajectory."""
+    """The episode failed outside the policy's control; raised so AReaL leaves its trajectory
+    out (training: that episode alone, tau2train.compat.areal.drop_episodes_alone)."""
+
+
+class EpisodeTimedOut(EpisodeDiscarded, TimeoutError):
+    """The episode ran past its time limit."""
 
 
 class Tau2AgentWorkflow:
@@ -89,6 +95,9 @@ class Tau2AgentWorkflow:
         agent_model: model name sent to the agent endpoint (AReaL's proxy ignores it).
         group_size: episodes of one task AReaL runs together (gconfig.n_samples): what a
             failed episode costs is counted per group (rollout/losses.py).
+        min_episodes: in training (AReaL's rollout workers), the fewest episodes a group
+            trains on (group_filter.least_kept): a failed episode is dropped alone, and its
+            group whole when fewer are left. None: not a training rollout.
     """
 
     def __init__(
@@ -100,6 +109,7 @@ class Tau2AgentWorkflow:
         max_concurrent_episodes: int = 256,
         agent_model: str = "policy",
         group_size: int = 1,
+        min_episodes: int | None = None,
     ):
         if econfig is None:
             econfig = EnvConfig()
@@ -115,6 +125,9 @@ class Tau2AgentWorkflow:
         self.max_concurrent_episodes = max_concurrent_episodes
         self.agent_model = agent_model
         self.group_size = group_size
+        self.least_kept = group_size if min_episodes is None else min_episodes
+        if min_episodes is not None:
+            drop_episodes_alone(EpisodeDiscarded)
 
     async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> dict[str, float] | float:
         base_url = extra_kwargs.get("base_url") or os.getenv("OPENAI_BASE_URL")
@@ -129,8 +142,8 @@ class Tau2AgentWorkflow:
             )
         except TimeoutError:
             self.record_timeout(data)
-            raise
-        record_episode_end(episode.failure, self.group_size)
+            raise EpisodeTimedOut(f"task {data.get('task_id')}: ran past {self.timeout} s") from None
+        record_episode_end(episode.failure, self.group_size, self.least_kept)
         if episode.discard_reason:
             raise EpisodeDiscarded(
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
@@ -218,8 +231,8 @@ class Tau2AgentWorkflow:
                 return future.result()
 
     def record_timeout(self, data: dict[str, Any]) -> None:
-        """A timed-out episode's record and stats: the group it belonged to is dropped."""
-        record_episode_end(Failure.TIMEOUT, self.group_size)
+        """A timed-out episode's record and stats."""
+        record_episode_end(Failure.TIMEOUT, self.group_size, self.least_kept)
         if self.dump_dir:
             write_run_info(self.dump_dir, RunInfo(
                 task_id=str(data.get("task_id")), split=data.get("split", "train"),

@@ -242,6 +242,20 @@ class GroupFilterConfig:
             "null keeps them."
         },
     )
+    min_episodes: int = field(
+        default=2,
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "A group some of whose episodes failed outside the policy's control (user "
+            "simulator, episode timeout, evaluator) trains on the rest if at least this many "
+            "are left (at most gconfig.n_samples), and is dropped whole otherwise; the failed "
+            "episodes are dropped alone. gconfig.n_samples drops the group on any failure.",
+        },
+    )
+
+    def least_kept(self, group_size: int) -> int:
+        """The fewest episodes a group of `group_size` trains on (min_episodes, at most the group)."""
+        return min(self.min_episodes, group_size)
 
 
 @dataclass
