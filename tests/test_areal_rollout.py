@@ -293,7 +293,7 @@ def test_a_gold_forced_airline_episode_reaches_areals_rollout_reward_as_one(tmp_
         queued = requests.post(
             f"{server.base_url}/tau2test/force", json={"completions": [forced(t) for t in gold]}, timeout=60
         )
-        assert queued.json() == {"queued": len(gold)}
+        assert queued.json() == {"queued": len(gold), "turns": 0}
         engine.initialize(addr=server.address)
         engine.export_stats()  # start from empty trackers: this process may have run others
 
