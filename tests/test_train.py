@@ -24,7 +24,7 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
     result = cli(
         *STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
         "econfig.invalid_format_penalty=0.3", "econfig.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
-        cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
+        "group_filter.min_episodes=3", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
     )
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-airline" / "trial0"
@@ -59,7 +59,10 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
     assert kwargs["dump_dir"] == str(run_dir / "generated")
     assert kwargs["max_concurrent_episodes"] == 256 * config["gconfig"]["n_samples"]
 
-    assert call["dynamic_filter"] == {"type": "GroupFilter", "max_mean_reward": 0.8, "min_mean_reward": None}
+    # a group of 8 trains on what is left of it after failures, if at least 3 are
+    assert kwargs["group_size"] == 8 and kwargs["min_episodes"] == 3
+    assert call["dynamic_filter"] == {"type": "GroupFilter", "max_mean_reward": 0.8, "min_mean_reward": None,
+                                      "min_episodes": 3}
     assert call["filter_keeps_solved_group"] is False
 
 
