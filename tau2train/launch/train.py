@@ -91,8 +91,13 @@ def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> 
         "max_concurrent_episodes": concurrent * exp.gconfig.n_samples,
         # a group's episodes: AReaL's, for what a failed episode costs (rollout/losses.py)
         "group_size": exp.gconfig.n_samples,
-        "min_episodes": exp.group_filter.least_kept(exp.gconfig.n_samples),
+        "min_episodes": least_kept(exp),
     }
+
+
+def least_kept(exp: ExperimentConfig) -> int:
+    """The fewest episodes a GRPO group trains on (group_filter.min_episodes, at most the group)."""
+    return exp.group_filter.least_kept(exp.gconfig.n_samples)
 
 
 def ppo_config(exp: ExperimentConfig) -> PPOConfig:
@@ -152,6 +157,5 @@ def run_training(checked: Checked) -> None:
             workflow_kwargs=workflow_kwargs(exp),
             eval_workflow=WORKFLOW,
             eval_workflow_kwargs=workflow_kwargs(exp, exp.trainer.valid_temperature),
-            dynamic_filter_fn=GroupFilter(**{**dataclasses.asdict(exp.group_filter),
-                                             "min_episodes": exp.group_filter.least_kept(exp.gconfig.n_samples)}),
+            dynamic_filter_fn=GroupFilter(**{**dataclasses.asdict(exp.group_filter), "min_episodes": least_kept(exp)}),
         )
