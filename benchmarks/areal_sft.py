@@ -7,7 +7,7 @@ Generates (in a temporary folder) a synthetic `tau2_sft_train.jsonl` of the rele
 (33,531 lines; ~74% correct=1, as released: ~24.8k), cycling the test fixture's rows
 (tests/helpers/areal_data.py: each with its domain's whole τ² policy, and for airline and
 retail its tools, in the system prompt, both tool-call shapes, thinking). Tokenised with Qwen's
-real tokenizer (tests/helpers/tiny_qwen.py) and Qwen3's real chat template. Then:
+real tokenizer (tests/tau2train/serving/tiny_qwen.py) and Qwen3's real chat template. Then:
 
 * load: tau2train.config.areal_sft.load (every line parsed and checked, correct rows kept):
   time and RSS growth;
@@ -44,7 +44,7 @@ from loguru import logger  # noqa: E402
 logger.disable("tau2")
 
 from helpers.areal_data import SFT_LINES, sft_lines  # noqa: E402
-from helpers.tiny_qwen import tiny_qwen_dir  # noqa: E402
+from tau2train.serving.tiny_qwen import tiny_qwen_dir  # noqa: E402
 
 from tau2train.config import areal_sft  # noqa: E402
 from tau2train.launch import sft  # noqa: E402

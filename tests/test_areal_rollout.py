@@ -14,7 +14,7 @@ areal/infra/controller/rollout_controller.py:367-410), here on 127.0.0.1; its ch
 tool-call and reasoning parsers; tau2train's workflow, reward rule and trajectory records;
 tau2's airline environment, orchestrator and evaluator.
 
-Test doubles: the policy is the tiny Qwen3 (helpers/tiny_qwen.py) behind the CPU server that
+Test doubles: the policy is the tiny Qwen3 (tau2train/serving/tiny_qwen.py) behind the CPU server that
 speaks SGLang's HTTP protocol (helpers/cpu_sglang.py), its completions forced to task 11's
 gold script (helpers/scripted_llm.py's Scripts: the gold tool call, then a reply that says the
 refund, 5244, that tau2's COMMUNICATE check wants), with the model's own teacher-forced
@@ -53,7 +53,7 @@ from helpers.areal_run import areal_dir
 from helpers.cli import wait_for
 from helpers.cpu_sglang import CPUSGLangServer
 from helpers.scripted_llm import Turn
-from helpers.tiny_qwen import IM_END_ID, tiny_qwen_dir
+from tau2train.serving.tiny_qwen import IM_END_ID, tiny_qwen_dir
 
 pytestmark = [pytest.mark.areal, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -1,5 +1,5 @@
 """AReaL's own SFTTrainer, end to end on this CPU machine: `python -m tau2train.run mode=sft`
-fine-tunes the tiny Qwen3 (helpers/tiny_qwen.py, here with Qwen3's real chat template) on SFT
+fine-tunes the tiny Qwen3 (tau2train/serving/tiny_qwen.py, here with Qwen3's real chat template) on SFT
 rows in the released format for two steps, AReaL's saver writes a Hugging Face checkpoint, and
 the command prints the RL run that starts from it.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers.areal_data import openai_call, plain_call
 from helpers.areal_run import ANSI, run_env, step_stats
-from helpers.tiny_qwen import tiny_qwen_dir
+from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 from tau2train.records import checkpoints
 from tau2train.records.areal_sft import SFT_FILE

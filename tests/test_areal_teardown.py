@@ -9,7 +9,7 @@ import pytest
 from helpers.areal_run import cpu_train_args, plain, processes_with_env, run_env
 from helpers.marked_run import start, stop_leftovers
 from helpers.plain_user import PlainUserLLM
-from helpers.tiny_qwen import tiny_qwen_dir
+from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 pytestmark = [pytest.mark.areal, pytest.mark.slow]
 

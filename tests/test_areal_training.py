@@ -1,5 +1,5 @@
 """AReaL's own PPOTrainer, end to end on this CPU machine: `python -m tau2train.run mode=train`
-trains the tiny Qwen3 (helpers/tiny_qwen.py) with GRPO on τ²'s mock domain, through a user
+trains the tiny Qwen3 (tau2train/serving/tiny_qwen.py) with GRPO on τ²'s mock domain, through a user
 simulator that fails and goes down.
 
 Everything is the real thing (tau2train's CLI, composition and validation, AReaL's
@@ -64,7 +64,7 @@ from helpers.areal_run import (
     step_stats,
 )
 from helpers.cli import wait_for
-from helpers.tiny_qwen import tiny_qwen_dir
+from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 # Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
 pytestmark = [pytest.mark.areal, pytest.mark.slow, pytest.mark.timeout(1500)]

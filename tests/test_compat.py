@@ -288,3 +288,24 @@ def test_areal_drops_a_group_whose_episode_raises_and_keeps_the_rest_of_one_retu
     assert asyncio.run(patched(None, None, {"raised": Failed()})) is None
     with pytest.raises(ValueError):
         asyncio.run(patched(None, None, {"raised": ValueError()}))
+
+
+def test_areals_rollout_worker_builds_sglangs_command_with_the_static_method_launch_sglang_as_replaces():
+    import inspect
+
+    from areal.api.cli_args import SGLangConfig
+    from areal.engine import sglang_remote
+
+    from tau2train.compat.areal import launch_sglang_as
+
+    # the worker builds the command through the class's static method, which a CPU run replaces
+    assert "SGLangConfig.build_cmd_from_args" in inspect.getsource(sglang_remote)
+    original = SGLangConfig.__dict__["build_cmd_from_args"]
+    assert isinstance(original, staticmethod)
+    try:
+        launch_sglang_as("tau2train.serving.cpu_sglang", "extra")
+        cmd = SGLangConfig.build_cmd_from_args({"model_path": "/m", "host": "10.0.0.1", "port": 31000})
+        assert cmd[:4] == [sys.executable, "-m", "tau2train.serving.cpu_sglang", "extra"]
+        assert cmd[4:] == ["--model-path", "/m", "--host", "10.0.0.1", "--port", "31000"]
+    finally:
+        SGLangConfig.build_cmd_from_args = original

@@ -1,5 +1,5 @@
-"""The CPU test doubles for AReaL's rollout side: the tiny Qwen3 (helpers/tiny_qwen.py) and the
-CPU server speaking SGLang's HTTP protocol (helpers/cpu_sglang.py), checked against tiktoken,
+"""The CPU test doubles for AReaL's rollout side: the tiny Qwen3 (tau2train/serving/tiny_qwen.py) and the
+CPU server speaking SGLang's HTTP protocol (tau2train/serving/cpu_sglang.py; helpers/cpu_sglang.py adds forcing), checked against tiktoken,
 a teacher-forced pass of the model, and AReaL's own SGLang client."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import requests
 import torch
 from helpers.cpu_sglang import CPUSGLangServer
-from helpers.tiny_qwen import (
+from tau2train.serving.tiny_qwen import (
     ADDED_TOKENS,
     FIRST_ADDED_ID,
     IM_END_ID,
@@ -525,7 +525,7 @@ def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen):
     args = conf_as_dict(SGLangConfig(model_path=str(tiny_qwen), context_length=2048, random_seed=3))
     args |= {"tokenizer_path": str(tiny_qwen), "tp_size": 1, "base_gpu_id": 0, "trust_remote_code": True}
     args |= {"host": "127.0.0.1", "port": 0}
-    command = [sys.executable, *get_py_cmd("helpers.cpu_sglang", args)[1:]]
+    command = [sys.executable, *get_py_cmd("tau2train.serving.cpu_sglang", args)[1:]]
     assert "--mem-fraction-static" in command and "--dtype" in command
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))

@@ -27,8 +27,10 @@ ALLOWED = {
     "config": {"config", "schemas", "records", "compat"},
     "rollout": {"rollout", "schemas", "records", "compat"},
     "reports": {"reports", "records"},
-    "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim", "compat"},
+    "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim", "compat", "serving"},
     "user_sim": {"user_sim", "config", "records", "schemas"},
+    # the CPU inference server and AReaL's worker that starts it: runs inside AReaL's workers
+    "serving": {"serving", "compat", "records", "schemas"},
     "run": {"launch", "config"},
 }
 # third-party packages a layer must not import at all
@@ -42,6 +44,7 @@ FORBIDDEN = {
     "rollout": ("hydra", "hydra_plugins", "submitit"),
     "config": ("submitit", "hydra_plugins.tau2train_slurm_launcher.launcher"),
     "reports": ("hydra", "hydra_plugins", "submitit", "areal"),
+    "serving": ("hydra", "hydra_plugins", "submitit", "tau2"),
 }
 
 

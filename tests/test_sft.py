@@ -4,7 +4,7 @@ format, tests/helpers/areal_data.py), loss on the answer turn only.
 Examples are tokenised with Qwen3's real chat template (tests/helpers/qwen3_chat_template.jinja:
 the `chat_template` of Qwen/Qwen3-8B's tokenizer_config.json on huggingface.co, the one every
 Qwen3 dense model of April 2025 ships; stored as data) and Qwen's real tokenizer (the tiny
-model's, tests/helpers/tiny_qwen.py): the masked tokens decode to exactly the answer turn.
+model's, tests/tau2train/serving/tiny_qwen.py): the masked tokens decode to exactly the answer turn.
 The CLI test hands the rows to a recording stand-in of AReaL's SFTTrainer.
 """
 
@@ -25,7 +25,7 @@ from helpers.areal_data import (
     write_sft,
 )
 from helpers.recording_trainer import SFT_RECORD_NAME
-from helpers.tiny_qwen import tiny_qwen_dir
+from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 from tau2train.config import areal_sft
 from tau2train.config.compose import compose

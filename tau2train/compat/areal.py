@@ -18,6 +18,7 @@ STATS_TRACKER = "areal.utils.stats_tracker"
 # loaded in AReaL's rollout workers, where its engine runs the workflows
 REMOTE_ENGINE = "areal.infra.remote_inf_engine"
 PROXY_WORKFLOW = "areal.experimental.openai.proxy.workflow"
+CLI_ARGS = "areal.api.cli_args"
 
 
 def restore_stdlib_logging() -> None:
@@ -124,3 +125,23 @@ def drop_episodes_alone(failure: type[BaseException]) -> bool:
     arun_episode.drops_alone = failure
     proxy_workflow.arun_episode = arun_episode
     return True
+
+
+def launch_sglang_as(module: str, *extra: str) -> None:
+    """Make this process start its inference servers as `python -m <module> <extra> <AReaL's
+    SGLang flags>` with this interpreter: the rollout worker of a CPU run (tau2train.serving).
+
+    AReaL 1.0.4 has no setting that points rollout at another server: the trainer builds the
+    server's arguments (`SGLangConfig.build_args`, areal/trainer/rl_trainer.py:1039), its
+    rollout worker turns them into a command with the static `SGLangConfig.build_cmd_from_args`
+    (areal/engine/sglang_remote.py:354; areal/api/cli_args.py:1910) and starts it. Only that
+    method is replaced, in this process; the flags are AReaL's own (`get_py_cmd`: host, the
+    free port and model path it chose, and every other sglang flag, which the CPU server
+    accepts and ignores)."""
+    cli_args = importlib.import_module(CLI_ARGS)
+
+    def build_cmd_from_args(args: dict[str, Any]) -> list[str]:
+        cmd = cli_args.get_py_cmd(module, args)
+        return [sys.executable, *cmd[1:3], *extra, *cmd[3:]]
+
+    cli_args.SGLangConfig.build_cmd_from_args = staticmethod(build_cmd_from_args)

@@ -1,24 +1,11 @@
-"""AReaL's own worker process (its RPC server), with SGLang's launch command pointed at the CPU
-server: what `actor.scheduling_spec[0].cmd` runs in the CPU training tests.
+"""AReaL's own worker process (its RPC server), its inference server the CPU server with
+completions a test can force: what `actor.scheduling_spec[0].cmd` runs in the CPU training tests.
 
     actor.scheduling_spec.0.cmd="python -m helpers.cpu_rollout_worker"   (tests/ on PYTHONPATH)
 
-Why it exists. AReaL 1.0.4 has no setting that points training rollout at a server that is
-already running: the rollout worker always starts its own inference server.
-`PPOTrainer._init_rollout` builds the server arguments in the trainer process
-(areal/trainer/rl_trainer.py:1039, `SGLangConfig.build_args`), the rollout controller sends
-them to its worker (areal/infra/controller/rollout_controller.py:295, RPC "launch_server"), and
-the worker turns them into a command with `SGLangConfig.build_cmd_from_args`
-(areal/engine/sglang_remote.py:354, defined at areal/api/cli_args.py:1910: `python3 -m
-areal.experimental.inference_service.sglang.launch_server --model-path ... --host ... --port
-...`), which needs a GPU. Here that one static method is replaced, in this process only, by
-one that runs `helpers.cpu_sglang` (SGLang's native HTTP API over a Hugging Face model on CPU)
-with AReaL's own arguments unchanged: the host, the free port and the model path AReaL chose
-(areal/infra/remote_inf_engine.py:1328-1330), and every other sglang flag, which the CPU
-server accepts and ignores. Everything else is AReaL's `areal.infra.rpc.rpc_server`, run as is
-with this process's argv; the actor worker runs the same command (AReaL's local scheduler
-starts every role from `scheduling_spec.cmd`, areal/infra/scheduler/local.py:777), where the
-patch is never used.
+It is tau2train's CPU worker (tau2train/serving/rollout_worker.py: AReaL's RPC server, its
+SGLang launch redirected by compat.areal.launch_sglang_as) with the test's own server and
+instrumentation.
 
 The server command is this module again (`python -m helpers.cpu_rollout_worker cpu-sglang
 <AReaL's flags>`), which runs `helpers.cpu_sglang`'s own main, so that a test can give the
@@ -44,30 +31,16 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import sys
 import threading
 from typing import Any
+
+from tau2train.serving.rollout_worker import run_worker
 
 THIS_MODULE = "helpers.cpu_rollout_worker"
 SERVE_CPU_SGLANG = "cpu-sglang"  # argv[1] that makes this module the CPU server
 FILTER_LOG_ENV = "TAU2TEST_FILTER_LOG"
 FORCED_ENV = "TAU2TEST_FORCED_COMPLETIONS"
-
-
-def cpu_server_cmd(args: dict[str, Any]) -> list[str]:
-    """`SGLangConfig.build_cmd_from_args` for CPU: AReaL's flags, the CPU server's module.
-
-    AReaL's own helper turns the argument dict into flags (areal/api/cli_args.py:1670,
-    `get_py_cmd`); only the module and the interpreter differ (`python3` on PATH need not
-    be this virtualenv's).
-    """
-    from areal.api.cli_args import get_py_cmd
-
-    cmd = get_py_cmd(THIS_MODULE, args)
-    cmd[0] = sys.executable
-    cmd.insert(3, SERVE_CPU_SGLANG)  # python -m helpers.cpu_rollout_worker cpu-sglang --flags
-    return cmd
 
 
 def serve_cpu_sglang(argv: list[str]) -> None:
@@ -87,12 +60,6 @@ def serve_cpu_sglang(argv: list[str]) -> None:
 
         cpu_sglang.CPUSGLangServer.start = start_with_forced
     cpu_sglang.main(argv)
-
-
-def redirect_sglang_launch() -> None:
-    from areal.api.cli_args import SGLangConfig
-
-    SGLangConfig.build_cmd_from_args = staticmethod(cpu_server_cmd)
 
 
 def describe_group(group: dict[str, Any]) -> dict[str, Any]:
@@ -171,11 +138,9 @@ def main() -> None:
     if sys.argv[1:2] == [SERVE_CPU_SGLANG]:
         serve_cpu_sglang(sys.argv[2:])
         return
-    redirect_sglang_launch()
     if os.environ.get(FILTER_LOG_ENV):
         record_filter_calls(os.environ[FILTER_LOG_ENV])
-    sys.argv[0] = "areal.infra.rpc.rpc_server"
-    runpy.run_module("areal.infra.rpc.rpc_server", run_name="__main__", alter_sys=True)
+    run_worker(THIS_MODULE, SERVE_CPU_SGLANG)
 
 
 if __name__ == "__main__":

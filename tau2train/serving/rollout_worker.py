@@ -1,0 +1,32 @@
+"""AReaL's own worker process (its RPC server), whose inference servers are the CPU server:
+what `actor.scheduling_spec.0.cmd` runs when allocation.inference_server=cpu.
+
+    python -m tau2train.serving.rollout_worker --port ...   (AReaL's scheduler adds the flags)
+
+Everything is AReaL's `areal.infra.rpc.rpc_server`, run as is with this process's argv, except
+the command its rollout worker starts SGLang with (compat.areal.launch_sglang_as): `python -m
+tau2train.serving.cpu_sglang <AReaL's SGLang flags>`. The actor worker runs the same command
+(AReaL's local scheduler starts every role from `scheduling_spec.cmd`), where the patch is
+never used.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+from tau2train.compat.areal import launch_sglang_as
+
+SERVER_MODULE = "tau2train.serving.cpu_sglang"
+RPC_SERVER = "areal.infra.rpc.rpc_server"
+
+
+def run_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
+    """AReaL's RPC server in this process, its inference servers `python -m <server_module>`."""
+    launch_sglang_as(server_module, *server_args)
+    sys.argv[0] = RPC_SERVER
+    runpy.run_module(RPC_SERVER, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    run_worker()
