@@ -447,6 +447,22 @@ class UserSimSpec(ServerSpec):
     """The SGLang server the τ² user simulator talks to (user_sim group), started by
     `tau2train-user-sim`; training and eval jobs find it through its record."""
 
+    # 0 GPUs is allowed here, and only here: user_sim=rule_based serves no model
+    tp: int = field(
+        default=1,
+        metadata={"range": NON_NEGATIVE, "help": "Tensor-parallel size (GPUs per model replica); 0 only "
+                  "with gpus=0."},
+    )
+    dp: int = field(
+        default=1,
+        metadata={"range": NON_NEGATIVE, "help": "Data-parallel size (model replicas); 0 only with gpus=0."},
+    )
+    gpus: int = field(
+        default=1,
+        metadata={"range": NON_NEGATIVE, "help": "GPUs the server uses; must equal tp x dp. 0 (with tp=0, "
+                  "dp=0): a server that needs no GPU, such as user_sim=rule_based's rule-based user "
+                  "simulator (not an LLM; smoke runs only)."},
+    )
     model_path: str = field(
         default=MISSING, metadata={"help": "HuggingFace id or local path of the user-simulator weights."}
     )

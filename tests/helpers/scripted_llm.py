@@ -5,7 +5,9 @@ evaluation criteria) or a deliberately wrong or malformed variant; the user scri
 conversation by naming its task and ends it the way tau2's simulator does (###STOP###).
 
 The user finds its task from the <scenario> in its system prompt; the agent from the user's
-opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its prompt.
+opening line ("[task:<domain>/<id>]") or, in solo mode, from the <ticket> in its prompt; or,
+whatever user it talks to (a user simulator that names no task, e.g. the rule-based one), from
+its model name: "<script>@<domain>/<task id>" (e.g. "gold@mock/update_task_1").
 
     python tests/helpers/scripted_llm.py --port 8000   # serve until interrupted
 
@@ -42,15 +44,19 @@ from tau2.registry import registry  # noqa: E402
 GREETING = "Hi! How can I help you today?"
 STOP = "###STOP###"
 TASK_TAG = re.compile(r"\[task:([^/\]]+)/([^\]]+)\] \[episode:(\d+)\]")
+# An agent model name that names its task: "<script>@<domain>/<task id>".
+NAMED_TASK = re.compile(r"^(?P<script>[^@]+)@(?P<domain>[^/]+)/(?P<task>.+)$")
 DOMAINS = ("airline", "retail", "mock")
 # Agent scripts: the model name the agent is configured with.
 # "alternate" plays gold in a task's even-numbered episodes and wrong in the odd ones, so
 # repeated trials disagree and pass^k falls with k.
 # "flaky" plays gold in even-numbered episodes and answers HTTP 500 (an endpoint failure, not
 # a wrong answer) throughout the odd ones.
+# "asker" asks the user a question (QUESTION) before playing gold.
 AGENT_SCRIPTS = (
-    "gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken", "flaky",
+    "gold", "wrong", "alternate", "malformed", "empty", "thinker", "slow", "broken", "flaky", "asker",
 )
+QUESTION = "Before I change anything: could you confirm what you need?"
 # The key of a test checkpoint's config.json that names the agent script it plays.
 CHECKPOINT_SCRIPT_KEY = "tau2test_script"
 # How long the "slow" agent takes to answer (tests give episodes a shorter timeout).
@@ -89,7 +95,10 @@ class Turn:
 class Scripts:
     """Tasks indexed the ways a request can name them."""
 
-    def __init__(self, domains=DOMAINS):
+    def __init__(self, domains=DOMAINS, gold_calls: dict[tuple[str, str], list[tuple[str, dict]]] | None = None):
+        # (domain, task id) -> the gold calls a test states for a task whose criteria list none
+        # (one scored on env assertions only), played instead of its (empty) actions
+        self.gold_calls = dict(gold_calls or {})
         self.by_scenario: dict[str, tuple[str, object]] = {}
         self.by_ticket: dict[str, tuple[str, object]] = {}
         self.by_id: dict[tuple[str, str], object] = {}
@@ -101,11 +110,12 @@ class Scripts:
                     key = str(key).strip()
                     index[key] = None if key in index else (domain, task)
 
-    def agent_turns(self, script: str, task, solo: bool) -> list[Turn]:
-        actions = [
-            a for a in (task.evaluation_criteria.actions or []) if a.requestor == "assistant"
-        ]
-        gold = [Turn(calls=[(a.name, json.dumps(a.arguments))]) for a in actions]
+    def agent_turns(self, script: str, task, solo: bool, domain: str | None = None) -> list[Turn]:
+        calls = self.gold_calls.get((domain, task.id))
+        if calls is None:
+            calls = [(a.name, a.arguments) for a in (task.evaluation_criteria.actions or [])
+                     if a.requestor == "assistant"]
+        gold = [Turn(calls=[(name, json.dumps(arguments))]) for name, arguments in calls]
         if solo:
             ending = Turn(calls=[("done", "{}")])
         else:
@@ -114,7 +124,7 @@ class Scripts:
         if script == "wrong":
             gold = gold[:-1]
         elif script == "malformed":
-            first = actions[0].name
+            first = calls[0][0]
             gold = [
                 Turn(calls=[("no_such_tool", "{}")]),
                 Turn(calls=[(first, "{not json")]),
@@ -123,6 +133,8 @@ class Scripts:
         elif script == "empty":
             gold = [Turn(text="")]
             ending = Turn(text="")
+        elif script == "asker":
+            gold = [Turn(text=QUESTION)] + gold
         elif script == "thinker":
             gold = [Turn(calls=[("think", json.dumps({"thought": "check the policy first"}))])] + gold
         return gold + [ending]
@@ -257,6 +269,9 @@ class ScriptedLLM:
         return Turn(text=json.dumps({"results": verdicts}))
 
     def _agent_turn(self, script: str, messages: list[dict]) -> Turn:
+        named = NAMED_TASK.match(script)
+        if named:
+            return self._named_task_turn(named, messages)
         system = messages[0]["content"]
         solo = "<ticket>" in system
         if solo:
@@ -277,7 +292,18 @@ class ScriptedLLM:
             script = "gold"
         said = [m for m in messages if m["role"] == "assistant"]
         done = len(said) - (0 if solo else 1)  # the orchestrator's greeting is not ours
-        turns = self.scripts.agent_turns("gold" if script == "slow" else script, task, solo)
+        turns = self.scripts.agent_turns("gold" if script == "slow" else script, task, solo, domain)
+        return turns[min(done, len(turns) - 1)]
+
+    def _named_task_turn(self, named: re.Match, messages: list[dict]) -> Turn:
+        """The turn of the agent script `named` on the task its model name names. Its own turns
+        are the assistant messages after the ones tau2 put there first: the orchestrator's
+        greeting, or the assistant messages of the task's message history."""
+        task = self.scripts.by_id[(named["domain"], named["task"])]
+        history = (task.initial_state.message_history or []) if task.initial_state else []
+        before = sum(1 for m in history if m.role == "assistant") if history else 1
+        done = sum(1 for m in messages if m["role"] == "assistant") - before
+        turns = self.scripts.agent_turns(named["script"], task, False, named["domain"])
         return turns[min(done, len(turns) - 1)]
 
     def _completion(self, model: str, turn: Turn) -> dict:
