@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import torch
-from helpers.cpu_sglang import CPUSGLangServer
+from helpers.cpu_sglang import CPUSGLangServer, SamplingParams
 from tau2train.serving.tiny_qwen import (
     ADDED_TOKENS,
     FIRST_ADDED_ID,
@@ -217,8 +217,9 @@ def test_model_loads_offline_and_builds_are_reused(tiny_qwen, model, tmp_path):
 # -- the server --------------------------------------------------------------------------------
 def test_greedy_generation_is_deterministic_with_the_models_logprobs(server, model, tokenizer):
     first = generate(server, temperature=0.0, max_new_tokens=12)
-    again = generate(server, temperature=0.0, max_new_tokens=12)
-    assert (again["output_ids"], logprobs_of(again)) == (first["output_ids"], logprobs_of(first))
+    again = generate(server, temperature=0.0, max_new_tokens=12)  # from the prefix cache
+    assert again["output_ids"] == first["output_ids"]
+    assert logprobs_of(again) == pytest.approx(logprobs_of(first), abs=1e-5)
     meta = first["meta_info"]
     output = first["output_ids"]
     assert [t for _, t, _ in meta["output_token_logprobs"]] == output
@@ -256,6 +257,35 @@ def test_sampling_follows_its_seed_and_reports_temperature_scaled_logprobs(serve
     assert all(token in top50[i] for i, token in enumerate(output))
 
 
+def test_sampling_draws_tokens_in_proportion_to_their_probabilities():
+    """The inverse-CDF sampler over the whole vocabulary (tokens in different blocks, the last
+    one included), with top-p alone (the probe of the most probable tokens) and with top-k."""
+    from tau2train.serving.cpu_sglang import Policy
+
+    heads = {0: 0.3, 1500: 0.2, 70000: 0.12, 151935: 0.08}  # the rest: 0.3, spread evenly
+    probs = torch.full((151936,), 0.3 / (151936 - len(heads)), dtype=torch.float64)
+    for token, p in heads.items():
+        probs[token] = p
+    logprobs = probs.log().float()
+    generator = torch.Generator().manual_seed(0)
+
+    def frequencies(n: int, **params) -> dict[int, float]:
+        draws = [Policy._sample(logprobs, SamplingParams(**params), generator) for _ in range(n)]
+        return {token: draws.count(token) / n for token in heads} | {
+            -1: sum(d not in heads for d in draws) / n
+        }
+
+    def close(observed: dict[int, float], expected: dict[int, float], n: int) -> bool:
+        # within 4.5 standard deviations of each expected frequency
+        return all(abs(observed[t] - p) <= 4.5 * (p * (1 - p) / n) ** 0.5 for t, p in expected.items())
+
+    assert close(frequencies(3000, temperature=1.0), heads | {-1: 0.3}, 3000)
+    # top-p 0.55: 0.3, 0.2, 0.12 (0.5 before it) stay, 0.08 (0.62 before it) and the rest go
+    nucleus = {0: 0.3 / 0.62, 1500: 0.2 / 0.62, 70000: 0.12 / 0.62, 151935: 0.0, -1: 0.0}
+    assert close(frequencies(3000, temperature=1.0, top_p=0.55), nucleus, 3000)
+    assert close(frequencies(3000, temperature=1.0, top_k=2), {0: 0.6, 1500: 0.4, 70000: 0.0, -1: 0.0}, 3000)
+
+
 def test_max_new_tokens_and_stop_conditions(server, tokenizer):
     greedy = generate(server, temperature=0.0, max_new_tokens=12)["output_ids"]
     short = generate(server, temperature=0.0, max_new_tokens=3)
@@ -278,6 +308,61 @@ def test_max_new_tokens_and_stop_conditions(server, tokenizer):
     assert output == greedy[: len(output)]
     assert stop_text in tokenizer.decode(output) and stop_text not in tokenizer.decode(output[:-1])
     assert stop_text not in by_text["text"]
+
+
+def test_the_prefix_cache_reuses_prompts_and_outputs_with_cold_logprobs(own_server, model, tokenizer):
+    """A request repeating a prompt, or extending one with its output (a τ² episode's next
+    turn), computes only what is new; its log-probabilities are those of a cold pass."""
+    prompt = tokenizer.encode(" ".join(TEXTS * 3), add_special_tokens=False)
+    start = len(prompt) // 2
+    sampling = {"temperature": 1.0, "max_new_tokens": 16, "sampling_seed": 5, "ignore_eos": True}
+    body = {
+        "input_ids": prompt,
+        "sampling_params": sampling,
+        "return_logprob": True,
+        "logprob_start_len": start,
+    }
+
+    def post() -> dict:
+        return requests.post(f"{own_server.base_url}/generate", json=body, timeout=120).json()
+
+    cold, warm = post(), post()
+    assert (cold["meta_info"]["cached_tokens"], warm["meta_info"]["cached_tokens"]) == (0, start - 1)
+    assert warm["output_ids"] == cold["output_ids"]  # the seed reproduces the draws
+    assert logprobs_of(warm) == pytest.approx(logprobs_of(cold), abs=1e-5)
+    scored = [[lp for lp, _, _ in r["meta_info"]["input_token_logprobs"]] for r in (cold, warm)]
+    assert scored[1] == pytest.approx(scored[0], abs=1e-5)
+    output = cold["output_ids"]
+    assert logprobs_of(warm) == pytest.approx(teacher_forced(model, prompt, output), abs=1e-5)
+
+    turn = prompt + output + PROMPT
+    following = generate(own_server, turn, temperature=0.0, max_new_tokens=8)
+    # everything the first request computed: its prompt and output (less the last token)
+    assert following["meta_info"]["cached_tokens"] == len(prompt) + len(output) - 1
+    assert logprobs_of(following) == pytest.approx(
+        teacher_forced(model, turn, following["output_ids"]), abs=1e-5
+    )
+
+
+def test_a_weight_update_or_a_flush_empties_the_prefix_cache(own_server, perturbed, tokenizer):
+    path, other = perturbed
+    prompt = tokenizer.encode(" ".join(TEXTS), add_special_tokens=False)
+    generate(own_server, prompt, temperature=0.0, max_new_tokens=4)
+    assert generate(own_server, prompt, temperature=0.0, max_new_tokens=4)["meta_info"]["cached_tokens"] > 0
+
+    loaded = requests.post(
+        f"{own_server.base_url}/update_weights_from_disk", json={"model_path": str(path)}, timeout=120
+    )
+    assert loaded.json()["success"] is True
+    after = generate(own_server, prompt, temperature=0.0, max_new_tokens=4)
+    assert after["meta_info"]["cached_tokens"] == 0  # the old weights' keys and values are gone
+    assert logprobs_of(after) == pytest.approx(teacher_forced(other, prompt, after["output_ids"]), abs=1e-5)
+    again = generate(own_server, prompt, temperature=0.0, max_new_tokens=4)
+    assert again["meta_info"]["cached_tokens"] > 0
+    assert logprobs_of(again) == pytest.approx(logprobs_of(after), abs=1e-5)
+
+    assert requests.post(f"{own_server.base_url}/flush_cache", timeout=60).ok
+    assert generate(own_server, prompt, temperature=0.0, max_new_tokens=4)["meta_info"]["cached_tokens"] == 0
 
 
 def test_requests_it_cannot_honour_are_refused(server):
@@ -325,8 +410,11 @@ def test_a_turn_script_forces_each_episodes_completions_by_its_prompt(own_server
     """{"turns": [call, reply]}: a prompt without the call gets the call, one holding it (the
     episode's second turn) the reply, in whatever order episodes arrive; queued ones go first."""
     call, reply = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>', "OK."
-    answer = requests.post(f"{own_server.base_url}/tau2test/force",
-                           json={"completions": ["first"], "turns": [call, reply]}, timeout=60)
+    answer = requests.post(
+        f"{own_server.base_url}/tau2test/force",
+        json={"completions": ["first"], "turns": [call, reply]},
+        timeout=60,
+    )
     assert answer.json() == {"queued": 1, "turns": 2}
     after_call = PROMPT + tokenizer.encode(call, add_special_tokens=False) + PROMPT
 
@@ -334,7 +422,12 @@ def test_a_turn_script_forces_each_episodes_completions_by_its_prompt(own_server
         return generate(own_server, prompt, temperature=1.0, max_new_tokens=64)["text"]
 
     assert text(after_call) == "first"
-    assert [text(after_call), text(PROMPT), text(after_call + after_call), text(PROMPT)] == [reply, call, reply, call]
+    assert [text(after_call), text(PROMPT), text(after_call + after_call), text(PROMPT)] == [
+        reply,
+        call,
+        reply,
+        call,
+    ]
     refused = requests.post(f"{own_server.base_url}/tau2test/force", json={"turns": [[1, 2]]}, timeout=60)
     assert refused.status_code == 400 and refused.json()["error"]["message"] == "turns: a list of strings"
 
@@ -390,6 +483,164 @@ def test_information_endpoints(server, tiny_qwen):
     assert (server_info["port"], server_info["context_length"]) == (server.port, 4096)
     assert requests.get(f"{base}/v1/models", timeout=60).json()["data"][0]["id"] == str(tiny_qwen)
     assert requests.post(f"{base}/flush_cache", timeout=60).ok
+
+
+# -- OpenAI's chat completions -----------------------------------------------------------------
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_order",
+            "description": "Look an order up.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    }
+]
+MESSAGES = [
+    {"role": "system", "content": "You are a retail agent."},
+    {"role": "user", "content": "Where is my order #W1?"},
+]
+CALL = '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "#W1"}}\n</tool_call>'
+
+
+def chat(server: CPUSGLangServer, **body) -> requests.Response:
+    return requests.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=120)
+
+
+def rendered(tokenizer, messages, tools=None, template=None) -> list[int]:
+    """The prompt as SGLang renders it: tools as its Tool model dumps them (strict: false)."""
+    if tools:
+        tools = [{"type": "function", "function": tool["function"] | {"strict": False}} for tool in tools]
+    return tokenizer.apply_chat_template(
+        messages,
+        tools=tools,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+        chat_template=template,
+    )
+
+
+def test_chat_completions_parse_a_forced_tool_call(server, tokenizer):
+    said = f"Let me check.\n{CALL}"
+    requests.post(f"{server.base_url}/tau2test/force", json={"completions": [said]}, timeout=60)
+    answer = chat(server, model="any", messages=MESSAGES, tools=TOOLS, tool_choice="auto", temperature=0.0)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (choice,) = body["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert (message["role"], message["content"]) == ("assistant", "Let me check.")
+    (call,) = message["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"]["name"] == "get_order"
+    assert json.loads(call["function"]["arguments"]) == {"order_id": "#W1"}
+    completion = len(tokenizer.encode(said, add_special_tokens=False)) + 1  # and <|im_end|>
+    prompt = len(rendered(tokenizer, MESSAGES, TOOLS))
+    assert body["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    assert (body["object"], body["model"]) == ("chat.completion", server.served_model_name)
+
+
+def test_chat_completions_answer_text_as_content_after_a_tool_round(server, tokenizer):
+    """A conversation holding an earlier call (arguments as a JSON string, as OpenAI sends
+    them) and its result renders as the template renders it; plain text comes back as content."""
+    history = MESSAGES + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_order", "arguments": '{"order_id": "#W1"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'},
+    ]
+    requests.post(f"{server.base_url}/tau2test/force", json={"completions": ["It has shipped."]}, timeout=60)
+    body = chat(server, model="any", messages=history, tools=TOOLS, temperature=0.0).json()
+    (choice,) = body["choices"]
+    assert choice["message"]["content"] == "It has shipped." and "tool_calls" not in choice["message"]
+    assert choice["finish_reason"] == "stop"
+    as_objects = history[:2] + [
+        history[2]
+        | {
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_order", "arguments": {"order_id": "#W1"}}}],
+        },
+        history[3],
+    ]
+    assert body["usage"]["prompt_tokens"] == len(rendered(tokenizer, as_objects, TOOLS))
+
+
+def test_the_openai_client_gets_the_policys_own_completion(server, tokenizer):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+    assert [model.id for model in client.models.list().data] == [server.served_model_name]
+    response = client.chat.completions.create(
+        model=server.served_model_name,
+        messages=MESSAGES,
+        temperature=0.0,
+        max_tokens=6,
+        seed=3,
+        logprobs=True,
+    )
+    (choice,) = response.choices
+    assert (choice.finish_reason, response.usage.completion_tokens) == ("length", 6)
+    # the same greedy completion /generate gives for the rendered prompt
+    direct = generate(server, rendered(tokenizer, MESSAGES), temperature=0.0, max_new_tokens=6)
+    assert choice.message.content == direct["text"] and choice.message.tool_calls is None
+    assert [t.logprob for t in choice.logprobs.content] == pytest.approx(logprobs_of(direct), abs=1e-5)
+
+    for refused in (
+        {"stream": True},
+        {"n": 2},
+        {"tool_choice": "required", "tools": TOOLS},
+        {"frequency_penalty": 1.0},
+    ):
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="any", messages=MESSAGES, **refused)
+    assert chat(server, messages="hello").status_code == 400
+
+
+def test_chat_template_and_parser_flags(tiny_qwen, tokenizer, tmp_path):
+    """--chat-template replaces the tokenizer's template; --reasoning-parser splits a <think>
+    block off; a parser SGLang does not know fails the server's start."""
+    template = tmp_path / "plain.jinja"
+    template.write_text(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    own = CPUSGLangServer(
+        tiny_qwen, chat_template=template, reasoning_parser="qwen3", served_model_name="tiny"
+    )
+    own.start()
+    try:
+        own.force(["<think>\nThe order is #W1.\n</think>\n\nIt has shipped."], [])
+        body = chat(own, model="tiny", messages=MESSAGES).json()
+        message = body["choices"][0]["message"]
+        # SGLang's qwen3 reasoning parser: the block's text (less its first newline), then the rest
+        assert (message["reasoning_content"], message["content"]) == (
+            "The order is #W1.\n",
+            "It has shipped.",
+        )
+        assert body["usage"]["prompt_tokens"] == len(
+            rendered(tokenizer, MESSAGES, template=template.read_text())
+        )
+    finally:
+        own.stop()
+    with pytest.raises(ValueError, match="--tool-call-parser 'nope'"):
+        CPUSGLangServer(tiny_qwen, tool_call_parser="nope")
 
 
 # -- AReaL's own client ------------------------------------------------------------------------
@@ -449,7 +700,7 @@ def test_areals_sglang_client_generates_scores_pauses_and_updates_weights(
         direct = generate(own_server, temperature=0.0, max_new_tokens=8)
         assert greedy.input_tokens == PROMPT and greedy.stop_reason == "length"
         assert greedy.output_tokens == direct["output_ids"]
-        assert greedy.output_logprobs == logprobs_of(direct)
+        assert greedy.output_logprobs == pytest.approx(logprobs_of(direct), abs=1e-5)
         assert greedy.output_versions == [0] * 8
 
         text = '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "#W1"}}\n</tool_call>'
@@ -518,7 +769,7 @@ def serving_url(process: subprocess.Popen, timeout: float) -> str:
 
 
 @pytest.mark.slow
-def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen):
+def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen, tokenizer):
     from areal.api.cli_args import SGLangConfig, conf_as_dict, get_py_cmd
 
     # the flags AReaL's SGLangConfig.build_args renders for sglang.launch_server
@@ -527,6 +778,17 @@ def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen):
     args |= {"host": "127.0.0.1", "port": 0}
     command = [sys.executable, *get_py_cmd("tau2train.serving.cpu_sglang", args)[1:]]
     assert "--mem-fraction-static" in command and "--dtype" in command
+    # and the flags of an evaluation's server (tau2train.config.servers.server_command)
+    template = TESTS_DIR.parent / "tau2train" / "chat_templates" / "qwen_nonthinking.jinja"
+    command += [
+        "--tool-call-parser",
+        "qwen25",
+        "--reasoning-parser",
+        "qwen3",
+        "--chat-template",
+        str(template),
+    ]
+    command += ["--served-model-name", "tiny", "--tp", "1", "--dp", "1"]
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     }
@@ -542,6 +804,14 @@ def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen):
         }
         result = requests.post(f"{url}/generate", json=body, timeout=120).json()
         assert result["meta_info"]["completion_tokens"] == 4
+        answer = requests.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "tiny", "messages": MESSAGES, "tools": TOOLS, "max_tokens": 4},
+            timeout=120,
+        ).json()
+        assert answer["model"] == "tiny" and answer["usage"]["completion_tokens"] == 4
+        expected = rendered(tokenizer, MESSAGES, TOOLS, template=template.read_text())
+        assert answer["usage"]["prompt_tokens"] == len(expected)
     finally:
         process.terminate()
         assert process.wait(60) == 0
