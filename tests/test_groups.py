@@ -20,14 +20,14 @@ CLUSTERS = group_options("cluster")
 
 
 def test_every_group_has_its_choices():
-    assert MODELS == ["qwen3_1_7b", "qwen3_235b_a22b", "qwen3_30b_a3b", "qwen3_8b"]
+    assert MODELS == ["qwen3_1_7b", "qwen3_235b_a22b", "qwen3_30b_a3b", "qwen3_8b", "tiny_qwen3"]
     assert DOMAINS == ["airline", "mock", "retail", "telecom"]
     assert CLUSTERS == ["local", "slurm"]
-    assert len(group_options("allocation")) == 4
+    assert len(group_options("allocation")) == 5
     assert group_options("tracking") == ["none", "wandb"]
-    assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b"]
+    assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b", "rule_based"]
     assert group_options("data") == ["areal_tau2", "tau2"]
-    assert group_options("experiment") == ["sea_30b_a3b"]
+    assert group_options("experiment") == ["cpu_miniature", "sea_30b_a3b"]
 
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
@@ -61,7 +61,10 @@ def released_data(tmp_path_factory):
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_every_experiment_preset_composes_and_validates(experiment, released_data, tmp_path):
-    args = [f"data.path={released_data}", USER_SIM, *slurm_overrides(tmp_path)]
+    # the miniature runs on this machine (its stages are local processes)
+    # (and names each run by the time it starts: pinned here, to compare two compositions)
+    where = ["trial_name=t0"] if experiment == "cpu_miniature" else slurm_overrides(tmp_path)
+    args = [f"data.path={released_data}", USER_SIM, *where]
     composed = compose([f"experiment={experiment}", *args])
     assert composed.choices["experiment"] == experiment
     layout = checked(composed).layout
@@ -132,3 +135,22 @@ def test_a_typo_inside_a_group_file_fails_at_composition(tmp_path, monkeypatch):
         with pytest.raises(ConfigCompositionException) as error:
             hydra_compose("config", overrides=["domain=airline"])
     assert "max_step" in str(error.value.__cause__ or error.value)
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "tiny_qwen3"])
+def test_the_cpu_server_refuses_a_model_too_large_for_it(model):
+    composed = compose([f"model={model}", "allocation=cpu_d1_fsdp_d1", "cluster.n_gpus_per_node=2", USER_SIM])
+    with pytest.raises(ConfigError) as error:
+        checked(composed)
+    assert (error.value.key, error.value.value) == ("allocation.server", "cpu")
+    assert "parameters" in error.value.problem and "100M" in error.value.problem
+    assert "model=tiny_qwen3" in error.value.valid and "allocation.server=sglang" in error.value.valid
+
+
+def test_the_tiny_model_runs_on_the_cpu_server_with_tau2trains_worker():
+    exp = checked(compose(["model=tiny_qwen3", "domain=mock", USER_SIM])).config
+    assert exp.allocation.server == "cpu" and exp.model.num_params < 100_000_000
+    assert exp.actor.scheduling_spec[0].cmd == "python3 -m tau2train.serving.rollout_worker"
+    assert exp.trainer.cpu_only and exp.actor.dtype == "float32"
+    gpu = checked(compose(["model=qwen3_1_7b", USER_SIM])).config
+    assert gpu.actor.scheduling_spec[0].cmd == "python3 -m areal.infra.rpc.rpc_server"

@@ -118,7 +118,7 @@ def test_help_is_answered_early_as_hydra_answers_it(argv, hydras_help, tmp_path)
     answer = early(*argv, cwd=tmp_path)
     assert answer.returncode == 0
     assert answer.stdout == hydras_help
-    assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b\n" in answer.stdout
+    assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b, tiny_qwen3\n" in answer.stdout
     assert "schema: allocation, cluster, data, domain, model, slurm, tracking, user_sim\n" in answer.stdout
 
 

@@ -24,7 +24,7 @@ ALLOWED = {
     "compat": {"compat"},
     "schemas": {"schemas"},
     "records": {"records"},
-    "config": {"config", "schemas", "records", "compat"},
+    "config": {"config", "schemas", "records", "compat", "serving"},
     "rollout": {"rollout", "schemas", "records", "compat"},
     "reports": {"reports", "records"},
     "launch": {"launch", "config", "rollout", "reports", "records", "schemas", "user_sim", "compat", "serving"},

@@ -21,7 +21,7 @@ from tau2train.schemas import MODE_FACTS, Mode
 
 def test_every_mode_is_one_entry_and_has_its_facts():
     assert set(MODES) == set(Mode) == set(MODE_FACTS)
-    assert [m.value for m in Mode] == ["train", "sft", "eval"]
+    assert [m.value for m in Mode] == ["train", "sft", "eval", "recipe"]
 
 
 def test_the_served_checkpoint_is_the_step_validation_found(tmp_path):
@@ -50,3 +50,21 @@ def test_the_plan_reads_the_rows_validation_loaded(tmp_path):
     assert "8 RL rows (airline 5, telecom 3)" in plan
     assert job.domains == ("airline", "telecom")
     assert [e.key for e in job.user_sims] == ["econfig.user_llm_base_url"]
+
+
+def test_the_recipe_plans_its_stages_and_refuses_what_it_cannot_run(tmp_path):
+    """mode=recipe (experiment=cpu_miniature): the plan names each stage's command, the tasks it
+    plays and where everything goes; it runs only on this machine, from local weights."""
+    base = ["experiment=cpu_miniature", "trial_name=t0", f"cluster.fileroot={tmp_path}/exp"]
+    plan = MODES[Mode.RECIPE].plan(checked(compose(base)))
+    assert "mode=sft data=areal_tau2" in plan and "mode=train actor.path=<SFT checkpoint>" in plan
+    assert "trained and evaluated on the same tasks" in plan and "tau2train-compare" in plan
+    assert f"{tmp_path}/exp/tau2-cpu-miniature/t0/recipe" in plan
+    for extra, key in (
+        (["cluster=slurm", f"cluster.name_resolve.nfs_record_root={tmp_path}/nr"], "launcher"),
+        ([f"model.path={tmp_path}/no-such-model"], "actor.path"),
+        (["domain.tasks=[no_such_task]"], "domain.tasks"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            checked(compose([*base, *extra]))
+        assert error.value.key == key, extra

@@ -17,7 +17,7 @@ from tau2train.launch.modes import checked
 CASES = {
     "unknown model choice": (
         ["model=qwen3_9b"], "model",
-        ["no such model choice", "qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b", "did you mean 'qwen3_8b'"],
+        ["no such model choice", "qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b, tiny_qwen3", "did you mean 'qwen3_8b'"],
     ),
     "unknown domain choice": (
         ["domain=banking"], "domain", ["no such domain choice", "airline, mock, retail, telecom"],

@@ -24,7 +24,9 @@ from tau2train.schemas import (
     TrackingSpec,
     UserSimSpec,
 )
+from tau2train.schemas.groups import POLICY_SERVERS
 from tau2train.schemas.modes import facts
+from tau2train.serving.tiny_qwen import tiny_qwen_path
 
 ROOT_SCHEMA = "tau2train_schema"
 # The schema each group's YAML choices name in their defaults (`/schema/<group>`).
@@ -39,6 +41,14 @@ GROUP_SCHEMAS = {
     "user_sim": UserSimSpec,
 }
 STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
+WORKER_CMD_RESOLVER = "tau2train.worker_cmd"
+TINY_QWEN_RESOLVER = "tau2train.tiny_qwen"
+
+
+def worker_cmd(server: str) -> str:
+    """AReaL's worker command for the policy server allocation.server names (an unknown one is
+    left to validation's choices check, which names the valid ones)."""
+    return f"python3 -m {POLICY_SERVERS.get(server, POLICY_SERVERS['sglang'])}"
 
 
 def stage_suffix(mode: str) -> str:
@@ -63,3 +73,6 @@ def register() -> None:
     OmegaConf.register_new_resolver(placement.SLURM_JOB_RESOLVER, placement.slurm_job_field, replace=True)
     # experiment names: a stage's suffix, "-sft" after the name of a mode=sft run
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)
+    # the workers' command follows allocation.server; model=tiny_qwen3's weights are built here
+    OmegaConf.register_new_resolver(WORKER_CMD_RESOLVER, worker_cmd, replace=True)
+    OmegaConf.register_new_resolver(TINY_QWEN_RESOLVER, lambda: str(tiny_qwen_path()), replace=True)

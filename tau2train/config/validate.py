@@ -32,6 +32,7 @@ from tau2train.schemas import (
     ExperimentConfig,
     Placement,
 )
+from tau2train.schemas.groups import CPU_SERVER_MAX_PARAMS
 from tau2train.schemas.modes import facts
 
 PLACEHOLDER_PREFIX = "/path/to"
@@ -94,9 +95,62 @@ def check_eval(composed: Composed) -> Checked:
                    judges=judge_endpoints(exp))
 
 
+def check_recipe(composed: Composed) -> Checked:
+    """mode=recipe: what training checks that needs no file a stage makes, the weights to start
+    from, and the recipe's own needs (this machine, the domain's τ² tasks as its data)."""
+    exp = composed.config
+    layout = check_layout(exp)
+    check_token_budgets(exp)
+    check_domain(exp, training_splits(exp))
+    check_episode_settings(exp)
+    for key, value, why, valid in (
+        ("launcher", exp.launcher, "mode=recipe runs its stages on this machine", "local (cluster=local)"),
+        ("data.source", exp.data.source, "mode=recipe makes its own SFT data from the domain's tasks", "tau2 (data=tau2)"),
+    ):
+        if value != valid.split()[0]:
+            raise ConfigError(key, value, why, valid=valid,
+                              fix="run the stages one by one (mode=sft, mode=train, mode=eval) for this setting")
+    check_start_weights(exp)
+    check_storage(exp)
+    return Checked(composed, layout=layout, domains=(exp.econfig.domain,))
+
+
+def check_start_weights(exp: ExperimentConfig) -> None:
+    """The recipe's weights exist, or are the tiny Qwen3 it builds itself."""
+    from tau2train.serving.tiny_qwen import tiny_qwen_path
+
+    if os.path.isdir(exp.actor.path) or exp.actor.path == str(tiny_qwen_path()):
+        return
+    raise ConfigError(
+        "actor.path", exp.actor.path, "mode=recipe starts from local weights, and there are none there",
+        valid="a Hugging Face model folder on this machine, or model=tiny_qwen3 (built by the recipe)",
+        fix="download the weights first (nothing is fetched at run time) and set model.path to their folder",
+    )
+
+
+def check_cpu_server(exp: ExperimentConfig) -> None:
+    """allocation.server=cpu: the CPU server serves only models small enough for a laptop."""
+    if exp.allocation.server != "cpu":
+        return
+    params = exp.model.num_params
+    if params is None or params > CPU_SERVER_MAX_PARAMS:
+        size = "an unknown number of" if params is None else f"{params / 1e9:.2f}B"
+        raise ConfigError(
+            "allocation.server", "cpu",
+            f"model {exp.model.name} has {size} parameters (model.num_params); the CPU server generates "
+            f"in float32 on this machine's cores and takes models of at most "
+            f"{CPU_SERVER_MAX_PARAMS // 1_000_000}M",
+            valid=f"a model of at most {CPU_SERVER_MAX_PARAMS // 1_000_000}M parameters (model=tiny_qwen3), "
+            "or allocation.server=sglang on GPUs",
+            fix="pick a GPU layout (e.g. drop allocation=cpu_d1_fsdp_d1: each model picks its own), "
+            "or model=tiny_qwen3 for a CPU run",
+        )
+
+
 def check_layout(exp: ExperimentConfig) -> Layout:
     """The allocation parsed, and every role the mode runs fitting the model and the cluster."""
     layout = parse_layout(exp)
+    check_cpu_server(exp)
     check_engine(exp, layout)
     check_gpu_count(exp, layout)
     check_placement(exp, layout)
@@ -360,6 +414,24 @@ def check_domain(exp: ExperimentConfig, used: list[tuple[str, str | None, str]])
                 key, split, f"tau2's {domain} domain has no such task split",
                 valid=", ".join(splits), fix=fix,
             )
+    check_task_ids(exp)
+
+
+def check_task_ids(exp: ExperimentConfig) -> None:
+    """domain.tasks names tasks the domain has."""
+    if exp.domain.tasks is None:
+        return
+    from tau2.registry import registry
+
+    known = [task.id for task in registry.get_tasks_loader(exp.econfig.domain)(None)]
+    unknown = [t for t in exp.domain.tasks if t not in known]
+    if unknown or not exp.domain.tasks:
+        raise ConfigError(
+            "domain.tasks", exp.domain.tasks,
+            f"{exp.econfig.domain} has no task {', '.join(unknown)}" if unknown else "no task is left to play",
+            valid=f"task ids of {exp.econfig.domain}: {', '.join(known)}",
+            fix="list task ids of the domain, or domain.tasks=null for every task",
+        )
 
 
 def check_data(exp: ExperimentConfig) -> areal_data.Loaded | None:
@@ -409,7 +481,16 @@ def check_sft_data(exp: ExperimentConfig) -> areal_sft.Loaded:
             valid="areal_tau2",
             fix="add data=areal_tau2 data.path=/shared/AReaL-tau2-data",
         )
-    return areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)
+    loaded = areal_sft.load(exp.data.path, exp.data.domains, exp.sft.correct_only)
+    if exp.train_dataset.drop_last and len(loaded.examples) < exp.sft.batch_size:
+        raise ConfigError(
+            "sft.batch_size", exp.sft.batch_size,
+            f"the SFT file holds {len(loaded.examples)} examples to train on, fewer than one batch: with "
+            "train_dataset.drop_last AReaL would train no step at all",
+            valid=f"at most {len(loaded.examples)}",
+            fix=f"set sft.batch_size={len(loaded.examples)} or lower",
+        )
+    return loaded
 
 
 def check_reward_basis(exp: ExperimentConfig) -> None:

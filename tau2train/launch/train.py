@@ -123,7 +123,7 @@ def train_rows(checked: Checked):
     exp = checked.config
     if checked.rl_data is not None:
         return rows_dataset(areal_data.mixed_rows(checked.rl_data, exp.data.weights, exp.seed), exp.min_dataset_size)
-    return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size)
+    return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size, exp.domain.tasks)
 
 
 def valid_rows(checked: Checked):
@@ -136,7 +136,8 @@ def valid_rows(checked: Checked):
     if not exp.valid_dataset:
         return None
     split = exp.valid_dataset.split
-    rows = [{**row, "domain": domain} for domain in checked.domains for row in task_rows(domain, split)]
+    rows = [{**row, "domain": domain} for domain in checked.domains
+            for row in task_rows(domain, split, only=exp.domain.tasks if domain == exp.econfig.domain else None)]
     return rows_dataset(rows, exp.min_dataset_size)
 
 

@@ -30,3 +30,18 @@ def save_png(fig, path: Path) -> Path:
     finally:
         plt.close(fig)
     return write_atomic(path, png.getvalue())
+
+
+def reward_by_step_png(rewards: dict[int, float], path: Path, title: str) -> Path | None:
+    """Mean episode reward against the RL step, as a PNG (None when no step was logged)."""
+    if not rewards:
+        return None
+    fig, ax = figure((6, 3.5))
+    steps = sorted(rewards)
+    ax.plot(steps, [rewards[s] for s in steps], marker="o")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("mean episode reward")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return save_png(fig, path)

@@ -40,7 +40,9 @@ class ExperimentConfig(PPOConfig):
         default="train",
         metadata={
             "help": "What to run: train (AReaL's PPO trainer), sft (AReaL's SFT trainer on the "
-            "AReaL-tau2-data SFT file, see sft.*) or eval (score an endpoint).",
+            "AReaL-tau2-data SFT file, see sft.*), eval (score an endpoint or a checkpoint) or "
+            "recipe (all of them in one command on this machine: gold-replay SFT data, sft, "
+            "train from its checkpoint, eval of base, SFT and RL, compare; experiment=cpu_miniature).",
             "choices": MODES,
         },
     )

@@ -21,6 +21,14 @@ from tau2train.schemas.declare import (
 # AReaL backends by role (the names its allocation syntax uses).
 INFERENCE_BACKENDS = ("sglang", "vllm")
 TRAINING_BACKENDS = ("archon", "megatron", "fsdp")
+# Which program serves the policy, and the AReaL worker command that starts it: SGLang on GPUs
+# (AReaL's own worker), or tau2train's CPU server (tau2train.serving) for models small enough.
+POLICY_SERVERS = {
+    "sglang": "areal.infra.rpc.rpc_server",
+    "cpu": "tau2train.serving.rollout_worker",
+}
+# The largest model the CPU server takes: it generates in float32 on a laptop's cores.
+CPU_SERVER_MAX_PARAMS = 100_000_000
 
 
 class Placement(str, Enum):
@@ -58,6 +66,14 @@ class ModelSpec:
     num_experts: int = field(
         default=0, metadata={"range": NON_NEGATIVE, "help": "Routed experts per MoE layer; 0 for a dense model."}
     )
+    num_params: int | None = field(
+        default=None,
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "Total parameters (embeddings included); checks that allocation.server=cpu "
+            "can serve the model. null: unknown, refused by the CPU server.",
+        },
+    )
     engine: str = field(
         default=MISSING,
         metadata={
@@ -84,6 +100,14 @@ class DomainSpec:
     )
     max_steps: int = field(
         default=50, metadata={"range": AT_LEAST_ONE, "help": "Episode step limit for this domain."}
+    )
+    tasks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Only these task ids of the splits, in training, validation and evaluation "
+            "(null: every task of the split). The miniature recipe leaves out the mock tasks "
+            "that cannot be scored or replayed.",
+        },
     )
 
 
@@ -147,6 +171,15 @@ class AllocationSpec:
     )
     n_nodes: int = field(
         default=1, metadata={"range": AT_LEAST_ONE, "help": "Nodes the layout is planned for."}
+    )
+    server: str = field(
+        default="sglang",
+        metadata={
+            "help": "What serves the rollout backend's policy: sglang (SGLang on the rollout "
+            "GPUs) or cpu (tau2train's CPU server speaking SGLang's protocol, for models of at "
+            f"most {CPU_SERVER_MAX_PARAMS // 1_000_000}M parameters: the miniature recipe).",
+            "choices": list(POLICY_SERVERS),
+        },
     )
 
 

@@ -12,6 +12,8 @@ class Mode(str, Enum):
     TRAIN = "train"
     SFT = "sft"
     EVAL = "eval"
+    # the stages above in one command: gold-replay SFT data, sft, train, eval, compare
+    RECIPE = "recipe"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ MODE_FACTS = {
     Mode.TRAIN: ModeFacts(gpu_roles=("rollout", "actor")),
     Mode.SFT: ModeFacts(gpu_roles=("actor",), stage_suffix="-sft"),
     Mode.EVAL: ModeFacts(gpu_roles=()),
+    Mode.RECIPE: ModeFacts(gpu_roles=("rollout", "actor")),
 }
 MODES = [m.value for m in Mode]
 

@@ -225,6 +225,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("TAU2TRAIN_CACHE_DIR") or Path.home() / ".cache" / "tau2train")
 
 
+def tiny_qwen_path() -> Path:
+    """Where the shared tiny-Qwen build of the current recipe lives (built or not)."""
+    return cache_root() / f"tiny-qwen3-{build_key()}"
+
+
 def tiny_qwen_dir() -> Path:
     """The shared tiny-Qwen build for the current recipe, built on first use."""
-    return build_tiny_qwen(cache_root() / f"tiny-qwen3-{build_key()}")
+    return build_tiny_qwen(tiny_qwen_path())
