@@ -309,3 +309,81 @@ def test_areals_rollout_worker_builds_sglangs_command_with_the_static_method_lau
         assert cmd[4:] == ["--model-path", "/m", "--host", "10.0.0.1", "--port", "31000"]
     finally:
         SGLangConfig.build_cmd_from_args = original
+
+
+@pytest.fixture
+def areal_logit_readers():
+    """AReaL's FSDPEngine methods that logits_only_where_read replaces, put back afterwards."""
+    from areal.engine import fsdp_engine
+
+    names = (*areal_compat.LOGIT_READERS, "_prepare_mb_inputs")
+    saved = {name: fsdp_engine.FSDPEngine.__dict__[name] for name in names}
+    yield fsdp_engine.FSDPEngine
+    for name, method in saved.items():
+        setattr(fsdp_engine.FSDPEngine, name, method)
+
+
+def test_areals_fsdp_engine_reads_logits_through_the_methods_logits_only_where_read_wraps(areal_logit_readers):
+    from areal.engine import fsdp_engine
+    from transformers.models.qwen3 import modeling_qwen3
+
+    # the forward gets the prepared inputs whole, and hands the logits to the readers
+    source = inspect.getsource(fsdp_engine.FSDPEngine.forward_backward_batch)
+    assert "inputs, ctx = self._prepare_mb_inputs(mb_item)" in source and "self.model(**inputs)" in source
+    for name in areal_compat.LOGIT_READERS:
+        assert list(inspect.signature(getattr(areal_logit_readers, name)).parameters)[:2] == ["self", "logits"]
+    # transformers keeps the logits of a tensor of positions
+    assert "else logits_to_keep" in inspect.getsource(modeling_qwen3.Qwen3ForCausalLM.forward)
+
+
+def test_logits_only_where_read_gives_areals_own_values_and_gradients_at_the_rows_read(areal_logit_readers):
+    import types
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tau2train.serving.tiny_qwen import tiny_qwen_dir
+
+    engine = areal_logit_readers
+    original = engine._compute_logprobs_entropy
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir(), dtype=torch.float32)
+    ids = torch.randint(0, 151000, (1, 40), generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(40, dtype=torch.bool)
+    mask[30:38] = True
+    fake = types.SimpleNamespace(config=types.SimpleNamespace(temperature=0.7),
+                                 parallel_helper=types.SimpleNamespace(sp_size=1, tp_size=1))
+
+    def results(patched: bool):
+        model.zero_grad()
+        rows = areal_compat.live_rows({"loss_mask": mask}, 40)
+        fake._tau2train_live = (rows, 40) if patched else None
+        logits = model(input_ids=ids, **({"logits_to_keep": rows} if patched else {})).logits.squeeze(0)
+        read = engine._compute_logprobs_entropy if patched else original
+        logprobs, entropy = read(fake, logits, {"input_ids": ids}, 0)
+        (logprobs[mask].sum() + entropy[mask].sum()).backward()
+        return logprobs, entropy, model.model.embed_tokens.weight.grad.clone()
+
+    full = results(patched=False)
+    assert areal_compat.logits_only_where_read() is True
+    kept = results(patched=True)
+    rows = areal_compat.live_rows({"loss_mask": mask}, 40)
+    assert rows.tolist() == list(range(29, 38))  # the trained positions and the one before
+    torch.testing.assert_close(kept[0][rows], full[0][rows])
+    torch.testing.assert_close(kept[1][rows], full[1][rows])
+    torch.testing.assert_close(kept[2], full[2])  # the same gradients
+    assert kept[0][:29].abs().sum() == 0 and kept[0][38:].abs().sum() == 0
+
+
+def test_when_imported_patches_a_module_as_it_loads_and_one_loaded_at_once(tmp_path, monkeypatch):
+    (tmp_path / "tau2train_probe_mod.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    areal_compat.when_imported("tau2train_probe_mod", lambda module: seen.append(module.VALUE))
+    assert seen == [] and "tau2train_probe_mod" not in sys.modules
+    import tau2train_probe_mod  # noqa: F401
+
+    assert seen == [1]
+    areal_compat.when_imported("tau2train_probe_mod", lambda module: seen.append(2))
+    assert seen == [1, 2]
+    assert not any(isinstance(f, areal_compat._AfterImport) for f in sys.meta_path)
+    del sys.modules["tau2train_probe_mod"]

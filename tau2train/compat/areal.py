@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import logging
 import sys
 from typing import Any
@@ -145,3 +146,123 @@ def launch_sglang_as(module: str, *extra: str) -> None:
         return [sys.executable, *cmd[1:3], *extra, *cmd[3:]]
 
     cli_args.SGLangConfig.build_cmd_from_args = staticmethod(build_cmd_from_args)
+
+
+FSDP_ENGINE = "areal.engine.fsdp_engine"
+# The methods of AReaL's FSDPEngine that turn a micro-batch's logits into per-token results.
+LOGIT_READERS = ("_compute_logprobs_entropy", "_compute_logprobs", "_get_vocab_min_max_logits")
+
+
+def live_rows(mb_input: dict[str, Any], length: int):
+    """The positions of a packed micro-batch (padded to `length`) whose next-token results are
+    read: the loss mask, and the mask moved back one token (AReaL rolls it before the loss,
+    areal/trainer/ppo/actor.py:176, sft/lm_engine.py:29, but not before recomputing
+    log-probabilities), so either alignment is covered. None without a loss mask."""
+    import torch
+
+    mask = mb_input.get("loss_mask")
+    if mask is None:
+        return None
+    mask = mask.reshape(-1).bool()
+    rows = torch.nonzero(mask | torch.roll(mask, shifts=-1), as_tuple=True)[0]
+    return rows[rows < length]
+
+
+class _AfterImport:
+    """A meta-path finder that runs `then(module)` once `name` has been imported."""
+
+    def __init__(self, name: str, then):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        exec_module = spec.loader.exec_module
+
+        def exec_then(module):
+            exec_module(module)
+            self.then(module)
+
+        spec.loader.exec_module = exec_then
+        return spec
+
+
+def when_imported(name: str, then) -> None:
+    """Run `then(module)` as soon as module `name` is imported (now, if it is loaded already):
+    a patch that costs nothing in a process that never loads what it patches."""
+    if name in sys.modules:
+        then(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, then))
+
+
+def logits_only_where_read_once_loaded() -> None:
+    """logits_only_where_read, applied when AReaL's FSDP engine loads (its actor worker), so
+    that other workers do not pay for importing it (~10-30 s on a CPU)."""
+    when_imported(FSDP_ENGINE, lambda module: logits_only_where_read())
+
+
+def logits_only_where_read() -> bool:
+    """Make AReaL's FSDP engine (in this process) compute the vocabulary-wide work of each
+    micro-batch only at the positions whose results are read, not at every prompt token.
+
+    On a CPU, the logits of a 152k-token vocabulary at ~800 positions per sequence (their
+    log-softmax, entropy and gradient) cost ~40x what the ~20 trained positions need, and
+    dominate a training step. The model is given transformers' own `logits_to_keep` (those
+    positions, `live_rows`), and the three methods reading logits (LOGIT_READERS) run AReaL's
+    own code on the rows kept, scattering their results back to full length: zeros where
+    nothing reads them (under the loss mask: no loss, no statistic). The values read are
+    AReaL's own, exactly. Only without sequence or tensor parallelism and tree training
+    (a CPU run's engine); False, nothing changed, where AReaL's engine is not loaded."""
+    engine_module = sys.modules.get(FSDP_ENGINE) or importlib.import_module(FSDP_ENGINE)
+    engine = engine_module.FSDPEngine
+    if getattr(engine._prepare_mb_inputs, "keeps_live_rows", False):
+        return True
+    prepare = engine._prepare_mb_inputs
+
+    @functools.wraps(prepare)
+    def _prepare_mb_inputs(self, mb_item):
+        inputs, ctx = prepare(self, mb_item)
+        self._tau2train_live = None
+        plain = self.parallel_helper.sp_size == 1 and self.parallel_helper.tp_size == 1
+        if plain and not self.enable_tree_training and not self.config.is_critic:
+            length = inputs["input_ids"].shape[-1]
+            rows = live_rows(ctx.mb_input, length)
+            if rows is not None:
+                inputs["logits_to_keep"] = rows
+                self._tau2train_live = (rows, length)
+        return inputs, ctx
+
+    _prepare_mb_inputs.keeps_live_rows = True
+    engine._prepare_mb_inputs = _prepare_mb_inputs
+    for name in LOGIT_READERS:
+        setattr(engine, name, _on_live_rows(getattr(engine, name)))
+    return True
+
+
+def _on_live_rows(read):
+    """`read` (a LOGIT_READERS method) on the kept rows' logits, its results scattered back."""
+
+    @functools.wraps(read)
+    def on_live_rows(self, logits, *args, **kwargs):
+        kept = getattr(self, "_tau2train_live", None)
+        if kept is None or logits.shape[0] == kept[1]:
+            return read(self, logits, *args, **kwargs)
+        rows, length = kept
+        if args and isinstance(args[0], dict):  # (inputs, ...): labels from the kept rows' next tokens
+            import torch
+
+            labels = torch.roll(args[0]["input_ids"].reshape(-1), shifts=-1)[rows]
+            args = ({**args[0], "input_ids": torch.roll(labels, shifts=1)}, *args[1:])
+        results = read(self, logits, *args, **kwargs)
+        return tuple(_scattered(r, rows, length) for r in results) if isinstance(results, tuple) \
+            else _scattered(results, rows, length)
+
+    return on_live_rows
+
+
+def _scattered(values, rows, length: int):
+    """`values` of the kept rows placed at `rows` of a zero tensor of `length` (differentiable)."""
+    return values.new_zeros((length, *values.shape[1:])).index_put((rows,), values)

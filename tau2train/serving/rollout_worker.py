@@ -5,9 +5,10 @@ what `actor.scheduling_spec.0.cmd` runs when allocation.inference_server=cpu.
 
 Everything is AReaL's `areal.infra.rpc.rpc_server`, run as is with this process's argv, except
 the command its rollout worker starts SGLang with (compat.areal.launch_sglang_as): `python -m
-tau2train.serving.cpu_sglang <AReaL's SGLang flags>`. The actor worker runs the same command
-(AReaL's local scheduler starts every role from `scheduling_spec.cmd`), where the patch is
-never used.
+tau2train.serving.cpu_sglang <AReaL's SGLang flags>`, and its FSDP engine, which computes the
+vocabulary-wide work only at the positions trained (compat.areal.logits_only_where_read). The
+actor and rollout workers run the same command (AReaL's local scheduler starts every role from
+`scheduling_spec.cmd`); each uses the patch its role needs.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from __future__ import annotations
 import runpy
 import sys
 
-from tau2train.compat.areal import launch_sglang_as
+from tau2train.compat.areal import launch_sglang_as, logits_only_where_read_once_loaded
 
 SERVER_MODULE = "tau2train.serving.cpu_sglang"
 RPC_SERVER = "areal.infra.rpc.rpc_server"
 
 
 def run_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
-    """AReaL's RPC server in this process, its inference servers `python -m <server_module>`."""
+    """AReaL's RPC server in this process, its inference servers `python -m <server_module>`,
+    its FSDP engine computing logits only where they are read (a CPU's training step is
+    otherwise ~40x the work: compat.areal.logits_only_where_read)."""
     launch_sglang_as(server_module, *server_args)
+    logits_only_where_read_once_loaded()
     sys.argv[0] = RPC_SERVER
     runpy.run_module(RPC_SERVER, run_name="__main__", alter_sys=True)
 
