@@ -2,7 +2,8 @@
 workload: inverse-CDF sampling and the prefix cache against the old multinomial sampler
 without a cache, measured in the same run.
 
-    python benchmarks/cpu_server.py [--model-path DIR] [--turns 6] [--new-tokens 48] [--rounds 2]
+    python benchmarks/cpu_server.py [--model-path DIR | --wider 8x512] [--turns 6] [--new-tokens 48]
+                                    [--rounds 2] [--threads N]
 
 The workload is two episodes sharing one ~700-token prefix (a system prompt and six tools,
 rendered by the model's chat template), each growing turn by turn (a tool call, its result, a
@@ -17,7 +18,11 @@ advance, so each configuration serves exactly the same requests:
 Each configuration runs `--rounds` times, interleaved; the best round counts. Printed: seconds
 per configuration and temperature, the ratios baseline / sampler and baseline / new, and a
 check that the cached path's greedy outputs and log-probabilities match the uncached ones.
-Defaults: the tiny Qwen3 (tau2train.serving.tiny_qwen).
+Defaults: the tiny Qwen3 (tau2train.serving.tiny_qwen), whose prefill is nearly free (hidden 64:
+its time goes to the 152k x 64 output layer, token by token), so it shows the sampler; `--wider
+8x512` builds a random Qwen3 of 8 layers x 512 (same tokenizer) whose prefill costs like a
+small checkpoint's, to show the prefix cache. On cores shared with other busy processes,
+`--threads 1` (as the server's --torch-threads 1) removes most of the noise.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +128,32 @@ def episode(tokenizer, turns: int, temperature: float, seed: int) -> list[Reques
     return requests
 
 
+def wider_qwen(layers: int, hidden: int, folder: Path) -> str:
+    """A random Qwen3 of `layers` x `hidden` (64-wide heads, MLP 3x) with the tiny Qwen's
+    tokenizer, saved in `folder`: prefill costs like a small real checkpoint's, no download."""
+    from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    from tau2train.serving.tiny_qwen import tiny_qwen_dir
+
+    tiny = tiny_qwen_dir()
+    shape = {
+        "num_hidden_layers": layers,
+        "hidden_size": hidden,
+        "intermediate_size": 3 * hidden,
+        "num_attention_heads": hidden // 64,
+        "num_key_value_heads": max(1, hidden // 256),
+        "head_dim": 64,
+    }
+    settings = {k: v for k, v in Qwen3Config.from_pretrained(tiny).to_dict().items() if k != "layer_types"}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen3ForCausalLM(Qwen3Config(**settings | shape)).eval()
+    model.generation_config = GenerationConfig.from_pretrained(tiny)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(folder)
+    return str(folder)
+
+
 def serve(policy: Policy, request: Request, index: int, new_tokens: int) -> tuple[float, Generation]:
     """Seconds the request took, and its generation."""
     params = SamplingParams(
@@ -138,11 +170,24 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own)")
+    parser.add_argument("--wider", metavar="LAYERSxHIDDEN", help="a random Qwen3 of this shape, e.g. 8x512")
     args = parser.parse_args()
-    if args.model_path is None:
-        from tau2train.serving.tiny_qwen import tiny_qwen_dir
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.wider:
+            layers, hidden = (int(n) for n in args.wider.split("x"))
+            args.model_path = wider_qwen(layers, hidden, Path(folder))
+        elif args.model_path is None:
+            from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
-        args.model_path = str(tiny_qwen_dir())
+            args.model_path = str(tiny_qwen_dir())
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The workload on each configuration, and the report."""
     path = args.model_path
     configurations = {
         "baseline": BaselinePolicy(path, path, 1, None, prefix_cache_entries=0),

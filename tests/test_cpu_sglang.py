@@ -788,7 +788,7 @@ def test_runs_as_a_process_taking_areals_sglang_flags(tiny_qwen, tokenizer):
         "--chat-template",
         str(template),
     ]
-    command += ["--served-model-name", "tiny", "--tp", "1", "--dp", "1"]
+    command += ["--served-model-name", "tiny", "--tp", "1", "--dp", "1", "--torch-threads", "1"]
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     }

@@ -69,7 +69,12 @@ HTTP side stays responsive meanwhile. In-process:
 or as a process, accepting (and ignoring) the other sglang.launch_server flags AReaL passes:
 
     python -m tau2train.serving.cpu_sglang --model-path DIR --host 127.0.0.1 --port 30000 \
-        [--tool-call-parser qwen25] [--reasoning-parser qwen3] [--chat-template FILE.jinja]
+        [--tool-call-parser qwen25] [--reasoning-parser qwen3] [--chat-template FILE.jinja] \
+        [--torch-threads N]
+
+On cores shared with other busy processes (AReaL's trainer, other servers), --torch-threads 1
+(or OMP_NUM_THREADS=1) can be several times faster: with more threads than free cores, every
+vocabulary-wide operation waits for a descheduled thread.
 """
 
 from __future__ import annotations
@@ -1140,8 +1145,16 @@ def main(argv: list[str] | None = None, server_class: type[CPUSGLangServer] | No
     parser.add_argument("--tool-call-parser", default=DEFAULT_TOOL_CALL_PARSER)
     parser.add_argument("--reasoning-parser")
     parser.add_argument("--chat-template", help="a Jinja chat template file for /v1/chat/completions")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch's intra-op threads (default: torch's own, one per core); on cores shared with "
+        "other busy processes, 1 avoids threads waiting on each other at every operation",
+    )
     # The rest of sglang.launch_server's flags (--tp-size, --dtype, --mem-fraction-static, ...)
     args, _ = parser.parse_known_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     server = (server_class or CPUSGLangServer)(
         args.model_path,
         args.host,
