@@ -390,7 +390,7 @@ def test_forced_completions_replay_the_script_with_the_models_logprobs(server, m
     queued = requests.post(
         f"{server.base_url}/tau2test/force", json={"completions": [text, ids, text]}, timeout=60
     )
-    assert queued.json() == {"queued": 3, "turns": 0}
+    assert queued.json().items() >= {"queued": 3, "turns": 0}.items()  # and what else it holds
 
     first = generate(server, temperature=1.0, max_new_tokens=64)
     assert first["output_ids"] == scripted and first["text"] == text
@@ -415,7 +415,7 @@ def test_a_turn_script_forces_each_episodes_completions_by_its_prompt(own_server
         json={"completions": ["first"], "turns": [call, reply]},
         timeout=60,
     )
-    assert answer.json() == {"queued": 1, "turns": 2}
+    assert answer.json().items() >= {"queued": 1, "turns": 2}.items()
     after_call = PROMPT + tokenizer.encode(call, add_special_tokens=False) + PROMPT
 
     def text(prompt):
