@@ -1,6 +1,8 @@
 # The two commands a new user needs; each sets up .venv by itself (again only when
 # pyproject.toml or requirements.lock changes).
-#   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"
+#   make run           the whole recipe in miniature on this machine's CPU (experiment=cpu_miniature)
+#   make run ARGS="experiment=cpu_miniature dry_run=true"               its plan, nothing run
+#   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"   a GPU run's plan
 #   make test          (the whole suite; make test-quick: no Slurm job, no AReaL start-up)
 PYTHON ?= python3
 VENV := .venv
@@ -57,8 +59,10 @@ lock:
 
 # a GPU node's environment (make install-gpu) when there is one, else the CPU set
 RUN_STAMP = $(if $(wildcard $(GPU_STAMP)),$(GPU_STAMP),$(STAMP))
+# no ARGS: the miniature recipe (experiment=cpu_miniature), which needs no GPU, model or server
+RUN_ARGS = $(if $(strip $(ARGS)),$(ARGS),experiment=cpu_miniature)
 run: $(RUN_STAMP)
-	$(VENV)/bin/python -m tau2train.run $(ARGS)
+	$(VENV)/bin/python -m tau2train.run $(RUN_ARGS)
 
 # Both cores (pytest-xdist; tests/conftest.py keeps a module on one worker and AReaL's runs, the
 # tests/test_areal_*.py modules, first and on one worker, then the rest in order); WORKERS=0 runs

@@ -187,7 +187,7 @@ def command(recipe: Recipe, *overrides: str) -> list[str]:
 def run_command(recipe: Recipe, name: str, cmd: list[str]) -> str:
     """Run a stage's command to its end, a line per training step; its whole log back."""
     log = recipe.out / f"{name.replace(' ', '_')}.log"
-    recipe.say("      " + " ".join(cmd[1:]) + f"   (log: {log})")
+    recipe.say("      python " + " ".join(cmd[1:]) + f"   (log: {log})")
     process = LocalServer.start(cmd, log)
     seen = 0
     try:
@@ -291,7 +291,7 @@ def table(recipe: Recipe, verdict: comparing.Comparison) -> list[str]:
     lines = [
         "",
         f"tau2train recipe: {exp.model.name} on τ² {exp.econfig.domain} ({reports['rl'].num_tasks} tasks, "
-        f"{trials} trials each, trained and evaluated on the same tasks: whether the loop learns, "
+        f"{trials} trial{'s' if trials != 1 else ''} each, trained and evaluated on the same tasks: whether the loop learns, "
         "not whether it generalises)",
         f"  {'checkpoint':<10} pass^1 (%)",
     ]

@@ -19,6 +19,9 @@ import sys
 from tau2train.compat.areal import launch_sglang_as, logits_only_where_read_once_loaded
 
 SERVER_MODULE = "tau2train.serving.cpu_sglang"
+# The server shares the machine's cores with AReaL's trainer: one thread generates several
+# times faster than two that wait on each other (benchmarks/cpu_server.py --threads).
+SERVER_ARGS = ("--torch-threads", "1")
 RPC_SERVER = "areal.infra.rpc.rpc_server"
 
 
@@ -33,4 +36,4 @@ def run_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
 
 
 if __name__ == "__main__":
-    run_worker()
+    run_worker(SERVER_MODULE, *SERVER_ARGS)
