@@ -64,6 +64,8 @@ def test_the_recipe_plans_its_stages_and_refuses_what_it_cannot_run(tmp_path):
         (["cluster=slurm", f"cluster.name_resolve.nfs_record_root={tmp_path}/nr"], "launcher"),
         ([f"model.path={tmp_path}/no-such-model"], "actor.path"),
         (["domain.tasks=[no_such_task]"], "domain.tasks"),
+        (["domain=airline"], "domain"),  # the rule-based user simulator plays mock only
+        (["domain.tasks=[create_task_1_nl_eval]"], "domain.tasks"),  # a task it leaves out
     ):
         with pytest.raises(ConfigError) as error:
             checked(compose([*base, *extra]))

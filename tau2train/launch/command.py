@@ -21,13 +21,14 @@ from tau2train.launch.evaluate import EvalServerFailed
 from tau2train.launch.local import Terminated, sigterm_unwinds
 from tau2train.launch.modes import run_here
 from tau2train.launch.outage import UserSimOutage
+from tau2train.launch.recipe import StageFailed
 from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
 
-# Exit status when a server the run started (an evaluated checkpoint's) failed, or one it
-# talks to (a user simulator) stayed down.
+# Exit status when a server the run started (an evaluated checkpoint's) failed, one it
+# talks to (a user simulator) stayed down, or a stage of mode=recipe failed.
 SERVER_FAILED_EXIT_CODE = 1
 # Flags that make Hydra print something instead of running the job (--resolve and
 # --package only modify --cfg/--help and travel with them).
@@ -79,7 +80,7 @@ def execute(argv: list[str]) -> None:
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    except EvalServerFailed as error:
+    except (EvalServerFailed, StageFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:

@@ -14,7 +14,7 @@ from tau2train.config.checked import Checked
 from tau2train.config.compose import Composed
 from tau2train.launch.evaluate import render_eval_plan, run_eval
 from tau2train.launch.plan import slurm_submission, train_plan
-from tau2train.launch.recipe import recipe_plan, run_recipe
+from tau2train.launch.recipe import check_recipe, recipe_plan, run_recipe
 from tau2train.launch.sft import run_sft, sft_plan
 from tau2train.launch.train import run_training
 from tau2train.rollout.task_set import use as use_task_set
@@ -32,7 +32,7 @@ MODES: dict[Mode, ModeEntry] = {
     Mode.TRAIN: ModeEntry(checks.check_train, train_plan, run_training),
     Mode.SFT: ModeEntry(checks.check_sft, sft_plan, run_sft),
     Mode.EVAL: ModeEntry(checks.check_eval, render_eval_plan, run_eval),
-    Mode.RECIPE: ModeEntry(checks.check_recipe, recipe_plan, run_recipe),
+    Mode.RECIPE: ModeEntry(check_recipe, recipe_plan, run_recipe),
 }
 
 

@@ -26,7 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tau2train.config import validate as checks
 from tau2train.config.checked import Checked
+from tau2train.config.compose import Composed
+from tau2train.config.errors import ConfigError
 from tau2train.config.servers import server_command
 from tau2train.launch.gold_replays import write_gold_sft
 from tau2train.records import checkpoints
@@ -48,7 +51,24 @@ POLL_S = 1.0
 
 
 class StageFailed(Exception):
-    """A stage's command exited non-zero; the message names it and its log."""
+    """A stage failed (its command exited non-zero, or left no checkpoint); the message names
+    it and its log."""
+
+
+def check_recipe(composed: Composed) -> Checked:
+    """mode=recipe's checks (tau2train.config.validate.check_recipe), and a rule-based user
+    simulator that has rules for the domain and plays every task the recipe trains on."""
+    from tau2train.user_sim import rule_based
+
+    exp = composed.config
+    if exp.user_sim.server_module == rule_based.__name__:
+        coverage = rule_based.coverage(exp.econfig.domain, "domain")
+        unplayed = [t for t in (exp.domain.tasks or []) if t in coverage.left_out]
+        if unplayed:
+            raise ConfigError("domain.tasks", unplayed, "the rule-based user simulator does not play "
+                              + "; ".join(f"{t}: {coverage.left_out[t]}" for t in unplayed),
+                              valid=", ".join(coverage.played), fix="leave those tasks out of domain.tasks")
+    return checks.check_recipe(composed)
 
 
 @dataclasses.dataclass
@@ -145,9 +165,9 @@ def start_user(recipe: Recipe) -> LocalServer:
     started = time.monotonic()
     try:
         url = wait_healthy(server, spec.port, spec.startup_timeout_s, "user-sim")
-    except ServerFailed:
+    except ServerFailed as error:
         server.stop()
-        raise
+        raise StageFailed(str(error)) from None
     recipe.base_overrides += [f"econfig.user_llm_base_url={url}", f"econfig.user_llm=openai/{spec.served_model_name}"]
     recipe.stages.append(Stage("user simulator", time.monotonic() - started, url))
     recipe.say(f"[{len(recipe.stages)}] user simulator: {spec.served_model_name} ({spec.server_module}) at {url}")
