@@ -387,3 +387,20 @@ def test_when_imported_patches_a_module_as_it_loads_and_one_loaded_at_once(tmp_p
     assert seen == [1, 2]
     assert not any(isinstance(f, areal_compat._AfterImport) for f in sys.meta_path)
     del sys.modules["tau2train_probe_mod"]
+
+
+def test_training_offers_tools_in_the_form_sglangs_server_renders_them():
+    """Episodes send each tool as SGLang's chat server dumps it (rollout/chat.as_sglang_renders),
+    so the prompt AReaL's proxy renders in training is the one SGLang renders in evaluation."""
+    import sglang
+    from sglang.srt.entrypoints.openai.protocol import Tool
+
+    from tau2train.rollout.players import agent_tool_schemas
+
+    # (read, not imported: the module loads SGLang's GPU side)
+    serving_chat = Path(sglang.__file__).parent / "srt" / "entrypoints" / "openai" / "serving_chat.py"
+    assert "tools = [item.model_dump() for item in request.tools]" in serving_chat.read_text()
+    for domain in ("mock", "airline"):
+        sent = agent_tool_schemas(domain)
+        rendered = [Tool.model_validate(tool).model_dump() for tool in sent]
+        assert json.dumps(sent) == json.dumps(rendered)  # key order included: it is prompt text

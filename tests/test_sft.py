@@ -221,14 +221,14 @@ def test_sft_needs_the_areal_data_group(folder):
 
 def test_sft_config_is_areals_with_the_recipe(folder):
     exp = checked(compose(["mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
-                           "sft.lr=2e-5", "sft.epochs=3"])).config
+                           "sft.lr=2e-5", "sft.epochs=3", "sft.batch_size=4"])).config
     config = sft_config(exp)
     from areal.api.cli_args import SFTConfig, TrainEngineConfig
 
     assert type(config) is SFTConfig and type(config.actor) is TrainEngineConfig
     assert (config.actor.optimizer.lr, config.actor.optimizer.lr_scheduler_type) == (2e-5, "cosine")
     assert (config.total_train_epochs, config.total_train_steps) == (3, None)
-    assert config.train_dataset.batch_size == 64 and config.valid_dataset is None
+    assert config.train_dataset.batch_size == 4 and config.valid_dataset is None
     assert config.experiment_name == "tau2-qwen3-1.7b-areal-tau2-sft"
     assert config.saver.experiment_name == config.experiment_name
     assert config.actor.path == exp.actor.path and config.actor.backend == exp.actor.backend
@@ -241,7 +241,8 @@ STAND_IN = ["sft._target_=helpers.recording_trainer.RecordingSFTTrainer", "train
 
 def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(cli, folder, qwen3, tokenizer, tmp_path):
     args = ["mode=sft", "data=areal_tau2", f"data.path={folder}", "data.domains=[airline,telecom]",
-            f"model.path={qwen3}", "tracking=none", f"cluster.fileroot={tmp_path}/exp", "sft.lr=2e-5"]
+            f"model.path={qwen3}", "tracking=none", f"cluster.fileroot={tmp_path}/exp", "sft.lr=2e-5",
+            "sft.batch_size=2"]
     result = cli(*STAND_IN, *args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "exp" / "tau2-qwen3-1.7b-areal-tau2-sft" / "trial0"
@@ -271,7 +272,7 @@ def test_sft_reaches_the_trainer_with_the_kept_rows_and_the_recipe(cli, folder, 
 
 def test_dry_run_plans_rows_per_domain_and_writes_the_sft_config(cli, folder, tmp_path):
     result = cli("dry_run=true", "mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
-                     f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
+                     f"cluster.fileroot={tmp_path}/exp", "sft.batch_size=5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "5 SFT examples kept (metadata.correct=1 only; kept/in file: airline 2/3, retail 1/2, telecom 2/3)" in out
@@ -283,6 +284,17 @@ def test_dry_run_plans_rows_per_domain_and_writes_the_sft_config(cli, folder, tm
     loaded = yaml.safe_load(config.read_text())
     assert set(loaded) <= {f for f in SFTConfig.__dataclass_fields__}
     assert loaded["total_train_epochs"] == 10 and loaded["actor"]["optimizer"]["lr"] == 1e-5
+
+
+def test_fewer_examples_than_one_batch_are_refused_before_anything_is_written(cli, folder, tmp_path):
+    """AReaL drops the last incomplete batch: 5 examples in batches of 64 trained no step at all,
+    and its trainer still said 'Training completes'."""
+    result = cli("mode=sft", "data=areal_tau2", f"data.path={folder}", "tracking=none",
+                 f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: sft.batch_size=64: the SFT file holds 5 examples to train on")
+    assert "fix:   set sft.batch_size=5 or lower" in result.stderr
+    assert not (tmp_path / "exp").exists()
 
 
 def test_a_bad_sft_row_stops_the_command_with_status_2_and_nothing_written(cli, tmp_path):

@@ -187,12 +187,30 @@ class _SchemaKey:
 
 @lru_cache(maxsize=1024)
 def _cached_schema(key: _SchemaKey) -> dict[str, Any]:
-    return key.tool.openai_schema
+    return as_sglang_renders(key.tool.openai_schema)
+
+
+def as_sglang_renders(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's OpenAI schema as SGLang's server passes it to the chat template: its `Tool`
+    model dumped (sglang/srt/entrypoints/openai/protocol.py `Function`: description, name,
+    parameters, strict=false, in that order; serving_chat.py `tool.model_dump()`).
+
+    The template writes each tool as JSON, so key order and `strict` are prompt tokens. AReaL's
+    proxy, which serves training's episodes, renders the tools as it gets them; sending them in
+    SGLang's form makes a training prompt the prompt an evaluation through SGLang (or the CPU
+    server, which parses requests as SGLang does) sees, token for token. (tau2's own order,
+    name first, trained a tiny model that then failed every evaluation episode.)"""
+    function = schema["function"]
+    return {"type": "function", "function": {
+        "description": function.get("description"), "name": function["name"],
+        "parameters": function.get("parameters"), "strict": bool(function.get("strict", False)),
+    }}
 
 
 def openai_schema(tool: Tool) -> dict[str, Any]:
-    """tau2's own `tool.openai_schema`, computed once per tool: pydantic's JSON-schema
-    generation costs ~0.5 ms a tool, i.e. several ms on every agent turn otherwise."""
+    """tau2's `tool.openai_schema` in the form SGLang renders it (`as_sglang_renders`),
+    computed once per tool: pydantic's JSON-schema generation costs ~0.5 ms a tool, i.e.
+    several ms on every agent turn otherwise."""
     return _cached_schema(_SchemaKey(tool))
 
 
