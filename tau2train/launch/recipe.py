@@ -153,7 +153,7 @@ def build_model(exp: ExperimentConfig) -> str:
 
     path = Path(exp.actor.path)
     if path.is_dir():
-        return f"{path} (found)"
+        return f"{path} (already built)"
     build_tiny_qwen(tiny_qwen_path())  # validation allowed a missing path only for this one
     return f"tiny Qwen3 built at {path} (Qwen3's tokenizer, random weights, {exp.model.num_params:,} parameters)"
 
@@ -231,7 +231,8 @@ def progress(recipe: Recipe, name: str, log: Path, seen: int) -> int:
     stats = step_stats(text)
     for step in sorted(s for s in stats if s > seen and stats[s]):
         reward = stats[step].get(f"rollout/{recipe.exp.econfig.domain}/reward")
-        total = STEP_LINE.findall(text)[-1][1]
+        # AReaL counts a PPO run's steps from its epochs; the run stops at total_train_steps
+        total = recipe.exp.total_train_steps if name == "train" else STEP_LINE.findall(text)[-1][1]
         extra = f", mean reward {reward:.3f}" if reward is not None else ""
         if reward is not None and name == "train":
             recipe.rewards[step] = reward
