@@ -8,6 +8,13 @@ M, a call to create_task without its arguments (a format penalty, and the episod
 and the next T, a plain reply (the user then ends the chat). So each episode is [M, T]:
 completion rewards [R - PENALTY, R], R being tau2's reward for the task, whatever the order
 the episodes run in and whichever of them fail.
+
+MIXED_FORCING (tests/test_areal_training.py) makes the two episodes of a group differ: one is
+[G, T], G being create_task_1's gold call (well formed: no penalty), the other [M, T]; so
+create_task_1's group scores 1 and 0 (completion rewards [1, 1] and [-PENALTY, 0]), and a task
+G does not solve 0 and 0 with different rows ([0, 0] and [-PENALTY, 0]). The user who says what
+it wants (the module's TaskUser) lets the forcing tell create_task_1_nl_eval (solved only
+without G) from the other create tasks: both its episodes are [M, T], a group that solves it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ import os
 import re
 from pathlib import Path
 
-from helpers.cpu_rollout_worker import FILTER_LOG_ENV, FORCED_ENV
+from helpers.cpu_rollout_worker import (
+    FILTER_LOG_ENV,
+    FORCED_ENV,
+    KEEP_WEIGHTS_ENV,
+    SERVER_LOG_ENV,
+    TRAIN_LOG_ENV,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REPO = TESTS_DIR.parent
@@ -26,6 +39,18 @@ PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart a
 M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
 T = "OK."
 EPISODE_SCRIPT = [M, T]  # each episode's completions
+# create_task_1's (and create_task_1_with_env_assertions') gold call, as the chat template
+# renders it back into later prompts
+G = '<tool_call>\n{"name": "create_task", "arguments": {"user_id": "user_1", "title": "Important Meeting"}}\n</tool_call>'
+NL_EVAL_REQUEST = "request a compliment"  # only create_task_1_nl_eval's user says it
+# helpers/cpu_sglang.py's episode rules: a group's episodes [G, T] and [M, T], but both [M, T]
+# for create_task_1_nl_eval
+MIXED_FORCING = {
+    "episodes": [
+        {"when": NL_EVAL_REQUEST, "scripts": [EPISODE_SCRIPT]},
+        {"scripts": [[G, T], EPISODE_SCRIPT]},
+    ]
+}
 GROUP_SIZE = 2  # gconfig.n_samples: episodes in a GRPO group
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -86,12 +111,16 @@ def cpu_train_args(root: Path, model: Path, user_url: str, experiment: str, tria
     ]
 
 
-def run_env(workdir: Path, name: str) -> tuple[dict[str, str], Path]:
-    """The environment of a run named `name` (its forced completions written under `workdir`),
-    and the file its filter and episode records go to."""
+def run_env(
+    workdir: Path, name: str, forcing: dict | None = None, trace: bool = False
+) -> tuple[dict[str, str], Path]:
+    """The environment of a run named `name` (its forced completions written under `workdir`:
+    `forcing`, what /tau2test/force takes, by default every episode [M, T]), and the file its
+    filter and episode records go to. `trace`: the server's and the trainer's records too, and
+    the weights of each version (traced(workdir, name))."""
     workdir.mkdir(parents=True, exist_ok=True)
     forced = workdir / "forced_completions.json"
-    forced.write_text(json.dumps({"turns": EPISODE_SCRIPT}))
+    forced.write_text(json.dumps(forcing or {"turns": EPISODE_SCRIPT}))
     filter_log = workdir / f"{name}.filter.jsonl"
     env = {
         **os.environ,
@@ -103,7 +132,22 @@ def run_env(workdir: Path, name: str) -> tuple[dict[str, str], Path]:
         FORCED_ENV: str(forced),
         FILTER_LOG_ENV: str(filter_log),
     }
+    if trace:
+        server_log, train_log, weights = traced(workdir, name)
+        env.update({SERVER_LOG_ENV: str(server_log), TRAIN_LOG_ENV: str(train_log), KEEP_WEIGHTS_ENV: str(weights)})
     return env, filter_log
+
+
+def traced(workdir: Path, name: str) -> tuple[Path, Path, Path]:
+    """Where a traced run leaves the server's records, the trainer's, and the weights of each
+    version it served (helpers/cpu_rollout_worker.py)."""
+    return workdir / f"{name}.server.jsonl", workdir / f"{name}.train.jsonl", workdir / f"{name}.weights"
+
+
+def jsonl(path: Path, kind: str) -> list[dict]:
+    """The records of one kind in a JSON-lines file ([] while it does not exist)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
 def plain(path: Path) -> str:
@@ -134,8 +178,7 @@ def step_stats(log: str) -> dict[int, dict[str, float]]:
 
 def records(filter_log: Path, kind: str) -> list[dict]:
     """The instrumentation's records of one kind ("group": a filter call, "episode")."""
-    lines = filter_log.read_text().splitlines() if filter_log.exists() else []
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    return jsonl(filter_log, kind)
 
 
 def finished(text: str, who: str = "RolloutController") -> tuple[int, int]:

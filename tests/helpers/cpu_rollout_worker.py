@@ -25,6 +25,16 @@ Test-only instrumentation, off unless asked for:
   and the weight versions of its output), AReaL's task id, and what the filter answered; and
   every episode the τ² workflow plays appends one too (its τ² task, episode reward,
   per-completion rewards and failure, under the same AReaL task id). Behaviour is unchanged.
+* TAU2TEST_SERVER_LOG=<path>: the CPU server appends a JSON line for each /generate it answers
+  (prompt, output tokens, their log-probabilities, weight version) and each weight update
+  (helpers/cpu_sglang.py's `generation_log`).
+* TAU2TEST_KEEP_WEIGHTS=<dir>: the CPU server keeps every checkpoint it loads in an update under
+  <dir>/weight_update_v<version> (hard links: AReaL deletes its own copy once loaded).
+* TAU2TEST_TRAIN_LOG=<path>: the actor worker appends one JSON line per PPO update (AReaL's
+  `PPOActor._ppo_update`, after its advantages are computed): AReaL's weight version, the loss
+  mask's sum, and per row its tokens, the positions of the tokens the loss trains (AReaL rolls
+  the loss mask by -1 in compute_advantages: a mask at t trains the log-probability of token
+  t+1), their advantages, and the row's reward.
 """
 
 from __future__ import annotations
@@ -35,12 +45,16 @@ import sys
 import threading
 from typing import Any
 
+from tau2train.compat.areal import when_imported
 from tau2train.serving.rollout_worker import run_worker
 
 THIS_MODULE = "helpers.cpu_rollout_worker"
 SERVE_CPU_SGLANG = "cpu-sglang"  # argv[1] that makes this module the CPU server
 FILTER_LOG_ENV = "TAU2TEST_FILTER_LOG"
 FORCED_ENV = "TAU2TEST_FORCED_COMPLETIONS"
+SERVER_LOG_ENV = "TAU2TEST_SERVER_LOG"
+KEEP_WEIGHTS_ENV = "TAU2TEST_KEEP_WEIGHTS"
+TRAIN_LOG_ENV = "TAU2TEST_TRAIN_LOG"
 
 
 def serve_cpu_sglang(argv: list[str]) -> None:
@@ -55,10 +69,12 @@ def serve_cpu_sglang(argv: list[str]) -> None:
 
         def start_with_forced(server):
             # what /tau2test/force sets, set before the server answers anything
-            server.force(forced.get("completions", []), forced.get("turns", []))
+            server.force(forced.get("completions", []), forced.get("turns", []), forced.get("episodes", []))
             return start(server)
 
         cpu_sglang.CPUSGLangServer.start = start_with_forced
+    cpu_sglang.CPUSGLangServer.generation_log = os.environ.get(SERVER_LOG_ENV) or None
+    cpu_sglang.CPUSGLangServer.keep_weights = os.environ.get(KEEP_WEIGHTS_ENV) or None
     cpu_sglang.main(argv)
 
 
@@ -126,6 +142,13 @@ def record_filter_calls(path: str) -> None:
                 "completion_rewards": list((info.completion_rewards or {}).values()),
                 "failure": info.failure,
                 "is_eval": workflow_context.get().is_eval,
+                # the policy's tool calls, in order: [name, arguments]
+                "tool_calls": [
+                    [call.get("name"), call.get("arguments")]
+                    for message in info.messages
+                    if message.get("role") == "assistant"
+                    for call in message.get("tool_calls") or []
+                ],
             }
         )
         return episode
@@ -134,12 +157,45 @@ def record_filter_calls(path: str) -> None:
     Tau2AgentWorkflow.play = play
 
 
+def record_updates(path: str) -> None:
+    """Log what each PPO update of the actor worker trains on (see the module docstring), once
+    AReaL's actor is imported (the rollout worker never imports it, which costs seconds)."""
+    when_imported("areal.trainer.ppo.actor", lambda module: patch_ppo_update(module.PPOActor, path))
+
+
+def patch_ppo_update(PPOActor, path: str) -> None:
+    original = PPOActor._ppo_update
+
+    def _ppo_update(self, data):
+        mask, lengths = data["loss_mask"], data["attention_mask"].sum(-1).tolist()
+        rows = []
+        for i, n in enumerate(lengths):
+            trained = mask[i, : int(n)].nonzero().flatten().tolist()
+            rows.append(
+                {
+                    "input_ids": data["input_ids"][i, : int(n)].tolist(),
+                    "trained_positions": [t + 1 for t in trained],
+                    "advantages": [float(data["advantages"][i, t]) for t in trained],
+                    "reward": float(data["rewards"][i]),
+                }
+            )
+        record = {"kind": "update", "version": self.engine.get_version(), "loss_mask_sum": float(mask.sum()),
+                  "rows": rows, "pid": os.getpid()}
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return original(self, data)
+
+    PPOActor._ppo_update = _ppo_update
+
+
 def main() -> None:
     if sys.argv[1:2] == [SERVE_CPU_SGLANG]:
         serve_cpu_sglang(sys.argv[2:])
         return
     if os.environ.get(FILTER_LOG_ENV):
         record_filter_calls(os.environ[FILTER_LOG_ENV])
+    if os.environ.get(TRAIN_LOG_ENV):
+        record_updates(os.environ[TRAIN_LOG_ENV])
     run_worker(THIS_MODULE, SERVE_CPU_SGLANG)
 
 
