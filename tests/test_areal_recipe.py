@@ -34,7 +34,8 @@ SHORT = [
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe dir.v1")  # what users type: a space and a dot
+    # a dot in the path, as users' have (a space is refused: tests/test_validation.py)
+    root = tmp_path_factory.mktemp("recipe-v1.0")
     args = ["experiment=cpu_miniature", f"cluster.fileroot={root}/runs",
             f"cluster.name_resolve.nfs_record_root={root}/nr", "trial_name=ci0", *SHORT]
     done = subprocess.run([sys.executable, "-m", "tau2train.run", *args], cwd=root, capture_output=True,

@@ -22,6 +22,10 @@ CASES = {
     "unknown domain choice": (
         ["domain=banking"], "domain", ["no such domain choice", "airline, mock, retail, telecom"],
     ),
+    "a fileroot with a space": (
+        ["cluster.fileroot=/data/my runs/tau2"], "cluster.fileroot",
+        ["holds a space", "unquoted shell command", "without spaces (dots are fine)"],
+    ),
     "unknown key": (
         ["econfig.max_step=3"], "econfig.max_step",
         ["'econfig' has no 'max_step'", "max_steps", "did you mean 'max_steps'"],

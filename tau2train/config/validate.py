@@ -585,6 +585,7 @@ def check_user_simulator(exp: ExperimentConfig, played: tuple[str, ...]) -> tupl
 
 
 def check_storage(exp: ExperimentConfig) -> None:
+    check_no_whitespace(exp)
     if not exp.on_slurm:
         return
     for key, path in (
@@ -606,6 +607,22 @@ def check_storage(exp: ExperimentConfig) -> None:
                 valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
                 fix=f"add {key}=/your/shared/storage/...",
             )
+
+
+def check_no_whitespace(exp: ExperimentConfig) -> None:
+    """AReaL's schedulers start each worker through a shell pipeline that writes its log with
+    `tee <cluster.fileroot>/logs/...`, the path unquoted (areal/infra/utils/proc.py
+    build_streaming_log_cmd, run with shell=True): under a directory whose path holds a space
+    the worker starts, but its log goes nowhere and its engine dies ("Broken pipe")."""
+    path = exp.cluster.fileroot
+    if any(c.isspace() for c in path):
+        raise ConfigError(
+            "cluster.fileroot", path,
+            "holds a space: AReaL writes each worker's log through an unquoted shell command "
+            "(tee <cluster.fileroot>/logs/...), and the worker dies once its log cannot be written",
+            valid="a directory path without spaces (dots are fine)",
+            fix="set cluster.fileroot to a path without spaces, e.g. a symlink to this directory",
+        )
 
 
 def check_secrets_set_elsewhere(exp: ExperimentConfig) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 import socket
 import sys
 import time
@@ -207,7 +208,7 @@ def command(recipe: Recipe, *overrides: str) -> list[str]:
 def run_command(recipe: Recipe, name: str, cmd: list[str]) -> str:
     """Run a stage's command to its end, a line per training step; its whole log back."""
     log = recipe.out / f"{name.replace(' ', '_')}.log"
-    recipe.say("      python " + " ".join(cmd[1:]) + f"   (log: {log})")
+    recipe.say("      python " + shlex.join(cmd[1:]) + f"   (log: {log})")
     process = LocalServer.start(cmd, log)
     seen = 0
     try:
