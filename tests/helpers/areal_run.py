@@ -24,6 +24,7 @@ import os
 import re
 from pathlib import Path
 
+from tau2train.reports.areal_log import ANSI, step_stats  # noqa: F401 (the tests read them here)
 from helpers.cpu_rollout_worker import (
     FILTER_LOG_ENV,
     FORCED_ENV,
@@ -52,7 +53,6 @@ MIXED_FORCING = {
     ]
 }
 GROUP_SIZE = 2  # gconfig.n_samples: episodes in a GRPO group
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def cpu_train_args(root: Path, model: Path, user_url: str, experiment: str, trial: str) -> list[str]:
@@ -153,27 +153,6 @@ def jsonl(path: Path, kind: str) -> list[dict]:
 def plain(path: Path) -> str:
     """A log file's text without its colour codes ("" while it does not exist)."""
     return ANSI.sub("", path.read_text(errors="replace")) if path.exists() else ""
-
-
-def step_stats(log: str) -> dict[int, dict[str, float]]:
-    """AReaL's StatsLogger tables, by global step (1-based, as it logs them)."""
-    stats: dict[int, dict[str, float]] = {}
-    lines = log.splitlines()
-    for i, line in enumerate(lines):
-        found = re.search(r"Train step (\d+)/\d+ done", line)
-        if not found:
-            continue
-        table: dict[str, float] = {}
-        for row in lines[i + 1 :]:
-            if row.startswith("╘"):
-                break
-            if row.startswith("│"):
-                cells = [c.strip() for c in row.strip("│").split("│")]
-                for key, value in zip(cells[::2], cells[1::2]):
-                    if key:
-                        table[key] = float(value)
-        stats[int(found.group(1))] = table
-    return stats
 
 
 def records(filter_log: Path, kind: str) -> list[dict]:
