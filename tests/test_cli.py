@@ -102,15 +102,15 @@ def test_every_model_and_domain_plans_through_a_glob_sweep(cli, tmp_path):
     result = cli("-m", "dry_run=true", "model=glob(*)", "domain=glob(*)", USER_SIM,
                      *slurm_overrides(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("tau2train plan (dry run") == 16
+    assert result.stdout.count("tau2train plan (dry run") == 20
     # one array per Slurm request: the one-node model's jobs hold a node's GPUs, the
-    # multi-node models' controllers none
-    assert result.stdout.count("\nsbatch script of ") == 2
-    assert "sbatch script of 4 job(s)" in result.stdout and "sbatch script of 12 job(s)" in result.stdout
+    # multi-node models' controllers none, the CPU model's (trainer.cpu_only) no GPU either
+    assert result.stdout.count("\nsbatch script of ") == 3
+    assert result.stdout.count("sbatch script of 4 job(s)") == 2 and "sbatch script of 12 job(s)" in result.stdout
     written = sorted(p.relative_to(tmp_path / "experiments").parts[0]
                      for p in (tmp_path / "experiments").glob(f"*/trial0/{AREAL_CONFIG_NAME}"))
-    assert len(written) == 16
-    assert "tau2-qwen3-235b-a22b-telecom" in written and "tau2-qwen3-1.7b-mock" in written
+    assert len(written) == 20
+    assert "tau2-qwen3-235b-a22b-telecom" in written and "tau2-tiny-qwen3-retail" in written and "tau2-qwen3-1.7b-mock" in written
 
 
 def test_hydra_verbs_keep_working(cli, tmp_path):

@@ -90,6 +90,8 @@ def test_sglang_accepts_the_server_commands_tau2train_builds_for_every_user_simu
     ServerArgs.add_cli_args(parser)
     for choice in group_options("user_sim"):
         spec = compose([f"user_sim={choice}", USER_SIM]).config.user_sim
+        if spec.server_module != "sglang.launch_server":  # the rule-based user: tests/test_rule_based_user.py
+            continue
         command = server_command(spec, spec.model_path, spec.served_model_name)
         assert command[1:3] == ["-m", "sglang.launch_server"], command
         parsed = parser.parse_args(command[3:])
