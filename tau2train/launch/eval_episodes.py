@@ -103,7 +103,7 @@ async def play_all(exp: ExperimentConfig, out: Path) -> Played:
     from tau2train.rollout.episode import split_tasks
 
     ev, env = exp.eval, exp.econfig
-    tasks = [t for t in split_tasks(env.domain, ev.split) if exp.domain.tasks is None or t.id in exp.domain.tasks]
+    tasks = split_tasks(env.domain, ev.split, exp.domain.tasks)
     task_ids = [task.id for task in tasks]
     jobs = [(task_id, trial) for trial in range(ev.num_trials) for task_id in task_ids]
     bar = tqdm(total=len(jobs), desc=f"{env.domain}/{ev.split}", unit="episode")

@@ -22,7 +22,7 @@ from openai import AsyncOpenAI
 
 from tau2train.records.areal_sft import SFT_FILE
 from tau2train.rollout.chat import Chat, Completion
-from tau2train.rollout.episode import play, scenario, split_tasks
+from tau2train.rollout.episode import find_task, play, scenario
 from tau2train.schemas import EnvConfig
 
 # What the gold agent says once its task's actions are done.
@@ -93,15 +93,11 @@ def gold_closing(task) -> str:
 
 def replay(task_id: str, split: str, econfig: EnvConfig, user_chat: Chat) -> tuple[float, GoldChat]:
     """One gold replay of `task_id`: its reward, and the agent's turns."""
-    task = _task(econfig.domain, split, task_id)
+    task = find_task(econfig.domain, split, task_id)
     agent = GoldChat(client=None, loop=None, model="gold", role="agent", actions=gold_actions(task),
                      closing=gold_closing(task))
     episode = play(scenario({"task_id": task_id, "split": split}, econfig), split, econfig, agent, user_chat)
     return episode.info.reward, agent
-
-
-def _task(domain: str, split: str, task_id: str):
-    return next(t for t in split_tasks(domain, split) if t.id == task_id)
 
 
 def sft_row(domain: str, task_id: str, turn: int, request: dict[str, Any], answer: dict[str, Any]) -> str:

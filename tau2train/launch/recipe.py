@@ -37,7 +37,7 @@ from tau2train.records import checkpoints
 from tau2train.records.eval_report import EvalReport, read_eval_report
 from tau2train.records.layout import eval_root
 from tau2train.reports import compare as comparing
-from tau2train.reports.areal_log import ANSI, step_stats
+from tau2train.reports.areal_log import ANSI, STEP_DONE, step_stats
 from tau2train.reports.plots import reward_by_step_png
 from tau2train.schemas import ExperimentConfig
 from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
@@ -46,7 +46,6 @@ RECIPE_DIR = "recipe"
 # Overrides of the recipe command that its stages set themselves.
 STAGE_KEYS = ("mode", "dry_run", "trial_name", "actor.path", "data", "data.path", "eval.checkpoint",
               "econfig.user_llm_base_url", "econfig.user_llm", "saver.freq_epochs", "saver.freq_steps")
-STEP_LINE = re.compile(r"Train step (\d+)/(\d+) done")
 SFT_DONE = re.compile(r"^SFT finished: checkpoint of step \d+ at (.+)$", re.MULTILINE)
 POLL_S = 1.0
 
@@ -90,17 +89,20 @@ class Recipe:
     rewards: dict[int, float] = dataclasses.field(default_factory=dict)  # RL step -> mean reward
     user_url: str = ""
     evals: dict[str, Path] = dataclasses.field(default_factory=dict)  # base, sft, rl -> eval dir
+    reports: dict[str, EvalReport] = dataclasses.field(default_factory=dict)  # the same -> its report
 
     def say(self, line: str) -> None:
         print(line, flush=True)
 
-    def timed(self, name: str, work: Callable[[], str]) -> None:
+    def timed(self, name: str, work: Callable[[], tuple[str, str | None]]) -> str | None:
+        """Run one stage: `work` returns what to say of it and what it made (a checkpoint)."""
         started = time.monotonic()
         self.say(f"[{len(self.stages) + 1}] {name} ...")
-        note = work()
+        note, made = work()
         stage = Stage(name, time.monotonic() - started, note)
         self.stages.append(stage)
         self.say(f"[{len(self.stages)}] {name}: {note} ({stage.seconds:.0f} s)")
+        return made
 
 
 def recipe_plan(checked: Checked) -> str:
@@ -140,7 +142,7 @@ def run_recipe(checked: Checked) -> None:
     recipe = Recipe(exp, stage_overrides(checked), Path(exp.run_dir) / RECIPE_DIR)
     recipe.out.mkdir(parents=True, exist_ok=True)
     recipe.say(f"tau2train recipe: {exp.model.name} on τ² {exp.econfig.domain}, everything under {recipe.out}")
-    recipe.timed("model", lambda: build_model(exp))
+    recipe.timed("model", lambda: (build_model(exp), None))
     user = start_user(recipe)
     try:
         run_stages(recipe, user)
@@ -179,13 +181,11 @@ def start_user(recipe: Recipe) -> LocalServer:
 def run_stages(recipe: Recipe, user: LocalServer) -> None:
     exp = recipe.exp
     data_dir = recipe.out / "sft-data"
-    recipe.timed("sft data", lambda: gold_data(recipe, data_dir))
-    sft_ckpt: list[str] = []
-    recipe.timed("sft", lambda: sft_stage(recipe, data_dir, sft_ckpt))
-    rl_ckpt: list[str] = []
-    recipe.timed("train", lambda: train_stage(recipe, sft_ckpt[0], rl_ckpt))
-    for label, path in (("base", exp.actor.path), ("sft", sft_ckpt[0]), ("rl", rl_ckpt[0])):
-        recipe.timed(f"eval {label}", lambda label=label, path=path: eval_stage(recipe, label, path))
+    recipe.timed("sft data", lambda: (gold_data(recipe, data_dir), None))
+    sft_ckpt = recipe.timed("sft", lambda: sft_stage(recipe, data_dir))
+    rl_ckpt = recipe.timed("train", lambda: train_stage(recipe, sft_ckpt))
+    for label, path in (("base", exp.actor.path), ("sft", sft_ckpt), ("rl", rl_ckpt)):
+        recipe.timed(f"eval {label}", lambda label=label, path=path: (eval_stage(recipe, label, path), None))
 
 
 def gold_data(recipe: Recipe, data_dir: Path) -> str:
@@ -193,8 +193,7 @@ def gold_data(recipe: Recipe, data_dir: Path) -> str:
 
     exp = recipe.exp
     env = dataclasses.replace(exp.econfig, user_llm_base_url=recipe.user_url)
-    only = exp.domain.tasks
-    tasks = [t.id for t in split_tasks(exp.econfig.domain, exp.domain.train_split) if only is None or t.id in only]
+    tasks = [t.id for t in split_tasks(exp.econfig.domain, exp.domain.train_split, exp.domain.tasks)]
     replays = write_gold_sft(data_dir, env, exp.domain.train_split, tasks, recipe.user_url,
                              exp.user_sim.served_model_name)
     left = "; ".join(f"{t} (gold replay scored {r:g})" for t, r in replays.failed.items())
@@ -233,7 +232,7 @@ def progress(recipe: Recipe, name: str, log: Path, seen: int) -> int:
     for step in sorted(s for s in stats if s > seen and stats[s]):
         reward = stats[step].get(f"rollout/{recipe.exp.econfig.domain}/reward")
         # AReaL counts a PPO run's steps from its epochs; the run stops at total_train_steps
-        total = recipe.exp.total_train_steps if name == "train" else STEP_LINE.findall(text)[-1][1]
+        total = recipe.exp.total_train_steps if name == "train" else STEP_DONE.findall(text)[-1][1]
         extra = f", mean reward {reward:.3f}" if reward is not None else ""
         if reward is not None and name == "train":
             recipe.rewards[step] = reward
@@ -242,18 +241,18 @@ def progress(recipe: Recipe, name: str, log: Path, seen: int) -> int:
     return seen
 
 
-def sft_stage(recipe: Recipe, data_dir: Path, found: list[str]) -> str:
+def sft_stage(recipe: Recipe, data_dir: Path) -> tuple[str, str]:
     # one checkpoint, after the last epoch
     text = run_command(recipe, "sft", command(recipe, "mode=sft", "data=areal_tau2", f"data.path={data_dir}",
                                               f"saver.freq_epochs={recipe.exp.sft.epochs}", "saver.freq_steps=null"))
     match = SFT_DONE.search(text)
     if not match:
         raise StageFailed(f"stage sft printed no checkpoint; its log: {recipe.out}/sft.log")
-    found.append(match.group(1).strip())
-    return f"checkpoint {found[0]}"
+    found = match.group(1).strip()
+    return f"checkpoint {found}", found
 
 
-def train_stage(recipe: Recipe, start: str, found: list[str]) -> str:
+def train_stage(recipe: Recipe, start: str) -> tuple[str, str]:
     exp = recipe.exp
     # one checkpoint, after the last step
     run_command(recipe, "train", command(recipe, "mode=train", f"actor.path={start}", "saver.freq_epochs=null",
@@ -263,8 +262,7 @@ def train_stage(recipe: Recipe, start: str, found: list[str]) -> str:
     if not saved:
         raise StageFailed(f"stage train saved no checkpoint under {root}")
     step = max(saved)
-    found.append(str(saved[step]))
-    return f"checkpoint of step {step}: {saved[step]}"
+    return f"checkpoint of step {step}: {saved[step]}", str(saved[step])
 
 
 def eval_stage(recipe: Recipe, label: str, path: str) -> str:
@@ -274,7 +272,7 @@ def eval_stage(recipe: Recipe, label: str, path: str) -> str:
     if len(made) != 1:
         raise StageFailed(f"stage eval {label} left {len(made)} evaluation directories")
     recipe.evals[label] = made[0]
-    report = read_eval_report(made[0] / "metrics.json")
+    report = recipe.reports[label] = read_eval_report(made[0] / "metrics.json")
     return f"pass^1 {pass1_text(report)} ({made[0]})"
 
 
@@ -295,7 +293,7 @@ def finish(recipe: Recipe) -> None:
     lines = table(recipe, verdict)
     recipe.say("\n".join(lines))
     summary = {
-        "pass1": {k: read_eval_report(v / "metrics.json").pass1 for k, v in recipe.evals.items()},
+        "pass1": {k: report.pass1 for k, report in recipe.reports.items()},
         "rl_minus_sft": {"difference": verdict.difference, "low": verdict.low, "high": verdict.high,
                          "verdict": verdict.verdict(("SFT", "RL"))},
         "reward_by_step": recipe.rewards,
@@ -308,7 +306,7 @@ def finish(recipe: Recipe) -> None:
 
 def table(recipe: Recipe, verdict: comparing.Comparison) -> list[str]:
     exp = recipe.exp
-    reports = {k: read_eval_report(v / "metrics.json") for k, v in recipe.evals.items()}
+    reports = recipe.reports
     trials = reports["rl"].num_trials
     lines = [
         "",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STEP_DONE = re.compile(r"Train step (\d+)/\d+ done")
+# a step's number and the run's step count
+STEP_DONE = re.compile(r"Train step (\d+)/(\d+) done")
 
 
 def step_stats(log: str) -> dict[int, dict[str, float]]:

@@ -21,8 +21,7 @@ def repeated(rows: list[dict], min_size: int = 0) -> list[dict]:
 def task_rows(domain: str, split: str, min_size: int = 0, only: list[str] | None = None) -> list[dict[str, str]]:
     """One row per task of `split` ("all" = every task; `only` these ids when given),
     repeated to at least `min_size`."""
-    tasks = [task.id for task in split_tasks(domain, split) if only is None or task.id in only]
-    return repeated([{"task_id": task_id, "split": split} for task_id in tasks], min_size)
+    return repeated([{"task_id": task.id, "split": split} for task in split_tasks(domain, split, only)], min_size)
 
 
 def tau2_dataset(domain: str, split: str, min_size: int = 0, only: list[str] | None = None) -> Dataset:

@@ -75,9 +75,10 @@ def find_task(domain: str, split: str, task_id: str) -> Task:
         ) from None
 
 
-def split_tasks(domain: str, split: str) -> list[Task]:
-    """Every task of `split` ("all" = the whole domain), in tau2's order."""
-    return list(_split(domain, split).values())
+def split_tasks(domain: str, split: str, only: list[str] | None = None) -> list[Task]:
+    """Every task of `split` ("all" = the whole domain), in tau2's order; `only` those ids when
+    given (domain.tasks)."""
+    return [task for task in _split(domain, split).values() if only is None or task.id in only]
 
 
 @dataclass(frozen=True)
