@@ -5,9 +5,8 @@ replays, AReaL's SFT and PPO trainers with the CPU server, tau2's environment an
 the evaluation of three checkpoints through the CPU server's chat API, tau2train-compare.
 
 Every completion in it is sampled by the policy; nothing is forced. The short run shows each
-stage's outputs, not learning (benchmarks/learning.py measures that). Its group filter keeps
-every group: a policy this briefly trained may solve nothing, and the recipe's own filter
-would then wait for a mixed group. Runtime: ~6 minutes on 2 cores (two AReaL start-ups).
+stage's outputs, not learning (benchmarks/learning.py measures that): 2 of the 5 tasks in
+each RL step, 2 episodes each. Runtime: ~6 minutes on 2 cores (two AReaL start-ups).
 """
 
 from __future__ import annotations
@@ -26,10 +25,8 @@ from tau2train.records import checkpoints
 pytestmark = [pytest.mark.areal, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-SHORT = [
-    "sft.epochs=1", "sft.batch_size=6", "total_train_steps=2", "eval.num_trials=1",
-    "group_filter.min_mean_reward=null", "group_filter.max_mean_reward=1.0",
-]
+SHORT = ["sft.epochs=1", "total_train_steps=2", "train_dataset.batch_size=2", "gconfig.n_samples=2",
+         "eval.num_trials=1"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +64,7 @@ def test_every_stage_runs_and_says_so(recipe):
     assert [name for _, name in stages] == [
         "model", "user simulator", "sft data", "sft", "train", "eval base", "eval sft", "eval rl"]
     assert "rule-based-user-mock" in out
-    assert re.search(r"sft data: 12 rows from 6 gold replays", out)
+    assert re.search(r"sft data: 10 rows from 5 gold replays", out)
     # a line per training step, of both trainers
     assert re.findall(r"^ +sft step (\d+)/2$", out, re.MULTILINE) == ["1", "2"]
     assert re.findall(r"^ +train step (\d+)/2, mean reward [0-9.]+$", out, re.MULTILINE) == ["1", "2"]

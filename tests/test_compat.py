@@ -5,6 +5,7 @@ upstream behaviour that makes the patch necessary)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import logging
@@ -389,18 +390,37 @@ def test_when_imported_patches_a_module_as_it_loads_and_one_loaded_at_once(tmp_p
     del sys.modules["tau2train_probe_mod"]
 
 
-def test_training_offers_tools_in_the_form_sglangs_server_renders_them():
-    """Episodes send each tool as SGLang's chat server dumps it (rollout/chat.as_sglang_renders),
-    so the prompt AReaL's proxy renders in training is the one SGLang renders in evaluation."""
+def test_a_training_prompt_is_the_prompt_evaluation_and_sft_render():
+    """The same tools reach the chat template in three key orders: AReaL's proxy validates each
+    training request as openai's CompletionCreateParams (a TypedDict: pydantic rebuilds every
+    tool in its declared order, function before type, name before description); SGLang's chat
+    server, and the CPU server after it, dump its Tool model (type first, description before
+    name); SFT rows offer them as episodes send them. tau2train's template sorts a tool's keys,
+    so all three render the same prompt: a tiny model trained by RL on the proxy's order and
+    evaluated on SGLang's (before the sort) solved 0.3 of the tasks in training that it solved
+    0.74 of in evaluation."""
     import sglang
+    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+    from pydantic import TypeAdapter
     from sglang.srt.entrypoints.openai.protocol import Tool
+    from transformers import AutoTokenizer
 
     from tau2train.rollout.players import agent_tool_schemas
+    from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
+    proxy = Path(importlib.import_module("areal").__file__).parent / "experimental/openai/proxy/proxy_rollout_server.py"
+    assert "request: CompletionCreateParams," in proxy.read_text()
     # (read, not imported: the module loads SGLang's GPU side)
     serving_chat = Path(sglang.__file__).parent / "srt" / "entrypoints" / "openai" / "serving_chat.py"
     assert "tools = [item.model_dump() for item in request.tools]" in serving_chat.read_text()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_dir())
+    messages = [{"role": "system", "content": "policy"}, {"role": "user", "content": "hi"}]
     for domain in ("mock", "airline"):
         sent = agent_tool_schemas(domain)
-        rendered = [Tool.model_validate(tool).model_dump() for tool in sent]
-        assert json.dumps(sent) == json.dumps(rendered)  # key order included: it is prompt text
+        request = {"model": "policy", "messages": messages, "tools": sent}
+        by_proxy = list(TypeAdapter(CompletionCreateParamsNonStreaming).validate_python(request)["tools"])
+        by_sglang = [Tool.model_validate(tool).model_dump() for tool in sent]
+        assert json.dumps(by_proxy) != json.dumps(by_sglang)  # the orders differ upstream
+        prompts = {json.dumps(tokenizer.apply_chat_template(messages, tools=tools, tokenize=False))
+                   for tools in (sent, by_proxy, by_sglang)}
+        assert len(prompts) == 1

@@ -28,6 +28,8 @@ from tau2train.serving.tiny_qwen import (
     build_tiny_qwen,
     load_ranks,
     tiny_qwen_dir,
+    tiny_qwen_path,
+    tiny_qwen_width,
 )
 
 TESTS_DIR = Path(__file__).parent
@@ -212,6 +214,22 @@ def test_model_loads_offline_and_builds_are_reused(tiny_qwen, model, tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileExistsError):
         build_tiny_qwen(tmp_path / "half")
+
+
+def test_the_miniature_recipes_wider_build_is_what_its_config_declares():
+    """experiment=cpu_miniature's model: the hidden-128 build, its parameter count (which the
+    CPU server's size check reads) declared right."""
+    from transformers import AutoModelForCausalLM
+
+    from tau2train.config.compose import compose
+
+    exp = compose(["experiment=cpu_miniature"]).config
+    assert tiny_qwen_width(exp.actor.path) == 128 and tiny_qwen_width(tiny_qwen_path()) == 64
+    wide = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir(128), dtype=torch.float32)
+    assert (wide.config.hidden_size, wide.config.num_hidden_layers) == (128, 2)
+    assert sum(p.numel() for p in wide.parameters()) == exp.model.num_params
+    with pytest.raises(ValueError, match="hidden size 64 or 128, not 96"):
+        tiny_qwen_path(96)
 
 
 # -- the server --------------------------------------------------------------------------------

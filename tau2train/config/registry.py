@@ -26,7 +26,7 @@ from tau2train.schemas import (
 )
 from tau2train.schemas.groups import POLICY_SERVERS
 from tau2train.schemas.modes import facts
-from tau2train.serving.tiny_qwen import tiny_qwen_path
+from tau2train.serving.tiny_qwen import DEFAULT_WIDTH, tiny_qwen_path
 
 ROOT_SCHEMA = "tau2train_schema"
 # The schema each group's YAML choices name in their defaults (`/schema/<group>`).
@@ -49,6 +49,11 @@ def worker_cmd(server: str) -> str:
     """AReaL's worker command for the policy server allocation.server names (an unknown one is
     left to validation's choices check, which names the valid ones)."""
     return f"python3 -m {POLICY_SERVERS.get(server, POLICY_SERVERS['sglang'])}"
+
+
+def tiny_qwen_build(hidden_size: int = DEFAULT_WIDTH) -> str:
+    """${tau2train.tiny_qwen:128}: where the shared tiny-Qwen build of that width lives."""
+    return str(tiny_qwen_path(int(hidden_size)))
 
 
 def stage_suffix(mode: str) -> str:
@@ -75,4 +80,4 @@ def register() -> None:
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)
     # the workers' command follows allocation.server; model=tiny_qwen3's weights are built here
     OmegaConf.register_new_resolver(WORKER_CMD_RESOLVER, worker_cmd, replace=True)
-    OmegaConf.register_new_resolver(TINY_QWEN_RESOLVER, lambda: str(tiny_qwen_path()), replace=True)
+    OmegaConf.register_new_resolver(TINY_QWEN_RESOLVER, tiny_qwen_build, replace=True)

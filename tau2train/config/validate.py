@@ -117,9 +117,9 @@ def check_recipe(composed: Composed) -> Checked:
 
 def check_start_weights(exp: ExperimentConfig) -> None:
     """The recipe's weights exist, or are the tiny Qwen3 it builds itself."""
-    from tau2train.serving.tiny_qwen import tiny_qwen_path
+    from tau2train.serving.tiny_qwen import tiny_qwen_width
 
-    if os.path.isdir(exp.actor.path) or exp.actor.path == str(tiny_qwen_path()):
+    if os.path.isdir(exp.actor.path) or tiny_qwen_width(exp.actor.path):
         return
     raise ConfigError(
         "actor.path", exp.actor.path, "mode=recipe starts from local weights, and there are none there",

@@ -152,12 +152,12 @@ def run_recipe(checked: Checked) -> None:
 
 
 def build_model(exp: ExperimentConfig) -> str:
-    from tau2train.serving.tiny_qwen import build_tiny_qwen, tiny_qwen_path
+    from tau2train.serving.tiny_qwen import build_tiny_qwen, tiny_qwen_width
 
     path = Path(exp.actor.path)
     if path.is_dir():
         return f"{path} (already built)"
-    build_tiny_qwen(tiny_qwen_path())  # validation allowed a missing path only for this one
+    build_tiny_qwen(path, tiny_qwen_width(path))  # validation allowed a missing path only for these
     return f"tiny Qwen3 built at {path} (Qwen3's tokenizer, random weights, {exp.model.num_params:,} parameters)"
 
 

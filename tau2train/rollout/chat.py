@@ -195,11 +195,12 @@ def as_sglang_renders(schema: dict[str, Any]) -> dict[str, Any]:
     model dumped (sglang/srt/entrypoints/openai/protocol.py `Function`: description, name,
     parameters, strict=false, in that order; serving_chat.py `tool.model_dump()`).
 
-    The template writes each tool as JSON, so key order and `strict` are prompt tokens. AReaL's
-    proxy, which serves training's episodes, renders the tools as it gets them; sending them in
-    SGLang's form makes a training prompt the prompt an evaluation through SGLang (or the CPU
-    server, which parses requests as SGLang does) sees, token for token. (tau2's own order,
-    name first, trained a tiny model that then failed every evaluation episode.)"""
+    `strict` is prompt text: the template writes each tool as JSON. Key order is not, with
+    tau2train's template, which sorts a tool's keys: AReaL's proxy rebuilds every training
+    request's tools in openai's TypedDict order whatever order they are sent in, so only a
+    sorted rendering makes a training prompt the prompt an evaluation through SGLang (or the
+    CPU server, which parses requests as SGLang does) sees, token for token
+    (tests/test_compat.py checks the three renderings)."""
     function = schema["function"]
     return {"type": "function", "function": {
         "description": function.get("description"), "name": function["name"],

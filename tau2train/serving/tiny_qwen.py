@@ -7,12 +7,14 @@ pre-tokenizer regex, NFC normalisation and Qwen3's 26 added tokens at their publ
 transformers' own `TikTokenConverter`. Its chat template is tau2train's
 (tau2train/chat_templates/qwen_nonthinking.jinja), so prompts render as they do in training.
 
-The model is a 2-layer `Qwen3ForCausalLM` (hidden 64, 4 heads, 2 KV heads) with Qwen3's real
-embedding size (151936), float32 and tied embeddings: about 10M parameters, fast on CPU, but a
-real transformer with real logits, so sampling, log-probabilities and weight reloads are real.
+The model is a 2-layer `Qwen3ForCausalLM` (4 heads, 2 KV heads) with Qwen3's real embedding
+size (151936), float32 and tied embeddings, in one of two widths (WIDTHS): hidden 64, about 10M
+parameters, the tests' model; hidden 128, about 20M, experiment=cpu_miniature's (it learns the mock
+tasks in half the SFT steps, for 1.4x the time a step). Fast on CPU, but a real transformer
+with real logits, so sampling, log-probabilities and weight reloads are real.
 
-    build_tiny_qwen(target)  # build into `target` (idempotent, atomic)
-    tiny_qwen_dir()          # the shared build under $TAU2TRAIN_CACHE_DIR or ~/.cache/tau2train
+    build_tiny_qwen(target, hidden_size)  # build into `target` (idempotent, atomic)
+    tiny_qwen_dir(hidden_size)            # the shared build under $TAU2TRAIN_CACHE_DIR or ~/.cache/tau2train
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ IM_END_ID = 151645
 
 # Everything the build depends on besides the rank file and the chat template (both hashed
 # by content into the cache key): change any of it and the cache key changes with it.
+# The hidden-64 build's; model_config() scales it to the other widths.
 MODEL_CONFIG = {
     "vocab_size": 151936,  # Qwen3's embedding rows (151669 tokens, padded)
     "hidden_size": 64,
@@ -87,6 +90,9 @@ MODEL_CONFIG = {
     "eos_token_id": IM_END_ID,
     "pad_token_id": ENDOFTEXT_ID,
 }
+# hidden sizes a build comes in: 64 (tests, model=tiny_qwen3), 128 (experiment=cpu_miniature)
+WIDTHS = (64, 128)
+DEFAULT_WIDTH = 64
 SEED = 20250101
 EOS_TOKEN_IDS = [IM_END_ID, ENDOFTEXT_ID]  # generation_config.json, as Qwen3 publishes it
 # The file written last inside a build: its presence marks the build complete.
@@ -122,11 +128,20 @@ def chat_template() -> str:
     return (importlib.resources.files("tau2train") / "chat_templates" / "qwen_nonthinking.jinja").read_text()
 
 
-def build_key() -> str:
+def model_config(hidden_size: int = DEFAULT_WIDTH) -> dict:
+    """The build's Qwen3 config at `hidden_size` (one of WIDTHS): the MLP twice as wide, the
+    same 4 heads of hidden/4 dimensions."""
+    if hidden_size not in WIDTHS:
+        raise ValueError(f"a tiny Qwen3 is built with hidden size {' or '.join(map(str, WIDTHS))}, not {hidden_size}")
+    return {**MODEL_CONFIG, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "head_dim": hidden_size // MODEL_CONFIG["num_attention_heads"]}
+
+
+def build_key(hidden_size: int = DEFAULT_WIDTH) -> str:
     """A short hash of everything a build is made of: parameters, rank file, chat template."""
     digest = hashlib.sha256()
     recipe = {
-        "config": MODEL_CONFIG,
+        "config": model_config(hidden_size),
         "seed": SEED,
         "eos": EOS_TOKEN_IDS,
         "pattern": QWEN_PATTERN,
@@ -174,12 +189,12 @@ def _build_tokenizer():
     return tokenizer
 
 
-def _build_model():
+def _build_model(hidden_size: int):
     """The random 2-layer Qwen3, initialised from SEED without touching the global RNG."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(**MODEL_CONFIG, dtype=torch.float32)
+    config = Qwen3Config(**model_config(hidden_size), dtype=torch.float32)
     config.architectures = ["Qwen3ForCausalLM"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
@@ -190,8 +205,8 @@ def _build_model():
     return model
 
 
-def build_tiny_qwen(target: Path) -> Path:
-    """Build the tokenizer and model into `target` and return it.
+def build_tiny_qwen(target: Path, hidden_size: int = DEFAULT_WIDTH) -> Path:
+    """Build the tokenizer and model of width `hidden_size` into `target` and return it.
 
     Idempotent and safe under concurrency: a complete build already at `target` is returned
     as is; otherwise everything is written into a sibling temporary directory that is renamed
@@ -208,8 +223,9 @@ def build_tiny_qwen(target: Path) -> Path:
     staging.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from the group
     try:
         _build_tokenizer().save_pretrained(staging)
-        _build_model().save_pretrained(staging, safe_serialization=True)
-        (staging / MARKER).write_text(json.dumps({"key": build_key(), "seed": SEED}) + "\n")
+        _build_model(hidden_size).save_pretrained(staging, safe_serialization=True)
+        marker = {"key": build_key(hidden_size), "seed": SEED, "hidden_size": hidden_size}
+        (staging / MARKER).write_text(json.dumps(marker) + "\n")
         try:
             staging.rename(target)
         except OSError:
@@ -225,11 +241,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("TAU2TRAIN_CACHE_DIR") or Path.home() / ".cache" / "tau2train")
 
 
-def tiny_qwen_path() -> Path:
+def tiny_qwen_path(hidden_size: int = DEFAULT_WIDTH) -> Path:
     """Where the shared tiny-Qwen build of the current recipe lives (built or not)."""
-    return cache_root() / f"tiny-qwen3-{build_key()}"
+    return cache_root() / f"tiny-qwen3-{build_key(hidden_size)}"
 
 
-def tiny_qwen_dir() -> Path:
+def tiny_qwen_dir(hidden_size: int = DEFAULT_WIDTH) -> Path:
     """The shared tiny-Qwen build for the current recipe, built on first use."""
-    return build_tiny_qwen(tiny_qwen_path())
+    return build_tiny_qwen(tiny_qwen_path(hidden_size), hidden_size)
+
+
+def tiny_qwen_width(path: str | Path) -> int | None:
+    """The width of the shared build at `path` (built or not), None for any other path."""
+    return next((w for w in WIDTHS if str(path) == str(tiny_qwen_path(w))), None)
