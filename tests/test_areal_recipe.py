@@ -76,7 +76,7 @@ def test_each_stage_leaves_its_outputs(recipe):
     root, _, _ = recipe
     run = root / "runs" / "tau2-cpu-miniature" / "ci0"
     rows = (run / "recipe" / "sft-data" / "tau2_sft_train.jsonl").read_text().splitlines()
-    assert len(rows) == 12 and all(json.loads(r)["metadata"]["correct"] == 1 for r in rows)
+    assert len(rows) == 10 and all(json.loads(r)["metadata"]["correct"] == 1 for r in rows)
     sft = checkpoints.checkpoints(checkpoints.run_checkpoint_root(f"{root}/runs", "tau2-cpu-miniature-sft", "ci0"))
     rl = checkpoints.checkpoints(checkpoints.run_checkpoint_root(f"{root}/runs", "tau2-cpu-miniature", "ci0"))
     assert len(sft) == 1 and len(rl) == 1  # after the last step of each
@@ -92,8 +92,8 @@ def test_each_stage_leaves_its_outputs(recipe):
 
 def test_the_table_closes_the_output(recipe):
     _, _, out = recipe
-    table = out[out.index("\ntau2train recipe: tiny-qwen3 on τ² mock"):]
-    assert "6 tasks, 1 trial each" in table and "not whether it generalises" in table
+    table = out[out.index("\ntau2train recipe: tiny-qwen3-h128 on τ² mock"):]
+    assert "5 tasks, 1 trial each" in table and "not whether it generalises" in table
     for label in ("base", "sft", "rl"):
         assert re.search(rf"^  {label} +\d+\.\d", table, re.MULTILINE), table
     assert re.search(r"^  RL − SFT +[+-]\d+\.\d points, 95% interval", table, re.MULTILINE)
