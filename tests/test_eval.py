@@ -77,7 +77,7 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(cli, llm, tmp_path):
     assert b"comparison" in logged  # the table beside published results
     task_set = json.loads(results_file.with_name("metrics.json").read_text())["task_set"]
     assert b"tasks_sha256" in logged and task_set["tasks_sha256"].encode() in logged  # the task set it names
-    assert b"tau2-qwen3-1.7b-airline" in logged  # the run group
+    assert b"tau2-alternate-airline" in logged  # the run group: the evaluated model's experiment
 
     # The key reached the agent endpoint and nothing the run wrote.
     assert llm.auth["alternate"] == {f"Bearer {SECRET}"}

@@ -12,8 +12,11 @@ from helpers.cli import slurm_overrides
 # the markers `make test PYTEST_ARGS="-m 'not slurm and not slow'"` leaves out
 pytestmark = [pytest.mark.slow]
 
+# an endpoint's evaluation is filed under the evaluated model's experiment: a sweep over the
+# evaluated model names the one experiment that holds its points
+EXPERIMENT = "tau2-agents-airline"
 OPTUNA = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1",
-          "eval.agent_model=choice(gold,wrong)"]
+          "eval.agent_model=choice(gold,wrong)", f"experiment_name={EXPERIMENT}"]
 
 
 def eval_args(llm) -> list[str]:
@@ -25,7 +28,7 @@ def test_optuna_picks_points_from_the_rewards_the_runs_return(cli, llm, tmp_path
     result = cli(*OPTUNA, "hydra.sweeper.n_trials=3", *eval_args(llm), f"cluster.fileroot={tmp_path}/exp",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    experiment = tmp_path / "exp" / "tau2-qwen3-1.7b-airline"
+    experiment = tmp_path / "exp" / EXPERIMENT
     records = {p.parent.name: json.loads(p.read_text()) for p in experiment.glob("*/job.json")}
     assert sorted(records) == ["trial0", "trial1", "trial2"]  # one run dir per Optuna trial
     rewards = {}
@@ -45,7 +48,7 @@ def test_optuna_batches_run_as_slurm_job_arrays_and_wait_for_their_rewards(cli, 
     result = cli(*OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *eval_args(llm),
                      *slurm_overrides(tmp_path), "slurm.cpus_per_task=1", "slurm.mem_gb=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    experiment = tmp_path / "experiments" / "tau2-qwen3-1.7b-airline"
+    experiment = tmp_path / "experiments" / EXPERIMENT
     records = [json.loads(p.read_text()) for p in experiment.glob("*/job.json")]
     assert [r["state"] for r in records] == ["completed", "completed"]
     assert len({r["slurm_job_id"].split("_")[0] for r in records}) == 1  # one array per batch

@@ -70,3 +70,24 @@ def test_the_recipe_plans_its_stages_and_refuses_what_it_cannot_run(tmp_path):
         with pytest.raises(ConfigError) as error:
             checked(compose([*base, *extra]))
         assert error.value.key == key, extra
+
+
+def test_an_endpoints_evaluation_is_filed_under_the_evaluated_model(tmp_path):
+    """mode=eval of an endpoint: its run directory, as the plan names it, is the evaluated
+    model's (eval.agent_model, in the characters AReaL allows in a name), not the model group's;
+    a served checkpoint's evaluation stays in its training run's directory."""
+    endpoint = ["mode=eval", USER_SIM, f"cluster.fileroot={tmp_path}", "eval.agent_base_url=http://h:1/v1"]
+    for overrides, experiment in (
+        (["eval.agent_model=Qwen/Qwen3-8B"], "tau2-Qwen-Qwen3-8B-airline"),
+        (["eval.agent_model=gpt-4.1_mini", "domain=retail"], "tau2-gpt-4.1-mini-retail"),
+    ):
+        plan = render_eval_plan(checked(compose([*endpoint, *overrides])))
+        results = f"{tmp_path}/{experiment}/trial0/eval/<domain>-<split>-<model>-<time>/"
+        assert f"  results     {results}" in plan, plan
+    save_checkpoints(tmp_path, "tau2-qwen3-1.7b-airline", "trial0", [1])
+    served = checked(compose(["mode=eval", USER_SIM, f"cluster.fileroot={tmp_path}",
+                              "eval.checkpoint_step=latest", "eval.agent_model=Qwen/Qwen3-8B"]))
+    assert served.config.run_dir == f"{tmp_path}/tau2-qwen3-1.7b-airline/trial0"
+    trained = compose([USER_SIM, f"cluster.fileroot={tmp_path}", "eval.agent_base_url=http://h:1/v1",
+                       "eval.agent_model=Qwen/Qwen3-8B"]).config
+    assert trained.experiment_name == trained.saver.experiment_name == "tau2-qwen3-1.7b-airline"

@@ -27,6 +27,9 @@ SMALL_JOB = ["slurm.cpus_per_task=1", "slurm.mem_gb=1"]
 SMALL_TRAINING_JOB = [*SMALL_JOB, "trainer.cpu_only=true", "actor.scheduling_spec.0.cpu=0",
                       "actor.scheduling_spec.0.mem=0"]
 EXPERIMENT = "tau2-qwen3-1.7b-airline"
+# an endpoint's evaluation is filed under the evaluated model's experiment: a sweep over the
+# evaluated model names the one experiment that holds its points
+AGENTS = "tau2-agents-airline"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -92,7 +95,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
     result = cli(
         "-m", "mode=eval", f"eval.agent_base_url={llm.base_url}", f"econfig.user_llm_base_url={llm.base_url}",
         "econfig.user_llm=user", "domain=airline", "eval.num_trials=1", "eval.agent_model=gold,wrong",
-        *slurm_overrides(tmp_path), *SMALL_JOB,
+        f"experiment_name={AGENTS}", *slurm_overrides(tmp_path), *SMALL_JOB,
         cwd=tmp_path, env=SECRETS,
     )
     assert result.returncode == 0, result.stderr
@@ -102,7 +105,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
     assert f"Submitted 2 Slurm job(s) as job array {ids[0].split('_')[0]}" in out
     assert "follow:  tail -f " in out and "report:  " in out
 
-    experiment = tmp_path / "experiments" / EXPERIMENT
+    experiment = tmp_path / "experiments" / AGENTS
     runs = {agent: experiment / f"agent_model{agent}" for agent in ("gold", "wrong")}
     wait_for(lambda: all(job_state(d) in ("completed", "failed") for d in runs.values()), "both jobs to finish")
     for agent, run_dir in runs.items():

@@ -166,6 +166,37 @@ def test_eval_sweep_reports_the_newest_finished_evaluation(tmp_path: Path):
     assert rows[0]["slurm job"] == "local"
 
 
+def test_a_local_sweep_is_reported_from_the_records_its_runs_keep(cli, llm, tmp_path: Path):
+    """`-m` without cluster=slurm: the points run here one after another, each keeping its
+    job.json as a Slurm job does; the report reads the sweep directory they leave."""
+    result = cli("-m", "mode=eval", f"eval.agent_base_url={llm.base_url}", "eval.agent_model=gold,wrong",
+                 "experiment_name=tau2-agents-airline", f"econfig.user_llm_base_url={llm.base_url}",
+                 "econfig.user_llm=user", "eval.num_trials=1", "eval.max_concurrency=20", "tracking=none",
+                 f"cluster.fileroot={tmp_path}/exp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "exp" / "tau2-agents-airline"
+    out = report(sweep)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"sweep {sweep}: 2 job(s) (2 completed)")
+    rows = {r["trial"]: r for r in rows_of(out.stdout)}
+    assert sorted(rows) == ["agent_modelgold", "agent_modelwrong"]
+    for agent, row in zip(("gold", "wrong"), rows.values()):
+        assert (row["agent_model"], row["state"], row["slurm job"], row["tasks x trials"]) == (
+            agent, "completed", "local", "20x1")
+    assert rows["agent_modelgold"]["avg_reward"] == "1.000" != rows["agent_modelwrong"]["avg_reward"]
+
+    # a run that refuses its input as it starts (no agent answers) leaves no record behind,
+    # nor takes the place of the one its run directory holds
+    record = (sweep / "agent_modelgold" / "job.json").read_text()
+    for fileroot in ("exp", "none"):
+        refused = cli("mode=eval", "eval.agent_base_url=http://127.0.0.1:9/v1", "trial_name=agent_modelgold",
+                      "experiment_name=tau2-agents-airline", f"econfig.user_llm_base_url={llm.base_url}",
+                      "tracking=none", f"cluster.fileroot={tmp_path / fileroot}", cwd=tmp_path)
+        assert refused.returncode == 2 and "no server answers there" in refused.stderr
+    assert (sweep / "agent_modelgold" / "job.json").read_text() == record
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_single_run_dir_is_a_one_row_report(train_sweep: Path):
     run = train_sweep / "temperature1.0_t0.7"
     result = report(run)

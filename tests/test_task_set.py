@@ -202,6 +202,19 @@ def test_a_data_directory_without_a_file_the_run_reads_is_refused(data, tmp_path
     assert error.problem.startswith(f"has no {missing} ("), error.problem
 
 
+@pytest.mark.parametrize("where", ["tau2-bench-v1.0.1/data", "tau2-bench-v1.0.1", "my data/tau2-bench v1.0"])
+def test_a_whole_data_directory_is_accepted_whatever_its_path_holds(data, tmp_path, where):
+    """Dots and spaces in the path, in the data directory's own name too (a clone named after
+    its release): only tau2's data files are looked for in it."""
+    copy = Path(shutil.copytree(data, tmp_path / where))
+    given = [f"econfig.tau2_data_dir={copy}", "econfig.reward_basis=[DB]"]
+    for mode in ([], ["mode=eval", "eval.agent_base_url=http://h:1/v1"]):
+        assert checked(compose([USER_SIM, *mode, *given])).config.econfig.tau2_data_dir == str(copy)
+    (copy / "tau2/domains/airline/db.json").unlink()  # and a file missing there is still found
+    error = refused(*given)
+    assert error.problem.startswith("has no tau2/domains/airline/db.json (the airline domain's"), error
+
+
 def test_tasks_scored_on_nl_assertions_without_a_judge_are_refused(data):
     error = refused("mode=eval", "domain=retail", "eval.agent_base_url=http://h:1/v1", f"econfig.tau2_data_dir={data}")
     assert error.key == "econfig.nl_judge.base_url" and error.value is None

@@ -103,16 +103,22 @@ def data_dir_used(path: str | Path | None) -> Iterator[None]:
         use_data_dir(previous)
 
 
+# The suffix of the module constants that name a data file (AIRLINE_DB_PATH, ...); the
+# folders are *_DATA_DIR, and DATA_DIR, the data directory itself, is imported beside them.
+DATA_FILE_CONSTANT = "_PATH"
+
+
 def domain_files(domain: str) -> list[Path]:
-    """The data files tau2's code for `domain` reads (tasks, DB, policies), as the module
+    """The data files tau2's code for `domain` reads (tasks, DB, policies), as the *_PATH
     constants of the domain's package (`tau2.domains.<package>.utils`, the package of the
     domain's task loader) name them under the current data directory."""
     from tau2.registry import registry
 
     package = registry.get_tasks_loader(domain).__module__.rsplit(".", 1)[0]
-    constants = vars(importlib.import_module(f"{package}.utils")).values()
+    constants = vars(importlib.import_module(f"{package}.utils"))
     root = data_dir()
-    return sorted({p for p in constants if isinstance(p, Path) and p.suffix and p.is_relative_to(root)})
+    return sorted({p for name, p in constants.items()
+                   if name.endswith(DATA_FILE_CONSTANT) and isinstance(p, Path) and p.is_relative_to(root)})
 
 
 def split_file(task_file: Path) -> Path:

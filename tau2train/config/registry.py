@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.tau2train_slurm_launcher import config as launcher_config
 from tau2train.config import placement
+from tau2train.records.layout import path_safe
 from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
 from tau2train.schemas import (
     AllocationSpec,
@@ -25,7 +26,7 @@ from tau2train.schemas import (
     UserSimSpec,
 )
 from tau2train.schemas.groups import POLICY_SERVERS
-from tau2train.schemas.modes import facts
+from tau2train.schemas.modes import Mode, facts
 from tau2train.serving.tiny_qwen import DEFAULT_WIDTH, tiny_qwen_path
 
 ROOT_SCHEMA = "tau2train_schema"
@@ -41,6 +42,7 @@ GROUP_SCHEMAS = {
     "user_sim": UserSimSpec,
 }
 STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
+RUN_MODEL_RESOLVER = "tau2train.run_model"
 WORKER_CMD_RESOLVER = "tau2train.worker_cmd"
 TINY_QWEN_RESOLVER = "tau2train.tiny_qwen"
 
@@ -61,6 +63,15 @@ def stage_suffix(mode: str) -> str:
     return facts(mode).stage_suffix
 
 
+def run_model(mode: str, model_name: str, agent_base_url: str | None, agent_model: str) -> str:
+    """The model an experiment is named after: the evaluated one (eval.agent_model, in the
+    characters AReaL allows in a name) when mode=eval scores an endpoint; otherwise the model
+    group's, which is trained, or whose checkpoints mode=eval serves."""
+    if mode == Mode.EVAL and agent_base_url:
+        return path_safe(agent_model).replace("_", "-")
+    return model_name
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     # Storing builds every schema's OmegaConf node (~0.3 s); the store keeps them for the
@@ -78,6 +89,8 @@ def register() -> None:
     OmegaConf.register_new_resolver(placement.SLURM_JOB_RESOLVER, placement.slurm_job_field, replace=True)
     # experiment names: a stage's suffix, "-sft" after the name of a mode=sft run
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)
+    # ... and the model they start with: the evaluated one for an endpoint's evaluation
+    OmegaConf.register_new_resolver(RUN_MODEL_RESOLVER, run_model, replace=True)
     # the workers' command follows allocation.server; model=tiny_qwen3's weights are built here
     OmegaConf.register_new_resolver(WORKER_CMD_RESOLVER, worker_cmd, replace=True)
     OmegaConf.register_new_resolver(TINY_QWEN_RESOLVER, tiny_qwen_build, replace=True)

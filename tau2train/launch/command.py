@@ -18,8 +18,7 @@ from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAGS
 from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
-from tau2train.launch.local import Terminated, sigterm_unwinds
-from tau2train.launch.modes import run_here
+from tau2train.launch.local import Terminated, run_locally
 from tau2train.launch.outage import UserSimOutage
 from tau2train.launch.recipe import StageFailed
 from tau2train.launch.process_state import quiet_until_exit
@@ -74,9 +73,7 @@ def execute(argv: list[str]) -> None:
         if jobs[0].config.on_slurm:
             launch_on_slurm(jobs)
         else:
-            with sigterm_unwinds():
-                for job in jobs:
-                    run_here(job)
+            run_locally(jobs)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)

@@ -1,11 +1,16 @@
-"""Runs in this process: SIGTERM unwinding as Ctrl-C does, so that what a run started is
-stopped on the way out."""
+"""Runs in this process: one after another, each recorded in its job.json as a Slurm job is
+(so that a local `-m` sweep is reported as one on Slurm), with SIGTERM unwinding as Ctrl-C does,
+so that what a run started is stopped on the way out."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 from collections.abc import Iterator
+
+from tau2train.config.checked import Checked
+from tau2train.launch.jobs import run_recorded
+from tau2train.launch.modes import run_here
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,3 +32,14 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_locally(jobs: list[Checked]) -> None:
+    """Run the validated jobs here, one after another, each recorded (a dry run: its plan, no
+    record)."""
+    with sigterm_unwinds():
+        for job in jobs:
+            if job.config.dry_run:
+                run_here(job)
+            else:
+                run_recorded(job.composed, job)

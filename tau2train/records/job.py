@@ -1,16 +1,19 @@
 """<run_dir>/job.json: one run's state as its submitter and the job itself see it.
 
 The submitter writes SUBMITTED (with the Slurm job id and log paths); the job writes RUNNING
-when it starts (again after a requeue), then COMPLETED, FAILED or REQUEUED.
+when it starts (again after a requeue), then COMPLETED, FAILED or REQUEUED. A run on this
+machine (tau2train.launch.local) writes RUNNING, then COMPLETED or FAILED, with no Slurm id.
 `python -m tau2train.reports.sweep` reads these files; nothing else keeps state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import enum
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +105,23 @@ def update_job_record(run_dir: str | Path, **changes: Any) -> JobRecord:
     record = dataclasses.replace(read_job_record(run_dir), **changes)
     write_atomic(job_record_file(run_dir), json.dumps(record.to_json(), indent=2))
     return record
+
+
+def record_restorer(run_dir: str | Path) -> Callable[[], None]:
+    """What puts the run's record back as it is now: the file as it was, or none, and none of
+    the directories writing it made (for a run that refuses its input as it starts: bad input
+    leaves nothing behind)."""
+    path = job_record_file(run_dir)
+    before = path.read_text() if path.exists() else None
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
+
+    def restore() -> None:
+        if before is not None:
+            write_atomic(path, before)
+            return
+        path.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # one the run wrote in too: kept
+                folder.rmdir()
+
+    return restore

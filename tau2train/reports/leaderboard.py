@@ -4,9 +4,11 @@ Every `mode=eval` writes `submission.json` for its own domain beside `metrics.js
 command merges several evaluations (one per domain) into one file in the leaderboard's
 format (τ²-bench 1.0's `web/leaderboard/public/submissions/schema.json`: `submission_type`,
 `results.<domain>.pass_1..pass_4` in percent, `methodology` with the user simulator), after
-checking that they can stand together: one evaluation per domain, the same agent, the same
-user simulator. It prints the per-domain table with the average over domains and, beside
-it, the published references (`published.yaml`). It reads only JSON and that YAML file.
+checking that they can stand together: one evaluation per domain (of several found, the
+newest, or the one `--take` names; it prints which it took and which it skipped), the same
+agent, the same user simulator. It prints the per-domain table with the average over domains
+and, beside it, the published references (`published.yaml`). It reads only JSON and that
+YAML file.
 
 A model trained on τ² domains is a "custom" submission on the leaderboard; tau2train marks
 every evaluation custom unless `eval.submission_type=standard` (a base model). The task set
@@ -20,11 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tau2train.records.eval_report import EvalReport
 from tau2train.records.files import write_atomic
-from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME, metrics_files
+from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME, eval_stamp, metrics_files
 from tau2train.reports.tables import align
 from tau2train.reports.task_sets import (
     MixedTaskSets,
@@ -148,9 +151,36 @@ def render_comparison(reports: list[EvalReport], baseline: dict[str, EvalReport]
     ]
 
 
-def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
-    """metrics.json of each evaluation directory given (or found under a directory given)."""
-    found = []
+@dataclass(frozen=True)
+class Finished:
+    """A finished evaluation found: its directory (as found) and its metrics.json."""
+
+    folder: Path
+    metrics: dict
+
+    @property
+    def domain(self) -> str:
+        return str(self.metrics.get("domain"))
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The evaluation a domain's results come from, and the other evaluations of that domain
+    that were found and left out."""
+
+    folder: Path
+    report: EvalReport
+    why: str = ""  # how it was chosen among several ("" when it was the only one)
+    skipped: tuple[Path, ...] = ()
+
+    def describe(self) -> str:
+        line = f"  {self.report.domain}: took {self.folder}" + (f" ({self.why})" if self.why else "")
+        return line + (f"; skipped {', '.join(map(str, self.skipped))}" if self.skipped else "")
+
+
+def finished_evaluations(paths: list[str]) -> list[Finished]:
+    """Each finished evaluation in or under the paths given, once."""
+    found: dict[Path, Finished] = {}
     for given in paths:
         path = Path(given)
         files = metrics_files(path)
@@ -159,22 +189,73 @@ def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
         if not files:
             raise CannotMerge(f"{given} holds no finished evaluation (no {METRICS_NAME} in or under it)")
         for file in files:
-            data = json.loads(file.read_text())
-            if "leaderboard" not in data:
-                raise CannotMerge(
-                    f"{file} was written by an older tau2train (no leaderboard fields); evaluate again"
-                )
-            found.append((file.parent, EvalReport.from_json(data)))
-    by_domain: dict[str, list[Path]] = {}
-    for folder, report in found:
-        by_domain.setdefault(report.domain, []).append(folder)
-    doubled = {d: dirs for d, dirs in by_domain.items() if len(dirs) > 1}
-    if doubled:
-        lines = [f"  {d}: " + ", ".join(map(str, dirs)) for d, dirs in doubled.items()]
+            found.setdefault(file.parent.resolve(), Finished(file.parent, json.loads(file.read_text())))
+    return list(found.values())
+
+
+def taken_by_choice(named: list[str]) -> dict[str, Path]:
+    """{domain: the directory of the evaluation --take names for it, resolved}."""
+    chosen: dict[str, Path] = {}
+    for given in named:
+        if not (Path(given) / METRICS_NAME).is_file():
+            raise CannotMerge(f"--take {given}: not a finished evaluation directory (no {METRICS_NAME} here)")
+        [one] = finished_evaluations([given])
+        if one.domain in chosen:
+            raise CannotMerge(f"--take names two evaluations of {one.domain}: {chosen[one.domain]}, {given}")
+        chosen[one.domain] = one.folder.resolve()
+    return chosen
+
+
+def newest(found: list[Finished]) -> list[Finished]:
+    """The evaluations whose directories are named with the newest time (several: a tie)."""
+    latest = max(eval_stamp(f.folder) for f in found)
+    return [f for f in found if eval_stamp(f.folder) == latest]
+
+
+def check_no_tie(by_domain: dict[str, list[Finished]]) -> None:
+    tied = {domain: newest(found) for domain, found in by_domain.items()}
+    lines = [f"  {d}: " + ", ".join(str(f.folder) for f in at) for d, at in tied.items() if len(at) > 1]
+    if lines:
         raise CannotMerge(
-            "a submission holds one evaluation per domain; these domains have several:\n"
-            + "\n".join(lines) + "\nname the one evaluation directory to use for each"
+            "a submission holds one evaluation per domain; these domains have several, none newer than the "
+            "others (by the time their directories are named with):\n" + "\n".join(lines)
+            + "\nname the one to use for each: --take EVAL_DIR"
         )
+
+
+def taken_from(chosen: Finished, why: str, found: list[Finished]) -> Taken:
+    if "leaderboard" not in chosen.metrics:
+        raise CannotMerge(f"{chosen.folder / METRICS_NAME} was written by an older tau2train "
+                          "(no leaderboard fields); evaluate again")
+    skipped = tuple(f.folder for f in found if f is not chosen)
+    return Taken(chosen.folder, EvalReport.from_json(chosen.metrics), why, skipped)
+
+
+def take_one_per_domain(paths: list[str], named: list[str]) -> list[Taken]:
+    """Of the evaluations found (those --take names included), each domain's newest, or the
+    one --take names; CannotMerge when a domain's newest is a tie."""
+    chosen = taken_by_choice(named)
+    by_domain: dict[str, list[Finished]] = {}
+    for found in finished_evaluations([*paths, *named]):
+        by_domain.setdefault(found.domain, []).append(found)
+    check_no_tie({d: found for d, found in by_domain.items() if d not in chosen})
+    taken = []
+    for domain, found in by_domain.items():
+        if domain in chosen:
+            [one] = [f for f in found if f.folder.resolve() == chosen[domain]]
+            taken.append(taken_from(one, "--take", found))
+        else:
+            why = f"the newest of {len(found)}" if len(found) > 1 else ""
+            taken.append(taken_from(newest(found)[0], why, found))
+    return taken
+
+
+def find_reports(paths: list[str], named: list[str] = ()) -> list[Taken]:
+    """One evaluation per domain of those in or under `paths` (take_one_per_domain; `named`:
+    the ones --take names), checked to make one submission: one agent, one user simulator,
+    leaderboard domains, one task set."""
+    chosen = take_one_per_domain(paths, list(named))
+    found = [(t.folder, t.report) for t in chosen]
     for key, what in (("agent_model", "agent"), ("user_simulator", "user simulator")):
         values = {getattr(report, key) for _, report in found}
         if len(values) > 1:
@@ -182,7 +263,7 @@ def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
                 f"the evaluations disagree on the {what} ({', '.join(sorted(values))}); a submission "
                 f"is one {what} across its domains"
             )
-    extra = sorted(set(by_domain) - set(LEADERBOARD_DOMAINS))
+    extra = sorted({t.report.domain for t in chosen} - set(LEADERBOARD_DOMAINS))
     if extra:
         raise CannotMerge(
             f"the leaderboard has no domain {', '.join(extra)}; valid: {', '.join(LEADERBOARD_DOMAINS)}"
@@ -191,14 +272,17 @@ def find_reports(paths: list[str]) -> list[tuple[Path, EvalReport]]:
         check_one_task_set(found)
     except MixedTaskSets as error:
         raise CannotMerge(f"a submission is one task set: {error}") from None
-    return sorted(found, key=lambda item: LEADERBOARD_DOMAINS.index(item[1].domain))
+    return sorted(chosen, key=lambda t: LEADERBOARD_DOMAINS.index(t.report.domain))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="tau2train-submission", description=__doc__.split("\n\n")[0].split(": ", 1)[1]
     )
-    parser.add_argument("dirs", nargs="+", help="evaluation directories (or directories holding them)")
+    parser.add_argument("dirs", nargs="+", help="evaluation directories (or directories holding them); of "
+                        "several evaluations of one domain, the newest is taken")
+    parser.add_argument("--take", action="append", default=[], metavar="EVAL_DIR",
+                        help="the evaluation to take for its domain instead of the newest (repeatable)")
     parser.add_argument("-o", "--output", default=SUBMISSION_NAME, help="the merged file to write")
     parser.add_argument("--model-name")
     parser.add_argument("--model-organization")
@@ -207,11 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--submission-type", choices=["standard", "custom"])
     args = parser.parse_args(argv)
     try:
-        found = find_reports(args.dirs)
+        taken = find_reports(args.dirs, args.take)
     except CannotMerge as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    reports = [report for _, report in found]
+    reports = [t.report for t in taken]
     sub = submission(reports, {
         "model_name": args.model_name, "model_organization": args.model_organization,
         "submitting_organization": args.submitting_organization,
@@ -219,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     })
     write_atomic(Path(args.output), json.dumps(sub, indent=2) + "\n")
     print(f"τ² leaderboard submission for {sub['model_name']} ({sub['submission_type']}), "
-          f"from {len(found)} evaluation(s):")
+          f"from {len(taken)} evaluation(s):")
+    print("\n".join(t.describe() for t in taken))
     print("\n".join(render_comparison(reports)))
     print(f"written: {args.output}")
     missing = missing_fields(sub)
