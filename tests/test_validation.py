@@ -165,10 +165,17 @@ CASES = {
     "group_filter: mean reward above 1": (
         ["group_filter.max_mean_reward=2"], "group_filter.max_mean_reward", ["must lie in [0, 1]"],
     ),
-    "group_filter: partial groups under AReaL's per-group normalisation": (
-        ["actor.adv_norm.mean_level=group"], "group_filter.min_episodes",
-        ["trains on 2 to 7 of its gconfig.n_samples=8", "fixed slices of 8 rows",
-         "group_filter.min_episodes=8, or actor.adv_norm.mean_level=batch"],
+    "actor.adv_norm: AReaL's per-group slices of rows, one row per completion": (
+        ["actor.adv_norm.mean_level=group", "group_filter.min_episodes=8"], "actor.adv_norm.mean_level",
+        ["fixed slices of gconfig.n_samples=8 rows", "one row per completion",
+         "actor.adv_norm.mean_level=batch actor.adv_norm.std_level=batch, and group_filter.baseline=group"],
+    ),
+    "actor.adv_norm: a per-group std": (
+        ["actor.adv_norm.std_level=group"], "actor.adv_norm.std_level",
+        ["fixed slices of gconfig.n_samples=8 rows"],
+    ),
+    "group_filter: a baseline tau2train does not have": (
+        ["group_filter.baseline=batch"], "group_filter.baseline", ["not one of the choices", "group"],
     ),
     "trainer: temperature out of range": (
         ["trainer.valid_temperature=3"], "trainer.valid_temperature", ["must lie in [0, 2]"],

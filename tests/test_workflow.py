@@ -335,6 +335,39 @@ def test_group_filter_judges_a_group_by_its_episodes_rewards_under_areal(llm):
     assert row_mean < 0.95 and kept is True
 
 
+def test_a_group_baseline_measures_each_completion_against_its_groups_episodes(llm):
+    """group_filter.baseline=group: one gold episode (reward 1) and two wrong ones (0) of one
+    task, played under one AReaL task id; every row AReaL trains on (a completion's discounted
+    reward) comes out minus 1/3, the mean of the three episodes' rewards, not of the rows. A
+    group the filter drops, or a filter without the baseline, leaves the rows as they were."""
+    import torch
+    from areal.infra import workflow_context
+    from areal.infra.workflow_context import WorkflowContext
+
+    async def group(task_id: int, keep: GroupFilter) -> tuple[list[float], dict, bool]:
+        # the filter runs in the rollout's context, as AReaL calls it
+        workflow_context.set(WorkflowContext(is_eval=False, task_id=task_id))
+        data = {"task_id": "7", "split": "train"}
+        played = [workflow(llm, model).run(data, base_url=llm.base_url, api_key="k")
+                  for model in ("gold", "wrong", "wrong")]
+        rows = [r for rewards in await asyncio.gather(*played) for r in discounted(list(rewards.values()))]
+        trajectory = {"rewards": torch.tensor(rows)}
+        return rows, trajectory, keep(trajectory)
+
+    previous = workflow_context.get()
+    try:
+        rows, kept, verdict = asyncio.run(group(21, GroupFilter(max_mean_reward=None, baseline="group")))
+        plain_rows, plain, plain_verdict = asyncio.run(group(22, GroupFilter(max_mean_reward=None)))
+        _, dropped, dropped_verdict = asyncio.run(group(23, GroupFilter(max_mean_reward=0.2, baseline="group")))
+    finally:
+        workflow_context.set(previous)
+    assert (verdict, plain_verdict, dropped_verdict) == (True, True, False)
+    assert max(rows) == 1.0 and min(rows) == 0.0 and len(rows) > 3  # the rows' mean is not 1/3
+    assert kept["rewards"].tolist() == pytest.approx([r - 1 / 3 for r in rows])
+    assert plain["rewards"].tolist() == pytest.approx(plain_rows)
+    assert dropped["rewards"].tolist() == pytest.approx(rows)
+
+
 def test_validation_episodes_give_each_domain_its_pass1_on_areals_stats_tracker(llm):
     """Under AReaL's workflow context, each episode's reward and success go to AReaL's stats
     tracker under its domain, in the scope AReaL's own reward uses: averaged per step, the

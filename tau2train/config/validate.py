@@ -64,7 +64,7 @@ def check_train(composed: Composed) -> Checked:
     check_tau2_data(exp, training_played(exp, domains))
     check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
-    check_partial_groups(exp)
+    check_per_group_norms(exp)
     check_user_sims_trained(exp, domains)
     users = check_user_simulator(exp, domains)
     check_storage(exp)
@@ -164,25 +164,25 @@ def check_episode_settings(exp: ExperimentConfig) -> None:
     check_reward_basis(exp)
 
 
-def check_partial_groups(exp: ExperimentConfig) -> None:
-    """A group that lost episodes trains on fewer than gconfig.n_samples of them, which AReaL's
-    group-level normalisation cannot take: it slices the batch every n_samples rows
-    (areal/utils/data.py, Normalization)."""
-    n = exp.gconfig.n_samples
-    kept = exp.group_filter.least_kept(n)
-    if kept == n:
-        return
+def check_per_group_norms(exp: ExperimentConfig) -> None:
+    """AReaL's group-level normalisation slices the batch every gconfig.n_samples rows
+    (areal/utils/data.py, Normalization), but a τ² rollout's rows are completions, several an
+    episode and as many as its turns: the slices would straddle groups. The group's own
+    baseline is group_filter.baseline=group."""
     for name in ("adv_norm", "reward_norm"):
         norm = getattr(exp.actor, name)
-        if norm is not None and "group" in (norm.mean_level, norm.std_level):
-            raise ConfigError(
-                "group_filter.min_episodes", exp.group_filter.min_episodes,
-                f"a group that lost episodes trains on {kept} to {n - 1} of its gconfig.n_samples={n}, "
-                f"and actor.{name} normalises per group in fixed slices of {n} rows",
-                valid=f"{n} (a failed episode drops its whole group), with a group-level actor.{name}",
-                fix=f"group_filter.min_episodes={n}, or actor.{name}.mean_level=batch and "
-                    f"actor.{name}.std_level=batch",
-            )
+        if norm is None or "group" not in (norm.mean_level, norm.std_level):
+            continue
+        level = "mean_level" if norm.mean_level == "group" else "std_level"
+        raise ConfigError(
+            f"actor.{name}.{level}", "group",
+            f"AReaL normalises per group in fixed slices of gconfig.n_samples={exp.gconfig.n_samples} "
+            "rows, and a τ² rollout trains on one row per completion (several an episode, as many "
+            "as its turns): the slices would cut across groups",
+            valid="batch or null",
+            fix=f"actor.{name}.mean_level=batch actor.{name}.std_level=batch, and "
+                "group_filter.baseline=group for GRPO's per-group baseline over whole episodes",
+        )
 
 
 def check_names(exp: ExperimentConfig) -> None:

@@ -112,25 +112,40 @@ def record_domain_stats(domain: str, reward: float) -> None:
 
 @dataclass
 class GroupFilter(GroupFilterConfig):
-    """AReaL's dynamic filter: keep a group of rollouts of one task only if at least
-    `min_episodes` of its episodes are left (the others failed and were dropped alone) and the
-    mean of their rewards is within the configured bounds (a solved group teaches little;
-    upstream drops > 0.95); `min_episodes` is the group_filter's least_kept. Without recorded episode rewards (called outside AReaL's rollout) it falls
-    back to the mean of the group's "rewards". A top-level class, so AReaL can ship it to its
-    rollout workers by pickling."""
+    """AReaL's dynamic filter, the one place AReaL hands over a task's whole group of rollouts
+    (rows: one per completion): keep the group only if at least `min_episodes` of its episodes
+    are left (the others failed and were dropped alone) and the mean of their rewards is within
+    the configured bounds (a solved group teaches little; upstream drops > 0.95);
+    `min_episodes` is the group_filter's least_kept. With `baseline="group"` a kept group's
+    rows are measured against that mean (group_baseline). Without recorded episode rewards
+    (called outside AReaL's rollout) the mean is that of the group's "rewards". A top-level
+    class, so AReaL can ship it to its rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
         episodes = EPISODE_REWARDS.pop(rollout_task_id())
         if episodes and len(episodes) < self.min_episodes:  # the others failed (losses.py)
             return False
-        if episodes:
-            mean = sum(episodes) / len(episodes)
-        else:
-            rewards = group["rewards"]
-            if hasattr(rewards, "float"):  # a torch tensor, as AReaL passes it
-                mean = float(rewards.float().mean())
-            else:
-                mean = sum(rewards) / len(rewards)
+        mean = sum(episodes) / len(episodes) if episodes else _rows_mean(group["rewards"])
         if self.max_mean_reward is not None and mean > self.max_mean_reward:
             return False
-        return self.min_mean_reward is None or mean >= self.min_mean_reward
+        if self.min_mean_reward is not None and mean < self.min_mean_reward:
+            return False
+        if self.baseline == "group":
+            group_baseline(group, mean)
+        return True
+
+
+def group_baseline(group: dict[str, Any], mean: float) -> None:
+    """GRPO's baseline over whole episodes: every row's reward (a completion's) minus `mean`,
+    the mean reward of the group's episodes. An episode's completions share its outcome, so
+    the tokens all episodes of a group have in common get no net push; only those that tell
+    its wins from its losses do. AReaL's reward_bias, reward_scaling and actor.adv_norm
+    apply afterwards, as to any reward."""
+    rewards = group["rewards"]
+    group["rewards"] = rewards - mean if hasattr(rewards, "float") else [r - mean for r in rewards]
+
+
+def _rows_mean(rewards) -> float:
+    if hasattr(rewards, "float"):  # a torch tensor, as AReaL passes it
+        return float(rewards.float().mean())
+    return sum(rewards) / len(rewards)

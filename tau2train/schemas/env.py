@@ -222,9 +222,14 @@ class EnvConfig:
         return own.base_url, own.model or self.user_llm
 
 
+# group_filter.baseline's choices: what each completion's reward is measured against
+GROUP_BASELINES = ("group", None)
+
+
 @dataclass
 class GroupFilterConfig:
-    """AReaL's dynamic filter over each group of rollouts of one task (GRPO group)."""
+    """What the trainer does with each group of rollouts of one task (GRPO group): AReaL's
+    dynamic filter, and the group's own baseline."""
 
     max_mean_reward: float | None = field(
         default=0.95,
@@ -250,6 +255,19 @@ class GroupFilterConfig:
             "simulator, episode timeout, evaluator) trains on the rest if at least this many "
             "are left (at most gconfig.n_samples), and is dropped whole otherwise; the failed "
             "episodes are dropped alone. gconfig.n_samples drops the group on any failure.",
+        },
+    )
+
+    baseline: str | None = field(
+        default=None,
+        metadata={
+            "choices": list(GROUP_BASELINES),
+            "help": "group: every completion's reward minus the mean reward of its group's "
+            "episodes (GRPO's baseline, over whole episodes: AReaL's actor.adv_norm "
+            "mean_level=group slices rows, one per completion, so it cannot); what a group "
+            "shares then stays put and only what tells its wins from its losses moves. "
+            "null: rewards as they are, actor.adv_norm's batch mean the only baseline "
+            "(AReaL's τ² example)."
         },
     )
 
