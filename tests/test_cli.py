@@ -102,11 +102,16 @@ def test_every_model_and_domain_plans_through_a_glob_sweep(cli, tmp_path):
     result = cli("-m", "dry_run=true", "model=glob(*)", "domain=glob(*)", USER_SIM,
                      *slurm_overrides(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("tau2train plan (dry run") == 20
+    assert result.stdout.count("tau2train plan (dry run") == 1  # the first point's; the table lists all 20
     # one array per Slurm request: the one-node model's jobs hold a node's GPUs, the
     # multi-node models' controllers none, the CPU model's (trainer.cpu_only) no GPU either
     assert result.stdout.count("\nsbatch script of ") == 3
     assert result.stdout.count("sbatch script of 4 job(s)") == 2 and "sbatch script of 12 job(s)" in result.stdout
+    table = [line.split() for line in result.stdout.rstrip().splitlines()[-20:]]
+    assert [row[:2] for row in table[::4]] == [["1", "qwen3_1_7b"], ["5", "qwen3_235b_a22b"], ["9", "qwen3_30b_a3b"],
+                                               ["13", "qwen3_8b"], ["17", "tiny_qwen3"]]
+    assert [row[4:] for row in table[::4]] == [["1_0", "1", "x", "8"], ["2_0", "10", "x", "8"], ["2_4", "8", "x", "8"],
+                                               ["2_8", "3", "x", "8"], ["3_0", "none", "(trainer.cpu_only)"]]
     written = sorted(p.relative_to(tmp_path / "experiments").parts[0]
                      for p in (tmp_path / "experiments").glob(f"*/trial0/{AREAL_CONFIG_NAME}"))
     assert len(written) == 20

@@ -184,3 +184,21 @@ def test_a_sweep_over_the_slurm_job_itself_is_one_array_per_request(cli, tmp_pat
     assert not (tmp_path / "experiments" / EXPERIMENT / ".submitit").exists()
 
 
+def test_sbatch_options_reach_the_script_slurm_holds(cli, llm, tmp_path):
+    """slurm.exclusive and slurm.extra_sbatch in the script submitted, as Slurm keeps and reads it
+    (held by --hold from extra_sbatch: the job never starts)."""
+    result = cli(f"econfig.user_llm_base_url={llm.base_url}", "tracking=none", *slurm_overrides(tmp_path),
+                 *SMALL_TRAINING_JOB, "slurm.exclusive=true", "slurm.extra_sbatch={hold:true,comment:tau2 options}",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [job_id] = submitted_ids(result.stdout)
+    try:
+        script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True,
+                                text=True, check=True).stdout
+        for line in ("#SBATCH --exclusive", "#SBATCH --hold", "#SBATCH --comment='tau2 options'", "#SBATCH --requeue"):
+            assert line in script.splitlines(), (line, script)
+        job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+        assert "Comment=tau2 options" in job and "Reason=JobHeldUser" in job and "OverSubscribe=NO" in job, job
+    finally:
+        subprocess.run(["scancel", job_id], check=True)
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers.cli import USER_SIM
+from helpers.cli import USER_SIM, slurm_overrides
 
 from tau2train.launch.sweeps import sweep_points, with_trial_names
 
@@ -46,3 +46,47 @@ def test_a_reward_sweep_plans_one_run_directory_per_point(cli, tmp_path):
         assert config["experiment_name"] == "tau2-qwen3-1.7b-airline"
         assert f"turn_discount{config['rollout']['agent']['turn_discount']}" in trial
         assert f"invalid_format_penalty{config['econfig']['invalid_format_penalty']}" in trial
+
+
+def table_rows(out: str, points: int) -> list[list[str]]:
+    """The cells of the sweep table that ends a `-m` dry run (its last `points` lines)."""
+    return [line.split() for line in out.rstrip().splitlines()[-points:]]
+
+
+def test_a_slurm_sweep_dry_run_plans_its_first_point_and_ends_with_a_table_of_its_points(cli, tmp_path):
+    result = cli("-m", "dry_run=true", "model=qwen3_1_7b,qwen3_8b", "domain=airline,retail", USER_SIM,
+                 *slurm_overrides(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("tau2train plan (dry run") == 1 and out.count("Slurm submission (would be made") == 1
+    assert "(the plan of point 1; 3 more point(s) in the table below, each planned alone by" in out
+    # one sbatch script per distinct Slurm request: the one-node model's jobs, the 3-node one's controllers
+    assert out.count("\nsbatch script of 2 job(s): array ") == 2
+    lines = out.rstrip().splitlines()
+    assert lines[-6] == ("Sweep of 4 points (dry run: nothing was started or submitted): 2 job arrays, one per "
+                         "distinct Slurm request (sbatch scripts above; Slurm job: <array>_<index>)")
+    assert lines[-5].split() == ["#", "model", "domain", "run", "directory", "(under",
+                                 f"{tmp_path}/experiments)", "Slurm", "job", "GPUs", "(nodes", "x", "per", "node)"]
+    assert table_rows(out, 4) == [
+        ["1", "qwen3_1_7b", "airline", "tau2-qwen3-1.7b-airline/trial0", "1_0", "1", "x", "8"],
+        ["2", "qwen3_1_7b", "retail", "tau2-qwen3-1.7b-retail/trial0", "1_1", "1", "x", "8"],
+        ["3", "qwen3_8b", "airline", "tau2-qwen3-8b-airline/trial0", "2_0", "3", "x", "8"],
+        ["4", "qwen3_8b", "retail", "tau2-qwen3-8b-retail/trial0", "2_1", "3", "x", "8"],
+    ]
+    # every point's AReaL config is written, its plan printed or not
+    assert len(list((tmp_path / "experiments").glob("*/trial0/areal_config.yaml"))) == 4
+
+
+def test_a_local_sweep_dry_run_ends_with_a_table_of_its_points(cli, tmp_path):
+    result = cli("-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}/exp", "mode=eval",
+                 "eval.agent_base_url=http://127.0.0.1:30000/v1", "eval.agent_model=a,b",
+                 "experiment_name=tau2-agents-airline", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("τ² evaluation plan") == 1 and "sbatch" not in out
+    assert out.rstrip().splitlines()[-4] == ("Sweep of 2 points (dry run: nothing was started or submitted): "
+                                             "run one after another on this machine")
+    assert table_rows(out, 2) == [
+        ["1", "a", "tau2-agents-airline/agent_modela", "none", "(an", "endpoint's", "evaluation)"],
+        ["2", "b", "tau2-agents-airline/agent_modelb", "none", "(an", "endpoint's", "evaluation)"],
+    ]

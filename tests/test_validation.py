@@ -174,6 +174,11 @@ CASES = {
         ["actor.adv_norm.std_level=group"], "actor.adv_norm.std_level",
         ["fixed slices of gconfig.n_samples=8 rows"],
     ),
+    "model.path: a tiny Qwen3 width that is not built": (
+        ["experiment=cpu_miniature", "model.path=${tau2train.tiny_qwen:96}"], "model.path",
+        ["built locally in these widths only", "valid: ${tau2train.tiny_qwen:64}, ${tau2train.tiny_qwen:128}",
+         "fix:   model.path='${tau2train.tiny_qwen:128}'"],
+    ),
     "group_filter: a baseline tau2train does not have": (
         ["group_filter.baseline=batch"], "group_filter.baseline", ["not one of the choices", "group"],
     ),

@@ -5,7 +5,8 @@ without importing submitit or the launcher itself."""
 # No `from __future__ import annotations` here: Hydra's plugin scan runs this module without
 # entering it in sys.modules, and @dataclass cannot read string annotations of such a module
 # (every Hydra app in this environment, AReaL's load_expr_config included, would fail).
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
@@ -18,6 +19,9 @@ class SubmitOnlySlurmQueueConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.tau2train_slurm_launcher.launcher.SubmitOnlySlurmLauncher"
     # wait for every job's result, as a sweeper choosing points from rewards needs
     wait_for_results: bool = False
+    # sbatch options of tau2train's typed keys (slurm.constraint & co.), added to
+    # additional_parameters; kept apart so that `+hydra.launcher.additional_parameters.X=...` works
+    sbatch_options: dict[str, Any] = field(default_factory=dict)
 
 
 def store() -> None:

@@ -5,7 +5,8 @@ each job requeue itself through submitit's checkpoint hook when it is preempted 
 out. What it lacks for days-long training is returning once submitted (its `launch` waits
 on every job's result), so this launcher keeps all of its handling and, for the one call,
 swaps in an executor that returns the submitted jobs, or, for a dry run, the sbatch script
-it would have submitted. It also exports the config's `slurm.env_vars` in the script, and
+it would have submitted. It also exports the config's `slurm.env_vars` in the script, writes
+the sbatch options of `slurm.constraint` & co. (its `sbatch_options`), and
 waits as the stock launcher does when a sweeper needs the results (`wait_for_results`,
 Optuna). Hydra loads launchers only from the hydra_plugins package; the launcher's config node is in
 config.py beside this file.
@@ -57,9 +58,13 @@ class SubmitOnlySlurmLauncher(SlurmLauncher):
 
     preview = False
 
-    def __init__(self, wait_for_results: bool = False, **params: Any) -> None:
+    def __init__(self, wait_for_results: bool = False, sbatch_options: Any = None, **params: Any) -> None:
         super().__init__(**params)
         self.wait_for_results = wait_for_results
+        # slurm.constraint & co. (tau2train.config.sbatch.sbatch_options): submitit writes
+        # additional_parameters as #SBATCH lines, True as a flag without a value
+        options = OmegaConf.to_container(sbatch_options) if OmegaConf.is_config(sbatch_options) else sbatch_options
+        self.params["additional_parameters"] = {**(self.params.get("additional_parameters") or {}), **(options or {})}
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)

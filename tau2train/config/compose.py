@@ -171,6 +171,9 @@ def _unknown_keys(overrides: list[str]) -> list[ConfigError]:
 
 
 def _explain_value_error(error: OmegaConfBaseException) -> ConfigError:
+    raised = _raised_by_resolver(error)
+    if raised is not None:
+        return raised
     key = getattr(error, "full_key", None) or "config"
     message = str(error).split("\n")[0]
     if isinstance(error, ValidationError):
@@ -179,3 +182,14 @@ def _explain_value_error(error: OmegaConfBaseException) -> ConfigError:
                            "(see `python -m tau2train.run --help`)")
     return ConfigError(key, getattr(error, "value", None), message,
                        fix="see `python -m tau2train.run --cfg job` for the composed values")
+
+
+def _raised_by_resolver(error: BaseException) -> ConfigError | None:
+    """The ConfigError one of tau2train's resolvers raised, under OmegaConf's wrapping."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

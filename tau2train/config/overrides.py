@@ -20,11 +20,13 @@ CONFIG_NAME = "config"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "experiment")
 
-# Settings that map a domain to a value. Hydra merges `key={...}` into the map the config
-# already has, and the struct flag refuses the keys that are new (every domain not named yet);
-# its force-add prefix `++` merges them in, and the map's value type still checks each entry.
-DOMAIN_MAPS = (
+# Settings that map a name the user picks (a domain, an sbatch option) to a value. Hydra merges
+# `key={...}` into the map the config already has, and the struct flag refuses the keys that are
+# new (every domain not named yet); its force-add prefix `++` merges them in, and the map's value
+# type still checks each entry.
+NAMED_MAPS = (
     "data.weights", "econfig.max_steps_by_domain", "econfig.reward_basis_by_domain", "econfig.user_llm_by_domain",
+    "slurm.extra_sbatch",
 )
 # Groups the defaults list names as `null` (none chosen): `+group=choice` would add the group
 # a second time, which Hydra refuses; it means `group=choice`.
@@ -63,11 +65,11 @@ def parse_overrides(overrides: list[str], config_loader: object = None) -> list[
 
 
 def normalised(overrides: list[str]) -> list[str]:
-    """`overrides` with `++` before each plain one that sets a domain map or one of its
+    """`overrides` with `++` before each plain one that sets a named map or one of its
     entries, and `+experiment=X` read as `experiment=X`."""
     def sets_map(override: str) -> bool:
         key = override.split("=", 1)[0]
-        return "=" in override and any(key == m or key.startswith(m + ".") for m in DOMAIN_MAPS)
+        return "=" in override and any(key == m or key.startswith(m + ".") for m in NAMED_MAPS)
 
     def adds_null_group(override: str) -> bool:
         return override.startswith("+") and override.lstrip("+").split("=", 1)[0] in NULL_GROUPS

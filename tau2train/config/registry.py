@@ -12,7 +12,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hydra_plugins.tau2train_slurm_launcher import config as launcher_config
-from tau2train.config import placement
+from tau2train.config import placement, sbatch
+from tau2train.config.errors import ConfigError
 from tau2train.records.layout import path_safe
 from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
 from tau2train.schemas import (
@@ -27,7 +28,7 @@ from tau2train.schemas import (
 )
 from tau2train.schemas.groups import POLICY_SERVERS
 from tau2train.schemas.modes import Mode, facts
-from tau2train.serving.tiny_qwen import DEFAULT_WIDTH, tiny_qwen_path
+from tau2train.serving.tiny_qwen import DEFAULT_WIDTH, WIDTHS, tiny_qwen_path
 
 ROOT_SCHEMA = "tau2train_schema"
 # The schema each group's YAML choices name in their defaults (`/schema/<group>`).
@@ -55,6 +56,11 @@ def worker_cmd(server: str) -> str:
 
 def tiny_qwen_build(hidden_size: int = DEFAULT_WIDTH) -> str:
     """${tau2train.tiny_qwen:128}: where the shared tiny-Qwen build of that width lives."""
+    if hidden_size not in WIDTHS:
+        raise ConfigError("model.path", f"${{{TINY_QWEN_RESOLVER}:{hidden_size}}}",
+                          "a tiny Qwen3 is built locally in these widths only (hidden size)",
+                          valid=[f"${{{TINY_QWEN_RESOLVER}:{w}}}" for w in WIDTHS],
+                          fix=f"model.path='${{{TINY_QWEN_RESOLVER}:{WIDTHS[-1]}}}', or a model folder")
     return str(tiny_qwen_path(int(hidden_size)))
 
 
@@ -87,6 +93,7 @@ def register() -> None:
     # cluster=slurm: the scheduler AReaL runs in the job, and what the job asks Slurm for
     OmegaConf.register_new_resolver(placement.AREAL_SCHEDULER_RESOLVER, placement.areal_scheduler, replace=True)
     OmegaConf.register_new_resolver(placement.SLURM_JOB_RESOLVER, placement.slurm_job_field, replace=True)
+    OmegaConf.register_new_resolver(sbatch.SBATCH_OPTIONS_RESOLVER, sbatch.sbatch_options_field, replace=True)
     # experiment names: a stage's suffix, "-sft" after the name of a mode=sft run
     OmegaConf.register_new_resolver(STAGE_SUFFIX_RESOLVER, stage_suffix, replace=True)
     # ... and the model they start with: the evaluated one for an endpoint's evaluation

@@ -21,6 +21,7 @@ from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement
+from tau2train.config.sbatch import check_sbatch_options
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
 from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.schemas import (
@@ -47,6 +48,7 @@ def validate(composed: Composed, check_mode: Callable[[Composed], Checked]) -> C
     exp = composed.config
     check_declared(exp)
     check_names(exp)
+    check_sbatch_options(exp)
     checked = check_mode(composed)
     check_tracking(exp)
     check_secrets_set_elsewhere(exp)

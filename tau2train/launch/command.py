@@ -20,6 +20,7 @@ from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalServerFailed
 from tau2train.launch.local import Terminated, run_locally
 from tau2train.launch.outage import UserSimOutage
+from tau2train.launch.preview import preview
 from tau2train.launch.recipe import StageFailed
 from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
@@ -70,7 +71,9 @@ def execute(argv: list[str]) -> None:
         jobs = prepare(argv)
         for job in jobs:
             check_user_sim_record(job.config)
-        if jobs[0].config.on_slurm:
+        if jobs[0].config.dry_run:
+            preview(jobs)
+        elif jobs[0].config.on_slurm:
             launch_on_slurm(jobs)
         else:
             run_locally(jobs)

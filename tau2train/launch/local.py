@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 from tau2train.config.checked import Checked
 from tau2train.launch.jobs import run_recorded
-from tau2train.launch.modes import run_here
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,11 +34,8 @@ def sigterm_unwinds() -> Iterator[None]:
 
 
 def run_locally(jobs: list[Checked]) -> None:
-    """Run the validated jobs here, one after another, each recorded (a dry run: its plan, no
-    record)."""
+    """Run the validated jobs here, one after another, each recorded (a dry run is
+    tau2train.launch.preview's)."""
     with sigterm_unwinds():
         for job in jobs:
-            if job.config.dry_run:
-                run_here(job)
-            else:
-                run_recorded(job.composed, job)
+            run_recorded(job.composed, job)

@@ -45,11 +45,16 @@ def checked(composed: Composed) -> Checked:
     return checks.validate(composed, lambda c: entry(c.config).check(c))
 
 
+def plan(checked: Checked) -> str:
+    """The mode's plan, after writing what its run would read; on Slurm, with the job it would
+    submit."""
+    use_task_set(checked.config.econfig)  # the plan reads the tasks the run would play
+    text = entry(checked.config).plan(checked)
+    return text + "\n\n" + slurm_submission(checked) if checked.config.on_slurm else text
+
+
 def dry_run(checked: Checked) -> None:
-    """The mode's plan (and the config it writes); on Slurm, the job it would submit."""
-    print(entry(checked.config).plan(checked))
-    if checked.config.on_slurm:
-        print("\n" + slurm_submission(checked))
+    print(plan(checked))
 
 
 def run_here(checked: Checked) -> None:

@@ -13,6 +13,7 @@ import yaml
 from tau2train.config import areal_data
 from tau2train.config.checked import Checked
 from tau2train.config.placement import describe, slurm_job
+from tau2train.config.sbatch import sbatch_options
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import areal_config_file, generated_dir
 from tau2train.reports.tables import align
@@ -156,6 +157,7 @@ def slurm_submission(checked: Checked) -> str:
     shown = ["partition", "account", "qos", "timeout_min", "nodes", "tasks_per_node",
              "cpus_per_task", "mem_gb", "gpus_per_node", "name", "submitit_folder", "setup"]
     rows = [[key, str(launcher.get(key))] for key in shown if launcher.get(key) not in (None, [], "")]
+    rows += [[option, "true" if value is True else str(value)] for option, value in sbatch_options(exp.slurm).items()]
     where = slurm_job(exp).placement
     if where is None:
         placed = "one job: the evaluation, and the checkpoint's server when one is served, inside it"
@@ -179,5 +181,7 @@ def role_jobs(exp: ExperimentConfig, where: Placement | None) -> list[str]:
     if where is Placement.PER_ROLE_JOBS:
         container = f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""
         return [f"then AReaL's Slurm scheduler submits one job per role on whole nodes of "
-                f"{cluster.n_gpus_per_node} GPUs ({cluster.n_nodes} nodes in all){container}"]
+                f"{cluster.n_gpus_per_node} GPUs ({cluster.n_nodes} nodes in all){container}",
+                "(AReaL writes those jobs' sbatch lines itself, without slurm.partition, .account, .qos, "
+                ".constraint, .reservation, .exclusive or .extra_sbatch)"]
     return []

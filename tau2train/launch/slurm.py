@@ -21,7 +21,6 @@ from tau2train.config.checked import Checked
 from tau2train.config.compose import CONFIG_NAME, hydra_session
 from tau2train.launch.evaluate import check_reachable, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
-from tau2train.launch.modes import dry_run
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
 # Launcher settings that may differ between the points of one array (it shares the rest).
@@ -114,18 +113,9 @@ def render_submission(submitted: list[SubmittedJob], sweep_dir: str) -> str:
 
 
 def launch_on_slurm(jobs: list[Checked]) -> None:
-    """Submit the jobs (a sweep: one array per Slurm request) and return; a dry run shows each
-    array's sbatch script."""
+    """Submit the jobs (a sweep: one array per Slurm request) and return (a dry run, showing
+    each array's sbatch script, is tau2train.launch.preview's)."""
     arrays = job_arrays(jobs)
-    if jobs[0].config.dry_run:
-        for job in jobs:
-            dry_run(job)
-        for array in arrays:
-            trials = ", ".join(c.config.trial_name for c in array)
-            print(f"\nsbatch script of {len(array)} job(s): {trials} "
-                  "(made by hydra-submitit-launcher/submitit; not submitted):\n")
-            print(sbatch_preview(array, run_submitted_job))
-        return
     for endpoint in sorted({e for c in jobs for e in endpoints(c)}):  # once per server
         check_reachable(endpoint.key, endpoint.url)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]

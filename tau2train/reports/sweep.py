@@ -249,10 +249,11 @@ def run_reward(run_dir: Path) -> float | None:
     return row.mean if row.job.mode == "eval" else row.final
 
 
-def varying_keys(rows: list[Row]) -> dict[str, str]:
-    """{full override key: short column name} for the overrides that differ between rows."""
-    keys = list(dict.fromkeys(k for r in rows for k in r.overrides))  # command-line order
-    varying = [k for k in keys if len({r.overrides.get(k) for r in rows}) > 1]
+def varying_keys(points: list[dict[str, str]]) -> dict[str, str]:
+    """{full override key: short column name} for the overrides (parse_overrides) that differ
+    between points."""
+    keys = list(dict.fromkeys(k for p in points for k in p))  # command-line order
+    varying = [k for k in keys if len({p.get(k) for p in points}) > 1]
     short = {}
     for key in varying:
         parts = key.split(".")
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = build_rows(dirs)
     caveat = settle_states(rows)
-    keys = varying_keys(rows)
+    keys = varying_keys([r.overrides for r in rows])
     print(render(path, rows, keys, caveat))
     if skipped:
         print(f"\nskipped {len(skipped)} subdirectory(ies) without {JOB_RECORD_NAME}: "

@@ -266,6 +266,26 @@ class SlurmSpec(QueueSpec):
     array_parallelism: int = field(
         default=64, metadata={"range": AT_LEAST_ONE, "help": "Jobs of one -m sweep array that may run at once."}
     )
+    constraint: str | None = field(
+        default=None,
+        metadata={"help": "Node features the job needs (sbatch --constraint), e.g. h100 or 'h100|a100'; "
+                  "null = any node."},
+    )
+    reservation: str | None = field(
+        default=None, metadata={"help": "Slurm reservation the job runs in (sbatch --reservation)."}
+    )
+    exclusive: bool = field(
+        default=False,
+        metadata={"help": "The job's node is shared with no other job (sbatch --exclusive)."},
+    )
+    extra_sbatch: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Any other sbatch option, by its long name without dashes, e.g. {mail-type: END, "
+            "mail-user: me@lab.org}; true writes a flag without a value (--contiguous). An option "
+            "tau2train sets itself is refused, naming the key that sets it."
+        },
+    )
 
 
 @dataclass
