@@ -5,7 +5,7 @@ replays, AReaL's SFT and PPO trainers with the CPU server, tau2's environment an
 the evaluation of three checkpoints through the CPU server's chat API, tau2train-compare.
 
 Every completion in it is sampled by the policy; nothing is forced. The short run shows each
-stage's outputs, not learning (benchmarks/learning.py measures that): 2 of the 5 tasks in
+stage's outputs, not learning (benchmarks/learning.py measures that): 2 of the 4 tasks in
 each RL step, 2 episodes each. Runtime: ~6 minutes on 2 cores (two AReaL start-ups).
 """
 
@@ -64,7 +64,7 @@ def test_every_stage_runs_and_says_so(recipe):
     assert [name for _, name in stages] == [
         "model", "user simulator", "sft data", "sft", "train", "eval base", "eval sft", "eval rl"]
     assert "rule-based-user-mock" in out
-    assert re.search(r"sft data: 10 rows from 5 gold replays", out)
+    assert re.search(r"sft data: 8 rows from 4 gold replays", out)
     # a line per training step, of both trainers
     assert re.findall(r"^ +sft step (\d+)/2$", out, re.MULTILINE) == ["1", "2"]
     assert re.findall(r"^ +train step (\d+)/2, mean reward [0-9.]+$", out, re.MULTILINE) == ["1", "2"]
@@ -76,7 +76,7 @@ def test_each_stage_leaves_its_outputs(recipe):
     root, _, _ = recipe
     run = root / "runs" / "tau2-cpu-miniature" / "ci0"
     rows = (run / "recipe" / "sft-data" / "tau2_sft_train.jsonl").read_text().splitlines()
-    assert len(rows) == 10 and all(json.loads(r)["metadata"]["correct"] == 1 for r in rows)
+    assert len(rows) == 8 and all(json.loads(r)["metadata"]["correct"] == 1 for r in rows)
     sft = checkpoints.checkpoints(checkpoints.run_checkpoint_root(f"{root}/runs", "tau2-cpu-miniature-sft", "ci0"))
     rl = checkpoints.checkpoints(checkpoints.run_checkpoint_root(f"{root}/runs", "tau2-cpu-miniature", "ci0"))
     assert len(sft) == 1 and len(rl) == 1  # after the last step of each
@@ -93,7 +93,7 @@ def test_each_stage_leaves_its_outputs(recipe):
 def test_the_table_closes_the_output(recipe):
     _, _, out = recipe
     table = out[out.index("\ntau2train recipe: tiny-qwen3-h128 on τ² mock"):]
-    assert "5 tasks, 1 trial each" in table and "not whether it generalises" in table
+    assert "4 tasks, 1 trial each" in table and "not whether it generalises" in table
     for label in ("base", "sft", "rl"):
         assert re.search(rf"^  {label} +\d+\.\d", table, re.MULTILINE), table
     assert re.search(r"^  RL − SFT +[+-]\d+\.\d points, 95% interval", table, re.MULTILINE)
