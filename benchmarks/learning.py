@@ -4,7 +4,7 @@ For each seed it prints pass^1 of the SFT and RL checkpoints on the same tasks a
 tau2train-compare's verdict of RL against SFT, then the mean reward by RL step. The goal: RL
 better than SFT with the 95% interval above 0 in every seed, and the reward rising by step.
 
-    .venv/bin/python benchmarks/learning.py [--seeds 1 2 3] [--steps 8] [-- extra overrides]
+    .venv/bin/python benchmarks/learning.py [--seeds 1 2 3] [--steps 12] [-- extra overrides]
 
 Each seed is one `python -m tau2train.run experiment=cpu_miniature seed=N ...` (its stage logs
 under ~/.cache/tau2train/runs/tau2-cpu-miniature/learn<seed>_<time>/recipe/). About 13 minutes
@@ -52,7 +52,7 @@ def row(seed: int, s: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=8, help="RL steps (total_train_steps)")
+    parser.add_argument("--steps", type=int, default=12, help="RL steps (total_train_steps)")
     parser.add_argument("extra", nargs="*", help="more overrides for every seed")
     args = parser.parse_args()
     print("seed  base%   SFT%    RL%    RL-SFT [95% interval]      verdict                       reward/step     min")
@@ -61,7 +61,8 @@ def main() -> int:
         results[seed] = run_seed(seed, args.steps, args.extra)
         print(row(seed, results[seed]), flush=True)
     better = sum(r["rl_minus_sft"]["low"] > 0 for r in results.values())
-    print(f"RL better than SFT (interval above 0) in {better} of {len(results)} seeds")
+    minutes = sum(r["minutes"] for r in results.values())
+    print(f"RL better than SFT (interval above 0) in {better} of {len(results)} seeds; {minutes:.1f} min in all")
     for seed, r in results.items():
         steps = " ".join(f"{k}:{v:.2f}" for k, v in sorted(r["reward_by_step"].items(), key=lambda kv: int(kv[0])))
         print(f"seed {seed} mean reward by RL step: {steps}")

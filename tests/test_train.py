@@ -61,8 +61,9 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
 
     # a group of 8 trains on what is left of it after failures, if at least 3 are
     assert kwargs["group_size"] == 8 and kwargs["min_episodes"] == 3
+    # ... and its rewards as they are: the batch's mean is the baseline by default (AReaL's τ² example)
     assert call["dynamic_filter"] == {"type": "GroupFilter", "max_mean_reward": 0.8, "min_mean_reward": None,
-                                      "min_episodes": 3}
+                                      "min_episodes": 3, "baseline": None}
     assert call["filter_keeps_solved_group"] is False
 
 
