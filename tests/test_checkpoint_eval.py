@@ -59,7 +59,8 @@ def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(cl
     run_dir, saved = trained
     llm.episodes.clear()  # episode numbers count from 0 again (the server is the session's)
     result = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=latest",
-                                "eval.agent_model=flaky", "eval.num_trials=2", f"cluster.fileroot={tmp_path}/evals"),
+                                "eval.agent_model=flaky", "eval.num_trials=2", f"cluster.fileroot={tmp_path}/evals",
+                                "eval.max_infra_failure_rate=0.5"),  # half failing: complete for this test
                      cwd=tmp_path, env=env())
     assert result.returncode == 0, result.stderr
     out = result.stdout

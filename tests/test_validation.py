@@ -125,6 +125,18 @@ CASES = {
     "eval endpoint that is not a URL": (
         ["mode=eval", "eval.agent_base_url=localhost:8000"], "eval.agent_base_url", ["not an http(s) URL"],
     ),
+    "user simulator URL without a scheme": (
+        ["econfig.user_llm_base_url=localhost:8000"], "econfig.user_llm_base_url",
+        ["is not an http(s) URL (no http:// or https:// in front)", "fix:   set econfig.user_llm_base_url=http://localhost:8000"],
+    ),
+    "user simulator URL without a scheme in eval": (
+        ["mode=eval", "eval.agent_base_url=http://h:1/v1", "econfig.user_llm_base_url=localhost:8000"],
+        "econfig.user_llm_base_url", ["is not an http(s) URL", "the OpenAI-compatible base URL of the user simulator"],
+    ),
+    "judge URL without a scheme": (
+        ["econfig.nl_judge.base_url=judge:1/v1"], "econfig.nl_judge.base_url",
+        ["is not an http(s) URL (no http:// or https:// in front)", "fix:   set econfig.nl_judge.base_url=http://judge:1/v1"],
+    ),
     "eval with no trials": (
         ["mode=eval", "eval.agent_base_url=http://h:1/v1", "eval.num_trials=0"], "eval.num_trials",
         ["must be at least 1"],

@@ -14,13 +14,21 @@ from tau2train.config.gpu_layout import Layout
 from tau2train.config.servers import ServedCheckpoint
 from tau2train.schemas import ExperimentConfig
 
+# What each endpoint is to the run, as messages name it.
+AGENT, USER_SIM, JUDGE = "agent endpoint", "user simulator", "NL-assertion judge"
+
 
 @dataclass(frozen=True, order=True)
 class Endpoint:
-    """A server the run's episodes talk to: the config key that names it, and its URL."""
+    """A server the run's episodes talk to: the config key that names it, its URL, the model
+    name its requests send (litellm's openai/ prefix dropped) and the key that sets that name,
+    and what it is to the run (AGENT, USER_SIM, JUDGE)."""
 
     key: str
     url: str | None
+    model: str = ""
+    model_key: str = ""
+    role: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from tau2train.compat.tau2 import data_dir_used, domain_files, split_file, user_simulator_files
 from tau2train.config import catalog as tau2_catalog
-from tau2train.config.checked import Endpoint
+from tau2train.config.checked import JUDGE, Endpoint
+from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
-from tau2train.schemas import ALL_TASKS, NL_JUDGE_API_KEY_ENV, ExperimentConfig
+from tau2train.schemas import ALL_TASKS, NL_JUDGE_API_KEY_ENV, ExperimentConfig, endpoint_model_name
 
 DATA_DIR_KEY = "econfig.tau2_data_dir"
 JUDGE_KEY = "econfig.nl_judge.base_url"
@@ -68,8 +69,9 @@ def check_tau2_data(exp: ExperimentConfig, played: list[Played]) -> None:
 
 def judge_endpoints(exp: ExperimentConfig) -> tuple[Endpoint, ...]:
     """The NL-assertion judge the run's episodes ask, if one is set."""
-    url = exp.econfig.nl_judge.base_url
-    return (Endpoint(JUDGE_KEY, url),) if url else ()
+    judge = exp.econfig.nl_judge
+    return (Endpoint(JUDGE_KEY, judge.base_url, endpoint_model_name(judge.model), "econfig.nl_judge.model",
+                     JUDGE),) if judge.base_url else ()
 
 
 def check_data_dir(path: str | None) -> None:
@@ -85,10 +87,8 @@ def check_data_dir(path: str | None) -> None:
 
 
 def check_judge_url(url: str | None) -> None:
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise ConfigError(JUDGE_KEY, url, "is not an http(s) URL",
-                          valid="the OpenAI-compatible base URL of the judge, e.g. https://api.openai.com/v1, or null",
-                          fix=f"set {JUDGE_KEY}=http(s)://<host>/v1")
+    if url is not None:
+        check_base_url(JUDGE_KEY, url, JUDGE)
 
 
 def needed_files(exp: ExperimentConfig, scored: list[Played]) -> dict[str, str]:

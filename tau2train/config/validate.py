@@ -14,9 +14,10 @@ from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
 from tau2train.config import areal_data, areal_sft
 from tau2train.config import catalog as tau2_catalog
-from tau2train.config.checked import Checked, Endpoint
+from tau2train.config.checked import AGENT, USER_SIM, Checked, Endpoint
 from tau2train.config.compose import Composed
 from tau2train.config.declared import check_declared
+from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
@@ -32,6 +33,7 @@ from tau2train.schemas import (
     TRAINING_BACKENDS,
     ExperimentConfig,
     Placement,
+    endpoint_model_name,
 )
 from tau2train.schemas.groups import CPU_SERVER_MAX_PARAMS
 from tau2train.schemas.modes import facts
@@ -87,7 +89,8 @@ def check_eval(composed: Composed) -> Checked:
     """mode=eval: what is scored (an endpoint, or a checkpoint that exists), on which tasks."""
     exp = composed.config
     served = check_scored(exp)
-    scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url)
+    scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url, exp.eval.agent_model,
+                                          "eval.agent_model", AGENT)
     check_tau2_data(exp, eval_played(exp))
     check_domain(exp, [("eval.split", exp.eval.split, "set eval.split to one of those")])
     check_episode_settings(exp)
@@ -520,16 +523,16 @@ def check_scored(exp: ExperimentConfig) -> ServedCheckpoint | None:
         check_server(exp.eval.server, "eval.server")
         return served
     url = exp.eval.agent_base_url
-    if not url or not url.startswith(("http://", "https://")):
+    if not url:
         raise ConfigError(
             "eval.agent_base_url",
             url,
-            "mode=eval needs the agent endpoint (or a checkpoint) to evaluate" if not url
-            else "is not an http(s) URL",
+            "mode=eval needs the agent endpoint (or a checkpoint) to evaluate",
             valid="the base URL of an OpenAI-compatible server, e.g. http://host:30000/v1",
             fix="add eval.agent_base_url=http://<host>:<port>/v1 (its API key goes in $OPENAI_API_KEY), "
             "or eval.checkpoint_step=latest to serve this run's newest checkpoint",
         )
+    check_base_url("eval.agent_base_url", url, AGENT)
     return None
 
 
@@ -540,9 +543,15 @@ def user_sim_endpoints(exp: ExperimentConfig, played: tuple[str, ...]) -> tuple[
     if env.solo_mode:
         return ()
     own = env.user_llm_by_domain
-    found = [Endpoint(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url) for d in played if d in own]
+    found = [
+        Endpoint(f"econfig.user_llm_by_domain.{d}.base_url", own[d].base_url,
+                 endpoint_model_name(own[d].model or env.user_llm),
+                 f"econfig.user_llm_by_domain.{d}.model" if own[d].model else "econfig.user_llm", USER_SIM)
+        for d in played if d in own
+    ]
     if any(d not in own for d in played):
-        found.insert(0, Endpoint("econfig.user_llm_base_url", env.user_llm_base_url))
+        found.insert(0, Endpoint("econfig.user_llm_base_url", env.user_llm_base_url,
+                                 endpoint_model_name(env.user_llm), "econfig.user_llm", USER_SIM))
     return tuple(found)
 
 
@@ -561,13 +570,9 @@ def check_user_simulator(exp: ExperimentConfig, played: tuple[str, ...]) -> tupl
     """Every user simulator the `played` domains need has a URL; returns them."""
     env = exp.econfig
     for domain, endpoint in env.user_llm_by_domain.items():
-        key = f"econfig.user_llm_by_domain.{domain}"
-        if not endpoint.base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{key}.base_url", endpoint.base_url or None, "is not an http(s) URL",
-                valid="the OpenAI-compatible base URL of that domain's user simulator, e.g. http://host:8001/v1/",
-                fix=f"add {key}.base_url=http://<host>:<port>/v1/",
-            )
+        check_base_url(f"econfig.user_llm_by_domain.{domain}.base_url", endpoint.base_url or None, USER_SIM)
+    if env.user_llm_base_url:
+        check_base_url("econfig.user_llm_base_url", env.user_llm_base_url, USER_SIM)
     endpoints = user_sim_endpoints(exp, played)
     if not any(e.key == "econfig.user_llm_base_url" for e in endpoints):
         return endpoints

@@ -17,7 +17,7 @@ from tau2train.compat.areal import restore_stdlib_logging
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAGS
 from tau2train.config.registry import register
-from tau2train.launch.evaluate import EvalServerFailed
+from tau2train.launch.evaluate import EvalIncomplete, EvalServerFailed
 from tau2train.launch.local import Terminated, run_locally
 from tau2train.launch.outage import UserSimOutage
 from tau2train.launch.preview import preview
@@ -28,7 +28,8 @@ from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
 
 # Exit status when a server the run started (an evaluated checkpoint's) failed, one it
-# talks to (a user simulator) stayed down, or a stage of mode=recipe failed.
+# talks to (a user simulator) stayed down, an evaluation's episodes failed outside the agent
+# past eval.max_infra_failure_rate, or a stage of mode=recipe failed.
 SERVER_FAILED_EXIT_CODE = 1
 # Flags that make Hydra print something instead of running the job (--resolve and
 # --package only modify --cfg/--help and travel with them).
@@ -80,7 +81,7 @@ def execute(argv: list[str]) -> None:
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    except (EvalServerFailed, StageFailed) as error:
+    except (EvalServerFailed, EvalIncomplete, StageFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:

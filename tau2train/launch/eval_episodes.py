@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from tau2train.records.eval_report import INFRA_ERROR_KEY
+from tau2train.records.episode_failure import Failure
+from tau2train.records.eval_report import AGENT_ENDPOINT, INFRA_ERROR_KEY
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig
 
@@ -61,17 +62,18 @@ class _Runner:
 
         ev = self.exp.eval
         async with self.gate:
-            started, infra_error = get_now(), None
+            started, infra_error, cause = get_now(), None, ""
             try:
                 played = await self.workflow.play({"task_id": task_id, "split": ev.split}, ev.agent_base_url,
                                                   os.environ.get(AGENT_API_KEY_ENV) or "EMPTY")
                 simulation = played.simulation
                 if played.discard_reason:  # user simulator down, evaluator raised
-                    infra_error = played.discard_reason
+                    infra_error, cause = played.discard_reason, played.failure.value
                 elif played.info.error:
                     self.agent_errors.append(f"task {task_id} trial {trial}: {played.info.error}")
             except Exception as e:  # the agent endpoint failed, or the episode timed out
                 infra_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                cause = Failure.TIMEOUT.value if isinstance(e, TimeoutError) else AGENT_ENDPOINT
                 simulation = unfinished_run(task_id, TerminationReason.AGENT_ERROR, started, 0.0)
             if infra_error is not None:
                 # tau2's record keeps the episode, marked; the metrics leave it out (or score 0)
@@ -79,7 +81,7 @@ class _Runner:
                 reward_info.info = {**(reward_info.info or {}), INFRA_ERROR_KEY: infra_error}
                 simulation.reward_info = reward_info
             simulation.trial = trial
-            self.outcomes.append(Outcome(task_id, trial, float(simulation.reward_info.reward), infra_error))
+            self.outcomes.append(Outcome(task_id, trial, float(simulation.reward_info.reward), infra_error, cause))
             self.bar.update()
             return simulation
 

@@ -7,12 +7,15 @@ import hashlib
 import importlib.metadata
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from tau2train.config.servers import ServedCheckpoint
 from tau2train.launch.eval_episodes import Played
 from tau2train.records.checkpoints import BASE_STEP
+from tau2train.records.episode_failure import Failure
 from tau2train.records.eval_report import (
+    AGENT_ENDPOINT,
     EvalReport,
     EvaluatedCheckpoint,
     LeaderboardFields,
@@ -33,12 +36,42 @@ def basis_label(basis: list[str] | None) -> str:
     return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
 
 
+# What failed outside the agent (InfraFailure.cause), as the report names it, and where to look.
+CAUSES = {
+    AGENT_ENDPOINT: ("agent endpoint", "eval.agent_base_url and eval.agent_model"),
+    Failure.USER_SIM.value: ("user simulator", "the user simulator (econfig.user_llm_base_url, econfig.user_llm)"),
+    Failure.TIMEOUT.value: ("episode timeout", "eval.episode_timeout and eval.max_concurrency"),
+    Failure.EVALUATOR.value: ("evaluator", "the NL-assertion judge (econfig.nl_judge)"),
+}
+
+
+def cause_name(cause: str) -> str:
+    return CAUSES[cause][0] if cause in CAUSES else cause or "unrecorded cause"
+
+
+def incomplete_because(summary: dict, limit: float) -> str | None:
+    """Why an evaluation's numbers (`summary`: summarize's) cannot stand: more than `limit` of its
+    episodes failed outside the agent; None when they can."""
+    failures, episodes = summary["infra_failures"], summary["num_episodes"]
+    if not episodes or len(failures) / episodes <= limit:
+        return None
+    causes = Counter(cause_name(f.cause) for f in failures)
+    first = failures[0]
+    return (
+        f"{len(failures)} of {episodes} episodes failed outside the agent, more than "
+        f"eval.max_infra_failure_rate={limit} allows (cause: "
+        + ", ".join(f"{n} {cause}" for cause, n in causes.most_common())
+        + f"); first: task {first.task_id} trial {first.trial}: {first.error}"
+    )
+
+
 def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint | None) -> EvalReport:
     """The report of `played`: the numbers (tau2's metrics), what was evaluated and how."""
     from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
     from tau2train.rollout.episode import split_tasks
 
     ev, env = exp.eval, exp.econfig
+    summary = summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong)
     return EvalReport(
         domain=env.domain,
         split=ev.split,
@@ -47,7 +80,7 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
         num_tasks_in_domain=len(split_tasks(env.domain, ALL_TASKS)),
         num_trials=ev.num_trials,
         reward_basis=basis_label(ev.reward_basis),
-        **summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong),
+        **summary,
         agent_errors=played.agent_errors,
         user_simulator="none (solo mode)" if env.solo_mode
         else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
@@ -63,14 +96,29 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
             submitting_organization=ev.submitting_organization,
             submission_type=ev.submission_type,
         ),
+        incomplete=incomplete_because(summary, ev.max_infra_failure_rate),
     )
 
 
 def write_results(out: Path, played: Played, report: EvalReport) -> None:
-    """results.json (tau2's format), metrics.json and the domain's leaderboard entry."""
+    """results.json (tau2's format), metrics.json and, unless the evaluation is incomplete, the
+    domain's leaderboard entry."""
     write_atomic(out / RESULTS_NAME, played.results.model_dump_json(indent=2))
     write_atomic(out / METRICS_NAME, json.dumps(report.to_json(), indent=2))
-    write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
+    if report.incomplete is None:
+        write_atomic(out / SUBMISSION_NAME, json.dumps(submission([report]), indent=2) + "\n")
+
+
+def incomplete_message(report: EvalReport, out: Path) -> str:
+    """What `mode=eval` says, last, of an incomplete evaluation: why, what it wrote, what to check."""
+    causes = {f.cause for f in report.infra_failures} & set(CAUSES)
+    check = "; ".join(CAUSES[c][1] for c in sorted(causes))
+    return "\n".join([
+        f"the evaluation is incomplete: {report.incomplete}",
+        f"  written, marked incomplete: {out / METRICS_NAME}, {out / RESULTS_NAME}; no {SUBMISSION_NAME}",
+        (f"  fix:   check {check or 'what failed'}, then evaluate again "
+         "(eval.max_infra_failure_rate sets how many failures an evaluation may have)"),
+    ])
 
 
 def task_set(domain: str) -> TaskSet:
@@ -152,8 +200,11 @@ def render_report(report: EvalReport, out: Path, base: Evaluation | None = None)
     if versus is not None:
         lines += ["  " + line for line in ([versus] if isinstance(versus, str) else render_versus(versus, BASE_NAMES))]
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
-    lines.append(
-        f"leaderboard entry ({r.leaderboard.submission_type}): {out / SUBMISSION_NAME}; "
-        "merge domains with `tau2train-submission <eval dir> ...`"
-    )
+    if r.incomplete:
+        lines.append(f"no leaderboard entry: the evaluation is incomplete ({METRICS_NAME}: \"incomplete\")")
+    else:
+        lines.append(
+            f"leaderboard entry ({r.leaderboard.submission_type}): {out / SUBMISSION_NAME}; "
+            "merge domains with `tau2train-submission <eval dir> ...`"
+        )
     return "\n".join(lines)

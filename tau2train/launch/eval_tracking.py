@@ -52,6 +52,7 @@ def track(exp: ExperimentConfig, report: EvalReport, out: Path, base: Evaluation
     run.summary.update({
         **scalars, **versus_scalars(versus_base(report, out, base)), "reward_basis": report.reward_basis,
         "infra_failures_are": report.infra_failures_are,
+        **({"incomplete": report.incomplete} if report.incomplete else {}),
         "task_set": report.task_set.label, "tasks_sha256": report.task_set.tasks_sha256,
     })
     run.finish()

@@ -1,7 +1,9 @@
 """`mode=eval`: score any OpenAI-compatible endpoint on a τ² task split, K trials per task.
 
-This module checks the endpoints, plans, and serves a checkpoint while it is scored; the
-episodes are `eval_episodes`, the report `eval_results`, the tracking run `eval_tracking`.
+This module checks the endpoints (`endpoints`), plans, and serves a checkpoint while it is
+scored; the episodes are `eval_episodes`, the report `eval_results`, the tracking run
+`eval_tracking`. An evaluation whose episodes failed outside the agent more often than
+`eval.max_infra_failure_rate` allows ends in EvalIncomplete, its files marked so.
 
 Episodes go through the same workflow training uses, so what is measured is what is
 trained. Results are saved in tau2's own format (`tau2 view --file <results.json>` opens
@@ -17,16 +19,15 @@ import dataclasses
 import time
 from pathlib import Path
 
-import httpx
-
-from tau2train.config.checked import Checked, Endpoint
-from tau2train.config.errors import ConfigError
+from tau2train.config.checked import Checked
 from tau2train.config.servers import ServedCheckpoint, server_command
+from tau2train.launch.endpoints import check_endpoints
 from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_results import (
     base_model_report,
     basis_label,
     build_report,
+    incomplete_message,
     render_report,
     task_set,
     write_results,
@@ -39,32 +40,6 @@ from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
 
 # The checkpoint server's log, in the evaluation's directory.
 SERVER_LOG_NAME = "server.log"
-
-
-def check_reachable(key: str, url: str) -> None:
-    """One clear message, before any episode starts, when nothing answers at `url`."""
-    try:
-        httpx.get(url.rstrip("/") + "/models", timeout=5.0)
-    except httpx.HTTPError as e:
-        raise ConfigError(
-            key,
-            url,
-            f"no server answers there ({type(e).__name__}: {e})",
-            valid="the base URL of a running OpenAI-compatible server, e.g. http://host:8000/v1",
-            fix=f"start that server, or set {key} to where it listens",
-        ) from None
-
-
-def endpoints(checked: Checked) -> tuple[Endpoint, ...]:
-    """The servers the run's episodes talk to: the user simulators, the NL-assertion judge, and
-    the endpoint that mode=eval scores (a served checkpoint starts later)."""
-    return ((checked.scored,) if checked.scored else ()) + checked.user_sims + checked.judges
-
-
-def check_endpoints(checked: Checked) -> None:
-    """The servers the run's episodes talk to answer (before a job is started or submitted)."""
-    for endpoint in endpoints(checked):
-        check_reachable(endpoint.key, endpoint.url)
 
 
 def new_eval_dir(exp: ExperimentConfig) -> Path:
@@ -130,6 +105,11 @@ class EvalServerFailed(Exception):
     """The checkpoint's server died or never answered; the message names its log."""
 
 
+class EvalIncomplete(Exception):
+    """Too many episodes failed outside the agent (eval.max_infra_failure_rate): the message
+    gives their count, causes and first error."""
+
+
 def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | None = None) -> Path:
     """Play every episode, write and print the report, log it to the tracking run."""
     out = out or new_eval_dir(exp)
@@ -139,4 +119,6 @@ def _score(exp: ExperimentConfig, served: ServedCheckpoint | None, out: Path | N
     base = base_model_report(exp, report)
     track(exp, report, out, base)
     print(render_report(report, out, base))
+    if report.incomplete:
+        raise EvalIncomplete(incomplete_message(report, out))
     return out

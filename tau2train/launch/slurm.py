@@ -19,7 +19,7 @@ from hydra_plugins.tau2train_slurm_launcher.launcher import (
 from tau2train.compat.hydra import Hydra, launcher_context
 from tau2train.config.checked import Checked
 from tau2train.config.compose import CONFIG_NAME, hydra_session
-from tau2train.launch.evaluate import check_reachable, endpoints
+from tau2train.launch.endpoints import check_endpoint, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
@@ -117,6 +117,6 @@ def launch_on_slurm(jobs: list[Checked]) -> None:
     each array's sbatch script, is tau2train.launch.preview's)."""
     arrays = job_arrays(jobs)
     for endpoint in sorted({e for c in jobs for e in endpoints(c)}):  # once per server
-        check_reachable(endpoint.key, endpoint.url)
+        check_endpoint(endpoint)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]
     print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))

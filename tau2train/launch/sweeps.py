@@ -18,7 +18,7 @@ from tau2train.config.compose import (
 )
 from tau2train.config.errors import ConfigError
 from tau2train.config.overrides import MULTIRUN_FLAGS
-from tau2train.launch.evaluate import check_endpoints
+from tau2train.launch.endpoints import check_endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.modes import checked, dry_run
 from tau2train.launch.slurm import launcher_session

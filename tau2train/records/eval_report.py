@@ -14,6 +14,10 @@ from typing import Any
 UNKNOWN_TASK_SET = "unknown (not a released τ² task file)"
 # Marks an infrastructure failure in its simulation's reward_info.info (results.json).
 INFRA_ERROR_KEY = "infrastructure_error"
+# An evaluation's causes of failures outside the agent: those of training
+# (tau2train.records.episode_failure), and the endpoint under test failing (an HTTP error, a
+# wrong URL).
+AGENT_ENDPOINT = "agent_endpoint"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class InfraFailure:
     task_id: str
     trial: int
     error: str
+    cause: str = ""  # a Failure's value or AGENT_ENDPOINT ("": not recorded)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class EvalReport:
     modified_prompts: bool = False
     checkpoint: EvaluatedCheckpoint | None = None
     leaderboard: LeaderboardFields = field(default_factory=LeaderboardFields)
+    # why the numbers cannot stand (too many episodes failed outside the agent); None: complete
+    incomplete: str | None = None
 
     @property
     def pass1(self) -> float | None:

@@ -1,10 +1,11 @@
 """`tau2train-submission <eval dir> [...]`: one τ²-bench leaderboard submission from evaluations.
 
-Every `mode=eval` writes `submission.json` for its own domain beside `metrics.json`; this
+Every complete `mode=eval` writes `submission.json` for its own domain beside `metrics.json`; this
 command merges several evaluations (one per domain) into one file in the leaderboard's
 format (τ²-bench 1.0's `web/leaderboard/public/submissions/schema.json`: `submission_type`,
 `results.<domain>.pass_1..pass_4` in percent, `methodology` with the user simulator), after
-checking that they can stand together: one evaluation per domain (of several found, the
+checking that they can stand together: only measured numbers (no evaluation marked
+incomplete, no null pass^k up to its trials), one evaluation per domain (of several found, the
 newest, or the one `--take` names; it prints which it took and which it skipped), the same
 agent, the same user simulator. It prints the per-domain table with the average over domains
 and, beside it, the published references (`published.yaml`). It reads only JSON and that
@@ -227,8 +228,24 @@ def taken_from(chosen: Finished, why: str, found: list[Finished]) -> Taken:
     if "leaderboard" not in chosen.metrics:
         raise CannotMerge(f"{chosen.folder / METRICS_NAME} was written by an older tau2train "
                           "(no leaderboard fields); evaluate again")
+    report = EvalReport.from_json(chosen.metrics)
+    check_measured(chosen.folder, report)
     skipped = tuple(f.folder for f in found if f is not chosen)
-    return Taken(chosen.folder, EvalReport.from_json(chosen.metrics), why, skipped)
+    return Taken(chosen.folder, report, why, skipped)
+
+
+def check_measured(folder: Path, report: EvalReport) -> None:
+    """A submission holds numbers that were obtained: no evaluation marked incomplete, and a
+    value for each pass^k up to its trials (null where no task had k trials scored)."""
+    retry = f"evaluate {report.domain} again, or --take another evaluation of it"
+    if report.incomplete:
+        raise CannotMerge(f"{folder} is an incomplete evaluation: {report.incomplete}; {retry}")
+    missing = [f"pass^{k}" for k in LEADERBOARD_K[:report.num_trials] if report.pass_hat_k.get(str(k)) is None]
+    if missing:
+        raise CannotMerge(
+            f"{folder} holds no value for {', '.join(missing)} (null: no task had that many trials scored; "
+            f"{report.num_infra_failures} of {report.num_episodes} episodes failed outside the agent); {retry}"
+        )
 
 
 def take_one_per_domain(paths: list[str], named: list[str]) -> list[Taken]:

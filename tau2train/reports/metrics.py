@@ -37,6 +37,7 @@ class Outcome:
     reward: float
     # why the episode failed outside the agent; None for an episode that ran to its end
     infra_error: str | None = None
+    infra_cause: str = ""  # what failed (InfraFailure.cause)
 
 
 def pass_at_k(num_trials: int, success_count: int, k: int) -> float:
@@ -83,7 +84,7 @@ def summarize(outcomes: list[Outcome], num_trials: int, count_as_wrong: bool = F
         "num_tasks_scored": tasks_counted,
         "num_infra_failures": len(failures),
         "infra_failures_are": COUNTED_AS_WRONG if count_as_wrong else EXCLUDED,
-        "infra_failures": [InfraFailure(o.task_id, o.trial, o.infra_error) for o in failures],
+        "infra_failures": [InfraFailure(o.task_id, o.trial, o.infra_error, o.infra_cause) for o in failures],
     }
 
 

@@ -33,12 +33,10 @@ from tau2train.rollout.episode import Episode, play, scenario
 from tau2train.rollout.losses import record_episode_end
 from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
 from tau2train.rollout.trajectories import write_run_info
-from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RunInfo
+from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RunInfo, endpoint_model_name
 
 logger = logging.getLogger("tau2train.rollout.workflow")
 
-# litellm's provider prefix in model names ("openai/<model>"); the endpoint wants <model>.
-LITELLM_OPENAI_PREFIX = "openai/"
 # Environment variable holding the user-simulator server's API key, if it wants one.
 USER_LLM_API_KEY_ENV = "USER_LLM_API_KEY"
 
@@ -184,7 +182,7 @@ class Tau2AgentWorkflow:
             user_chat = Chat(
                 user_client,
                 loop,
-                _endpoint_model_name(user_llm),
+                endpoint_model_name(user_llm),
                 dict(self.econfig.user_llm_args or {}),
                 role="user",
                 cancelled=cancelled,
@@ -251,10 +249,6 @@ class Tau2AgentWorkflow:
             return None
         client = AsyncOpenAI(base_url=judge.base_url, api_key=os.getenv(NL_JUDGE_API_KEY_ENV) or "EMPTY",
                              max_retries=judge.max_retries, timeout=judge.timeout, http_client=http_client)
-        return Chat(client, loop, _endpoint_model_name(judge.model), dict(DEFAULT_LLM_NL_ASSERTIONS_ARGS),
+        return Chat(client, loop, endpoint_model_name(judge.model), dict(DEFAULT_LLM_NL_ASSERTIONS_ARGS),
                     role="judge", cancelled=cancelled)
 
-
-def _endpoint_model_name(name: str | None) -> str:
-    name = name or "default"
-    return name[len(LITELLM_OPENAI_PREFIX):] if name.startswith(LITELLM_OPENAI_PREFIX) else name

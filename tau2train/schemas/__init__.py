@@ -17,7 +17,7 @@ from importlib import import_module
 _HOME = {
     **dict.fromkeys(("CHOICES", "HELP", "RANGE", "Range"), "declare"),
     **dict.fromkeys(("ALL_TASKS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig", "NLJudge",
-                      "NL_JUDGE_API_KEY_ENV", "PPOConfig"), "env"),
+                      "NL_JUDGE_API_KEY_ENV", "PPOConfig", "endpoint_model_name"), "env"),
     **dict.fromkeys(
         ("AREAL_DEFAULT_ADMIN_KEY", "INHERITED_RANGES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS",
          "ExperimentConfig"),

