@@ -7,7 +7,7 @@ better than SFT with the 95% interval above 0 in every seed, and the reward risi
     .venv/bin/python benchmarks/learning.py [--seeds 1 2 3] [--steps 12] [-- extra overrides]
 
 Each seed is one `python -m tau2train.run experiment=cpu_miniature seed=N ...` (its stage logs
-under ~/.cache/tau2train/runs/tau2-cpu-miniature/learn<seed>_<time>/recipe/). About 13 minutes
+under ~/.cache/tau2train/runs/tau2-cpu-miniature/learn<seed>_<time>/recipe/). 12 to 14 minutes
 a seed on 2 cores.
 """
 
