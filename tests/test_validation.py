@@ -182,6 +182,11 @@ CASES = {
         ["fixed slices of gconfig.n_samples=8 rows", "one row per completion",
          "actor.adv_norm.mean_level=batch actor.adv_norm.std_level=batch, and group_filter.baseline=group"],
     ),
+    "a key under a node that is null (actor.reward_norm)": (
+        ["actor.reward_norm.mean_level=batch"], "actor.reward_norm.mean_level",
+        ["'actor.reward_norm' is null in the composed config", "an experiment YAML",
+         "reward_norm: {mean_level: batch, ...}"],
+    ),
     "actor.adv_norm: a per-group std": (
         ["actor.adv_norm.std_level=group"], "actor.adv_norm.std_level",
         ["fixed slices of gconfig.n_samples=8 rows"],

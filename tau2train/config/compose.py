@@ -75,7 +75,8 @@ def compose(overrides: list[str]) -> Composed:
     try:
         with hydra_context():
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as error:
+    except (HydraException, OmegaConfBaseException, AssertionError, AttributeError) as error:
+        # OmegaConf asserts (or fails on None) when an override sets a key under a null node
         raise _explain_composition_error(error, overrides) from None
 
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
@@ -145,6 +146,15 @@ def _unknown_keys(overrides: list[str]) -> list[ConfigError]:
             continue
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(reference, parent_key) if parent_key else reference
+        null = _null_ancestor(reference, key)
+        if null:
+            errors.append(ConfigError(
+                key, override.value(),
+                f"'{null}' is null in the composed config, so it has no keys to set from the command line",
+                fix=f"give {null} its value in an experiment YAML (conf/experiment/), e.g. "
+                    f"{null.rpartition('.')[2]}: {{{key[len(null) + 1:]}: {override.value()}, ...}}",
+            ))
+            continue
         if not isinstance(parent, DictConfig) or leaf in parent:
             continue
         if not parent._is_typed():
@@ -192,4 +202,17 @@ def _raised_by_resolver(error: BaseException) -> ConfigError | None:
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
+    return None
+
+
+def _null_ancestor(reference: DictConfig, key: str) -> str | None:
+    """The nearest node above `key` that is null in `reference` (None: there is none)."""
+    parts = key.split(".")
+    for end in range(1, len(parts)):
+        path = ".".join(parts[:end])
+        node = OmegaConf.select(reference, path, default=...)
+        if node is ...:
+            return None
+        if node is None:
+            return path
     return None
