@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tau2train.config.checked import AGENT, USER_SIM
 from tau2train.config.servers import ServedCheckpoint
 from tau2train.launch.eval_episodes import Played
 from tau2train.records.checkpoints import BASE_STEP
@@ -38,8 +39,8 @@ def basis_label(basis: list[str] | None) -> str:
 
 # What failed outside the agent (InfraFailure.cause), as the report names it, and where to look.
 CAUSES = {
-    AGENT_ENDPOINT: ("agent endpoint", "eval.agent_base_url and eval.agent_model"),
-    Failure.USER_SIM.value: ("user simulator", "the user simulator (econfig.user_llm_base_url, econfig.user_llm)"),
+    AGENT_ENDPOINT: (AGENT, "eval.agent_base_url and eval.agent_model"),
+    Failure.USER_SIM.value: (USER_SIM, "the user simulator (econfig.user_llm_base_url, econfig.user_llm)"),
     Failure.TIMEOUT.value: ("episode timeout", "eval.episode_timeout and eval.max_concurrency"),
     Failure.EVALUATOR.value: ("evaluator", "the NL-assertion judge (econfig.nl_judge)"),
 }
