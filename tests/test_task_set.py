@@ -74,7 +74,7 @@ def test_gold_replays_score_on_the_data_directorys_tasks_and_not_on_the_packaged
     from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
     from tau2.registry import registry
 
-    from tau2train.launch.eval_results import task_set as report_task_set
+    from tau2train.launch.eval_contract import task_set as report_task_set
 
     wf = workflow(server, "airline", data)
     assert data_dir() == data

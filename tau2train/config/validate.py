@@ -93,6 +93,7 @@ def check_eval(composed: Composed) -> Checked:
                                           "eval.agent_model", AGENT)
     check_tau2_data(exp, eval_played(exp))
     check_domain(exp, [("eval.split", exp.eval.split, "set eval.split to one of those")])
+    check_eval_tasks(exp)
     check_episode_settings(exp)
     domains = (exp.econfig.domain,)
     users = check_user_simulator(exp, domains)
@@ -436,6 +437,31 @@ def check_task_ids(exp: ExperimentConfig) -> None:
             f"{exp.econfig.domain} has no task {', '.join(unknown)}" if unknown else "no task is left to play",
             valid=f"task ids of {exp.econfig.domain}: {', '.join(known)}",
             fix="list task ids of the domain, or domain.tasks=null for every task",
+        )
+
+
+def check_eval_tasks(exp: ExperimentConfig) -> None:
+    """eval.task_ids names tasks of the split (after domain.tasks), and eval.num_tasks at most
+    as many as there are."""
+    from tau2.registry import registry
+
+    ev, domain = exp.eval, exp.econfig.domain
+    tasks = registry.get_tasks_loader(domain)(None if ev.split == ALL_TASKS else ev.split)
+    known = [task.id for task in tasks if exp.domain.tasks is None or task.id in exp.domain.tasks]
+    where = f"{domain}/{ev.split}" + (" (after domain.tasks)" if exp.domain.tasks is not None else "")
+    unknown = [t for t in ev.task_ids or [] if t not in known]
+    if unknown or ev.task_ids == []:
+        raise ConfigError(
+            "eval.task_ids", ev.task_ids,
+            f"{where} has no task {', '.join(unknown)}" if unknown else "names no task",
+            valid=f"task ids of {where}: {', '.join(known[:20])}" + (f", ... ({len(known)} in all)" if len(known) > 20 else ""),
+            fix="list task ids of the split, or eval.task_ids=null for every task",
+        )
+    available = len(ev.task_ids) if ev.task_ids is not None else len(known)
+    if ev.num_tasks is not None and ev.num_tasks > available:
+        raise ConfigError(
+            "eval.num_tasks", ev.num_tasks, f"is more than the {available} tasks {where} has to score",
+            valid=f"1 to {available}", fix=f"set eval.num_tasks={available} or less, or null for every task",
         )
 
 

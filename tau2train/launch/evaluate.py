@@ -23,13 +23,12 @@ from tau2train.config.checked import Checked
 from tau2train.config.servers import ServedCheckpoint, server_command
 from tau2train.launch.endpoints import check_endpoints
 from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
+from tau2train.launch.eval_contract import contract_lines, eval_contract, scored_tasks
 from tau2train.launch.eval_results import (
     base_model_report,
-    basis_label,
     build_report,
     incomplete_message,
     render_report,
-    task_set,
     write_results,
 )
 from tau2train.launch.eval_tracking import track
@@ -59,19 +58,21 @@ def describe_agent(checked: Checked) -> str:
 def render_eval_plan(checked: Checked) -> str:
     exp = checked.config
     ev = exp.eval
+    tasks = scored_tasks(exp)
     return "\n".join(
         [
             "τ² evaluation plan (mode=eval, dry run: nothing started)",
             f"  agent       {describe_agent(checked)}",
-            f"  tasks       {exp.econfig.domain}/{ev.split}, {ev.num_trials} trials each, "
+            f"  tasks       {exp.econfig.domain}/{ev.split}, {len(tasks)} tasks x {ev.num_trials} trials, "
             f"{ev.max_concurrency} at a time",
             "  user        " + (
                 "none (solo mode)" if exp.econfig.solo_mode
                 else "{1} at {0}".format(*exp.econfig.user_sim_of(exp.econfig.domain))
             ),
-            f"  task set    {task_set(exp.econfig.domain).describe()}",
-            f"  scored on   {basis_label(ev.reward_basis)}",
             f"  results     {eval_root(exp.run_dir)}/<domain>-<split>-<model>-<time>/",
+            "  contract (metrics.json; tau2train-compare and tau2train-submission refuse evaluations "
+            "whose contracts differ):",
+            *("  " + line for line in contract_lines(eval_contract(exp, tasks), len(tasks))),
         ]
     )
 

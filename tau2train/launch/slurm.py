@@ -19,6 +19,7 @@ from hydra_plugins.tau2train_slurm_launcher.launcher import (
 from tau2train.compat.hydra import Hydra, launcher_context
 from tau2train.config.checked import Checked
 from tau2train.config.compose import CONFIG_NAME, hydra_session
+from tau2train.config.endpoints import check_reached_from_slurm
 from tau2train.launch.endpoints import check_endpoint, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
@@ -116,6 +117,8 @@ def launch_on_slurm(jobs: list[Checked]) -> None:
     """Submit the jobs (a sweep: one array per Slurm request) and return (a dry run, showing
     each array's sbatch script, is tau2train.launch.preview's)."""
     arrays = job_arrays(jobs)
+    # first: a loopback server would answer the probes here, and not the job on its node
+    check_reached_from_slurm((c.config, endpoints(c)) for c in jobs)
     for endpoint in sorted({e for c in jobs for e in endpoints(c)}):  # once per server
         check_endpoint(endpoint)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]

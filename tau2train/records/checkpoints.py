@@ -79,3 +79,33 @@ def pick(found: dict[int, Path], step: int | str, where: Path) -> tuple[int, Pat
             f"no checkpoint of step {step} under {where}; saved steps: {', '.join(map(str, found))}"
         )
     return step, found[step]
+
+
+# What fixes a Hugging Face model folder's behaviour besides its weights.
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# Each weight file is sampled, not read whole (a 7B model is 15 GB): this many chunks of CHUNK
+# bytes, evenly spaced; any fine-tuning changes the weights in every one of them.
+SAMPLES, CHUNK = 16, 1 << 16
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 of a model folder's config and tokenizer files, its weight files' names and sizes,
+    and SAMPLES evenly spaced chunks of each weight file; "" when `path` is not a folder."""
+    import hashlib
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for name in MODEL_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    for weights in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}\0{size}\0".encode())
+        with weights.open("rb") as f:
+            for i in range(SAMPLES):
+                f.seek(size * i // SAMPLES)
+                digest.update(f.read(CHUNK))
+    return digest.hexdigest()

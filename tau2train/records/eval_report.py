@@ -59,15 +59,106 @@ class LeaderboardFields:
     submission_type: str = "standard"
 
 
+# The value of a contract term no metrics.json recorded (written before tau2train recorded it).
+NOT_RECORDED = "not recorded"
+
+
+@dataclass(frozen=True)
+class TaskSelection:
+    """Which of the split's tasks were scored: all of them, or a subset chosen by domain.tasks,
+    eval.task_ids or eval.num_tasks (a quick look: never a leaderboard number)."""
+
+    of_split: int = 0  # the split's tasks (0: not recorded)
+    ids_sha256: str = ""  # sha256 of the scored task ids, sorted, one per line
+    subset_by: str = ""  # the keys that chose a subset; "": every task of the split
+
+    @property
+    def subset(self) -> bool:
+        return bool(self.subset_by)
+
+    def describe(self, num_tasks: int) -> str:
+        if not self.ids_sha256:
+            return NOT_RECORDED
+        which = f"a subset, {num_tasks} of the split's {self.of_split} ({self.subset_by})" if self.subset \
+            else f"all {num_tasks} of the split"
+        return f"{which}, ids sha256 {self.ids_sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class EvalContract:
+    """What an evaluation's scores depend on besides the agent under test. Two evaluations'
+    numbers compare, and stand together in one submission, only when their contracts agree
+    (tau2train-compare and tau2train-submission refuse otherwise, naming each difference)."""
+
+    split: str = ""
+    task_set: TaskSet = field(default_factory=TaskSet)
+    tasks: TaskSelection = field(default_factory=TaskSelection)
+    user_simulator: str = ""  # its model name; "none (solo mode)" without one
+    user_simulator_args: dict[str, Any] | None = None  # econfig.user_llm_args ({}: none)
+    # the model folder the user-simulator server (tau2train-user-sim) serves and its fingerprint
+    # (records.checkpoints.model_fingerprint), or why there is none
+    user_simulator_checkpoint: str = ""
+    judge: str = ""  # the NL-assertion judge's model, or "none"
+    reward_basis: str = ""
+    agent_sampling: dict[str, Any] | None = None  # eval.gen_args ({}: the endpoint's defaults)
+    max_steps: int | None = None
+    modified_prompts: bool = False  # tau2train's agent prompt is tau2's plus a `think` tool
+    tau2_package: str = ""
+    tau2train_version: str = ""
+
+
+# Contract terms that do not change scores by themselves: shown where they differ, never refused.
+NOTED_TERMS = ("tau2train_version",)
+CONTRACT_TERMS = tuple(f.name for f in dataclasses.fields(EvalContract))
+
+
+def term_text(contract: EvalContract, term: str, num_tasks: int) -> str:
+    """How a contract's term reads (in a plan, and in a refused comparison); `num_tasks`: the
+    tasks scored."""
+    value = getattr(contract, term)
+    if term == "task_set":
+        return value.describe() if value.tasks_sha256 else NOT_RECORDED
+    if term == "tasks":
+        return value.describe(num_tasks)
+    if value in ("", None):
+        return NOT_RECORDED
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+
+
+def _compared(contract: EvalContract, term: str) -> Any:
+    """What of a term tells two contracts apart (a task set by its hash, not its label)."""
+    value = getattr(contract, term)
+    if term == "task_set":
+        return value.tasks_sha256
+    if term == "tasks":
+        return value.ids_sha256, value.of_split
+    return value
+
+
+@dataclass(frozen=True)
+class TermDifference:
+    term: str
+    a: str
+    b: str
+
+
+def contract_differences(a: EvalReport, b: EvalReport, terms: tuple[str, ...] = CONTRACT_TERMS) -> list[TermDifference]:
+    """The terms of `terms` on which the two reports' contracts differ."""
+    return [
+        TermDifference(term, term_text(a.contract, term, a.num_tasks), term_text(b.contract, term, b.num_tasks))
+        for term in terms
+        if _compared(a.contract, term) != _compared(b.contract, term)
+    ]
+
+
 @dataclass(frozen=True)
 class EvalReport:
     domain: str
-    split: str
     agent_model: str
     num_tasks: int
+    contract: EvalContract = field(default_factory=EvalContract)
     num_tasks_in_domain: int = 0  # 0: not recorded (files before the leaderboard fields)
     num_trials: int = 1
-    reward_basis: str = ""
     avg_reward: float | None = None
     avg_reward_se: float | None = None
     pass_hat_1_se: float | None = None
@@ -81,15 +172,35 @@ class EvalReport:
     infra_failures_are: str = ""
     infra_failures: list[InfraFailure] = field(default_factory=list)
     agent_errors: list[str] = field(default_factory=list)
-    user_simulator: str = ""
     evaluated_on: str = ""
-    tau2_package: str = ""
-    task_set: TaskSet = field(default_factory=TaskSet)
-    modified_prompts: bool = False
     checkpoint: EvaluatedCheckpoint | None = None
     leaderboard: LeaderboardFields = field(default_factory=LeaderboardFields)
     # why the numbers cannot stand (too many episodes failed outside the agent); None: complete
     incomplete: str | None = None
+
+    @property
+    def split(self) -> str:
+        return self.contract.split
+
+    @property
+    def task_set(self) -> TaskSet:
+        return self.contract.task_set
+
+    @property
+    def reward_basis(self) -> str:
+        return self.contract.reward_basis
+
+    @property
+    def user_simulator(self) -> str:
+        return self.contract.user_simulator
+
+    @property
+    def tau2_package(self) -> str:
+        return self.contract.tau2_package
+
+    @property
+    def modified_prompts(self) -> bool:
+        return self.contract.modified_prompts
 
     @property
     def pass1(self) -> float | None:
@@ -105,7 +216,7 @@ class EvalReport:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["infra_failures"] = [InfraFailure(**f) for f in values.get("infra_failures", [])]
-        values["task_set"] = TaskSet(**values.get("task_set") or {})
+        values["contract"] = _contract(data)
         if values.get("checkpoint"):
             values["checkpoint"] = EvaluatedCheckpoint(**values["checkpoint"])
         values["leaderboard"] = LeaderboardFields(**values.get("leaderboard") or {})
@@ -113,6 +224,15 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _contract(data: dict[str, Any]) -> EvalContract:
+    """The contract of a metrics.json; one written before tau2train recorded contracts had
+    its split, task set, basis, user simulator and tau2 package at the top level."""
+    terms = dict(data.get("contract") or {k: data[k] for k in CONTRACT_TERMS if k in data})
+    terms["task_set"] = TaskSet(**terms.get("task_set") or {})
+    terms["tasks"] = TaskSelection(**terms.get("tasks") or {})
+    return EvalContract(**terms)
 
 
 def read_eval_report(path: str | Path) -> EvalReport:

@@ -3,7 +3,10 @@
 EVAL_A and EVAL_B are evaluation directories (`<run_dir>/eval/<domain>-<split>-<model>-<time>/`)
 or directories holding evaluations (a run directory, an experiment root), where the newest
 evaluation of each domain is taken. The two sides pair by domain; evaluations of different
-domains, splits or task sets are refused (exit 2): their numbers do not compare.
+domains, or whose evaluation contracts differ in a term that changes scores (split, task set,
+tasks scored, user simulator and its arguments and checkpoint, judge, reward basis, the agent's
+sampling, step limit, prompts, tau2's version: metrics.json's `contract`), are refused (exit 2),
+each difference listed; `--allow-different TERM` compares them anyway and says so.
 
 What is read: each evaluation's metrics.json (domain, split, task set, how infrastructure
 failures were scored) and its results.json through tau2's own `Results` model, one success or
@@ -46,7 +49,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tau2train.records.eval_report import INFRA_ERROR_KEY, EvalReport, TaskSet, read_eval_report
+from tau2train.records.eval_report import (
+    CONTRACT_TERMS,
+    INFRA_ERROR_KEY,
+    NOTED_TERMS,
+    EvalReport,
+    TaskSet,
+    TermDifference,
+    contract_differences,
+    read_eval_report,
+)
 from tau2train.records.layout import RESULTS_NAME, eval_stamp, metrics_files
 from tau2train.reports.metrics import COUNTED_AS_WRONG, Outcome, scored_outcomes
 from tau2train.reports.tables import align
@@ -172,24 +184,47 @@ def trials_to_resolve(trials: int, difference: float, low: float, high: float) -
     return max(1, math.ceil(trials * ((difference - near) / difference) ** 2 - 1e-9))
 
 
-def check_comparable(a: Evaluation, b: Evaluation, names: tuple[str, str] = NAMES) -> None:
+def check_comparable(a: Evaluation, b: Evaluation, names: tuple[str, str] = NAMES,
+                     allowed: tuple[str, ...] = ()) -> None:
+    """CannotCompare unless A and B are of one domain and their evaluation contracts agree on
+    every term that changes scores (those in `allowed` aside: --allow-different)."""
     ra, rb = a.report, b.report
     na, nb = names
     where = f"({na}: {a.path}; {nb}: {b.path})"
     if ra.domain != rb.domain:
         raise CannotCompare(f"{na} is an evaluation of {ra.domain} and {nb} of {rb.domain} {where}; "
                             "only evaluations of one domain compare")
-    if ra.split != rb.split:
-        raise CannotCompare(f"{ra.domain}: {na} is on split {ra.split} and {nb} on split {rb.split} {where}; "
-                            "only evaluations of one split compare")
-    if ra.task_set.tasks_sha256 != rb.task_set.tasks_sha256:
-        raise CannotCompare(f"{ra.domain}: {na} was scored on task set {ra.task_set.describe()} and {nb} on "
-                            f"{rb.task_set.describe()} {where}; numbers on different task sets do not compare")
+    refused = [d for d in contract_differences(ra, rb) if d.term not in (*allowed, *NOTED_TERMS)]
+    if refused:
+        raise CannotCompare(
+            f"{ra.domain}: {na} and {nb} were scored under different evaluation contracts {where}; "
+            "their numbers do not compare:\n" + differences_text(refused, names)
+            + "\nevaluate them alike, or, if you mean to compare them anyway: "
+            + " ".join(f"--allow-different {d.term}" for d in refused)
+        )
 
 
-def compare(a: Evaluation, b: Evaluation, names: tuple[str, str] = NAMES) -> Comparison:
-    """B against A; CannotCompare when they are not of one domain, split and task set."""
-    check_comparable(a, b, names)
+def differences_text(found: list[TermDifference], names: tuple[str, str]) -> str:
+    return "\n".join(f"  {d.term}: {names[0]} {d.a}; {names[1]} {d.b}" for d in found)
+
+
+def allowed_differences(a: EvalReport, b: EvalReport, allowed: tuple[str, ...]) -> list[str]:
+    """What --allow-different let through: said beside the numbers, never silent."""
+    found = [d for d in contract_differences(a, b) if d.term in allowed]
+    return ["compared although the contracts differ (--allow-different):", *differences_text(found, NAMES).splitlines()] \
+        if found else []
+
+
+def noted_differences(a: EvalReport, b: EvalReport, names: tuple[str, str] = NAMES) -> list[str]:
+    """The contract terms that differ without changing scores by themselves, as a note."""
+    found = contract_differences(a, b, NOTED_TERMS)
+    return [f"note: the evaluations differ in {d.term} ({names[0]} {d.a}; {names[1]} {d.b})" for d in found]
+
+
+def compare(a: Evaluation, b: Evaluation, names: tuple[str, str] = NAMES,
+            allowed: tuple[str, ...] = ()) -> Comparison:
+    """B against A; CannotCompare when they are not of one domain and contract (check_comparable)."""
+    check_comparable(a, b, names, allowed)
     ta, tb = (task_outcomes(read_outcomes(e.path / RESULTS_NAME), e.report.infra_failures_are == COUNTED_AS_WRONG)
               for e in (a, b))
     both = sorted(set(ta) & set(tb))
@@ -263,14 +298,14 @@ def newest_by_domain(given: str) -> dict[str, Evaluation]:
     return {domain: evaluation for domain, (_, evaluation) in sorted(newest.items())}
 
 
-def pairs(given_a: str, given_b: str) -> list[tuple[Evaluation, Evaluation]]:
+def pairs(given_a: str, given_b: str, allowed: tuple[str, ...] = ()) -> list[tuple[Evaluation, Evaluation]]:
     """The evaluations to compare, by domain; CannotCompare before any results file is read."""
     a, b = newest_by_domain(given_a), newest_by_domain(given_b)
     if set(a) != set(b):
         raise CannotCompare(f"A ({given_a}) holds evaluations of {', '.join(a)} and B ({given_b}) of "
                             f"{', '.join(b)}; only evaluations of one domain compare")
     for domain in a:
-        check_comparable(a[domain], b[domain])
+        check_comparable(a[domain], b[domain], allowed=allowed)
     return [(a[domain], b[domain]) for domain in a]
 
 
@@ -279,17 +314,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", metavar="EVAL_A", help="an evaluation directory, or a directory holding evaluations")
     parser.add_argument("b", metavar="EVAL_B", help="the same, for the other side")
+    parser.add_argument("--allow-different", action="append", default=[], metavar="TERM", choices=CONTRACT_TERMS,
+                        help="compare although the evaluation contracts differ in TERM (repeatable)")
     args = parser.parse_args(argv)
+    allowed = tuple(args.allow_different)
     try:
-        found = pairs(args.a, args.b)
-        comparisons = [compare(a, b) for a, b in found]
+        found = pairs(args.a, args.b, allowed)
+        comparisons = [compare(a, b, allowed=allowed) for a, b in found]
     except CannotCompare as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT_EXIT_CODE
     for (a, b), comparison in zip(found, comparisons):
         print(f"A: {a.path} (agent {a.report.agent_model})")
         print(f"B: {b.path} (agent {b.report.agent_model})")
-        print("\n".join(render(comparison)))
+        print("\n".join([*render(comparison), *noted_differences(a.report, b.report),
+                         *allowed_differences(a.report, b.report, allowed)]))
     return 0
 
 

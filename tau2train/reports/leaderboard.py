@@ -5,9 +5,11 @@ command merges several evaluations (one per domain) into one file in the leaderb
 format (τ²-bench 1.0's `web/leaderboard/public/submissions/schema.json`: `submission_type`,
 `results.<domain>.pass_1..pass_4` in percent, `methodology` with the user simulator), after
 checking that they can stand together: only measured numbers (no evaluation marked
-incomplete, no null pass^k up to its trials), one evaluation per domain (of several found, the
-newest, or the one `--take` names; it prints which it took and which it skipped), the same
-agent, the same user simulator. It prints the per-domain table with the average over domains
+incomplete, no null pass^k up to its trials, no subset of a split's tasks), one evaluation per
+domain (of several found, the newest, or the one `--take` names; it prints which it took and
+which it skipped), the same agent, one evaluation contract across the domains (user simulator
+and its arguments and checkpoint, judge, reward basis, agent sampling, step limit, split, tau2:
+metrics.json's `contract`; `--allow-different TERM` merges anyway). It prints the per-domain table with the average over domains
 and, beside it, the published references (`published.yaml`). It reads only JSON and that
 YAML file.
 
@@ -26,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tau2train.records.eval_report import EvalReport
+from tau2train.records.eval_report import CONTRACT_TERMS, NOTED_TERMS, EvalReport, contract_differences
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME, eval_stamp, metrics_files
 from tau2train.reports.tables import align
@@ -240,6 +242,12 @@ def check_measured(folder: Path, report: EvalReport) -> None:
     retry = f"evaluate {report.domain} again, or --take another evaluation of it"
     if report.incomplete:
         raise CannotMerge(f"{folder} is an incomplete evaluation: {report.incomplete}; {retry}")
+    if report.contract.tasks.subset:
+        raise CannotMerge(
+            f"{folder} scored a subset of {report.domain}'s {report.split} tasks "
+            f"({report.contract.tasks.describe(report.num_tasks)}), a quick look and not a leaderboard number; "
+            f"evaluate every task of the split (without {report.contract.tasks.subset_by}), or --take another evaluation"
+        )
     missing = [f"pass^{k}" for k in LEADERBOARD_K[:report.num_trials] if report.pass_hat_k.get(str(k)) is None]
     if missing:
         raise CannotMerge(
@@ -267,26 +275,42 @@ def take_one_per_domain(paths: list[str], named: list[str]) -> list[Taken]:
     return taken
 
 
-def find_reports(paths: list[str], named: list[str] = ()) -> list[Taken]:
+# Contract terms one submission's domains share (each domain has its own task file and tasks;
+# the task files' release is checked apart: check_one_task_set).
+SHARED_TERMS = tuple(t for t in CONTRACT_TERMS if t not in ("task_set", "tasks", *NOTED_TERMS))
+
+
+def check_one_contract(taken: list[Taken], allowed: tuple[str, ...] = ()) -> None:
+    """One agent, and one evaluation contract across the domains (but `allowed`'s terms)."""
+    agents = sorted({t.report.agent_model for t in taken})
+    if len(agents) > 1:
+        raise CannotMerge(f"the evaluations disagree on the agent ({', '.join(agents)}); a submission "
+                          "is one agent across its domains")
+    first = taken[0]
+    terms = tuple(t for t in SHARED_TERMS if t not in allowed)
+    lines = [f"  {d.term}: {first.report.domain} {d.a}; {other.report.domain} {d.b}"
+             for other in taken[1:] for d in contract_differences(first.report, other.report, terms)]
+    if lines:
+        raise CannotMerge(
+            "the domains' evaluations were scored under different evaluation contracts; a submission is one "
+            "contract across its domains:\n" + "\n".join(lines)
+            + "\nevaluate them alike, or, if you mean to merge them anyway: --allow-different TERM"
+        )
+
+
+def find_reports(paths: list[str], named: list[str] = (), allowed: tuple[str, ...] = ()) -> list[Taken]:
     """One evaluation per domain of those in or under `paths` (take_one_per_domain; `named`:
-    the ones --take names), checked to make one submission: one agent, one user simulator,
-    leaderboard domains, one task set."""
+    the ones --take names), checked to make one submission: one agent, one evaluation contract
+    (but the terms `allowed`), leaderboard domains, one task set."""
     chosen = take_one_per_domain(paths, list(named))
-    found = [(t.folder, t.report) for t in chosen]
-    for key, what in (("agent_model", "agent"), ("user_simulator", "user simulator")):
-        values = {getattr(report, key) for _, report in found}
-        if len(values) > 1:
-            raise CannotMerge(
-                f"the evaluations disagree on the {what} ({', '.join(sorted(values))}); a submission "
-                f"is one {what} across its domains"
-            )
+    check_one_contract(chosen, allowed)
     extra = sorted({t.report.domain for t in chosen} - set(LEADERBOARD_DOMAINS))
     if extra:
         raise CannotMerge(
             f"the leaderboard has no domain {', '.join(extra)}; valid: {', '.join(LEADERBOARD_DOMAINS)}"
         )
     try:
-        check_one_task_set(found)
+        check_one_task_set([(t.folder, t.report) for t in chosen])
     except MixedTaskSets as error:
         raise CannotMerge(f"a submission is one task set: {error}") from None
     return sorted(chosen, key=lambda t: LEADERBOARD_DOMAINS.index(t.report.domain))
@@ -300,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
                         "several evaluations of one domain, the newest is taken")
     parser.add_argument("--take", action="append", default=[], metavar="EVAL_DIR",
                         help="the evaluation to take for its domain instead of the newest (repeatable)")
+    parser.add_argument("--allow-different", action="append", default=[], metavar="TERM", choices=SHARED_TERMS,
+                        help="merge although the domains' evaluation contracts differ in TERM (repeatable)")
     parser.add_argument("-o", "--output", default=SUBMISSION_NAME, help="the merged file to write")
     parser.add_argument("--model-name")
     parser.add_argument("--model-organization")
@@ -308,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--submission-type", choices=["standard", "custom"])
     args = parser.parse_args(argv)
     try:
-        taken = find_reports(args.dirs, args.take)
+        taken = find_reports(args.dirs, args.take, tuple(args.allow_different))
     except CannotMerge as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
@@ -322,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"τ² leaderboard submission for {sub['model_name']} ({sub['submission_type']}), "
           f"from {len(taken)} evaluation(s):")
     print("\n".join(t.describe() for t in taken))
+    if args.allow_different:
+        print(f"merged although the contracts differ (--allow-different): {', '.join(args.allow_different)}")
     print("\n".join(render_comparison(reports)))
     print(f"written: {args.output}")
     missing = missing_fields(sub)

@@ -287,6 +287,16 @@ class SlurmSpec(QueueSpec):
             "tau2train sets itself is refused, naming the key that sets it."
         },
     )
+    same_host: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Whether the jobs run on the machine that submits them (a one-node Slurm on this "
+            "machine): only then may a server URL (econfig.user_llm_base_url, eval.agent_base_url, "
+            "...) name a loopback host (localhost, 127.0.0.1), which on a compute node is the node "
+            "itself. null: ask Slurm (sinfo) whether every node of the job's partitions is this "
+            "machine, and refuse a loopback URL when it cannot tell; true: they are; false: they are not."
+        },
+    )
 
 
 @dataclass
@@ -386,6 +396,21 @@ class EvalSpec:
     )
     num_trials: int = field(
         default=4, metadata={"range": AT_LEAST_ONE, "help": "Episodes per task; pass^k is reported for k=1..this."}
+    )
+    task_ids: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Score only these tasks of the split (a quick look): the report marks its task "
+            "set a subset, and tau2train-submission refuses it. null = every task of the split."
+        },
+    )
+    num_tasks: int | None = field(
+        default=None,
+        metadata={
+            "range": AT_LEAST_ONE,
+            "help": "Score only the split's first N tasks, in tau2's order (after eval.task_ids and "
+            "domain.tasks): a subset, marked and refused as eval.task_ids is. null = all of them.",
+        },
     )
     max_concurrency: int = field(
         default=16, metadata={"range": AT_LEAST_ONE, "help": "Episodes running at the same time."}

