@@ -19,6 +19,9 @@ from helpers.checkpoints import save_checkpoints
 from helpers.cli import wait_for
 from helpers.marked_run import start, stop_leftovers
 
+from tau2train.records.eval_report import read_eval_report
+from tau2train.reports import leaderboard
+
 pytestmark = [pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
@@ -57,6 +60,11 @@ def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(cl
     """The served "checkpoint" plays flaky: every task's second episode fails at the endpoint
     (HTTP 500), so episodes raise mid-evaluation; they are excluded and the server still stops."""
     run_dir, saved = trained
+    # two of the scored tasks were played in training, as AReaL's workers record episodes
+    for task in ("13", "6"):
+        played = run_dir / "generated" / "train" / task / "20260101-000000-0.json"
+        played.parent.mkdir(parents=True)
+        played.write_text(json.dumps({"task_id": task, "domain": "airline", "split": "train", "reward": 1.0}))
     llm.episodes.clear()  # episode numbers count from 0 again (the server is the session's)
     result = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "eval.checkpoint_step=latest",
                                 "eval.agent_model=flaky", "eval.num_trials=2", f"cluster.fileroot={tmp_path}/evals",
@@ -76,7 +84,25 @@ def test_the_latest_checkpoint_of_a_training_run_is_served_scored_and_stopped(cl
     assert not Path(f"/proc/{pid}").exists()  # stopped, and reaped
     log = metrics_file.with_name("server.log").read_text()
     assert "serving on http://127.0.0.1:" in log  # the server's own output went to its log
-    assert (metrics_file.with_name("submission.json")).is_file()
+    # honest about training: the stages it came from, the scored tasks it trained on, custom
+    stage = f"RL (AReaL), 2 steps on tau2/airline (split train), from Qwen/Qwen3-1.7B; run {run_dir}"
+    warning = ("2 of the 20 scored tasks were played in this checkpoint's training (6, 13): their scores "
+               "measure what it learned on them, not how it generalises")
+    assert report["training"] == {"stages": [stage], "trained_tasks": ["13", "6"], "overlap": ["6", "13"]}
+    assert report["trained_tasks_warning"] == warning and f"warning: {warning}" in out.splitlines()
+    submission = json.loads(metrics_file.with_name("submission.json").read_text())
+    assert submission["submission_type"] == "custom"
+    assert submission["methodology"]["notes"].endswith(f" Trained with tau2train (a custom submission): {stage}.")
+    plan = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "dry_run=true", f"cluster.fileroot={tmp_path}/evals"),
+               cwd=tmp_path, env=env())
+    assert f"  trained     {stage}" in plan.stdout.splitlines() and f"  warning     {warning}" in plan.stdout
+    with pytest.raises(leaderboard.CannotMerge, match="trained on τ² tasks with tau2train: the leaderboard lists "
+                       "such a model as custom, not standard; drop --submission-type standard"):
+        leaderboard.submission([read_eval_report(metrics_file)], {"submission_type": "standard"})
+    standard = cli(*eval_args(llm, f"eval.checkpoint={run_dir}", "dry_run=true", "eval.submission_type=standard"),
+                   cwd=tmp_path, env=env())
+    assert standard.returncode == 2 and standard.stderr.startswith(
+        "error: eval.submission_type='standard': the checkpoint was trained by tau2train")
 
 
 def test_step_0_is_the_base_model_and_the_report_compares_with_it(cli, llm, trained, tmp_path):

@@ -25,6 +25,7 @@ from tau2train.config.placement import placement
 from tau2train.config.sbatch import check_sbatch_options
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
 from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoints, training_played
+from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
     ALL_TASKS,
     INFERENCE_BACKENDS,
@@ -89,6 +90,7 @@ def check_eval(composed: Composed) -> Checked:
     """mode=eval: what is scored (an endpoint, or a checkpoint that exists), on which tasks."""
     exp = composed.config
     served = check_scored(exp)
+    check_submission_type(exp, served)
     scored = None if served else Endpoint("eval.agent_base_url", exp.eval.agent_base_url, exp.eval.agent_model,
                                           "eval.agent_model", AGENT)
     check_tau2_data(exp, eval_played(exp))
@@ -438,6 +440,20 @@ def check_task_ids(exp: ExperimentConfig) -> None:
             valid=f"task ids of {exp.econfig.domain}: {', '.join(known)}",
             fix="list task ids of the domain, or domain.tasks=null for every task",
         )
+
+
+def check_submission_type(exp: ExperimentConfig, served: ServedCheckpoint | None) -> None:
+    """A checkpoint tau2train trained is a custom leaderboard entry (the leaderboard's rule for
+    models trained on τ² tasks or rewards), never a standard one."""
+    if served is None or exp.eval.submission_type != "standard" or training_run_dir(served.path) is None:
+        return
+    raise ConfigError(
+        "eval.submission_type", "standard",
+        f"the checkpoint was trained by tau2train ({served.path}): the leaderboard lists a model trained on "
+        "τ² tasks or rewards as custom",
+        valid="custom for a trained checkpoint; standard only for a model not trained on τ²",
+        fix="drop eval.submission_type=standard",
+    )
 
 
 def check_eval_tasks(exp: ExperimentConfig) -> None:

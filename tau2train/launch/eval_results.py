@@ -12,6 +12,7 @@ from tau2train.config.checked import AGENT, USER_SIM
 from tau2train.config.servers import ServedCheckpoint
 from tau2train.launch.eval_contract import eval_contract
 from tau2train.launch.eval_episodes import Played
+from tau2train.launch.eval_training import training
 from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.episode_failure import Failure
 from tau2train.records.eval_report import (
@@ -24,7 +25,7 @@ from tau2train.records.eval_report import (
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import EVAL_DIR, METRICS_NAME, RESULTS_NAME, SUBMISSION_NAME, eval_stamp
 from tau2train.reports.compare import CannotCompare, Comparison, Evaluation, compare, render_versus
-from tau2train.reports.leaderboard import render_comparison, submission
+from tau2train.reports.leaderboard import CUSTOM, render_comparison, submission
 from tau2train.reports.metrics import EXCLUDED
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
 
@@ -65,6 +66,7 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
 
     ev, env = exp.eval, exp.econfig
     summary = summarize(played.outcomes, ev.num_trials, ev.count_failures_as_wrong)
+    trained = training(served, env.domain, [task.id for task in played.results.tasks])
     return EvalReport(
         domain=env.domain,
         agent_model=ev.agent_model,
@@ -76,13 +78,16 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
         agent_errors=played.agent_errors,
         evaluated_on=time.strftime("%Y-%m-%d"),
         checkpoint=None if served is None else EvaluatedCheckpoint(served.path, served.step),
+        training=trained,
         leaderboard=LeaderboardFields(
             model_name=ev.agent_model,
             model_organization=ev.model_organization,
             submitting_organization=ev.submitting_organization,
-            submission_type=ev.submission_type,
+            # the leaderboard's rule: a model trained on τ² tasks or rewards is custom
+            submission_type=CUSTOM if trained else ev.submission_type,
         ),
         incomplete=incomplete_because(summary, ev.max_infra_failure_rate),
+        trained_tasks_warning=trained.warning(len(played.results.tasks)) if trained else None,
     )
 
 
@@ -178,6 +183,10 @@ def render_report(report: EvalReport, out: Path, base: Evaluation | None = None)
     versus = versus_base(r, out, base)
     if versus is not None:
         lines += ["  " + line for line in ([versus] if isinstance(versus, str) else render_versus(versus, BASE_NAMES))]
+    if r.training:
+        lines += ["trained (tau2train's runs):", *(f"  {stage}" for stage in r.training.stages)]
+    if r.trained_tasks_warning:
+        lines.append(f"warning: {r.trained_tasks_warning}")
     lines.append(f"results (tau2 format): {out / RESULTS_NAME}  — open with `tau2 view --file ...`")
     if r.incomplete:
         lines.append(f"no leaderboard entry: the evaluation is incomplete ({METRICS_NAME}: \"incomplete\")")

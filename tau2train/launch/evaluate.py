@@ -24,6 +24,7 @@ from tau2train.config.servers import ServedCheckpoint, server_command
 from tau2train.launch.endpoints import check_endpoints
 from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_contract import contract_lines, eval_contract, scored_tasks
+from tau2train.launch.eval_training import training
 from tau2train.launch.eval_results import (
     base_model_report,
     build_report,
@@ -33,6 +34,7 @@ from tau2train.launch.eval_results import (
 )
 from tau2train.launch.eval_tracking import track
 from tau2train.records.checkpoints import BASE_STEP
+from tau2train.records.eval_report import Training
 from tau2train.records.layout import eval_dir, eval_root
 from tau2train.schemas import ExperimentConfig
 from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
@@ -73,8 +75,19 @@ def render_eval_plan(checked: Checked) -> str:
             "  contract (metrics.json; tau2train-compare and tau2train-submission refuse evaluations "
             "whose contracts differ):",
             *("  " + line for line in contract_lines(eval_contract(exp, tasks), len(tasks))),
+            *training_lines(training(checked.served, exp.econfig.domain, [task.id for task in tasks]), len(tasks)),
         ]
     )
+
+
+def training_lines(trained: Training | None, num_tasks: int) -> list[str]:
+    """The plan's account of the checkpoint's training, and the warning when it scores tasks
+    the checkpoint trained on."""
+    if trained is None:
+        return []
+    warning = trained.warning(num_tasks)
+    return ["  trained     " + "\n              ".join(trained.stages or ["(its runs' configs are not there to read)"]),
+            *([f"  warning     {warning}"] if warning else [])]
 
 
 def run_eval(checked: Checked) -> Path:

@@ -32,6 +32,23 @@ def run_checkpoint_root(fileroot: str, experiment_name: str, trial_name: str) ->
     return Path(fileroot) / "checkpoints" / getpass.getuser() / experiment_name / trial_name / MODEL_NAME
 
 
+def training_run_dir(checkpoint: str | Path) -> Path | None:
+    """The run directory (<fileroot>/<experiment>/<trial>) of the training run that saved
+    `checkpoint` (.../checkpoints/<user>/<experiment>/<trial>/default/epoch…globalstep<G>);
+    None for a model folder AReaL's saver did not write."""
+    path = Path(checkpoint)
+    parts = path.parts
+    if len(parts) < 7 or not CHECKPOINT_DIR.match(path.name) or parts[-2] != MODEL_NAME or parts[-6] != "checkpoints":
+        return None
+    return Path(*parts[:-6]) / parts[-4] / parts[-3]
+
+
+def checkpoint_step(checkpoint: str | Path) -> int | None:
+    """The global step in an AReaL checkpoint folder's name (None: not one)."""
+    match = CHECKPOINT_DIR.match(Path(checkpoint).name)
+    return int(match.group(3)) if match else None
+
+
 def is_model_dir(path: Path) -> bool:
     """A Hugging Face model folder (what SGLang serves)."""
     return (path / "config.json").is_file()

@@ -152,6 +152,25 @@ def contract_differences(a: EvalReport, b: EvalReport, terms: tuple[str, ...] = 
 
 
 @dataclass(frozen=True)
+class Training:
+    """What the evaluated checkpoint was trained on, read from the training runs' directories
+    (tau2train's checkpoints only): each stage, newest first, and the evaluated domain's tasks
+    its RL episodes played."""
+
+    stages: list[str] = field(default_factory=list)  # e.g. "RL (GRPO): 12 steps on tau2/mock split all, from ..."
+    trained_tasks: list[str] = field(default_factory=list)  # task ids of the domain played in training
+    overlap: list[str] = field(default_factory=list)  # scored tasks among them
+
+    def warning(self, num_tasks: int) -> str | None:
+        """What the plan, the report and metrics.json say when the scored tasks were trained on."""
+        if not self.overlap:
+            return None
+        shown = ", ".join(self.overlap[:8]) + (", ..." if len(self.overlap) > 8 else "")
+        return (f"{len(self.overlap)} of the {num_tasks} scored tasks were played in this checkpoint's training "
+                f"({shown}): their scores measure what it learned on them, not how it generalises")
+
+
+@dataclass(frozen=True)
 class EvalReport:
     domain: str
     agent_model: str
@@ -174,9 +193,12 @@ class EvalReport:
     agent_errors: list[str] = field(default_factory=list)
     evaluated_on: str = ""
     checkpoint: EvaluatedCheckpoint | None = None
+    training: Training | None = None  # None: not a tau2train checkpoint (an endpoint, a base model)
     leaderboard: LeaderboardFields = field(default_factory=LeaderboardFields)
     # why the numbers cannot stand (too many episodes failed outside the agent); None: complete
     incomplete: str | None = None
+    # the scored tasks that were played in training (Training.warning); None: none were
+    trained_tasks_warning: str | None = None
 
     @property
     def split(self) -> str:
@@ -219,6 +241,8 @@ class EvalReport:
         values["contract"] = _contract(data)
         if values.get("checkpoint"):
             values["checkpoint"] = EvaluatedCheckpoint(**values["checkpoint"])
+        if values.get("training"):
+            values["training"] = Training(**values["training"])
         values["leaderboard"] = LeaderboardFields(**values.get("leaderboard") or {})
         return cls(**values)
 

@@ -73,9 +73,24 @@ def _notes(reports: list[EvalReport]) -> str:
     return "Evaluated with tau2train. " + "; ".join(parts) + "."
 
 
+CUSTOM = "custom"
+
+
+def trained_notes(reports: list[EvalReport]) -> str:
+    """How the evaluated checkpoint was trained (tau2train's runs), for the methodology notes."""
+    for r in reports:
+        if r.training and r.training.stages:
+            return " Trained with tau2train (a custom submission): " + "; then ".join(reversed(r.training.stages)) + "."
+    return ""
+
+
 def submission(reports: list[EvalReport], overrides: dict | None = None) -> dict:
-    """The leaderboard submission for `reports` (one per domain)."""
+    """The leaderboard submission for `reports` (one per domain); custom for a checkpoint
+    tau2train trained (CannotMerge when asked for standard)."""
     first = reports[0]
+    if any(r.training for r in reports) and (overrides or {}).get("submission_type") == "standard":
+        raise CannotMerge("the evaluated checkpoint was trained on τ² tasks with tau2train: the leaderboard "
+                          "lists such a model as custom, not standard; drop --submission-type standard")
     lead = first.leaderboard
     omitted = any(r.num_tasks < r.num_tasks_in_domain for r in reports)
     sub = {
@@ -83,7 +98,7 @@ def submission(reports: list[EvalReport], overrides: dict | None = None) -> dict
         "model_organization": lead.model_organization,
         "submitting_organization": lead.submitting_organization,
         "submission_date": max(r.evaluated_on for r in reports),
-        "submission_type": lead.submission_type,
+        "submission_type": CUSTOM if any(r.training for r in reports) else lead.submission_type,
         "contact_info": {"email": lead.contact_email, "name": None, "github": None},
         "is_new": False,
         "trajectories_available": False,
@@ -92,7 +107,7 @@ def submission(reports: list[EvalReport], overrides: dict | None = None) -> dict
             "evaluation_date": max(r.evaluated_on for r in reports),
             "tau2_bench_version": first.tau2_package,
             "user_simulator": first.user_simulator,
-            "notes": _notes(reports),
+            "notes": _notes(reports) + trained_notes(reports),
             "verification": {
                 "modified_prompts": any(r.modified_prompts for r in reports),
                 "omitted_questions": omitted,
@@ -335,15 +350,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         taken = find_reports(args.dirs, args.take, tuple(args.allow_different))
+        reports = [t.report for t in taken]
+        sub = submission(reports, {
+            "model_name": args.model_name, "model_organization": args.model_organization,
+            "submitting_organization": args.submitting_organization,
+            "contact_email": args.contact_email, "submission_type": args.submission_type,
+        })
     except CannotMerge as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)
-    reports = [t.report for t in taken]
-    sub = submission(reports, {
-        "model_name": args.model_name, "model_organization": args.model_organization,
-        "submitting_organization": args.submitting_organization,
-        "contact_email": args.contact_email, "submission_type": args.submission_type,
-    })
     write_atomic(Path(args.output), json.dumps(sub, indent=2) + "\n")
     print(f"τ² leaderboard submission for {sub['model_name']} ({sub['submission_type']}), "
           f"from {len(taken)} evaluation(s):")
