@@ -4,6 +4,7 @@
 #   make run ARGS="experiment=cpu_miniature dry_run=true"               its plan, nothing run
 #   make run ARGS="dry_run=true econfig.user_llm_base_url=http://host:8000/v1/"   a GPU run's plan
 #   make test          (the whole suite; make test-quick: no Slurm job, no AReaL start-up)
+#   make gpu-check     on a GPU node: is it ready? (ARGS=--dry-run: what it runs; docs/gpu-cluster.md)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -16,7 +17,7 @@ INSTALL = $(UV) pip install --quiet --python $(VENV)/bin/python
 # AReaL, torch and transformers from source again, about 10 s more per process importing AReaL.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-quick bench install install-gpu lock slurm
+.PHONY: run test test-quick bench install install-gpu lock slurm gpu-check
 
 # SGLang's Python package alone, without its GPU dependencies: AReaL's tool-call parser and
 # SGLangConfig.build_args import it; the CPU tests serve the policy with tests/helpers/cpu_sglang.py.
@@ -63,6 +64,13 @@ RUN_STAMP = $(if $(wildcard $(GPU_STAMP)),$(GPU_STAMP),$(STAMP))
 RUN_ARGS = $(if $(strip $(ARGS)),$(ARGS),experiment=cpu_miniature)
 run: $(RUN_STAMP)
 	$(VENV)/bin/python -m tau2train.run $(RUN_ARGS)
+
+# On a GPU node (docs/gpu-cluster.md): the GPUs and the driver against the pinned torch, SGLang
+# serving a tiny Qwen3 built here, one AReaL step through tau2train's command line; one line per
+# stage, exit 1 on the first failure (and at once where there is no GPU).
+# make gpu-check ARGS=--dry-run: the stages and their exact commands, on any machine.
+gpu-check: $(RUN_STAMP)
+	$(VENV)/bin/python -m tau2train.launch.gpu_check $(ARGS)
 
 # Both cores (pytest-xdist; tests/conftest.py keeps a module on one worker and AReaL's runs, the
 # tests/test_areal_*.py modules, first and on one worker, then the rest in order); WORKERS=0 runs
