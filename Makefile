@@ -17,7 +17,7 @@ INSTALL = $(UV) pip install --quiet --python $(VENV)/bin/python
 # AReaL, torch and transformers from source again, about 10 s more per process importing AReaL.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-quick bench install install-gpu lock slurm gpu-check
+.PHONY: run test test-quick bench install install-gpu lock slurm cluster gpu-check
 
 # SGLang's Python package alone, without its GPU dependencies: AReaL's tool-call parser and
 # SGLangConfig.build_args import it; the CPU tests serve the policy with tests/helpers/cpu_sglang.py.
@@ -78,7 +78,7 @@ gpu-check: $(RUN_STAMP)
 # --durations=25: the slowest tests in every CI log.
 WORKERS ?= 2
 XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope --no-loadscope-reorder)
-test: $(STAMP) slurm
+test: $(STAMP) slurm cluster
 	WANDB_MODE=offline $(VENV)/bin/python -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # The inner loop (a few minutes): every test that submits no Slurm job and starts no AReaL.
@@ -90,6 +90,14 @@ test-quick: $(STAMP)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 slurm:
 	@sinfo -h >/dev/null 2>&1 || $(SUDO) bash tests/setup_slurm.sh
+
+# The multi-host tests (marker multihost) need the test cluster: 3 hosts on this machine
+# (network namespaces on a private bridge), a second Slurm over them beside the one above
+# (tests/setup_cluster.sh; ~1.3 s, ~35 MB). Idempotent: a cluster already up is kept. It stays
+# up after the tests, like the one-node Slurm: `sudo bash tests/setup_cluster.sh stop` removes it.
+# (Without it, pytest's `multihost` fixture starts one for the session and stops it at the end.)
+cluster: slurm
+	@$(SUDO) bash tests/setup_cluster.sh start
 
 # All benchmarks (~16 min on 2 cores, plus sweep_submit and areal_sft); one alone: make bench BENCH=rollout
 BENCH ?= startup env_overhead rollout areal_data areal_sft sweep_submit

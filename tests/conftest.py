@@ -25,13 +25,20 @@ AREAL_MODULES = "test_areal_"  # the modules whose tests start AReaL (marker `ar
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The `areal` marker and the module name say the same thing (the scheduler below reads
-    the name, as a node id is all it sees)."""
+    the name, as a node id is all it sees). A test on the several-host cluster (the `multihost`
+    fixture) is marked `multihost`, and `slurm` with it (make test-quick leaves them out)."""
     for item in items:
         named = Path(str(item.path)).name.startswith(AREAL_MODULES)
         if named != (item.get_closest_marker("areal") is not None):
             raise pytest.UsageError(
                 f"{item.nodeid}: tests that start AReaL are marked `areal` and live in "
                 f"tests/{AREAL_MODULES}*.py, and only they")
+        marked = item.get_closest_marker("multihost") is not None
+        params = getattr(getattr(item, "callspec", None), "params", {})  # a parameter of that name is none
+        uses = "multihost" in getattr(item, "fixturenames", ()) and "multihost" not in params
+        if (uses and not marked) or (marked and item.get_closest_marker("slurm") is None):
+            raise pytest.UsageError(f"{item.nodeid}: a test on the several-host cluster is marked "
+                                    "`multihost` and `slurm`")
 
 
 @pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (GPU nodes) runs the tests in one process
@@ -80,6 +87,24 @@ def plain_user():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def multihost():
+    """The several-host test cluster (tests/helpers/hosts.py: 3 hosts on this machine, a Slurm
+    over them; its clients through `cluster.slurm(...)` / `cluster.env()`). The one
+    tests/setup_cluster.sh started (make test does) is used and left up; else the first user
+    starts it and the last (of this session's pytest-xdist workers) stops it."""
+    from helpers.hosts import Cluster, require_root
+
+    require_root()
+    hosts = Cluster()
+    try:
+        hosts.acquire()
+    except FileNotFoundError as missing:
+        pytest.fail(f"no test cluster: {missing}", pytrace=False)
+    yield hosts
+    hosts.release()
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
 mkdir -p /run/munge /var/log/munge /var/lib/munge && chown munge:munge /run/munge /var/log/munge /var/lib/munge
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
+# (asked of their sockets and PID files, not by name: tests/setup_cluster.sh runs a munged,
+# slurmctld and slurmds of its own beside these)
+running() { [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ]; }
+munge -n >/dev/null 2>&1 || runuser -u munge -- /usr/sbin/munged
 
 host=$(hostname -s)
 cpus=$(nproc)
@@ -52,8 +55,8 @@ NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} State=UNKN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 CONF
 
-pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
-pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+running /run/slurmctld.pid slurmctld || /usr/sbin/slurmctld
+running /run/slurmd.pid slurmd || /usr/sbin/slurmd
 
 # ready when the node is schedulable (bounded wait: the daemons register within seconds)
 for _ in $(seq 60); do

@@ -85,7 +85,7 @@ def experiment(root: Path, user_url: str):
             f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
             f"econfig.user_llm_base_url={user_url}",
             "econfig.user_llm=openai/user",
-            f"econfig.turn_discount={DISCOUNT}",
+            f"reward.turn_discount={DISCOUNT}",
             "gconfig.n_samples=1",
             "gconfig.max_new_tokens=256",
             f"gconfig.max_tokens={CONTEXT}",

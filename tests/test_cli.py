@@ -131,7 +131,7 @@ def test_hydra_verbs_keep_working(cli, tmp_path):
     assert info.returncode == 0
     assert "allocation/n3_sglang_d16_archon_d8" in info.stdout + info.stderr
 
-    cfg = cli("--cfg", "job", "--resolve", "model=qwen3_8b", "econfig.turn_discount=0.9", cwd=tmp_path)
+    cfg = cli("--cfg", "job", "--resolve", "model=qwen3_8b", "reward.turn_discount=0.9", cwd=tmp_path)
     assert cfg.returncode == 0, cfg.stderr
     job = yaml.safe_load(cfg.stdout)
     assert job["actor"]["path"] == "Qwen/Qwen3-8B"

@@ -40,17 +40,17 @@ def test_every_tau2train_field_has_a_help():
 
 def test_every_group_and_nested_schema_has_a_section():
     assert {"top level", "econfig", "econfig.nl_judge", "group_filter", "model", "domain", "data", "allocation", "slurm", "eval",
-            "eval.server", "trainer", "sft", "tracking", "user_sim", "user_sim.slurm"} == set(section_names())
+            "eval.server", "trainer", "sft", "tracking", "user_sim", "user_sim.slurm", "reward", "reward.terms[]"} == set(section_names())
 
 
 def test_a_field_is_rendered_with_its_type_default_range_and_help():
-    text = render(["econfig"])
-    assert text.startswith("## `econfig` (EnvConfig)")
-    assert ("| `econfig.turn_discount` | `float` | `1.0` | [0, 1] | Per-turn discount of the episode "
-            "reward (1.0 = none). |") in text
+    text = render(["reward"])
+    assert text.startswith("## `reward` (RewardSpec)")
+    assert ("| `reward.format_penalty` | `float` | `0.1` | >= 0 | Penalty given to each malformed agent completion "
+            "(unknown tool, arguments that are not a JSON object or do not fit the tool's schema, an empty message). |") in text
     slurm = render(["slurm"])
     assert "| `slurm.container_type` | `str` | `none` | `none`, `apptainer` |" in slurm
-    assert "## `econfig`" not in slurm
+    assert "## `reward`" not in slurm
 
 
 def test_the_default_is_what_a_run_gets_with_the_schemas_beside_it_where_a_group_differs():

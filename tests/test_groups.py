@@ -28,6 +28,7 @@ def test_every_group_has_its_choices():
     assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b", "rule_based"]
     assert group_options("data") == ["areal_tau2", "tau2"]
     assert group_options("experiment") == ["cpu_miniature", "sea_30b_a3b"]
+    assert group_options("reward") == ["db_only", "format_strict", "partial_actions", "tau2"]
 
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
@@ -40,7 +41,7 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     assert exp.econfig.domain == domain
     assert composed.choices == {"model": model, "domain": domain, "data": "tau2", "cluster": cluster,
                                 "allocation": composed.choices["allocation"], "tracking": "wandb",
-                                "user_sim": "qwen2_5_72b", "experiment": "None"}
+                                "user_sim": "qwen2_5_72b", "reward": "tau2", "experiment": "None"}
     if cluster == "local" and exp.cluster.n_nodes > 1:
         # multi-node reference layouts cannot run on one machine: refused with advice
         with pytest.raises(ConfigError) as error:
@@ -50,6 +51,18 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     else:
         layout = checked(composed).layout
         assert layout.n_gpus == exp.cluster.n_nodes * exp.cluster.n_gpus_per_node
+
+
+@pytest.mark.parametrize("reward", group_options("reward"))
+def test_every_reward_choice_composes_and_validates(reward, tmp_path):
+    for mode in (["mode=train"], ["mode=recipe", "experiment=cpu_miniature", "trial_name=t0"]):
+        composed = compose([f"reward={reward}", USER_SIM, *mode])
+        exp = checked(composed).config
+        assert composed.choices["reward"] == reward
+        assert exp.reward.terms and all(callable(term.function()) for term in exp.reward.terms)
+        # AReaL's own reward keys read the reward group's
+        assert (exp.actor.reward_scaling, exp.actor.reward_bias, exp.rollout.agent.turn_discount) == (
+            exp.reward.scaling, exp.reward.bias, exp.reward.turn_discount)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +123,6 @@ def test_env_config_defaults_match_the_documented_ones():
     env = EnvConfig()
     assert (env.domain, env.max_steps, env.add_thinking_tool, env.solo_mode) == ("telecom", 100, False, False)
     assert (env.user_llm_base_url, env.user_llm, env.user_llm_args) == (None, None, None)
-    assert (env.turn_discount, env.invalid_format_penalty) == (1.0, 0.1)
     for name, field in EnvConfig.__dataclass_fields__.items():
         assert field.metadata.get("help"), f"EnvConfig.{name} has no help"
 

@@ -48,6 +48,10 @@ VALID = ["dry_run=true", USER_SIM]
 # Each answered early exactly as composition answers it: (overrides, its message's first line).
 SAME_ANSWER = {
     "group choice": (["model=qwen3_9b"], "error: model='qwen3_9b': no such model choice"),
+    "reward choice": (["reward=shaped"], "error: reward='shaped': no such reward choice"),
+    "key that moved": (["econfig.invalid_format_penalty=0.2"],
+                       "error: econfig.invalid_format_penalty='0.2': moved to reward.format_penalty (the reward "
+                       "group holds the reward's settings)"),
     "key": (["econfig.max_stepz=3"], "error: econfig.max_stepz=3: unknown key: 'econfig' has no 'max_stepz'"),
     "added key": (["+econfig.max_stepz=3"], "error: econfig.max_stepz=3: unknown key: 'econfig' has no 'max_stepz'"),
     "top-level key": (["seeed=3"], "error: seeed=3: unknown key: the top level has no 'seeed'"),
@@ -119,7 +123,7 @@ def test_help_is_answered_early_as_hydra_answers_it(argv, hydras_help, tmp_path)
     assert answer.returncode == 0
     assert answer.stdout == hydras_help
     assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b, tiny_qwen3\n" in answer.stdout
-    assert "schema: allocation, cluster, data, domain, model, slurm, tracking, user_sim\n" in answer.stdout
+    assert "schema: allocation, cluster, data, domain, model, reward, slurm, tracking, user_sim\n" in answer.stdout
 
 
 def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):
@@ -130,6 +134,7 @@ def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):
         "from tau2train.user_sim.command import main as user_sim\n"
         "for command, argv in ((main, ['model=qwen3_9b']), (main, ['econfig.max_stepz=3']),\n"
         "                      (main, ['eval.server.port=0']), (user_sim, ['user_sim.port=0']),\n"
+        "                      (main, ['econfig.turn_discount=0.9']),\n"
         "                      (main, ['--help']), (user_sim, ['--help'])):\n"
         "    try:\n"
         "        command(argv)\n"
@@ -142,5 +147,6 @@ def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):
     assert done.stdout.splitlines()[-1] == "[]"
     assert done.stdout.startswith("tau2train: train τ²-bench customer-service agents")
     assert "usage: tau2train-user-sim" in done.stdout
-    assert [line for line in done.stderr.splitlines() if line.startswith("exit")] == ["exit 2"] * 4
+    assert [line for line in done.stderr.splitlines() if line.startswith("exit")] == ["exit 2"] * 5
+    assert "error: econfig.turn_discount='0.9': moved to reward.turn_discount" in done.stderr
     assert "error: user_sim.port=0: must lie in [1, 65535]" in done.stderr

@@ -77,10 +77,8 @@ COMMON = {
     'cluster.name_resolve.type': 'nfs',
     'econfig.add_thinking_tool': False,
     'econfig.domain': 'airline',
-    'econfig.invalid_format_penalty': 0.1,
     'econfig.max_steps': 50,
     'econfig.solo_mode': False,
-    'econfig.turn_discount': 1.0,
     'econfig.user_llm_args.temperature': 0.0,
     'enable_offload': False,
     'evaluator.freq_epochs': None,
@@ -112,6 +110,9 @@ COMMON = {
     'rollout.agent.subproc_max_workers': 4,
     'rollout.agent.tool_call_parser': 'qwen25',
     'rollout.agent.turn_discount': 1.0,
+    # upstream's econfig.invalid_format_penalty and econfig.turn_discount: the reward group's now
+    'reward.format_penalty': 0.1,
+    'reward.turn_discount': 1.0,
     'rollout.dump_to_file': True,
     'rollout.max_head_offpolicyness': 2,
     'rollout.queue_size': None,
@@ -314,4 +315,5 @@ def test_names_and_paths_follow_the_choices():
                  exp.rollout.tokenizer_path):
         assert path == exp.actor.path == "Qwen/Qwen3-8B"
     assert exp.econfig.domain == "retail"
-    assert exp.rollout.agent.turn_discount == exp.econfig.turn_discount
+    assert exp.rollout.agent.turn_discount == exp.reward.turn_discount
+    assert (exp.actor.reward_scaling, exp.actor.reward_bias) == (exp.reward.scaling, exp.reward.bias)

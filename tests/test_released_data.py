@@ -330,8 +330,8 @@ def test_dry_run_shows_rows_per_domain_and_snapshots(cli, dataset, tmp_path):
     assert "valid split 'test' of every trained domain; max steps: airline 50, retail 50, telecom 100" in domains
     # the paper's reward per domain; one user simulator for all
     lines = [x.split() for x in result.stdout.splitlines()]
-    assert ["reward", "(airline)", "DB", "training", "episodes'", "tau2", "reward", "types"] in lines
-    assert ["reward", "(telecom)", "ENV_ASSERTION", "training", "episodes'", "tau2", "reward", "types"] in lines
+    assert ["reward", "basis", "(airline)", "DB", "training", "episodes'", "tau2", "reward", "types"] in lines
+    assert ["reward", "basis", "(telecom)", "ENV_ASSERTION", "training", "episodes'", "tau2", "reward", "types"] in lines
     assert sum(1 for x in lines if x[:2] == ["user", "sim"]) == 3
 
 

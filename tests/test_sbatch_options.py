@@ -126,7 +126,7 @@ def test_every_option_the_script_holds_is_refused_in_extra_sbatch(cli, tmp_path)
     typed = ["slurm.partition=gpu", "slurm.account=lab", "slurm.qos=high", "slurm.constraint=h100",
              "slurm.reservation=maint", "slurm.exclusive=true"]
     overrides = [USER_SIM, *slurm_overrides(tmp_path), *typed]
-    sweep = cli("-m", "dry_run=true", *overrides, "econfig.turn_discount=0.9,1.0", cwd=tmp_path)
+    sweep = cli("-m", "dry_run=true", *overrides, "reward.turn_discount=0.9,1.0", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     options = sorted(sbatch_lines(sweep.stdout))
     assert "array" in options and "constraint" in options

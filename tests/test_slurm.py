@@ -58,7 +58,7 @@ def test_dry_run_shows_the_exact_sbatch_script_and_submits_nothing(cli, tmp_path
     before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     result = cli("-m", "dry_run=true", *slurm_overrides(tmp_path), "slurm.partition=debug",
                      "slurm.account=rl", "slurm.time_minutes=90", "econfig.user_llm_base_url=http://h:8000/v1",
-                     "econfig.turn_discount=0.9,1.0", "econfig.invalid_format_penalty=0.0,0.1",
+                     "reward.turn_discount=0.9,1.0", "reward.format_penalty=0.0,0.1",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -136,7 +136,7 @@ def test_an_eval_sweep_runs_as_one_slurm_array_with_results_and_offline_wandb_ru
 def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preemption(cli, llm, tmp_path):
     result = cli(
         "trainer._target_=helpers.recording_trainer.RecordingTrainer", f"econfig.user_llm_base_url={llm.base_url}",
-        "econfig.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_TRAINING_JOB,
+        "reward.turn_discount=0.9", *slurm_overrides(tmp_path), *SMALL_TRAINING_JOB,
         cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "HOLD_FIRST_TRAINING": "1", **SECRETS},
     )
     assert result.returncode == 0, result.stderr
@@ -149,7 +149,7 @@ def test_a_training_job_reaches_the_trainer_and_resumes_its_trial_after_preempti
     assert first["config"]["recover"]["mode"] == "auto"
     assert first["config"]["scheduler"]["type"] == "local"  # the one-node layout: workers inside the job
     assert first["workflow"] == "tau2train.rollout.workflow.Tau2AgentWorkflow"
-    assert first["workflow_kwargs"]["econfig"]["turn_discount"] == 0.9
+    assert first["workflow_kwargs"]["reward"]["turn_discount"] == 0.9
 
     # Preemption as Slurm signals it to submitit (SlurmJob._interrupt does the same).
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)

@@ -244,15 +244,15 @@ def test_unfinished_jobs_are_looked_up_in_slurm(tmp_path: Path, slurm_jobs: dict
     sweep = tmp_path / EXPERIMENT
     array = slurm_jobs["array"]
     for task, discount in ((0, "0.9"), (1, "1.0")):
-        write_job(sweep / f"live{task}", f"live{task}", [f"econfig.turn_discount={discount}"],
+        write_job(sweep / f"live{task}", f"live{task}", [f"reward.turn_discount={discount}"],
                   state="submitted", slurm_job_id=f"{array}_{task}")
     log = tmp_path / "logs" / "99999990_3_0_log.err"
     log.parent.mkdir()
     log.write_text("step 10 done\nslurmstepd: error: *** JOB 99999993 ON vm CANCELLED AT "
                    "2025-01-01T12:00:00 DUE TO TIME LIMIT ***\n\n")
-    write_job(sweep / "vanished", "vanished", ["econfig.turn_discount=1.1"], state="running",
+    write_job(sweep / "vanished", "vanished", ["reward.turn_discount=1.1"], state="running",
               slurm_job_id="99999990_3", stderr=str(log))
-    write_job(sweep / "zcancelled", "zcancelled", ["econfig.turn_discount=1.2"], state="running",
+    write_job(sweep / "zcancelled", "zcancelled", ["reward.turn_discount=1.2"], state="running",
               slurm_job_id=slurm_jobs["cancelled"])
 
     result = report(sweep)
@@ -282,8 +282,8 @@ def test_a_running_job_slurm_never_heard_of_alone_is_lost(tmp_path: Path):
 
 def test_without_squeue_states_are_as_recorded(tmp_path: Path):
     sweep = tmp_path / EXPERIMENT
-    write_job(sweep / "r", "r", ["econfig.turn_discount=0.9"], state="running", slurm_job_id="12345")
-    write_job(sweep / "l", "l", ["econfig.turn_discount=1.0"], state="running")  # local run
+    write_job(sweep / "r", "r", ["reward.turn_discount=0.9"], state="running", slurm_job_id="12345")
+    write_job(sweep / "l", "l", ["reward.turn_discount=1.0"], state="running")  # local run
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
     result = report(sweep, env={"PATH": str(empty_path)})
@@ -298,14 +298,14 @@ def test_records_of_other_versions_read_and_a_broken_one_is_a_row_saying_so(tmp_
     """job.json is read as a typed record: an older one (keys missing) and a newer one (keys
     this version does not know) still read; one that is not a record is a row that says why."""
     sweep = tmp_path / EXPERIMENT
-    old = write_job(sweep / "old", "old", ["econfig.turn_discount=0.9"])
+    old = write_job(sweep / "old", "old", ["reward.turn_discount=0.9"])
     record = json.loads((old / "job.json").read_text())
     for key in ("stdout", "stderr", "submitted_at", "started_at", "ended_at", "error"):
         del record[key]
     (old / "job.json").write_text(json.dumps(record))
-    write_job(sweep / "new", "new", ["econfig.turn_discount=1.0"], gpu_hours=3.5, state="failed",
+    write_job(sweep / "new", "new", ["reward.turn_discount=1.0"], gpu_hours=3.5, state="failed",
               error="RuntimeError: out of memory\ntraceback")
-    write_job(sweep / "odd", "odd", ["econfig.turn_discount=0.5"], state="exploded")
+    write_job(sweep / "odd", "odd", ["reward.turn_discount=0.5"], state="exploded")
     (sweep / "torn").mkdir()
     (sweep / "torn" / "job.json").write_text('{"state": "runn')
     result = report(sweep, env={"PATH": ""})  # no squeue: nothing here is in Slurm anyway

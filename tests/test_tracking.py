@@ -27,7 +27,7 @@ def test_no_tracking_disables_wandb():
 
 
 def test_a_sweep_shares_one_group_and_each_point_keeps_its_name(tmp_path):
-    jobs = prepare(["-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}", "econfig.turn_discount=0.9,1.0"])
+    jobs = prepare(["-m", "dry_run=true", USER_SIM, f"cluster.fileroot={tmp_path}", "reward.turn_discount=0.9,1.0"])
     groups = {c.config.stats_logger.wandb.group for c in jobs}
     names = [c.config.stats_logger.wandb.name for c in jobs]
     assert len(groups) == 1 and groups.pop().startswith("tau2-qwen3-1.7b-airline-sweep-")

@@ -23,7 +23,7 @@ STAND_IN = ["trainer._target_=helpers.recording_trainer.RecordingTrainer", "trai
 def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli, tmp_path):
     result = cli(
         *STAND_IN, USER_SIM, f"cluster.fileroot={tmp_path}/exp",
-        "econfig.invalid_format_penalty=0.3", "econfig.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
+        "reward.format_penalty=0.3", "reward.turn_discount=0.9", "group_filter.max_mean_reward=0.8",
         "group_filter.min_episodes=3", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)},
     )
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,8 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
 
     assert call["config_type"] == "tau2train.schemas.env.PPOConfig"
     config = call["config"]
-    assert config["econfig"]["invalid_format_penalty"] == 0.3
+    assert "reward" not in config  # ours: AReaL reads it through its own keys
+    assert (config["actor"]["reward_scaling"], config["actor"]["reward_bias"]) == (10.0, -0.5)
     assert config["rollout"]["agent"]["turn_discount"] == 0.9
     assert config["actor"]["path"] == "Qwen/Qwen3-1.7B"
     assert "trainer" not in config and "eval" not in config  # ours, not AReaL's
@@ -51,7 +52,9 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
     assert call["workflow"] == call["eval_workflow"] == "tau2train.rollout.workflow.Tau2AgentWorkflow"
     assert call["workflow_types"] == ["Tau2AgentWorkflow", "Tau2AgentWorkflow"]
     kwargs, eval_kwargs = call["workflow_kwargs"], call["eval_workflow_kwargs"]
-    assert kwargs["econfig"]["invalid_format_penalty"] == 0.3
+    assert kwargs["reward"] == {"terms": [{"_target_": "tau2train.rollout.reward_terms.tau2", "weight": 1.0, "args": {}}],
+                                "format_penalty": 0.3, "turn_discount": 0.9, "scaling": 10.0, "bias": -0.5}
+    assert eval_kwargs["reward"] == kwargs["reward"]
     assert kwargs["econfig"]["user_llm_base_url"] == "http://127.0.0.1:8000/v1/"
     assert kwargs["gen_args"] == {"temperature": 1.0, "top_p": 1.0, "max_completion_tokens": 8192}
     assert eval_kwargs["gen_args"]["temperature"] == 0.6
@@ -63,7 +66,7 @@ def test_training_reaches_the_trainer_with_the_composed_config_and_workflow(cli,
     assert kwargs["group_size"] == 8 and kwargs["min_episodes"] == 3
     # ... and its rewards as they are: the batch's mean is the baseline by default (AReaL's τ² example)
     assert call["dynamic_filter"] == {"type": "GroupFilter", "max_mean_reward": 0.8, "min_mean_reward": None,
-                                      "min_episodes": 3, "baseline": None}
+                                      "min_episodes": 3, "baseline": None, "judge_by": "shaped"}
     assert call["filter_keeps_solved_group"] is False
 
 

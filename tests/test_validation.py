@@ -168,11 +168,31 @@ CASES = {
         ["tracking=none", "tracking.backend=mlflow"], "tracking.backend", ["not one of the choices", "wandb, none"],
     ),
     "user_sim: port out of range": (["user_sim.port=0"], "user_sim.port", ["must lie in [1, 65535]"]),
-    "econfig: discount above 1": (
-        ["econfig.turn_discount=1.5"], "econfig.turn_discount", ["must lie in [0, 1]", "fix:   change econfig.turn_discount: it must lie in [0, 1]"],
+    "reward: discount above 1": (
+        ["reward.turn_discount=1.5"], "reward.turn_discount", ["must lie in [0, 1]", "fix:   change reward.turn_discount: it must lie in [0, 1]"],
     ),
-    "econfig: negative penalty": (
-        ["econfig.invalid_format_penalty=-0.1"], "econfig.invalid_format_penalty", ["must be at least 0"],
+    "reward: negative penalty": (
+        ["reward.format_penalty=-0.1"], "reward.format_penalty", ["must be at least 0"],
+    ),
+    "reward: no scaling": (["reward.scaling=0"], "reward.scaling", ["must be greater than 0"]),
+    "reward: unknown choice": (
+        ["reward=shaped"], "reward", ["no such reward choice", "db_only, format_strict, partial_actions, tau2"],
+    ),
+    "reward: a key that moved to the reward group": (
+        ["econfig.invalid_format_penalty=0.2"], "econfig.invalid_format_penalty",
+        ["moved to reward.format_penalty", "fix:   write reward.format_penalty=0.2"],
+    ),
+    "reward: AReaL's scaling set apart from the reward group's": (
+        ["actor.reward_scaling=5"], "actor.reward_scaling",
+        ["differs from reward.scaling=10.0", "fix:   set reward.scaling=5.0 instead of actor.reward_scaling"],
+    ),
+    "reward: no term": (["reward.terms=[]"], "reward.terms", ["no term", "reward=<choice>"]),
+    "reward: a term's weight that is not finite": (
+        ["reward.terms=[{_target_: tau2train.rollout.reward_terms.tau2, weight: inf}]"], "reward.terms[0].weight",
+        ["not a finite number"],
+    ),
+    "group_filter: judged by a reward there is not": (
+        ["group_filter.judge_by=raw"], "group_filter.judge_by", ["not one of the choices", "shaped, tau2"],
     ),
     "group_filter: mean reward above 1": (
         ["group_filter.max_mean_reward=2"], "group_filter.max_mean_reward", ["must lie in [0, 1]"],

@@ -17,16 +17,23 @@ from tau2train.rollout.chat import Completion, EpisodeCancelled, Outage
 from tau2train.rollout.episode import UnknownTask, find_task
 from tau2train.rollout.rewards import GroupFilter, completion_rewards
 from tau2train.rollout.workflow import EpisodeDiscarded, Tau2AgentWorkflow
-from tau2train.schemas import REWARD_TYPES, EnvConfig
+from tau2train.schemas import REWARD_TYPES, EnvConfig, tau2_reward
 
 
-def workflow(llm, model="gold", domain="airline", dump_dir=None, timeout=60.0, **env):
+def workflow(llm, model="gold", domain="airline", dump_dir=None, timeout=60.0, reward=None, **env):
     env = {"user_llm_base_url": llm.base_url, "user_llm": "user", **env}
     econfig = EnvConfig(domain=domain, **env)
     return Tau2AgentWorkflow(
         econfig=econfig, timeout=timeout, dump_dir=dump_dir, agent_model=model,
-        max_concurrent_episodes=32,
+        max_concurrent_episodes=32, reward=reward,
     )
+
+
+def penalty(format_penalty: float):
+    """reward=tau2 with another reward.format_penalty."""
+    spec = tau2_reward()
+    spec.format_penalty = format_penalty
+    return spec
 
 
 def run(wf, task_id, split, llm):
@@ -66,7 +73,7 @@ def test_a_wrong_action_sequence_earns_zero(llm, domain, split, task_id):
 
 
 def test_malformed_completions_get_the_penalty_and_only_they(llm):
-    episode = play(workflow(llm, "malformed", invalid_format_penalty=0.25), "7", "train", llm)
+    episode = play(workflow(llm, "malformed", reward=penalty(0.25)), "7", "train", llm)
     rewards, problems = episode.info.completion_rewards, episode.info.format_problems
     ids = list(rewards)
     # The script's first three completions: unknown tool, non-JSON arguments, missing argument.
@@ -121,7 +128,7 @@ def test_a_tool_call_areals_parser_drops_is_penalised(case):
 
 
 def test_the_penalty_knob_really_changes_the_rewards(llm):
-    episode = play(workflow(llm, "malformed", invalid_format_penalty=0.0), "7", "train", llm)
+    episode = play(workflow(llm, "malformed", reward=penalty(0.0)), "7", "train", llm)
     assert min(episode.info.completion_rewards.values()) == 0.0
     assert len(episode.info.format_problems) == 3
 
@@ -313,7 +320,7 @@ def test_group_filter_judges_a_group_by_its_episodes_rewards_under_areal(llm):
     from areal.infra import workflow_context
     from areal.infra.workflow_context import WorkflowContext
 
-    wf = workflow(llm, "malformed", invalid_format_penalty=0.25)
+    wf = workflow(llm, "malformed", reward=penalty(0.25))
 
     async def group(task_id: int, is_eval: bool = False) -> dict:
         workflow_context.set(WorkflowContext(is_eval=is_eval, task_id=task_id))

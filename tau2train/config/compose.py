@@ -29,6 +29,7 @@ from tau2train.config.overrides import (
     CONFIG_NAME,
     GROUPS,
     check_group_choices,
+    check_moved_keys,
     did_you_mean,
     normalised,
     parse_overrides,
@@ -68,7 +69,9 @@ def hydra_session():
 def compose(overrides: list[str]) -> Composed:
     """Compose, type-check and convert one experiment; every failure is a ConfigError."""
     overrides = normalised(overrides)
-    check_group_choices(parse_overrides(overrides))
+    parsed = parse_overrides(overrides)
+    check_group_choices(parsed)
+    check_moved_keys(parsed)
     unknown = _unknown_keys(overrides) if _adds_keys(overrides) else []
     if unknown:
         raise unknown[0]

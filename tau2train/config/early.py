@@ -9,7 +9,13 @@ from __future__ import annotations
 from hydra.core.override_parser.types import Override
 
 from tau2train.config import key_index
-from tau2train.config.overrides import MULTIRUN_FLAGS, check_group_choices, hydras_own, parse_overrides
+from tau2train.config.overrides import (
+    MULTIRUN_FLAGS,
+    check_group_choices,
+    check_moved_keys,
+    hydras_own,
+    parse_overrides,
+)
 from tau2train.config.usage import HELP_FLAGS, help_text
 
 
@@ -30,5 +36,6 @@ def check_early(argv: list[str]) -> list[Override]:
     typo among them."""
     overrides = parse_overrides([a for a in argv if a not in MULTIRUN_FLAGS + HELP_FLAGS])
     check_group_choices(overrides)
+    check_moved_keys(overrides)
     key_index.check(overrides)
     return overrides

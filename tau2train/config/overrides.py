@@ -18,7 +18,12 @@ from tau2train.config.errors import ConfigError
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
 MULTIRUN_FLAGS = ("-m", "--multirun")
-GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "experiment")
+GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "reward", "experiment")
+# Keys that moved: the old key -> the one that holds the setting now.
+MOVED_KEYS = {
+    "econfig.turn_discount": "reward.turn_discount",
+    "econfig.invalid_format_penalty": "reward.format_penalty",
+}
 
 # Settings that map a name the user picks (a domain, an sbatch option) to a value. Hydra merges
 # `key={...}` into the map the config already has, and the struct flag refuses the keys that are
@@ -99,6 +104,19 @@ def check_group_choices(overrides: list[Override]) -> None:
                     valid=options,
                     fix=did_you_mean(value, options) + f"pick one of the {group} choices above",
                 )
+
+
+def check_moved_keys(overrides: list[Override]) -> None:
+    """Refuse the first override of a key that moved, naming where it lives now."""
+    for override in overrides:
+        new = MOVED_KEYS.get(override.key_or_group)
+        if new is not None:
+            value = (override.input_line or "").partition("=")[2]  # as typed (a sweep's too)
+            raise ConfigError(
+                override.key_or_group, value,
+                f"moved to {new} (the reward group holds the reward's settings)",
+                valid=new, fix=f"write {new}={value}" if value else f"use {new}",
+            )
 
 
 def did_you_mean(value: str, options: list[str]) -> str:

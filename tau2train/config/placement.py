@@ -41,6 +41,15 @@ def areal_scheduler(choice: str, n_nodes: int) -> str:
     return "local" if placement(choice, n_nodes) is Placement.SINGLE_JOB else "slurm"
 
 
+def spans_nodes(config: Any) -> bool:
+    """Whether the run's processes may run on several nodes: a training run (mode=train, sft)
+    placed per_role_jobs, whose controller and roles are Slurm jobs of their own (every multi-node
+    layout is). A single job, and mode=eval's one job, hold one node."""
+    if config.launcher != "slurm" or not facts(config.mode).gpu_roles:
+        return False
+    return placement(config.slurm.placement, config.cluster.n_nodes) is Placement.PER_ROLE_JOBS
+
+
 def describe(where: Placement, n_nodes: int) -> str:
     if where is Placement.SINGLE_JOB:
         return "one Slurm job on one node; AReaL's local scheduler starts the workers inside it"

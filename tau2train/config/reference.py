@@ -48,6 +48,8 @@ MACHINE_DEPENDENT = ("${oc.env:", "tau2train.user_sim_url")
 # the kind of key each plain type makes (tau2train.config.key_index.Key.kind)
 KINDS = {str: "str", int: "int", float: "float", bool: "bool", list: "list", tuple: "list", dict: "map"}
 TOP_LEVEL = "top level"
+# what a section's name ends in when its keys are those of a list's items
+LIST_ITEM = "[]"
 HEADER = """# tau2train config reference
 
 Generated from the schemas' `help` metadata (`tau2train/schemas/`) by
@@ -70,16 +72,29 @@ def sections() -> Iterator[tuple[str, type, list[dataclasses.Field]]]:
     """(key prefix, schema, fields) for the root's own fields and each nested schema of ours."""
     own = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in _areal_names()]
     yield TOP_LEVEL, ExperimentConfig, [f for f in own if not _schema_of(f)]
-    yield from _nested("", own)
+    yield from _nested("", own, ExperimentConfig)
 
 
-def _nested(prefix: str, fields: list[dataclasses.Field]) -> Iterator[tuple[str, type, list[dataclasses.Field]]]:
+def _nested(prefix: str, fields: list[dataclasses.Field],
+            owner: type) -> Iterator[tuple[str, type, list[dataclasses.Field]]]:
     for f in fields:
         schema = _schema_of(f)
         if schema:
             inner = list(dataclasses.fields(schema))
             yield prefix + f.name, schema, [g for g in inner if not _schema_of(g)]
-            yield from _nested(f"{prefix}{f.name}.", inner)
+            yield from _nested(f"{prefix}{f.name}.", inner, schema)
+        item = _item_schema_of(owner, f)
+        if item:  # a list of them (reward.terms): each item's keys, `<list>[]`
+            yield f"{prefix}{f.name}{LIST_ITEM}", item, list(dataclasses.fields(item))
+
+
+def _item_schema_of(owner: type, f: dataclasses.Field) -> type | None:
+    """The schema of a list field's items, when they are one of ours."""
+    hint = typing.get_type_hints(owner)[f.name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
 
 
 def _schema_of(f: dataclasses.Field) -> type | None:
@@ -143,7 +158,10 @@ def _run_default(run: DictConfig, key: str) -> str:
 
 
 def _default_cell(f: dataclasses.Field, key: str, run: DictConfig) -> str:
-    """A run's default, and the schema's when a config group sets another."""
+    """A run's default, and the schema's when a config group sets another (a list item's:
+    the schema's alone)."""
+    if LIST_ITEM in key:
+        return _default(f)
     schema, composed = _default(f), _run_default(run, key)
     return composed if composed == schema else f"{composed} (schema: {schema})"
 

@@ -22,6 +22,7 @@ from tau2train.schemas import (
     DomainSpec,
     ExperimentConfig,
     ModelSpec,
+    RewardSpec,
     SlurmSpec,
     TrackingSpec,
     UserSimSpec,
@@ -41,6 +42,7 @@ GROUP_SCHEMAS = {
     "slurm": SlurmSpec,
     "tracking": TrackingSpec,
     "user_sim": UserSimSpec,
+    "reward": RewardSpec,
 }
 STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
 RUN_MODEL_RESOLVER = "tau2train.run_model"

@@ -21,7 +21,8 @@ from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.overrides import group_options, load_choice
-from tau2train.config.placement import placement
+from tau2train.config.placement import placement, spans_nodes
+from tau2train.config.reward import check_reward
 from tau2train.config.sbatch import check_sbatch_options
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
 from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoints, training_played
@@ -69,6 +70,7 @@ def check_train(composed: Composed) -> Checked:
     check_tau2_data(exp, training_played(exp, domains))
     check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
+    check_reward(exp)
     check_per_group_norms(exp)
     check_user_sims_trained(exp, domains)
     users = check_user_simulator(exp, domains)
@@ -111,6 +113,7 @@ def check_recipe(composed: Composed) -> Checked:
     check_token_budgets(exp)
     check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
+    check_reward(exp)
     for key, value, why, valid in (
         ("launcher", exp.launcher, "mode=recipe runs its stages on this machine", "local (cluster=local)"),
         ("data.source", exp.data.source, "mode=recipe makes its own SFT data from the domain's tasks", "tau2 (data=tau2)"),
@@ -637,25 +640,70 @@ def check_storage(exp: ExperimentConfig) -> None:
     check_no_whitespace(exp)
     if not exp.on_slurm:
         return
+    shared = check_shared_paths(exp)
     for key, path in (
         ("cluster.fileroot", exp.cluster.fileroot),
         ("cluster.name_resolve.nfs_record_root", exp.cluster.name_resolve.nfs_record_root),
     ):
         problem = None
+        valid = "an absolute path on shared storage (NFS, Lustre, GPFS, ...)"
+        fix = f"add {key}=/your/shared/storage/..."
         if path.startswith(PLACEHOLDER_PREFIX):
             problem = "is a placeholder, not a real directory"
         elif not os.path.isabs(path):
             problem = "must be an absolute path"
-        elif exp.cluster.n_nodes > 1 and (path == "/tmp" or path.startswith("/tmp/")):
-            problem = f"/tmp is local to each node; {exp.cluster.n_nodes} nodes need shared storage"
+        elif spans_nodes(exp) and (local := node_local_dir(path)) and not under_any(path, shared):
+            nodes = (f"{exp.cluster.n_nodes} nodes" if exp.cluster.n_nodes > 1
+                     else "slurm.placement=per_role_jobs's jobs, each on a node Slurm picks,")
+            problem = f"{local} is local to each node; {nodes} need shared storage"
+            valid += f", or a path under one {SHARED_PATHS_KEY} names"
+            fix += (f", or, when {path} is in fact shared by every node (shared storage mounted there), "
+                    f"{SHARED_PATHS_KEY}=[{path}]")
         if problem:
             raise ConfigError(
                 key,
                 path,
                 f"cluster=slurm needs a shared directory every node can see; this {problem}",
-                valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
-                fix=f"add {key}=/your/shared/storage/...",
+                valid=valid,
+                fix=fix,
             )
+
+
+SHARED_PATHS_KEY = "slurm.shared_paths"
+# directories each node has its own of (tmpfs or a local disk), whatever a path's name under them
+NODE_LOCAL_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+
+
+def under(path: str, root: str) -> bool:
+    path, root = os.path.normpath(path), os.path.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def under_any(path: str, roots: list[str]) -> bool:
+    """`path` lies in one of `roots`, as written or with its symlinks followed."""
+    return any(under(path, r) or under(os.path.realpath(path), os.path.realpath(r)) for r in roots)
+
+
+def node_local_dir(path: str) -> str | None:
+    """The node-local directory (NODE_LOCAL_DIRS) `path` lies in, as written or with its symlinks
+    followed (a link into /tmp is no shared directory), or None."""
+    for candidate in (path, os.path.realpath(path)):
+        for local in NODE_LOCAL_DIRS:
+            if under(candidate, local):
+                return local
+    return None
+
+
+def check_shared_paths(exp: ExperimentConfig) -> list[str]:
+    """slurm.shared_paths: absolute directories (what the storage check accepts under them)."""
+    for index, path in enumerate(exp.slurm.shared_paths):
+        if not (isinstance(path, str) and os.path.isabs(path)):
+            raise ConfigError(
+                f"{SHARED_PATHS_KEY}[{index}]", path, "is not an absolute path",
+                valid="absolute directories every node shares, e.g. [/tmp/tau2-shared]",
+                fix=f"write the directory's absolute path in {SHARED_PATHS_KEY}",
+            )
+    return list(exp.slurm.shared_paths)
 
 
 def check_no_whitespace(exp: ExperimentConfig) -> None:

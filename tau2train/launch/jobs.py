@@ -27,6 +27,7 @@ def run_description(job: Composed) -> dict[str, Any]:
         "mode": exp.mode, "experiment_name": exp.experiment_name, "trial_name": exp.trial_name,
         "overrides": job.overrides, "train_split": exp.train_dataset.split,
         "valid_split": exp.valid_dataset.split if exp.valid_dataset else None,
+        "reward": job.choices.get("reward"),
     }
 
 

@@ -74,6 +74,7 @@ def render_plan(checked: Checked, config_path: Path | None) -> str:
             ["model", choices["model"], f"{model.path} ({arch})"],
             domain_row(checked),
             ["data", choices["data"], data_line(checked)],
+            ["reward", choices["reward"], reward_line(exp)],
             ["cluster", choices["cluster"], f"{cluster.n_nodes} node(s) x {cluster.n_gpus_per_node} GPUs, "
              f"AReaL scheduler '{exp.scheduler.type}'"],
             ["experiment", exp.experiment_name, f"trial {exp.trial_name}"],
@@ -136,9 +137,18 @@ def per_domain_rows(checked: Checked) -> list[list[str]]:
         url, llm = env.user_sim_of(domain)
         rows.append([f"user sim{label}", llm or "-", "solo mode (no user simulator)" if env.solo_mode else str(url)])
         basis = env.reward_basis_of(domain)
-        rows.append([f"reward{label}", "each task's own basis" if basis is None else "+".join(basis),
+        rows.append([f"reward basis{label}", "each task's own basis" if basis is None else "+".join(basis),
                      "training episodes' tau2 reward types"])
     return rows
+
+
+def reward_line(exp: ExperimentConfig) -> str:
+    """The shaped reward as a sum of weighted terms, and the shaping around it."""
+    r = exp.reward
+    terms = " + ".join(f"{t.weight:g} x {t._target_.rsplit('.', 1)[-1]}" + (f"({t.args})" if t.args else "")
+                       for t in r.terms)
+    return (f"{terms}; format penalty {r.format_penalty:g}, turn discount {r.turn_discount:g}, "
+            f"trained on (r {r.bias:+g}) x {r.scaling:g}")
 
 
 def data_line(checked: Checked) -> str:

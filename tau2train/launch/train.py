@@ -92,6 +92,8 @@ def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> 
         # a group's episodes: AReaL's, for what a failed episode costs (rollout/losses.py)
         "group_size": exp.gconfig.n_samples,
         "min_episodes": least_kept(exp),
+        # what an episode earns (the reward group): its terms are imported on the workers
+        "reward": dataclasses.asdict(exp.reward),
     }
 
 

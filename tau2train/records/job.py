@@ -48,6 +48,7 @@ class JobRecord:
     overrides: tuple[str, ...] = ()
     train_split: str | None = None
     valid_split: str | None = None
+    reward: str | None = None  # the reward group's choice (training's reward; an evaluation's is tau2's own)
     slurm_job_id: str | None = None
     stdout: str | None = None  # the job's log files (Slurm runs)
     stderr: str | None = None

@@ -112,7 +112,8 @@ def mean(xs: list[float]) -> float | None:
 
 
 def train_results(row: Row) -> None:
-    """Mean/final reward of the train split and mean of the valid split, from the episodes.
+    """Mean/final reward of the train split and mean of the valid split, from the episodes:
+    tau2's reward (RunInfo.reward), so points trained on different rewards compare.
 
     Episodes that failed outside the policy (user simulator, timeout, evaluator) are ones
     AReaL discarded: counted apart by cause and left out of the means. Order is by file name,
@@ -238,6 +239,8 @@ def build_rows(dirs: list[Path]) -> list[Row]:
                       note=f"{run_dir / JOB_RECORD_NAME} is not a job record ({why})")
         row.trial = row.job.trial_name or run_dir.name
         row.overrides = parse_overrides(list(row.job.overrides))
+        if row.job.reward and row.job.mode != "eval":  # the reward it trained on, chosen or not
+            row.overrides["reward"] = row.job.reward
         (eval_results if row.job.mode == "eval" else train_results)(row)
         rows.append(row)
     return sorted(rows, key=lambda r: r.trial)
@@ -270,8 +273,9 @@ def headers(rows: list[Row]) -> tuple[str, str, str, str]:
     modes = {r.job.mode for r in rows if r.readable}
     if modes == {"eval"}:
         return "tasks x trials", "avg_reward", "pass^1", EVAL_LEGEND
-    legend = (f"mean = mean reward of the train-split episodes; final = mean of the newest "
-              f"{FINAL_FRACTION:.0%} of them (at least 1); episodes with an error are left out")
+    legend = (f"mean = mean tau2 reward of the train-split episodes (whatever reward= trained them); "
+              f"final = mean of the newest {FINAL_FRACTION:.0%} of them (at least 1); "
+              "episodes with an error are left out")
     if "eval" in modes:
         return ("episodes|tasks x trials", "mean|avg", "final|pass^1",
                 legend + "\neval rows: " + EVAL_LEGEND)

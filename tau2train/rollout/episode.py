@@ -26,7 +26,9 @@ from tau2train.rollout import snapshots
 from tau2train.rollout.chat import Chat, EpisodeCancelled, LLMCallFailed
 from tau2train.rollout.judge import judged_by
 from tau2train.rollout.players import make_players
+from tau2train.rollout.reward_terms import RewardContext
 from tau2train.rollout.rewards import completion_rewards, evaluation_type, with_reward_basis
+from tau2train.rollout.shaping import Shaped, Shaping
 from tau2train.schemas import ALL_TASKS, EnvConfig, RunInfo
 
 _TASKS_LOCK = threading.Lock()
@@ -139,10 +141,12 @@ def play(
     agent_chat: Chat,
     user_chat: Chat | None,
     judge_chat: Chat | None = None,
+    shaping: Shaping | None = None,
 ) -> Episode:
     """Run `scene`'s task to its end and score it with tau2's evaluator, both on environments
     built from `scene.environment` (the gold replay included); a task scored on NL assertions
-    is judged by `judge_chat` (tau2train.rollout.judge).
+    is judged by `judge_chat` (tau2train.rollout.judge). `shaping` (default: reward=tau2's)
+    makes the rewards AReaL trains on; `info.reward` is tau2's own whatever it is.
 
     Failures of the agent endpoint propagate (AReaL must reject that trajectory). Every other
     failure (user simulator down, malformed agent output tau2 refuses, evaluator error) ends
@@ -193,19 +197,22 @@ def play(
         error = error or discard_reason
         failure = failure or Failure.EVALUATOR
     simulation.reward_info = reward_info
+    shaping = shaping or Shaping.of()
+    shaped = Shaped(reward_info.reward, []) if discard_reason else shaping.episode(
+        RewardContext(scored, simulation, reward_info, tuple(agent_chat.completions), domain))
     info = RunInfo(
         task_id=task.id,
         split=split,
         domain=domain,
         source=scene.source,
         reward=float(reward_info.reward),
+        shaped_reward=None if discard_reason else shaped.reward,
+        reward_terms=shaped.terms,
         termination_reason=simulation.termination_reason.value,
         duration=simulation.duration,
         agent_latencies=[c.latency for c in agent_chat.completions],
         user_latencies=[c.latency for c in user_chat.completions] if user_chat else [],
-        completion_rewards=completion_rewards(
-            agent_chat.completions, reward_info.reward, econfig.invalid_format_penalty
-        ),
+        completion_rewards=completion_rewards(agent_chat.completions, shaped.reward, shaping.format_penalty),
         format_problems={c.id: c.problem for c in agent_chat.completions if c.problem},
         messages=[m.model_dump(mode="json", exclude={"raw_data"}) for m in simulation.messages],
         task=task.model_dump(mode="json"),

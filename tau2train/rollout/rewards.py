@@ -2,16 +2,18 @@
 
 Rule: every agent completion starts at 0; a malformed one (unknown tool, arguments that are
 not a JSON object or do not fit the tool's schema, a tool call the server's parser dropped, an
-empty message with no tool call) gets
-`-invalid_format_penalty`; the episode reward from tau2's evaluator is added to the last
-completion. AReaL then spreads rewards backwards with `rollout.agent.turn_discount`
-(reward[i] += turn_discount * reward[i+1]) when it exports the interactions.
+empty message with no tool call) gets `-reward.format_penalty`; the episode's shaped reward
+(the reward group's terms, weighted and summed: tau2train.rollout.shaping; reward=tau2: tau2's
+own reward) is added to the last completion. AReaL then spreads rewards backwards with
+`rollout.agent.turn_discount` (= reward.turn_discount; reward[i] += turn_discount * reward[i+1])
+when it exports the interactions, and trains on (reward + reward.bias) * reward.scaling.
 
-The group filter judges a group by its episodes' rewards (tau2's, one per episode). AReaL hands
-the filter only the exported per-completion rows (penalties and turn discount included, one
-row per completion, nothing marking which rows are one episode's), so the workflow records each
-episode's reward under AReaL's task id, which AReaL's workflow context holds both while the
-group's episodes run and when it calls the filter (areal/infra/workflow_executor.py:1045,1099).
+The group filter judges a group by its episodes' rewards (one per episode: the shaped one, or
+tau2's with group_filter.judge_by=tau2). AReaL hands the filter only the exported
+per-completion rows (penalties and turn discount included, one row per completion, nothing
+marking which rows are one episode's), so the workflow records each episode's rewards under
+AReaL's task id, which AReaL's workflow context holds both while the group's episodes run and
+when it calls the filter (areal/infra/workflow_executor.py:1045,1099).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tau2.data_model.tasks import RewardType, Task
 
@@ -29,11 +31,11 @@ from tau2train.schemas import GroupFilterConfig
 
 
 def completion_rewards(
-    completions: list[Completion], episode_reward: float, invalid_format_penalty: float
+    completions: list[Completion], episode_reward: float, format_penalty: float
 ) -> dict[str, float]:
     """Reward per completion id, in the order the completions were made."""
     rewards = {
-        c.id: -float(invalid_format_penalty) if c.problem else 0.0 for c in completions
+        c.id: -float(format_penalty) if c.problem else 0.0 for c in completions
     }
     if completions:
         rewards[completions[-1].id] += float(episode_reward)
@@ -62,6 +64,13 @@ def evaluation_type(task: Task):
     return EvaluationType.ALL
 
 
+class EpisodeReward(NamedTuple):
+    """One episode's rewards as the group filter may judge it (group_filter.judge_by)."""
+
+    shaped: float
+    tau2: float
+
+
 class EpisodeRewards:
     """Episode rewards by AReaL task id, for the group filter of the same rollout worker.
 
@@ -71,17 +80,17 @@ class EpisodeRewards:
     def __init__(self, capacity: int = 4096):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._by_task: OrderedDict[int, list[float]] = OrderedDict()
+        self._by_task: OrderedDict[int, list[EpisodeReward]] = OrderedDict()
 
-    def add(self, task_id: int | None, reward: float) -> None:
+    def add(self, task_id: int | None, reward: EpisodeReward) -> None:
         if task_id is None:
             return
         with self._lock:
-            self._by_task.setdefault(task_id, []).append(float(reward))
+            self._by_task.setdefault(task_id, []).append(reward)
             while len(self._by_task) > self.capacity:
                 self._by_task.popitem(last=False)
 
-    def pop(self, task_id: int | None) -> list[float]:
+    def pop(self, task_id: int | None) -> list[EpisodeReward]:
         if task_id is None:
             return []
         with self._lock:
@@ -92,22 +101,26 @@ class EpisodeRewards:
 EPISODE_REWARDS = EpisodeRewards()
 
 
-def record_episode_reward(reward: float) -> None:
-    """Note an episode's reward for its group's filter (no-op outside an AReaL rollout)."""
+def record_episode_reward(shaped: float, tau2: float | None = None) -> None:
+    """Note an episode's shaped reward and tau2's (the same when not given) for its group's
+    filter (no-op outside an AReaL rollout)."""
+    reward = EpisodeReward(float(shaped), float(shaped if tau2 is None else tau2))
     EPISODE_REWARDS.add(rollout_task_id(), reward)
 
 
-def record_domain_stats(domain: str, reward: float) -> None:
-    """An episode's reward and success under its domain on AReaL's stats tracker, in the scope
-    AReaL's own `reward` goes to (`rollout/` while training, `eval-rollout/` for validation):
-    averaged over a step's episodes, `eval-rollout/<domain>/pass^1` is the validation pass^1 of
-    that domain, and wandb draws one curve per domain. No-op outside an AReaL rollout."""
+def record_domain_stats(domain: str, reward: float, shaped: float | None = None) -> None:
+    """An episode's tau2 reward, success and shaped reward under its domain on AReaL's stats
+    tracker, in the scope AReaL's own `reward` goes to (`rollout/` while training,
+    `eval-rollout/` for validation): averaged over a step's episodes,
+    `eval-rollout/<domain>/pass^1` is the validation pass^1 of that domain (tau2's, whatever
+    reward trains), and wandb draws one curve per domain. No-op outside an AReaL rollout."""
     from tau2.metrics.agent_metrics import is_successful
 
     scope = stats_scope()
     if scope is None:
         return
-    scope.scalar(**{f"{domain}/reward": float(reward), f"{domain}/pass^1": float(is_successful(reward))})
+    scope.scalar(**{f"{domain}/reward": float(reward), f"{domain}/pass^1": float(is_successful(reward)),
+                    f"{domain}/shaped_reward": float(reward if shaped is None else shaped)})
 
 
 @dataclass
@@ -115,23 +128,25 @@ class GroupFilter(GroupFilterConfig):
     """AReaL's dynamic filter, the one place AReaL hands over a task's whole group of rollouts
     (rows: one per completion): keep the group only if at least `min_episodes` of its episodes
     are left (the others failed and were dropped alone) and the mean of their rewards is within
-    the configured bounds (a solved group teaches little; upstream drops > 0.95);
-    `min_episodes` is the group_filter's least_kept. With `baseline="group"` a kept group's
-    rows are measured against that mean (group_baseline). Without recorded episode rewards
-    (called outside AReaL's rollout) the mean is that of the group's "rewards". A top-level
-    class, so AReaL can ship it to its rollout workers by pickling."""
+    the configured bounds (a solved group teaches little; upstream drops > 0.95), judged by
+    the episodes' shaped rewards or tau2's (`judge_by`); `min_episodes` is the group_filter's
+    least_kept. With `baseline="group"` a kept group's rows are measured against the mean of
+    its episodes' shaped rewards, the rows' own (group_baseline). Without recorded episode
+    rewards (called outside AReaL's rollout) the mean is that of the group's "rewards". A
+    top-level class, so AReaL can ship it to its rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
         episodes = EPISODE_REWARDS.pop(rollout_task_id())
         if episodes and len(episodes) < self.min_episodes:  # the others failed (losses.py)
             return False
-        mean = sum(episodes) / len(episodes) if episodes else _rows_mean(group["rewards"])
-        if self.max_mean_reward is not None and mean > self.max_mean_reward:
+        shaped = _mean([e.shaped for e in episodes]) if episodes else _rows_mean(group["rewards"])
+        judged = _mean([getattr(e, self.judge_by) for e in episodes]) if episodes else shaped
+        if self.max_mean_reward is not None and judged > self.max_mean_reward:
             return False
-        if self.min_mean_reward is not None and mean < self.min_mean_reward:
+        if self.min_mean_reward is not None and judged < self.min_mean_reward:
             return False
         if self.baseline == "group":
-            group_baseline(group, mean)
+            group_baseline(group, shaped)
         return True
 
 
@@ -143,6 +158,10 @@ def group_baseline(group: dict[str, Any], mean: float) -> None:
     apply afterwards, as to any reward."""
     rewards = group["rewards"]
     group["rewards"] = rewards - mean if hasattr(rewards, "float") else [r - mean for r in rewards]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _rows_mean(rewards) -> float:

@@ -32,8 +32,9 @@ from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
 from tau2train.rollout.losses import record_episode_end
 from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
+from tau2train.rollout.shaping import Shaping
 from tau2train.rollout.trajectories import write_run_info
-from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RunInfo, endpoint_model_name
+from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RewardSpec, RunInfo, endpoint_model_name
 
 logger = logging.getLogger("tau2train.rollout.workflow")
 
@@ -96,6 +97,8 @@ class Tau2AgentWorkflow:
         min_episodes: in training (AReaL's rollout workers), the fewest episodes a group
             trains on (group_filter.least_kept): a failed episode is dropped alone, and its
             group whole when fewer are left. None: not a training rollout.
+        reward: what an episode earns (the reward group: RewardSpec or its dict form); None:
+            tau2's own reward (reward=tau2), as evaluations score. Its terms are imported here.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class Tau2AgentWorkflow:
         agent_model: str = "policy",
         group_size: int = 1,
         min_episodes: int | None = None,
+        reward: RewardSpec | dict | None = None,
     ):
         if econfig is None:
             econfig = EnvConfig()
@@ -124,6 +128,7 @@ class Tau2AgentWorkflow:
         self.agent_model = agent_model
         self.group_size = group_size
         self.least_kept = group_size if min_episodes is None else min_episodes
+        self.shaping = Shaping.of(reward)
         if min_episodes is not None:
             drop_episodes_alone(EpisodeDiscarded)
 
@@ -146,9 +151,10 @@ class Tau2AgentWorkflow:
             raise EpisodeDiscarded(
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
             )
-        record_episode_reward(episode.info.reward)  # for the group filter (rewards.py)
-        record_domain_stats(episode.info.domain or self.econfig.domain, episode.info.reward)
-        return episode.info.completion_rewards or float(episode.info.reward)
+        info = episode.info
+        record_episode_reward(info.shaped_reward, info.reward)  # for the group filter (rewards.py)
+        record_domain_stats(info.domain or self.econfig.domain, info.reward, info.shaped_reward)
+        return info.completion_rewards or float(info.shaped_reward)
 
     async def play(
         self,
@@ -194,7 +200,7 @@ class Tau2AgentWorkflow:
         def play_and_record() -> Episode:
             # in the thread: a row's first episode on a snapshot loads it (~0.4 s for airline)
             scene = scenario(data, self.econfig)
-            episode = play(scene, split, self.econfig, agent_chat, user_chat, judge_chat)
+            episode = play(scene, split, self.econfig, agent_chat, user_chat, judge_chat, self.shaping)
             if self.dump_dir:
                 write_run_info(self.dump_dir, episode.info)
             return episode

@@ -16,8 +16,8 @@ from importlib import import_module
 # exported name -> the module of this package that defines it
 _HOME = {
     **dict.fromkeys(("CHOICES", "HELP", "RANGE", "Range"), "declare"),
-    **dict.fromkeys(("ALL_TASKS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig", "NLJudge",
-                      "NL_JUDGE_API_KEY_ENV", "PPOConfig", "endpoint_model_name"), "env"),
+    **dict.fromkeys(("ALL_TASKS", "GROUP_FILTER_REWARDS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig",
+                     "NLJudge", "NL_JUDGE_API_KEY_ENV", "PPOConfig", "endpoint_model_name"), "env"),
     **dict.fromkeys(
         ("AREAL_DEFAULT_ADMIN_KEY", "INHERITED_RANGES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS",
          "ExperimentConfig"),
@@ -31,6 +31,7 @@ _HOME = {
         "groups",
     ),
     **dict.fromkeys(("MODES", "MODE_FACTS", "Mode", "ModeFacts"), "modes"),
+    **dict.fromkeys(("TAU2_TERM", "RewardSpec", "RewardTerm", "tau2_reward"), "reward"),
     "RunInfo": "run_info",
 }
 __all__ = sorted(_HOME)

@@ -120,23 +120,12 @@ class EnvConfig:
             "e.g. {temperature: 0.0, max_completion_tokens: 512}."
         },
     )
-    turn_discount: float = field(
-        default=1.0,
-        metadata={"range": FRACTION, "help": "Per-turn discount of the episode reward (1.0 = none)."},
-    )
-    invalid_format_penalty: float = field(
-        default=0.1,
-        metadata={
-            "range": NON_NEGATIVE,
-            "help": "Penalty given to each malformed agent completion "
-            "(unknown tool, bad arguments, empty message)."
-        },
-    )
     reward_basis: list[str] | None = field(
         default=None,
         metadata={
             "help": "Score training episodes on these tau2 reward types only "
-            "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION); null = each task's own."
+            "(DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION): tau2's reward, which the "
+            "reward group's tau2 term reads; null = each task's own."
         },
     )
     max_steps_by_domain: dict[str, int] = field(
@@ -234,6 +223,8 @@ class EnvConfig:
 
 # group_filter.baseline's choices: what each completion's reward is measured against
 GROUP_BASELINES = ("group", None)
+# group_filter.judge_by's choices: which episode reward a group is judged by
+GROUP_FILTER_REWARDS = ("shaped", "tau2")
 
 
 @dataclass
@@ -278,6 +269,17 @@ class GroupFilterConfig:
             "shares then stays put and only what tells its wins from its losses moves. "
             "null: rewards as they are, actor.adv_norm's batch mean the only baseline "
             "(AReaL's τ² example)."
+        },
+    )
+
+    judge_by: str = field(
+        default="shaped",
+        metadata={
+            "choices": list(GROUP_FILTER_REWARDS),
+            "help": "Which episode reward max_mean_reward and min_mean_reward judge a group by: "
+            "shaped, the reward the trainer sees (the reward group's terms summed, before format "
+            "penalties, turn discount, scaling and bias), or tau2, tau2's own reward (the same "
+            "under reward=tau2). baseline=group always subtracts the shaped mean, the rows' own.",
         },
     )
 

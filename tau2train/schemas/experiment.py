@@ -30,6 +30,7 @@ from tau2train.schemas.groups import (
     UserSimSpec,
 )
 from tau2train.schemas.modes import MODES
+from tau2train.schemas.reward import RewardSpec
 
 
 @dataclass
@@ -94,6 +95,10 @@ class ExperimentConfig(PPOConfig):
         default_factory=UserSimSpec,
         metadata={"help": "The user-simulator server (user_sim group; tau2train-user-sim)."},
     )
+    reward: RewardSpec = field(
+        default_factory=RewardSpec,
+        metadata={"help": "What a training episode earns (reward group): terms and shaping."},
+    )
 
     @property
     def on_slurm(self) -> bool:
@@ -104,7 +109,7 @@ class ExperimentConfig(PPOConfig):
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
 TAU2TRAIN_ONLY_KEYS = (
     "mode", "launcher", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
-    "sft", "tracking", "user_sim",
+    "sft", "tracking", "user_sim", "reward",
 )
 
 

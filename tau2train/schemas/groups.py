@@ -297,6 +297,16 @@ class SlurmSpec(QueueSpec):
             "machine, and refuse a loopback URL when it cannot tell; true: they are; false: they are not."
         },
     )
+    shared_paths: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Directories under a node-local location (/tmp, /var/tmp, /dev/shm, /run) that every "
+            "node does share (shared storage mounted there; the hosts of tests/setup_cluster.sh, which share "
+            "one machine's files), e.g. [/tmp/tau2-shared]: cluster.fileroot and "
+            "cluster.name_resolve.nfs_record_root may lie under one of them when the run's jobs span several "
+            "nodes (slurm.placement per_role_jobs), which otherwise refuses them. Absolute paths."
+        },
+    )
 
 
 @dataclass

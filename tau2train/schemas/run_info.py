@@ -19,6 +19,15 @@ class RunInfo:
         metadata={"help": "AReaL-tau2-data rows: the RL file's line the task came from, and its DB snapshot."},
     )
     reward: float = field(default=0.0, metadata={"help": "Episode reward tau2's evaluator gave."})
+    shaped_reward: float | None = field(
+        default=None,
+        metadata={"help": "Episode reward the trainer saw: the reward group's terms, weighted and summed "
+                  "(reward=tau2: the same as reward); null when the episode failed outside the policy."},
+    )
+    reward_terms: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={"help": "Each term of the shaped reward: {term: its _target_, weight, value}."},
+    )
     termination_reason: str | None = field(
         default=None,
         metadata={"help": "Why the episode ended, as tau2 names it (agent_stop, user_stop, max_steps, ...)."},
@@ -32,7 +41,8 @@ class RunInfo:
     )
     completion_rewards: dict[str, float] = field(
         default_factory=dict,
-        metadata={"help": "Reward handed to AReaL per agent completion id (format penalties + episode reward)."},
+        metadata={"help": "Reward handed to AReaL per agent completion id (format penalties + the shaped "
+                  "episode reward on the last)."},
     )
     format_problems: dict[str, str] = field(
         default_factory=dict, metadata={"help": "Completion id -> what was malformed in it."}
@@ -66,6 +76,9 @@ class RunInfo:
             + (f" from {self.source}" if self.source else ""),
             f"Reward: {self.reward}",
         ]
+        if self.reward_terms:
+            terms = (f"{t['weight']:g} x {t['value']:g} ({t['term'].rsplit('.', 1)[-1]})" for t in self.reward_terms)
+            lines.append(f"Shaped reward: {self.shaped_reward} = " + " + ".join(terms))
         if self.termination_reason:
             lines.append(f"Ended by: {self.termination_reason} after {self.duration:.2f}s")
         lines += [

@@ -36,7 +36,7 @@ from helpers.cpu_rollout_worker import (
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REPO = TESTS_DIR.parent
 
-PENALTY = 0.5  # econfig.invalid_format_penalty: big enough to tell rows apart at a glance
+PENALTY = 0.5  # reward.format_penalty: big enough to tell rows apart at a glance
 M = '<tool_call>\n{"name": "create_task", "arguments": {}}\n</tool_call>'
 T = "OK."
 EPISODE_SCRIPT = [M, T]  # each episode's completions
@@ -107,7 +107,7 @@ def cpu_train_args(root: Path, model: Path, user_url: str, experiment: str, tria
         "valid_dataset.pin_memory=false",
         f"econfig.user_llm_base_url={user_url}",
         "econfig.user_llm=openai/user",
-        f"econfig.invalid_format_penalty={PENALTY}",
+        f"reward.format_penalty={PENALTY}",
     ]
 
 
