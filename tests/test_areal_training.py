@@ -212,7 +212,7 @@ class Run:
     user: UserSimLog
     second: Process | None = None  # the same command again, run to the end
     left_behind: list[int] | None = None  # the first's processes alive once it had exited
-    stopped_after_s: float | None = None  # from the user simulator down for good to the exit
+    stopped_after_s: float | None = None  # from the user simulator's last answer to the exit
 
     @property
     def fileroot(self) -> Path:
@@ -260,6 +260,16 @@ def wait_for_step(process: Process, step: int) -> None:
     assert process.popen.poll() is None, f"the run ended early{explain(process)()}"
 
 
+def wait_for_accepted_groups(process: Process, n: int) -> None:
+    """Until the group filter has accepted n groups: one a step (train_dataset.batch_size=1), so
+    step n's batch is complete; with rollout.max_head_offpolicyness=0 step n+1's episodes start
+    only once step n's weights are on the server."""
+    wait_for(lambda: process.popen.poll() is not None
+             or sum(r["accepted"] for r in records(process, "group")) >= n,
+             f"the group filter to accept {n} groups", RUN_DEADLINE_S, explain(process))
+    assert process.popen.poll() is None, f"the run ended early{explain(process)()}"
+
+
 def stop_failing(user) -> int:
     """The double fails no more requests; returns how many it failed, once the client has
     made every retry of them (so none of their episodes can still get through)."""
@@ -285,7 +295,7 @@ def outage(user, log: UserSimLog) -> None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, task_user):
     """The first process, through the user simulator's failures and outage, stopped by it
-    staying down past the limit once step STOPPED_AFTER_STEP is logged."""
+    staying down past the limit once step STOPPED_AFTER_STEP's group is accepted."""
     root = tmp_path_factory.mktemp("areal")
     task_user.fail_every, task_user.first_failure = FAIL_EVERY, FIRST_FAILURE
     args = train_args(root, tiny_qwen_dir(), task_user.base_url + "/")
@@ -296,11 +306,15 @@ def run(tmp_path_factory, task_user):
         state.user.failed = stop_failing(task_user)
         state.user.requests = task_user.distinct
         outage(task_user, state.user)
-        wait_for_step(first, STOPPED_AFTER_STEP)
+        # step 2's group is in: step 3's episodes wait for the weights step 2 trains, so none
+        # of them can reach the user simulator before it is down (waiting for step 2's log
+        # line instead raced them: on an idle machine step 3's episodes could finish first)
+        wait_for_accepted_groups(first, STOPPED_AFTER_STEP)
         task_user.stop()  # down for good
         state.user.down_for_good = time.monotonic()
         first.popen.wait(timeout=STOP_DEADLINE_S)
-        state.stopped_after_s = time.monotonic() - state.user.down_for_good
+        # the run counts the outage from the user simulator's last answer (before it went down)
+        state.stopped_after_s = time.monotonic() - task_user.last_answer
         state.left_behind = first.processes()  # the moment the command has exited
     finally:
         first.kill()

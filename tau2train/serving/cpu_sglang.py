@@ -946,8 +946,10 @@ class CPUSGLangServer:
         if options["return_logprob"]:
             decode = self.policy.tokenizer.decode if options["return_text"] else (lambda _: None)
             start = options["logprob_start_len"]
-            meta["input_token_logprobs"] = [
-                [lp, t, decode([t])] for lp, t in zip(generation.input_logprobs, prompt[start:], strict=True)
+            # none when aborted before the prefill (AReaL pausing generation for a weight update)
+            inputs = generation.input_logprobs
+            meta["input_token_logprobs"] = [] if inputs is None else [
+                [lp, t, decode([t])] for lp, t in zip(inputs, prompt[start:], strict=True)
             ]
             meta["output_token_logprobs"] = [
                 [lp, t, decode([t])]
