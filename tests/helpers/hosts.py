@@ -431,6 +431,9 @@ OverSubscribe={spec.oversubscribe}
         # the daemons' own environment: not the caller's (a pytest worker's)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8",
                "SLURM_CONF": str(self.conf)}
+        # in /, as daemons run: slurmd's working directory is every job step's (slurmstepd), and
+        # the directory the cluster was started from may be gone by then (a removed checkout)
+        kwargs.setdefault("cwd", "/")
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, **kwargs)
