@@ -24,11 +24,9 @@ fail (p = 10%: 7 in 10 million groups).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 from tau2train.compat.areal import rollout_task_id, stats_scope
 from tau2train.records.episode_failure import Failure
+from tau2train.rollout.group_table import GroupTable
 
 FAILED_KEY = "tau2/episodes_failed/{}"
 GROUPS_DROPPED_KEY = "tau2/groups_dropped_whole"
@@ -37,30 +35,8 @@ EPISODES_LOST_KEY = "tau2/episodes_lost"
 COUNTED = (FAILED_KEY.format(""), GROUPS_DROPPED_KEY)
 
 
-class GroupTally:
-    """Episodes ended, and how many failed, per AReaL task id (one group). Thread-safe;
-    holds at most `capacity` groups."""
-
-    def __init__(self, capacity: int = 4096):
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._groups: OrderedDict[int, tuple[int, int]] = OrderedDict()
-
-    def ended(self, task_id: int, failed: bool, group_size: int) -> int | None:
-        """Note one episode's end; None until the group's last, then how many of it failed."""
-        with self._lock:
-            count, failures = self._groups.get(task_id, (0, 0))
-            count, failures = count + 1, failures + failed
-            if count >= group_size:
-                self._groups.pop(task_id, None)
-                return failures
-            self._groups[task_id] = (count, failures)
-            while len(self._groups) > self.capacity:
-                self._groups.popitem(last=False)
-            return None
-
-
-GROUPS = GroupTally()
+# whether each of a group's ended episodes failed, by AReaL task id, until the group's last
+GROUPS: GroupTable[bool] = GroupTable()
 
 
 def record_episode_end(failure: Failure | None, group_size: int, least_kept: int) -> None:
@@ -74,9 +50,10 @@ def record_episode_end(failure: Failure | None, group_size: int, least_kept: int
     task_id = rollout_task_id()
     if task_id is None:
         return
-    failures = GROUPS.ended(task_id, failure is not None, group_size)
-    if failures is None:
+    ended = GROUPS.add(task_id, failure is not None, complete_at=group_size)
+    if ended is None:
         return
+    failures = sum(ended)
     dropped = failures > 0 and group_size - failures < least_kept
     lost = group_size if dropped else failures
     scope.scalar(**{GROUPS_DROPPED_KEY: float(dropped)})

@@ -18,8 +18,6 @@ when it calls the filter (areal/infra/workflow_executor.py:1045,1099).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -27,6 +25,7 @@ from tau2.data_model.tasks import RewardType, Task
 
 from tau2train.compat.areal import rollout_task_id, stats_scope
 from tau2train.rollout.chat import Completion
+from tau2train.rollout.group_table import GroupTable
 from tau2train.schemas import GroupFilterConfig
 
 
@@ -71,34 +70,8 @@ class EpisodeReward(NamedTuple):
     tau2: float
 
 
-class EpisodeRewards:
-    """Episode rewards by AReaL task id, for the group filter of the same rollout worker.
-
-    Thread-safe; holds at most `capacity` tasks (a group that AReaL drops before its filter
-    runs, one all of whose episodes failed, leaves its entry behind until it is pushed out)."""
-
-    def __init__(self, capacity: int = 4096):
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._by_task: OrderedDict[int, list[EpisodeReward]] = OrderedDict()
-
-    def add(self, task_id: int | None, reward: EpisodeReward) -> None:
-        if task_id is None:
-            return
-        with self._lock:
-            self._by_task.setdefault(task_id, []).append(reward)
-            while len(self._by_task) > self.capacity:
-                self._by_task.popitem(last=False)
-
-    def pop(self, task_id: int | None) -> list[EpisodeReward]:
-        if task_id is None:
-            return []
-        with self._lock:
-            return self._by_task.pop(task_id, [])
-
-
-# this process's table: the workflow adds, the filter pops
-EPISODE_REWARDS = EpisodeRewards()
+# this process's episode rewards by AReaL task id: the workflow adds, the filter pops
+EPISODE_REWARDS: GroupTable[EpisodeReward] = GroupTable()
 
 
 def record_episode_reward(shaped: float, tau2: float | None = None) -> None:
