@@ -18,7 +18,16 @@ from tau2train.config.errors import ConfigError
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
 MULTIRUN_FLAGS = ("-m", "--multirun")
-GROUPS = ("model", "domain", "data", "cluster", "allocation", "tracking", "user_sim", "reward", "experiment")
+
+
+def _composed_groups() -> tuple[str, ...]:
+    """The config groups conf/config.yaml's defaults list composes (`- group: choice`), in its
+    order: the groups a user picks a choice of."""
+    defaults = OmegaConf.load(str(importlib.resources.files(CONFIG_MODULE) / f"{CONFIG_NAME}.yaml")).defaults
+    return tuple(name for entry in defaults if isinstance(entry, DictConfig) for name in entry)
+
+
+GROUPS = _composed_groups()
 # Keys that moved: the old key -> the one that holds the setting now.
 MOVED_KEYS = {
     "econfig.turn_discount": "reward.turn_discount",

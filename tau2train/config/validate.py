@@ -29,6 +29,7 @@ from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoi
 from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
     ALL_TASKS,
+    DOMAIN_MAPS,
     INFERENCE_BACKENDS,
     REWARD_TYPES,
     SECRETS_SET_ELSEWHERE,
@@ -508,10 +509,8 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
     """The per-domain settings name tau2 domains; step limits are positive."""
     known = set(tau2_catalog.domain_splits())
     env = exp.econfig
-    for name, values in (("max_steps_by_domain", env.max_steps_by_domain),
-                         ("reward_basis_by_domain", env.reward_basis_by_domain),
-                         ("user_llm_by_domain", env.user_llm_by_domain)):
-        for domain in values:
+    for name in DOMAIN_MAPS:
+        for domain in getattr(env, name):
             key = f"econfig.{name}.{domain}"
             if domain not in known:
                 raise ConfigError(key, domain, f"{domain!r} is not a tau2 domain", valid=", ".join(sorted(known)),

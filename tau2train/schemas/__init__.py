@@ -11,29 +11,35 @@ imports no AReaL, so the command line's checks that run before AReaL is loaded
 (tau2train.config.key_index) can use it without loading the rest.
 """
 
+import ast
 from importlib import import_module
+from pathlib import Path
 
-# exported name -> the module of this package that defines it
-_HOME = {
-    **dict.fromkeys(("CHOICES", "HELP", "RANGE", "Range"), "declare"),
-    **dict.fromkeys(("ALL_TASKS", "GROUP_FILTER_REWARDS", "REWARD_TYPES", "EnvConfig", "GroupFilterConfig",
-                     "NLJudge", "NL_JUDGE_API_KEY_ENV", "PPOConfig", "endpoint_model_name"), "env"),
-    **dict.fromkeys(
-        ("AREAL_DEFAULT_ADMIN_KEY", "INHERITED_RANGES", "SECRETS_SET_ELSEWHERE", "TAU2TRAIN_ONLY_KEYS",
-         "ExperimentConfig"),
-        "experiment",
-    ),
-    **dict.fromkeys(
-        ("AUTO_PLACEMENT", "DATA_SOURCES", "INFERENCE_BACKENDS", "PLACEMENTS", "TRAINING_BACKENDS",
-         "AllocationSpec", "Placement", "DataSpec", "DomainSpec",
-         "EvalServerSpec", "EvalSpec", "ModelSpec", "QueueSpec", "ServerSpec", "SFTSpec", "SlurmSpec",
-         "TrackingSpec", "TrainerSpec", "UserSimSlurmSpec", "UserSimSpec"),
-        "groups",
-    ),
-    **dict.fromkeys(("MODES", "MODE_FACTS", "Mode", "ModeFacts"), "modes"),
-    **dict.fromkeys(("TAU2_TERM", "RewardSpec", "RewardTerm", "tau2_reward"), "reward"),
-    "RunInfo": "run_info",
-}
+
+def _defined_names() -> dict[str, str]:
+    """Exported name -> the module of this package that defines it: every public name a module
+    defines at its top level (class, function, assignment), read from the source without
+    importing it (a few milliseconds), so the table never lags behind the modules."""
+    home: dict[str, str] = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                targets = [node.name]
+            elif isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                targets = [node.target.id]
+            else:
+                continue
+            for name in targets:
+                if not name.startswith("_"):
+                    assert home.setdefault(name, path.stem) == path.stem, f"{name} is defined twice"
+    return home
+
+
+_HOME = _defined_names()
 __all__ = sorted(_HOME)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
@@ -219,6 +219,11 @@ class EnvConfig:
         if own is None:
             return self.user_llm_base_url, self.user_llm
         return own.base_url, own.model or self.user_llm
+
+
+# EnvConfig's per-domain settings: each a map from a τ² domain to its own value (every
+# *_by_domain field), whose domains validation checks are tau2's.
+DOMAIN_MAPS = tuple(f.name for f in fields(EnvConfig) if f.name.endswith("_by_domain"))
 
 
 # group_filter.baseline's choices: what each completion's reward is measured against

@@ -5,7 +5,7 @@ Only the `PPOConfig` part is handed to AReaL; the group facts feed validation an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from omegaconf import MISSING
 
@@ -106,10 +106,10 @@ class ExperimentConfig(PPOConfig):
         return self.launcher == "slurm"
 
 
-# Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads.
-TAU2TRAIN_ONLY_KEYS = (
-    "mode", "launcher", "dry_run", "run_dir", "model", "domain", "data", "allocation", "slurm", "eval", "trainer",
-    "sft", "tracking", "user_sim", "reward",
+# Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads. The
+# fields ExperimentConfig adds to PPOConfig (+ econfig & co., which AReaL's workflow receives).
+TAU2TRAIN_ONLY_KEYS = tuple(
+    f.name for f in fields(ExperimentConfig) if f.name not in {base.name for base in fields(PPOConfig)}
 )
 
 
