@@ -230,7 +230,7 @@ def submit_and_collect(engine, exp, proxy_url: str, group_size: int, accept=None
 
 
 def group_losing_an_episode(engine, exp, proxy_url: str, user) -> Submitted:
-    from tau2train.rollout.rewards import GroupFilter
+    from tau2train.rollout.group_filter import GroupFilter
 
     failed = user.failed
     user.fail_openings = 1

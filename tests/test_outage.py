@@ -153,7 +153,7 @@ def test_each_step_reports_what_failures_outside_the_policy_cost():
     from areal.utils import stats_tracker
 
     from tau2train.records.episode_failure import Failure
-    from tau2train.rollout.losses import record_episode_end
+    from tau2train.rollout.lost_episodes import record_episode_end
 
     groups = ((101, [None, Failure.USER_SIM, None, None]), (102, [None] * 4),
               (103, [Failure.TIMEOUT, Failure.USER_SIM, Failure.EVALUATOR, None]))

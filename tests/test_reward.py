@@ -14,7 +14,7 @@ from helpers.cli import USER_SIM, in_process
 
 from tau2train.config.compose import compose
 from tau2train.rollout.reward_terms import RewardContext, db_check, matches, partial_actions
-from tau2train.rollout.rewards import GroupFilter, record_episode_reward
+from tau2train.rollout.group_filter import GroupFilter, record_episode_reward
 from tau2train.rollout.shaping import Shaping
 from tau2train.rollout.workflow import Tau2AgentWorkflow
 from tau2train.schemas import EnvConfig, RewardSpec, tau2_reward

@@ -15,7 +15,8 @@ from helpers.scripted_llm import SLOW_SECONDS
 
 from tau2train.rollout.chat import Completion, EpisodeCancelled, Outage
 from tau2train.rollout.episode import UnknownTask, find_task
-from tau2train.rollout.rewards import GroupFilter, completion_rewards
+from tau2train.rollout.group_filter import GroupFilter
+from tau2train.rollout.rewards import completion_rewards
 from tau2train.rollout.workflow import EpisodeDiscarded, Tau2AgentWorkflow
 from tau2train.schemas import REWARD_TYPES, EnvConfig, tau2_reward
 
@@ -288,7 +289,7 @@ def test_a_group_left_with_fewer_than_min_episodes_is_dropped_whatever_its_rewar
     from areal.infra import workflow_context
     from areal.infra.workflow_context import WorkflowContext
 
-    from tau2train.rollout.rewards import record_episode_reward
+    from tau2train.rollout.group_filter import record_episode_reward
 
     previous = workflow_context.get()
     try:

@@ -9,7 +9,7 @@
   Slurm worker jobs an earlier controller of the same trial left behind are cancelled;
 * after a resume, the rollout proxies get the recovered weight version;
 * the episodes and groups lost to failures outside the policy reach the stats as counts
-  (tau2train.rollout.losses), not as the shares AReaL's averaging makes of them.
+  (tau2train.rollout.lost_episodes), not as the shares AReaL's averaging makes of them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from areal import PPOTrainer as ArealPPOTrainer
 
 from tau2train.compat.areal import report_sums
-from tau2train.rollout.losses import COUNTED
+from tau2train.rollout.lost_episodes import COUNTED
 
 logger = logging.getLogger("tau2train.launch.trainer")
 

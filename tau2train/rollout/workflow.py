@@ -30,8 +30,9 @@ from tau2train.records.episode_failure import Failure
 from tau2train.rollout import fast_env, task_set
 from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
-from tau2train.rollout.losses import record_episode_end
-from tau2train.rollout.rewards import record_domain_stats, record_episode_reward
+from tau2train.rollout.group_filter import record_episode_reward
+from tau2train.rollout.lost_episodes import record_episode_end
+from tau2train.rollout.rewards import record_domain_stats
 from tau2train.rollout.shaping import Shaping
 from tau2train.rollout.trajectories import write_run_info
 from tau2train.schemas import NL_JUDGE_API_KEY_ENV, EnvConfig, RewardSpec, RunInfo, endpoint_model_name
@@ -93,7 +94,7 @@ class Tau2AgentWorkflow:
             rollout.max_concurrent_rollouts x gconfig.n_samples).
         agent_model: model name sent to the agent endpoint (AReaL's proxy ignores it).
         group_size: episodes of one task AReaL runs together (gconfig.n_samples): what a
-            failed episode costs is counted per group (rollout/losses.py).
+            failed episode costs is counted per group (rollout/lost_episodes.py).
         min_episodes: in training (AReaL's rollout workers), the fewest episodes a group
             trains on (group_filter.least_kept): a failed episode is dropped alone, and its
             group whole when fewer are left. None: not a training rollout.
@@ -152,7 +153,7 @@ class Tau2AgentWorkflow:
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
             )
         info = episode.info
-        record_episode_reward(info.shaped_reward, info.reward)  # for the group filter (rewards.py)
+        record_episode_reward(info.shaped_reward, info.reward)  # for the group filter (group_filter.py)
         record_domain_stats(info.domain or self.econfig.domain, info.reward, info.shaped_reward)
         return info.completion_rewards or float(info.shaped_reward)
 

@@ -112,7 +112,7 @@ def record_filter_calls(path: str) -> None:
     and still holds when it calls the filter: areal/infra/workflow_executor.py:1045, 1099)."""
     from areal.infra import workflow_context
 
-    from tau2train.rollout.rewards import GroupFilter
+    from tau2train.rollout.group_filter import GroupFilter
     from tau2train.rollout.workflow import Tau2AgentWorkflow
 
     lock = threading.Lock()

@@ -4,7 +4,8 @@
 - `tau2/episodes_failed/<cause>`: how many of the step's episodes ended on that cause
   (user_sim, timeout, evaluator; tau2train.records.episode_failure);
 - `tau2/groups_dropped_whole`: how many GRPO groups were dropped because too few of their
-  episodes were left (fewer than group_filter.min_episodes); a failed episode is otherwise
+  episodes were left (fewer than group_filter.min_episodes: tau2train.rollout.group_filter's
+  dropped_whole, the rule the group filter drops them by); a failed episode is otherwise
   dropped alone and its group trains on the rest (tau2train.compat.areal.drop_episodes_alone:
   AReaL 1.0.4 by itself drops the whole group of an episode that raised);
 - `tau2/episodes_lost`: the share of the step's episodes lost: the failed ones, and the rest
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from tau2train.compat.areal import rollout_task_id, stats_scope
 from tau2train.records.episode_failure import Failure
+from tau2train.rollout.group_filter import dropped_whole
 from tau2train.rollout.group_table import GroupTable
 
 FAILED_KEY = "tau2/episodes_failed/{}"
@@ -54,7 +56,7 @@ def record_episode_end(failure: Failure | None, group_size: int, least_kept: int
     if ended is None:
         return
     failures = sum(ended)
-    dropped = failures > 0 and group_size - failures < least_kept
+    dropped = failures > 0 and dropped_whole(group_size - failures, least_kept)
     lost = group_size if dropped else failures
     scope.scalar(**{GROUPS_DROPPED_KEY: float(dropped)})
     for episode in range(group_size):
