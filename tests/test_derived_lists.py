@@ -7,7 +7,7 @@ import dataclasses
 import importlib
 import importlib.resources
 
-import tau2train.schemas as schemas
+from tau2train import schemas
 from tau2train.config.overrides import CONFIG_MODULE, GROUPS
 from tau2train.schemas import DOMAIN_MAPS, TAU2TRAIN_ONLY_KEYS, EnvConfig, ExperimentConfig, PPOConfig
 
