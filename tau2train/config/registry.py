@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from hydra_plugins.tau2train_slurm_launcher import config as launcher_config
 from tau2train.config import placement, sbatch
 from tau2train.config.errors import ConfigError
+from tau2train.config.overrides import load_choice
 from tau2train.records.layout import path_safe
 from tau2train.records.user_sim import USER_SIM_URL_RESOLVER, recorded_url
 from tau2train.schemas import (
@@ -48,6 +49,7 @@ STAGE_SUFFIX_RESOLVER = "tau2train.stage_suffix"
 RUN_MODEL_RESOLVER = "tau2train.run_model"
 WORKER_CMD_RESOLVER = "tau2train.worker_cmd"
 TINY_QWEN_RESOLVER = "tau2train.tiny_qwen"
+DOMAIN_MAX_STEPS_RESOLVER = "tau2train.domain_max_steps"
 
 
 def worker_cmd(server: str) -> str:
@@ -64,6 +66,13 @@ def tiny_qwen_build(hidden_size: int = DEFAULT_WIDTH) -> str:
                           valid=[f"${{{TINY_QWEN_RESOLVER}:{w}}}" for w in WIDTHS],
                           fix=f"model.path='${{{TINY_QWEN_RESOLVER}:{WIDTHS[-1]}}}', or a model folder")
     return str(tiny_qwen_path(int(hidden_size)))
+
+
+def domain_max_steps(domain: str) -> int:
+    """${tau2train.domain_max_steps:telecom}: the step limit of a domain group's own file
+    (conf/domain/<domain>.yaml's max_steps), the one table of per-domain step limits: a mixed
+    run (data=areal_tau2) gives each domain's episodes the limit its domain group sets."""
+    return int(load_choice("domain", domain).max_steps)
 
 
 def stage_suffix(mode: str) -> str:
@@ -103,3 +112,5 @@ def register() -> None:
     # the workers' command follows allocation.server; model=tiny_qwen3's weights are built here
     OmegaConf.register_new_resolver(WORKER_CMD_RESOLVER, worker_cmd, replace=True)
     OmegaConf.register_new_resolver(TINY_QWEN_RESOLVER, tiny_qwen_build, replace=True)
+    # data=areal_tau2's per-domain step limits are the domain groups' own
+    OmegaConf.register_new_resolver(DOMAIN_MAX_STEPS_RESOLVER, domain_max_steps, replace=True)

@@ -6,6 +6,7 @@ allocation syntax) to what follows from it (GPU counts, model fit, token budgets
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from tau2train.config.declared import check_declared
 from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
+from tau2train.config.key_index import declared_refusal
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement, spans_nodes
 from tau2train.config.reward import check_reward
@@ -31,9 +33,11 @@ from tau2train.schemas import (
     ALL_TASKS,
     DOMAIN_MAPS,
     INFERENCE_BACKENDS,
+    RANGE,
     REWARD_TYPES,
     SECRETS_SET_ELSEWHERE,
     TRAINING_BACKENDS,
+    DomainSpec,
     ExperimentConfig,
     Placement,
     endpoint_model_name,
@@ -515,10 +519,12 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
             if domain not in known:
                 raise ConfigError(key, domain, f"{domain!r} is not a tau2 domain", valid=", ".join(sorted(known)),
                                   fix=f"name a tau2 domain, or drop {key}")
+    # a domain's own step limit: the range its domain group's max_steps declares
+    steps_range = {f.name: f for f in dataclasses.fields(DomainSpec)}["max_steps"].metadata[RANGE]
     for domain, steps in env.max_steps_by_domain.items():
-        if steps < 1:
-            raise ConfigError(f"econfig.max_steps_by_domain.{domain}", steps, "an episode needs at least one step",
-                              valid="a positive number of steps", fix=f"e.g. econfig.max_steps_by_domain.{domain}=100")
+        refusal = declared_refusal(f"econfig.max_steps_by_domain.{domain}", steps, None, steps_range)
+        if refusal:
+            raise refusal
 
 
 def check_sft_data(exp: ExperimentConfig) -> areal_sft.Loaded:
