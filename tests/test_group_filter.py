@@ -32,7 +32,7 @@ def test_the_filter_drops_exactly_the_groups_lost_episodes_counts_as_dropped_who
         scope = stats_tracker.get(workflow_context.stat_scope())
         scope.export()  # what other tests left recorded
         for episode in range(4):
-            record_episode_end(Failure.USER_SIM if episode < failed else None, group_size=4, least_kept=2)
+            record_episode_end(Failure.USER_SIM if episode < failed else None, group_size=4, min_episodes=2)
             if episode >= failed:
                 record_episode_reward(0.5)
         counted = scope.export()[f"{workflow_context.stat_scope()}/{GROUPS_DROPPED_KEY}"]

@@ -16,7 +16,8 @@ from openai import AsyncOpenAI
 from tau2.data_model.message import UserMessage
 
 from tau2train.config.checked import Endpoint
-from tau2train.launch.outage import PROBE_EVERY_S, PROBE_TIMEOUT_S, UserSimOutage, stop_on_user_sim_outage
+from tau2train.launch import outage
+from tau2train.launch.outage import PROBE_EVERY_S, PROBE_TIMEOUT_S, UserSimOutage, answers, stop_on_user_sim_outage
 from tau2train.rollout.chat import WATCH_GRACE_S, Chat, LLMCallFailed, give_up_after
 from tau2train.rollout.workflow import Tau2AgentWorkflow
 
@@ -60,6 +61,19 @@ def ask(chat: Chat) -> dict:
     return outcome
 
 
+def spy_on_waits(chat: Chat, monkeypatch) -> list[bool]:
+    """What each of `chat`'s waits for its endpoint answered (True: try again; False: give up)."""
+    answered: list[bool] = []
+    wait = chat.outage.wait
+
+    def recorded(*args, **kwargs):
+        answered.append(wait(*args, **kwargs))
+        return answered[-1]
+
+    monkeypatch.setattr(chat.outage, "wait", recorded)
+    return answered
+
+
 def test_a_call_waits_for_a_user_simulator_that_comes_back(loop, user_sim):
     url = user_sim.base_url
     user_sim.stop()
@@ -74,15 +88,20 @@ def test_a_call_waits_for_a_user_simulator_that_comes_back(loop, user_sim):
     assert chat.outage.since is None and chat.outage.waited >= 1.0  # the episode's clock paused
 
 
-def test_past_the_limit_the_call_fails_naming_the_url(loop, user_sim):
+def test_past_the_limit_the_call_fails_naming_the_url(loop, user_sim, monkeypatch):
     url = user_sim.base_url
     user_sim.stop()
     chat = user_chat(loop, url, outage_s=1.5)
-    started = time.monotonic()
+    waits_answered = spy_on_waits(chat, monkeypatch)
     outcome = ask(chat)
-    outcome["thread"].join(30)
+    outcome["thread"].join(30)  # a bound: the call gives up after give_up_after(1.5) = 3 s
+    assert not outcome["thread"].is_alive(), "the call did not give up on a server that stays down"
     assert isinstance(outcome["error"], LLMCallFailed) and url in str(outcome["error"])
-    assert give_up_after(1.5) == 3.0 and 3.0 <= time.monotonic() - started < 10
+    # it waited and retried while the server was down, then gave up (wait answered False)
+    assert give_up_after(1.5) == 3.0
+    assert len(waits_answered) >= 2 and waits_answered[-1] is False and all(waits_answered[:-1])
+    # its own account of the outage: the whole of give_up_after(1.5) (its monotonic clock)
+    assert chat.outage.waited >= 3.0 and chat.outage.since is None
 
 
 def test_a_training_runs_watch_stops_it_before_any_episode_gives_up():
@@ -136,16 +155,51 @@ def test_training_stops_with_the_url_once_the_outage_outlasts_the_limit(user_sim
     assert "rerun the same command: it resumes from the last checkpoint" in message
 
 
-def test_a_user_simulator_back_within_the_limit_stops_nothing(user_sim):
+def test_a_user_simulator_back_within_the_limit_stops_nothing(user_sim, monkeypatch):
+    """The watch sees the server down, then back, and goes on probing past the time the limit
+    would have run out from the first failed probe: no UserSimOutage (it would be raised in
+    this thread, the main one, and fail the test)."""
     url = user_sim.base_url
-    with stop_on_user_sim_outage((Endpoint("econfig.user_llm_base_url", url),), limit_s=3.0) :
+    probes: list[tuple[float, bool]] = []  # (time.monotonic(), answered) of each of the watch's probes
+
+    def probed(probe_url: str) -> bool:
+        probes.append((time.monotonic(), answers(probe_url)))
+        return probes[-1][1]
+
+    monkeypatch.setattr(outage, "answers", probed)
+
+    def first_down() -> float | None:
+        return next((at for at, up in probes if not up), None)
+
+    def back_past_the_limit() -> bool:
+        down = first_down()
+        back = [at for at, up in probes if up and down is not None and at > down]
+        return bool(back) and probes[-1][0] > down + 3.0 and probes[-1][1]
+
+    with stop_on_user_sim_outage((Endpoint("econfig.user_llm_base_url", url),), limit_s=3.0):
         user_sim.stop()
-        time.sleep(1.0)  # the outage itself, shorter than the limit (not a synchronisation)
-        user_sim.start()
-        threading.Event().wait(4.0)  # past the limit: the watch has seen the server back
+        wait_for(first_down, "the watch to see the user simulator down", 30)
+        user_sim.start()  # the outage: from the first failed probe to here, well under 3 s
+        wait_for(back_past_the_limit, "the watch to see it back, and go on past the limit", 30)
+        answered = [up for _, up in probes]
+    assert False in answered, "the watch never saw the user simulator down"
+    last_down = len(answered) - 1 - answered[::-1].index(False)
+    assert answered[last_down + 1:] and all(answered[last_down + 1:])  # seen back, and up since
 
 
-def test_each_step_reports_what_failures_outside_the_policy_cost():
+@pytest.fixture
+def fresh_rollout_stats(monkeypatch):
+    """AReaL's stats trackers and the groups record_episode_end keeps are process-wide: what
+    other tests recorded in this process (test_workflow's group filter, say) must not count."""
+    from areal.utils import stats_tracker
+
+    from tau2train.rollout import lost_episodes
+
+    monkeypatch.setattr(stats_tracker, "TRACKERS", {"": stats_tracker.DistributedStatsTracker()})
+    monkeypatch.setattr(lost_episodes, "GROUPS", type(lost_episodes.GROUPS)())
+
+
+def test_each_step_reports_what_failures_outside_the_policy_cost(fresh_rollout_stats):
     """On AReaL's own stats tracker, in the scope of its rollout stats: three groups of 4 with
     group_filter.min_episodes=2. One loses an episode to the user simulator (dropped alone: the
     group trains on 3), one loses none, one loses 3 of 4 (1 left: dropped whole)."""
@@ -162,7 +216,7 @@ def test_each_step_reports_what_failures_outside_the_policy_cost():
         for task_id, failures in groups:
             workflow_context.set(workflow_context.WorkflowContext(is_eval=False, task_id=task_id))
             for failure in failures:
-                record_episode_end(failure, group_size=4, least_kept=2)
+                record_episode_end(failure, group_size=4, min_episodes=2)
         stats = stats_tracker.get(workflow_context.stat_scope()).export()
     finally:
         workflow_context.set(previous)

@@ -55,11 +55,12 @@ class GroupFilter(GroupFilterConfig):
     (rows: one per completion): keep the group only if at least `min_episodes` of its episodes
     are left (the others failed and were dropped alone: `dropped_whole`) and the mean of their
     rewards is within the configured bounds (a solved group teaches little; upstream drops
-    > 0.95), judged by the episodes' shaped rewards or tau2's (`judge_by`); `min_episodes` is the
-    group_filter's least_kept. With `baseline="group"` a kept group's rows are measured against
-    the mean of its episodes' shaped rewards, the rows' own (group_baseline). Without recorded
-    episode rewards (called outside AReaL's rollout) the mean is that of the group's "rewards".
-    A top-level class, so AReaL can ship it to its rollout workers by pickling."""
+    > 0.95), judged by the episodes' shaped rewards or tau2's (`judge_by`); `min_episodes` is
+    group_filter.min_episodes, at most the group's size. With `baseline="group"` a kept
+    group's rows are measured against the mean of its episodes' shaped rewards, the rows' own
+    (group_baseline). Without recorded episode rewards (called outside AReaL's rollout) the
+    mean is that of the group's "rewards". A top-level class, so AReaL can ship it to its
+    rollout workers by pickling."""
 
     def __call__(self, group: dict[str, Any]) -> bool:
         episodes = EPISODE_REWARDS.pop(rollout_task_id())

@@ -41,9 +41,9 @@ COUNTED = (FAILED_KEY.format(""), GROUPS_DROPPED_KEY)
 GROUPS: GroupTable[bool] = GroupTable()
 
 
-def record_episode_end(failure: Failure | None, group_size: int, least_kept: int) -> None:
+def record_episode_end(failure: Failure | None, group_size: int, min_episodes: int) -> None:
     """One episode's end on the step's stats; its group's, when it was the group's last (the
-    group is dropped whole when fewer than `least_kept` of its episodes are left). No-op
+    group is dropped whole when fewer than `min_episodes` of its episodes are left). No-op
     outside an AReaL rollout; validation episodes (no task id) count no groups."""
     scope = stats_scope()
     if scope is None:
@@ -56,7 +56,7 @@ def record_episode_end(failure: Failure | None, group_size: int, least_kept: int
     if ended is None:
         return
     failures = sum(ended)
-    dropped = failures > 0 and dropped_whole(group_size - failures, least_kept)
+    dropped = failures > 0 and dropped_whole(group_size - failures, min_episodes)
     lost = group_size if dropped else failures
     scope.scalar(**{GROUPS_DROPPED_KEY: float(dropped)})
     for episode in range(group_size):

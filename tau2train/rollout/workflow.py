@@ -96,8 +96,9 @@ class Tau2AgentWorkflow:
         group_size: episodes of one task AReaL runs together (gconfig.n_samples): what a
             failed episode costs is counted per group (rollout/lost_episodes.py).
         min_episodes: in training (AReaL's rollout workers), the fewest episodes a group
-            trains on (group_filter.least_kept): a failed episode is dropped alone, and its
-            group whole when fewer are left. None: not a training rollout.
+            trains on (group_filter.min_episodes, at most group_size): a failed episode is
+            dropped alone, and its group whole when fewer are left. None: not a training
+            rollout.
         reward: what an episode earns (the reward group: RewardSpec or its dict form); None:
             tau2's own reward (reward=tau2), as evaluations score. Its terms are imported here.
     """
@@ -128,7 +129,7 @@ class Tau2AgentWorkflow:
         self.max_concurrent_episodes = max_concurrent_episodes
         self.agent_model = agent_model
         self.group_size = group_size
-        self.least_kept = group_size if min_episodes is None else min_episodes
+        self.min_episodes = group_size if min_episodes is None else min_episodes
         self.shaping = Shaping.of(reward)
         if min_episodes is not None:
             drop_episodes_alone(EpisodeDiscarded)
@@ -147,7 +148,7 @@ class Tau2AgentWorkflow:
         except TimeoutError:
             self.record_timeout(data)
             raise EpisodeTimedOut(f"task {data.get('task_id')}: ran past {self.timeout} s") from None
-        record_episode_end(episode.failure, self.group_size, self.least_kept)
+        record_episode_end(episode.failure, self.group_size, self.min_episodes)
         if episode.discard_reason:
             raise EpisodeDiscarded(
                 f"task {episode.info.task_id}: {episode.discard_reason}; trajectory discarded"
@@ -237,7 +238,7 @@ class Tau2AgentWorkflow:
 
     def record_timeout(self, data: dict[str, Any]) -> None:
         """A timed-out episode's record and stats."""
-        record_episode_end(Failure.TIMEOUT, self.group_size, self.least_kept)
+        record_episode_end(Failure.TIMEOUT, self.group_size, self.min_episodes)
         if self.dump_dir:
             write_run_info(self.dump_dir, RunInfo(
                 task_id=str(data.get("task_id")), split=data.get("split", "train"),
