@@ -128,6 +128,26 @@ def test_a_clear_gap_has_a_verdict(tmp_path, names):
     assert forward.solved_only == (0, 10) and forward.resolve_text() == "resolved with 1 trials per task"
 
 
+def test_an_interval_ending_at_0_has_no_verdict(tmp_path):
+    # 6 tasks x 1 trial: A solves none, B one; the resampled mean is Binomial(6, 1/6)/6 and
+    # P(0) = 0.335 > 2.5 %: the interval is [0, +1/6 x 3] = [0, 0.5] (the exact bootstrap's first
+    # case above), touching 0, so neither side is better; reversed, [-0.5, 0], the same
+    a = write_evaluation(tmp_path / "a", "retail", [[0]] * 6)
+    b = write_evaluation(tmp_path / "b", "retail", [[1]] + [[0]] * 5)
+    sides = [Evaluation(p, read_eval_report(p / "metrics.json")) for p in (a, b)]
+    forward, backward = compare(*sides), compare(*reversed(sides))
+    assert (forward.difference, forward.low, forward.high) == (pytest.approx(1 / 6), 0.0, 0.5)
+    assert (backward.difference, backward.low, backward.high) == (pytest.approx(-1 / 6), -0.5, 0.0)
+    assert forward.verdict() == backward.verdict() == "not distinguishable with 1 trials"
+    # the gap to 0 is the difference itself: 1 trial x 1^2
+    assert forward.resolve_text() == backward.resolve_text() == "at least ~1 trials per task (if the spread is all trial noise)"
+    # as the command prints it
+    shown = in_process(str(a), str(b), cwd=tmp_path, main=compare_module.main)
+    assert shown.returncode == 0, shown.stderr
+    assert "verdict" in shown.stdout and shown.stdout.count("not distinguishable with 1 trials") == 1
+    assert "better" not in shown.stdout
+
+
 def refused(*args) -> str:
     result = in_process(*map(str, args), cwd=Path.cwd(), main=compare_module.main)
     assert result.returncode == 2 and result.stdout == "", result.stdout
