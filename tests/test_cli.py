@@ -139,6 +139,20 @@ def test_hydra_verbs_keep_working(cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_help_with_hydras_own_help_overrides_is_hydras_help(cli, tmp_path):
+    """`--help hydra.help.header=HELLO` customises Hydra's help page: Hydra prints it, with
+    that header, rather than tau2train's own help (tau2train.config.early.hydras_own)."""
+    own = cli("--help", cwd=tmp_path)
+    assert own.returncode == 0
+    assert own.stdout.startswith("tau2train: train τ²-bench customer-service agents")
+    hydras = cli("--help", "hydra.help.header=HELLO", cwd=tmp_path)
+    assert hydras.returncode == 0, hydras.stderr
+    assert hydras.stdout.splitlines()[0] == "HELLO"
+    assert "tau2train: train τ²-bench" not in hydras.stdout
+    assert "== Config groups (group=choice) ==" in hydras.stdout  # Hydra's page, its header changed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_conf_works_from_a_regular_install_run_elsewhere(tmp_path):
     """`pip install .` (not editable), then run from another directory."""
     target = tmp_path / "site"
