@@ -31,6 +31,16 @@ def test_every_group_has_its_choices():
     assert group_options("reward") == ["db_only", "format_strict", "partial_actions", "tau2"]
 
 
+# each model's own allocation (conf/model/*.yaml's `override /allocation`)
+DEFAULT_ALLOCATION = {
+    "qwen3_1_7b": "n1_sglang_d6_archon_d2",
+    "qwen3_235b_a22b": "n10_sglang_d4t8_megatron_d1p12t4_d1p12e4",
+    "qwen3_30b_a3b": "n8_sglang_d8t4_megatron_d4p4t2_d2p4e4",
+    "qwen3_8b": "n3_sglang_d16_archon_d8",
+    "tiny_qwen3": "cpu_d1_fsdp_d1",
+}
+
+
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
 def test_every_combination_composes_and_validates(model, domain, cluster, tmp_path):
     extra = slurm_overrides(tmp_path) if cluster == "slurm" else []
@@ -40,7 +50,7 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
     assert isinstance(exp.econfig, EnvConfig)
     assert exp.econfig.domain == domain
     assert composed.choices == {"model": model, "domain": domain, "data": "tau2", "cluster": cluster,
-                                "allocation": composed.choices["allocation"], "tracking": "wandb",
+                                "allocation": DEFAULT_ALLOCATION[model], "tracking": "wandb",
                                 "user_sim": "qwen2_5_72b", "reward": "tau2", "experiment": "None"}
     if cluster == "local" and exp.cluster.n_nodes > 1:
         # multi-node reference layouts cannot run on one machine: refused with advice
@@ -56,13 +66,13 @@ def test_every_combination_composes_and_validates(model, domain, cluster, tmp_pa
 @pytest.mark.parametrize("reward", group_options("reward"))
 def test_every_reward_choice_composes_and_validates(reward, tmp_path):
     for mode in (["mode=train"], ["mode=recipe", "experiment=cpu_miniature", "trial_name=t0"]):
-        composed = compose([f"reward={reward}", USER_SIM, *mode])
+        composed = compose([f"reward={reward}", "reward.turn_discount=0.9", USER_SIM, *mode])
         exp = checked(composed).config
         assert composed.choices["reward"] == reward
         assert exp.reward.terms and all(callable(term.function()) for term in exp.reward.terms)
-        # AReaL's own reward keys read the reward group's
-        assert (exp.actor.reward_scaling, exp.actor.reward_bias, exp.rollout.agent.turn_discount) == (
-            exp.reward.scaling, exp.reward.bias, exp.reward.turn_discount)
+        # AReaL's own reward keys read the reward group's: every choice scales by 10 and shifts by
+        # -0.5 (conf/reward/*.yaml; AReaL's defaults are 1 and 0), the discount is the one given
+        assert (exp.actor.reward_scaling, exp.actor.reward_bias, exp.rollout.agent.turn_discount) == (10.0, -0.5, 0.9)
 
 
 @pytest.fixture(scope="module")

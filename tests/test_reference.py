@@ -308,12 +308,15 @@ def test_default_allocation_follows_the_model(tmp_path):
 
 
 def test_names_and_paths_follow_the_choices():
-    exp = compose(["model=qwen3_8b", "domain=retail"]).config
+    # the reward group's numbers set away from AReaL's defaults (turn_discount 1, scaling 1, bias 0)
+    exp = compose(["model=qwen3_8b", "domain=retail", "reward.turn_discount=0.9", "reward.scaling=4.0",
+                   "reward.bias=0.25"]).config
     assert exp.experiment_name == "tau2-qwen3-8b-retail"
     assert exp.trial_name == "trial0"
     for path in (exp.tokenizer_path, exp.sglang.model_path, exp.vllm.model, exp.ref.path,
                  exp.rollout.tokenizer_path):
         assert path == exp.actor.path == "Qwen/Qwen3-8B"
     assert exp.econfig.domain == "retail"
-    assert exp.rollout.agent.turn_discount == exp.reward.turn_discount
-    assert (exp.actor.reward_scaling, exp.actor.reward_bias) == (exp.reward.scaling, exp.reward.bias)
+    # AReaL's own keys carry them
+    assert exp.rollout.agent.turn_discount == 0.9
+    assert (exp.actor.reward_scaling, exp.actor.reward_bias) == (4.0, 0.25)
