@@ -37,7 +37,7 @@ from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.eval_report import Training
 from tau2train.records.layout import eval_dir, eval_root
 from tau2train.schemas import ExperimentConfig
-from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
+from tau2train.user_sim.start import LocalServer, ServerFailed, wait_healthy
 
 # The checkpoint server's log, in the evaluation's directory.
 SERVER_LOG_NAME = "server.log"

@@ -219,7 +219,7 @@ def sglang_commands(check: Check) -> list[str]:
 
 
 def run_sglang(check: Check) -> str:
-    from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
+    from tau2train.user_sim.start import LocalServer, ServerFailed, wait_healthy
 
     try:
         tiny_qwen_dir(WIDTH)
@@ -299,7 +299,7 @@ def run_step(check: Check) -> str:
 
 def run_to_end(command: list[str], log: Path, timeout_s: float) -> int:
     """Run `command` (its own process group, output to `log`) to its end; StageFailed past `timeout_s`."""
-    from tau2train.user_sim.launch import LocalServer
+    from tau2train.user_sim.start import LocalServer
 
     process = LocalServer.start(command, log)
     deadline = time.monotonic() + timeout_s

@@ -40,7 +40,7 @@ from tau2train.reports import compare as comparing
 from tau2train.reports.areal_log import ANSI, STEP_DONE, step_stats
 from tau2train.reports.plots import reward_by_step_png
 from tau2train.schemas import ExperimentConfig
-from tau2train.user_sim.launch import LocalServer, ServerFailed, wait_healthy
+from tau2train.user_sim.start import LocalServer, ServerFailed, wait_healthy
 
 RECIPE_DIR = "recipe"
 # Overrides of the recipe command that its stages set themselves.

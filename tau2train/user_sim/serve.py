@@ -16,7 +16,7 @@ from tau2train.config.servers import check_server, server_command
 from tau2train.config.validate import PLACEHOLDER_PREFIX, check_no_secrets
 from tau2train.records.user_sim import read_record, remove_record, write_record
 from tau2train.schemas import ExperimentConfig, UserSimSpec
-from tau2train.user_sim.launch import (
+from tau2train.user_sim.start import (
     LocalServer,
     ServerFailed,
     SlurmServer,
