@@ -17,7 +17,13 @@ from tau2.data_model.message import UserMessage
 
 from tau2train.config.checked import Endpoint
 from tau2train.launch import outage
-from tau2train.launch.outage import PROBE_EVERY_S, PROBE_TIMEOUT_S, UserSimOutage, answers, stop_on_user_sim_outage
+from tau2train.launch.outage import (
+    PROBE_EVERY_S,
+    PROBE_TIMEOUT_S,
+    UserSimOutage,
+    answers,
+    stop_on_user_sim_outage,
+)
 from tau2train.rollout.chat import WATCH_GRACE_S, Chat, LLMCallFailed, give_up_after
 from tau2train.rollout.workflow import Tau2AgentWorkflow
 

@@ -8,7 +8,6 @@ import gc
 import json
 import socket
 import threading
-import time
 
 import pytest
 from helpers.scripted_llm import SLOW_SECONDS
@@ -174,24 +173,53 @@ def test_the_think_tool_is_answered_without_touching_the_environment(llm):
 
 
 def test_an_episode_over_its_time_limit_raises_so_areal_discards_it(llm):
+    """The agent's endpoint takes the request and never answers: the time limit cuts the call
+    itself (TimeoutError, which AReaL discards), rather than the episode waiting on it."""
     wf = workflow(llm, "slow", timeout=1.0)
-    start = time.perf_counter()
-    with pytest.raises(TimeoutError):
-        run(wf, "7", "train", llm)
-    assert time.perf_counter() - start < SLOW_SECONDS / 2
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        outcome: dict = {}
+
+        def episode():
+            try:
+                outcome["rewards"] = asyncio.run(wf.run({"task_id": "7", "split": "train"}, base_url=url, api_key="k"))
+            except BaseException as error:  # noqa: BLE001 - the test reads it
+                outcome["error"] = error
+
+        thread = threading.Thread(target=episode, daemon=True)
+        thread.start()
+        thread.join(SLOW_SECONDS)  # a bound, so nothing hangs: the limit is 1 s
+        assert not thread.is_alive(), "the time limit did not stop an agent call that never returns"
+    assert isinstance(outcome.get("error"), TimeoutError), outcome
 
 
-def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_path):
+def spy_on_outage_waits(monkeypatch) -> list[bool]:
+    """What each chat's waits for an endpoint that is down answered (True: try again; False: give up)."""
+    answered: list[bool] = []
+    wait = Outage.wait
+
+    def recorded(self, *args, **kwargs):
+        answered.append(wait(self, *args, **kwargs))
+        return answered[-1]
+
+    monkeypatch.setattr(Outage, "wait", recorded)
+    return answered
+
+
+def test_a_dead_user_simulator_is_retried_then_recorded_and_discarded(llm, tmp_path, monkeypatch):
     """Nothing listening: retried, waited for past econfig.user_llm_outage_s, then the episode
     is recorded as the user simulator's failure and discarded."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     wf = workflow(llm, dump_dir=str(tmp_path), user_llm_base_url=dead, user_llm_max_retries=1, user_llm_outage_s=1.0)
-    started = time.monotonic()
+    waits_answered = spy_on_outage_waits(monkeypatch)
     with pytest.raises(EpisodeDiscarded, match="user LLM at .* failed"):
         run(wf, "7", "train", llm)
-    assert time.monotonic() - started >= 1.0
+    # waited for and retried while within the limit, then given up (the wait answered False)
+    assert len(waits_answered) >= 2 and all(waits_answered[:-1]) and waits_answered[-1] is False
     [record] = tmp_path.rglob("*.json")
     info = json.loads(record.read_text())
     assert (info["termination_reason"], info["failure"]) == ("user_error", "user_sim")
@@ -211,17 +239,20 @@ def test_an_erroring_user_simulator_is_retried_with_backoff(llm, tmp_path):
     assert json.loads(record.read_text())["failure"] == "user_sim"
 
 
-def test_an_unavailable_user_simulator_is_waited_for_until_the_outage_limit(llm, tmp_path):
+def test_an_unavailable_user_simulator_is_waited_for_until_the_outage_limit(llm, tmp_path, monkeypatch):
     """HTTP 503 (restarting, overloaded): the episode waits and retries for
     econfig.user_llm_outage_s and as long again (at most WATCH_GRACE_S: a training run's watch
     stops the run first), then fails as the user simulator's failure."""
     wf = workflow(llm, dump_dir=str(tmp_path), user_llm_max_retries=0, user_llm_outage_s=2.5)
     wf.econfig.user_llm = "user-down"
-    before, started = llm.requests["user-down"], time.monotonic()
+    before = llm.requests["user-down"]
+    waits_answered = spy_on_outage_waits(monkeypatch)
     with pytest.raises(EpisodeDiscarded):
         run(wf, "7", "train", llm)
-    assert time.monotonic() - started >= 5.0
-    assert llm.requests["user-down"] - before == 4  # at 0 s, then after waits of 1, 2 and 2 s (the rest)
+    # tries at 0 s, then after waits of 1, 2 and 2 s (the rest of give_up_after(2.5) = 5 s); the
+    # fourth wait finds the 5 s used up and gives up
+    assert waits_answered == [True, True, True, False]
+    assert llm.requests["user-down"] - before == 4
     [record] = tmp_path.rglob("*.json")
     assert json.loads(record.read_text())["failure"] == "user_sim"
 
