@@ -1,4 +1,4 @@
-"""AReaL's PPOTrainer, with three gaps of AReaL 1.0.4 closed (each method says where):
+"""AReaL's PPOTrainer, with four gaps of AReaL 1.0.4 closed (each method says where):
 
 * its Slurm scheduler is built from the workers' scheduling spec: AReaL builds
   `SlurmScheduler(exp_config=...)` with the constructor's defaults

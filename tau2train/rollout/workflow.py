@@ -4,8 +4,8 @@ AReaL calls `await workflow.run(data, base_url=..., api_key=..., http_client=...
 dataset row: `{"task_id", "split"}` (a task of the configured domain's τ² split) or a row of
 the AReaL-tau2-data RL file (its domain, file and line, snapshot: episode.scenario); the agent's calls go to `base_url` (AReaL's proxy in
 front of the policy), the user simulator's to `econfig.user_llm_base_url`. The return value
-is `{completion_id: reward}` (see rewards.py for the rule). Imports only schemas and tau2
-code paths: this module runs inside AReaL's rollout workers.
+is `{completion_id: reward}` (see rewards.py for the rule). Imports only tau2train's rollout,
+schemas, records and compat, and tau2: this module runs inside AReaL's rollout workers.
 
 tau2 is synchronous, so each episode runs in a thread of a pool sized for the rollout
 concurrency (asyncio's default executor has a handful of threads and would serialise 256
