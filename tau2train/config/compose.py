@@ -35,6 +35,7 @@ from tau2train.config.overrides import (
     parse_overrides,
 )
 from tau2train.config.registry import register
+from tau2train.records.overrides import override_key
 from tau2train.schemas import ExperimentConfig
 
 
@@ -139,7 +140,7 @@ def _explain_composition_error(error: Exception, overrides: list[str]) -> Config
 def _unknown_keys(overrides: list[str]) -> list[ConfigError]:
     """Overrides naming keys the composed config does not have, judged against the
     config composed from the group choices alone."""
-    groups_only = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    groups_only = [o for o in overrides if override_key(o) in GROUPS]
     with hydra_context():
         reference = hydra_compose(CONFIG_NAME, overrides=groups_only)
     errors = []

@@ -14,6 +14,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from tau2train.config.errors import ConfigError
+from tau2train.records.overrides import PREFIXES, override_key, split_override
 
 CONFIG_MODULE = "tau2train.conf"
 CONFIG_NAME = "config"
@@ -82,11 +83,12 @@ def normalised(overrides: list[str]) -> list[str]:
     """`overrides` with `++` before each plain one that sets a named map or one of its
     entries, and `+experiment=X` read as `experiment=X`."""
     def sets_map(override: str) -> bool:
-        key = override.split("=", 1)[0]
-        return "=" in override and any(key == m or key.startswith(m + ".") for m in NAMED_MAPS)
+        key, value = split_override(override)
+        return not override.startswith(PREFIXES) and value is not None and any(
+            key == m or key.startswith(m + ".") for m in NAMED_MAPS)
 
     def adds_null_group(override: str) -> bool:
-        return override.startswith("+") and override.lstrip("+").split("=", 1)[0] in NULL_GROUPS
+        return override.startswith("+") and override_key(override) in NULL_GROUPS
 
     return [o.lstrip("+") if adds_null_group(o) else f"++{o}" if sets_map(o) else o for o in overrides]
 
@@ -120,7 +122,7 @@ def check_moved_keys(overrides: list[Override]) -> None:
     for override in overrides:
         new = MOVED_KEYS.get(override.key_or_group)
         if new is not None:
-            value = (override.input_line or "").partition("=")[2]  # as typed (a sweep's too)
+            value = split_override(override.input_line or "")[1] or ""  # as typed (a sweep's too)
             raise ConfigError(
                 override.key_or_group, value,
                 f"moved to {new} (the reward group holds the reward's settings)",

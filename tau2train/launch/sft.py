@@ -32,6 +32,7 @@ from tau2train.launch.train import check_local_gpus, make_storage_dirs, trainer_
 from tau2train.records import areal_sft as sft_rows
 from tau2train.records import checkpoints
 from tau2train.records.layout import areal_sft_config_file
+from tau2train.records.overrides import override_key
 from tau2train.reports.tables import align
 from tau2train.schemas import ExperimentConfig
 
@@ -175,11 +176,8 @@ def render_sft_plan(checked: Checked, config_path: Path) -> str:
 
 def next_command(checked: Checked, checkpoint: Path) -> str:
     """The RL run from `checkpoint`: this run's overrides, less the SFT-only ones."""
-    def key(override: str) -> str:
-        return override.lstrip("+~").split("=", 1)[0]
-
     kept = [o for o in checked.overrides
-            if key(o) not in SFT_ONLY_OVERRIDES and key(o).split(".", 1)[0] != "sft"]
+            if override_key(o) not in SFT_ONLY_OVERRIDES and override_key(o).split(".", 1)[0] != "sft"]
     return shlex.join(["python", "-m", "tau2train.run", *kept, f"actor.path={checkpoint}"])
 
 

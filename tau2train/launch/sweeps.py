@@ -23,6 +23,7 @@ from tau2train.launch.endpoints import check_endpoints, endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.modes import checked, dry_run
 from tau2train.launch.slurm import launcher_session
+from tau2train.records.overrides import split_override
 
 # A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
 SWEEPER_TRIAL_NAME = "trial_name=trial${hydra:job.num}"
@@ -62,8 +63,8 @@ def with_trial_names(points: list[list[str]]) -> list[list[str]]:
     its own run directory under the one experiment. Points that set trial_name keep it."""
 
     def key_values(point: list[str]) -> dict[str, str]:
-        pairs = (o.lstrip("+~").split("=", 1) for o in point if "=" in o)
-        return {key: value for key, value in pairs}
+        pairs = (split_override(o) for o in point)
+        return {key: value for key, value in pairs if value is not None}
 
     parsed = [key_values(point) for point in points]
     keys = sorted({k for p in parsed for k in p})
@@ -91,7 +92,7 @@ def _trial_safe(value: str) -> str:
 def with_sweep_group(points: list[list[str]]) -> list[list[str]]:
     """One tracking group for all the runs of a sweep (unless the sweep names one)."""
     group = "tracking.group=${experiment_name}-sweep-" + time.strftime("%Y%m%d-%H%M%S")
-    if any(o.startswith("tracking.group=") for p in points for o in p):
+    if any(key == "tracking.group" and value is not None for p in points for key, value in map(split_override, p)):
         return points
     return [[*p, group] for p in points]
 
@@ -113,7 +114,7 @@ def check_distinct_run_dirs(jobs: list[Checked]) -> None:
 
 def hydra_sweeper(overrides: list[str]) -> str | None:
     """The Hydra sweeper plugin a `-m` command picks (hydra/sweeper=optuna), if not the basic one."""
-    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra/sweeper=")]
+    chosen = [value for key, value in map(split_override, overrides) if key == "hydra/sweeper" and value is not None]
     return chosen[-1] if chosen and chosen[-1] != "basic" else None
 
 

@@ -32,6 +32,7 @@ from tau2train.records.layout import (
     eval_stamp,
     generated_dir,
 )
+from tau2train.records.overrides import split_override
 from tau2train.records.slurm_queue import SLURM_ENDED, slurm_states
 from tau2train.reports.plots import figure, save_png
 from tau2train.reports.tables import align
@@ -100,10 +101,9 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
     """{"econfig.turn_discount": "0.9", ...}; Hydra's +/++/~ prefixes dropped."""
     out = {}
     for item in overrides or []:
-        key, _, value = str(item).partition("=")
-        key = key.lstrip("+~")
+        key, value = split_override(item)
         if key not in NOT_OVERRIDES:
-            out[key] = value
+            out[key] = value or ""
     return out
 
 
