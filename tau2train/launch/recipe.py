@@ -36,6 +36,7 @@ from tau2train.launch.gold_replays import write_gold_sft
 from tau2train.records import checkpoints
 from tau2train.records.eval_report import EvalReport, read_eval_report
 from tau2train.records.layout import eval_root
+from tau2train.records.overrides import override_key
 from tau2train.reports import compare as comparing
 from tau2train.reports.areal_log import ANSI, STEP_DONE, step_stats
 from tau2train.reports.plots import reward_by_step_png
@@ -127,7 +128,7 @@ def recipe_plan(checked: Checked) -> str:
 
 def stage_overrides(checked: Checked) -> list[str]:
     """The recipe command's own overrides, less what the stages set, plus its trial name."""
-    kept = [o for o in checked.composed.overrides if o.split("=", 1)[0].lstrip("+~") not in STAGE_KEYS]
+    kept = [o for o in checked.composed.overrides if override_key(o) not in STAGE_KEYS]
     return [*kept, f"trial_name={checked.config.trial_name}"]
 
 
