@@ -175,12 +175,16 @@ def stock_result(domain: str, task, messages: list, always: bool) -> dict:
 # --- the stock-equivalence check ---------------------------------------------------------------
 
 
+# the perturbed trajectories whose stock evaluation raises, by domain: {task id: the error}
+PERTURBED_EVALUATION_ERRORS = {"mock": {"create_task_1_with_env_assertions": "ValueError: Task task_2 not found"}}
+
+
 @pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.slow
 def test_evaluation_identical_to_stock_on_every_task(fast, domain):
     tasks = registry.get_tasks_loader(domain)()
     assert len(tasks) >= (9 if domain == "mock" else 50)
-    perturbed_rewards = []
+    perturbed_rewards, perturbed_errors = [], {}
     for index, task in enumerate(tasks):
         for variant in ("gold", "perturbed"):
             messages = replay(domain, task, variant)  # by fast environments; the stock
@@ -190,10 +194,15 @@ def test_evaluation_identical_to_stock_on_every_task(fast, domain):
             assert got == expected, f"{domain} task {task.id} ({variant})"
             if variant == "gold":
                 assert "error" not in expected, f"{domain} task {task.id}: {expected}"
+            elif "error" in expected:  # tau2's evaluation raised: no reward, listed apart
+                perturbed_errors[task.id] = expected["error"]
             else:
-                perturbed_rewards.append(expected.get("reward", 0.0))
+                perturbed_rewards.append(expected["reward"])
     # the perturbations must matter: (almost) all of them fail under tau2's own evaluation
     assert perturbed_rewards.count(0.0) >= 0.8 * len(perturbed_rewards), perturbed_rewards
+    # and the evaluation raises only where the perturbed trajectory never made a record an env
+    # assertion reads (mock's task_2, which the dropped create_task call would have made)
+    assert perturbed_errors == PERTURBED_EVALUATION_ERRORS.get(domain, {})
     assert_pristine_intact(domain)
 
 
