@@ -34,3 +34,12 @@ def test_an_override_splits_into_its_key_and_its_value_as_typed(override):
 
 def test_a_flag_has_no_value():
     assert split_override("-m") == ("-m", None) and split_override("--cfg") == ("--cfg", None)
+
+
+def test_the_normalised_command_line_prefixes_only_plain_map_overrides():
+    from tau2train.config.overrides import normalised
+
+    assert normalised(["data.weights.a=1", "+econfig.reward_basis_by_domain.banking=[DB]", "++data.weights.b=2",
+                       "~data.weights", "+experiment=cpu_miniature", "model=qwen3_8b", "-m"]) == [
+        "++data.weights.a=1", "+econfig.reward_basis_by_domain.banking=[DB]", "++data.weights.b=2",
+        "~data.weights", "experiment=cpu_miniature", "model=qwen3_8b", "-m"]

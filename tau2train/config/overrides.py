@@ -84,7 +84,7 @@ def normalised(overrides: list[str]) -> list[str]:
     entries, and `+experiment=X` read as `experiment=X`."""
     def sets_map(override: str) -> bool:
         key, value = split_override(override)
-        return not override.startswith(PREFIXES) and value is not None and any(
+        return not override.startswith(tuple(PREFIXES)) and value is not None and any(
             key == m or key.startswith(m + ".") for m in NAMED_MAPS)
 
     def adds_null_group(override: str) -> bool:
