@@ -123,6 +123,33 @@ def test_tau2s_nl_judge_calls_the_module_level_generate_set_judge_generate_route
     assert "NLAssertionsEvaluator.calculate_reward" in source
 
 
+
+@pytest.mark.parametrize("domain", ["mock", "airline", "retail"])
+def test_a_domains_environment_works_on_the_db_it_is_given_and_hashes_it_through_its_tools(domain):
+    """What tau2train.rollout.fast_env builds on, through compat.tau2: the domain's constructor
+    takes `db=` (takes_db) and its tools work on that object (environment_db); there are no user
+    tools (has_user_tools); Environment.get_db_hash asks the toolkit instance, so set_db_hash
+    makes an environment's hash, reading the DB the tools hold at each call."""
+    import copy
+
+    from tau2.environment.environment import Environment
+    from tau2.registry import registry
+
+    stock = registry.get_env_constructor(domain)
+    stock = getattr(stock, "__wrapped__", stock) if hasattr(stock, "fast_env_domain") else stock
+    assert tau2_compat.takes_db(stock), f"tau2's {domain} constructor takes no {tau2_compat.DB_PARAMETER}= now"
+    db = copy.deepcopy(tau2_compat.environment_db(stock()))
+    env = stock(**{tau2_compat.DB_PARAMETER: db})
+    assert tau2_compat.environment_db(env) is db, f"tau2's {domain} tools no longer work on env.tools.db as given"
+    assert not tau2_compat.has_user_tools(env), f"tau2's {domain} has user tools now (a user DB fast_env does not share)"
+    assert "get_db_hash" in Environment.get_db_hash.__code__.co_names, "Environment.get_db_hash no longer asks its tools"
+    stock_hash = env.get_db_hash()
+    tau2_compat.set_db_hash(env, lambda held: f"{id(held)}")
+    assert env.get_db_hash() == f"{id(db)}"
+    env.tools.db = other = copy.deepcopy(db)  # as update_db may replace it
+    assert env.get_db_hash() == f"{id(other)}"
+    assert stock(**{tau2_compat.DB_PARAMETER: db}).get_db_hash() == stock_hash  # other environments: tau2's own
+
 # --- AReaL --------------------------------------------------------------------------------
 
 def test_areals_get_logger_swaps_loggings_root_and_restore_stdlib_logging_undoes_it():
@@ -202,14 +229,59 @@ def test_hydras_internals_take_the_arguments_tau2train_passes():
 
 
 def test_the_areal_trainer_hooks_tau2trains_trainer_overrides_are_still_called():
-    """tau2train/launch/trainer.py's PPOTrainer overrides two private hooks of AReaL's: the
-    scheduler's construction and the rollout proxies' start (with the flag it reads)."""
+    """compat.areal.with_trainer_hooks overrides two private hooks of AReaL's PPOTrainer for
+    tau2train/launch/trainer.py: the scheduler's construction and the rollout proxies' start
+    (with the flag it reads). AReaL still builds its Slurm scheduler with the constructor's
+    defaults, the reason for slurm_scheduler."""
+    from areal.infra.scheduler import slurm
+    from areal.trainer import rl_trainer
     from areal.trainer.rl_trainer import PPOTrainer
 
-    for hook, caller in (("_init_scheduler", "__init__"), ("_ensure_proxy_started", "train")):
+    assert areal_compat.TRAINER == rl_trainer.__name__ and areal_compat.SLURM_SCHEDULER == slurm.__name__
+    for hook, caller in ((areal_compat.SCHEDULER_HOOK, "__init__"), (areal_compat.PROXY_HOOK, "train")):
         assert callable(getattr(PPOTrainer, hook, None)), f"AReaL's PPOTrainer has no {hook} now"
         assert hook in inspect.getsource(getattr(PPOTrainer, caller)), f"PPOTrainer.{caller} no longer calls {hook}"
-    assert "self._proxy_started" in inspect.getsource(PPOTrainer._ensure_proxy_started)
+    assert f"self.{areal_compat.PROXY_STARTED}" in inspect.getsource(PPOTrainer._ensure_proxy_started)
+    assert f"self.{areal_compat.PROXY_STARTED} = False" in inspect.getsource(PPOTrainer.__init__)
+    builds = inspect.getsource(PPOTrainer._init_scheduler)
+    assert "SlurmScheduler(exp_config=self.config)" in builds, \
+        "AReaL builds its Slurm scheduler otherwise now: does it pass the workers' container settings?"
+    wanted = {"exp_config", "container_type", "container_mounts", "srun_additional_args"}
+    assert wanted <= set(inspect.signature(slurm.SlurmScheduler).parameters), "SlurmScheduler's arguments changed"
+
+
+def test_with_trainer_hooks_routes_areals_scheduler_and_proxy_start_to_the_subclass():
+    """On AReaL's own PPOTrainer (no workers: its hooks alone): own_scheduler's scheduler is the
+    one built, None leaves AReaL's; proxies_started runs once, when AReaL's proxy start has
+    run (a rollout that needs no proxy: it just sets the flag)."""
+    import types
+
+    from areal.trainer.rl_trainer import PPOTrainer
+
+    class Trainer(areal_compat.with_trainer_hooks(PPOTrainer)):
+        scheduler_made = None
+        started = 0
+
+        def own_scheduler(self):
+            return self.scheduler_made
+
+        def proxies_started(self):
+            self.started += 1
+
+    assert issubclass(Trainer, PPOTrainer)
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = types.SimpleNamespace(scheduler=types.SimpleNamespace(type="tau2train-none"))
+    trainer.scheduler_made = sentinel = object()
+    assert trainer._init_scheduler() is sentinel
+    trainer.scheduler_made = None
+    with pytest.raises(NotImplementedError, match="tau2train-none"):  # AReaL's own, for that type
+        trainer._init_scheduler()
+    trainer.config.scheduler.type = "local"
+    trainer.rollout, trainer.eval_rollout, trainer._proxy_started = None, None, False
+    trainer._ensure_proxy_started()
+    assert trainer._proxy_started and trainer.started == 1
+    trainer._ensure_proxy_started()
+    assert trainer.started == 1
 
 
 def test_report_sums_gets_counts_from_areals_averaging_rollout_controller():

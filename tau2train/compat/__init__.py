@@ -5,9 +5,14 @@ fails, saying what changed, when an upgrade of that library moves it (as
 `tau2train.rollout.fast_env` checks tau2's environment layout before it replaces anything):
 
 - `tau2`: the registry entry a fast or snapshot environment replaces (`Registry._domains`),
-  and the `generate` name tau2's player modules call, routed to a `Chat`;
-- `areal`: the logging root AReaL's `getLogger` swaps in, and the rollout task and stats
-  scope AReaL's workflow context holds (`areal.infra.workflow_context`);
+  the `generate` name tau2's player modules and NL judge call, routed to a `Chat`, where tau2
+  reads its data, retail's toolkit class, and what a fast environment builds on (a domain
+  constructor's `db=`, the DB and DB hash an environment reaches through its tools);
+- `areal`: the logging root AReaL's `getLogger` swaps in, the rollout task and stats scope
+  AReaL's workflow context holds (`areal.infra.workflow_context`), stats reported as sums, a
+  failed episode dropped alone, the rollout worker's server command, the FSDP engine's
+  logits, and PPOTrainer's private hooks (`_init_scheduler`, `_ensure_proxy_started`) that
+  tau2train's trainer overrides through `with_trainer_hooks`;
 - `submitit`: the executor class hydra-submitit-launcher builds inside `launch`, and
   submitit's sbatch renderer (a dry run's preview);
 - `hydra`: Hydra's internal app object, callbacks and basic sweeper (`hydra._internal`).

@@ -1,8 +1,13 @@
 """AReaL internals tau2train relies on (areal 1.0.4); guarded by tests/test_compat.py.
 
-Nothing here imports AReaL: the rollout side reads AReaL's workflow context only where AReaL
-has loaded it (inside its rollout workers), and the entry point undoes what AReaL's modules
-did to logging once they are loaded.
+Nothing here imports AReaL at module level (what needs AReaL imports it inside a function, or
+is handed AReaL's class): the rollout side reads AReaL's workflow context only where AReaL has
+loaded it (inside its rollout workers), and the entry point undoes what AReaL's modules did
+to logging once they are loaded. What is here: the logging root; the rollout task id and
+stats scope of AReaL's workflow context; stats reported as sums; a failed episode dropped
+alone; the rollout worker's inference-server command; the FSDP engine's logits computed only
+where read; and the trainer's private hooks (its scheduler, the rollout proxies' start) with
+the Slurm scheduler built from the workers' spec (tau2train.launch.trainer).
 """
 
 from __future__ import annotations
@@ -266,3 +271,52 @@ def _on_live_rows(read):
 def _scattered(values, rows, length: int):
     """`values` of the kept rows placed at `rows` of a zero tensor of `length` (differentiable)."""
     return values.new_zeros((length, *values.shape[1:])).index_put((rows,), values)
+
+
+# --- AReaL's PPOTrainer: the private hooks tau2train's trainer (tau2train.launch.trainer) uses
+TRAINER = "areal.trainer.rl_trainer"
+SCHEDULER_HOOK = "_init_scheduler"  # PPOTrainer.__init__ builds its scheduler with it
+PROXY_HOOK = "_ensure_proxy_started"  # PPOTrainer.train starts the rollout proxies with it
+PROXY_STARTED = "_proxy_started"  # ... which sets this flag once they run
+SLURM_SCHEDULER = "areal.infra.scheduler.slurm"
+
+
+def with_trainer_hooks(base: type) -> type:
+    """A subclass of `base` (AReaL's PPOTrainer) whose two private hooks call methods a subclass
+    of it may define instead:
+
+    - `own_scheduler()`: the scheduler AReaL's constructor uses; None (the default): AReaL's
+      own, from `_init_scheduler`, which builds each scheduler with its constructor's defaults
+      (areal/trainer/rl_trainer.py:922);
+    - `proxies_started()`: called once, right after AReaL's `_ensure_proxy_started` (which
+      `train()` calls, :587) has started the rollout proxies (its `_proxy_started` flag)."""
+
+    class HookedPPOTrainer(base):
+        def own_scheduler(self) -> Any | None:
+            return None
+
+        def proxies_started(self) -> None:
+            pass
+
+        def _init_scheduler(self):
+            scheduler = self.own_scheduler()
+            return super()._init_scheduler() if scheduler is None else scheduler
+
+        def _ensure_proxy_started(self):
+            was_started = getattr(self, PROXY_STARTED)
+            super()._ensure_proxy_started()
+            if not was_started and getattr(self, PROXY_STARTED):
+                self.proxies_started()
+
+    return HookedPPOTrainer
+
+
+def slurm_scheduler(exp_config: Any, container_type: str, container_mounts: str | None,
+                    srun_additional_args: str) -> Any:
+    """AReaL's SlurmScheduler for `exp_config` with the workers' container, mounts and srun
+    arguments, which AReaL's trainer leaves at the constructor's defaults (`SlurmScheduler(
+    exp_config=...)`: every worker in `singularity exec ... --bind /storage:/storage`,
+    areal/infra/scheduler/slurm.py:898-906)."""
+    slurm = importlib.import_module(SLURM_SCHEDULER)
+    return slurm.SlurmScheduler(exp_config=exp_config, container_type=container_type,
+                                container_mounts=container_mounts, srun_additional_args=srun_additional_args)

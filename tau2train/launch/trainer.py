@@ -10,6 +10,9 @@
 * after a resume, the rollout proxies get the recovered weight version;
 * the episodes and groups lost to failures outside the policy reach the stats as counts
   (tau2train.rollout.lost_episodes), not as the shares AReaL's averaging makes of them.
+
+AReaL's private hooks (its scheduler's construction, the rollout proxies' start) are reached
+through tau2train.compat.areal (`with_trainer_hooks`), whose guards are in tests/test_compat.py.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from areal import PPOTrainer as ArealPPOTrainer
 
-from tau2train.compat.areal import report_sums
+from tau2train.compat.areal import report_sums, slurm_scheduler, with_trainer_hooks
 from tau2train.rollout.lost_episodes import COUNTED
 
 logger = logging.getLogger("tau2train.launch.trainer")
@@ -88,7 +91,7 @@ def cancel_leftover_worker_jobs(experiment: str, trial: str) -> list[str]:
     return [job_id for job_id, _ in leftover]
 
 
-class PPOTrainer(ArealPPOTrainer):
+class PPOTrainer(with_trainer_hooks(ArealPPOTrainer)):
     """AReaL's PPOTrainer; on `scheduler.type=slurm` its workers run as `actor.scheduling_spec[0]`
     says (container or host, mounts, srun arguments), host workers with this interpreter.
 
@@ -113,18 +116,14 @@ class PPOTrainer(ArealPPOTrainer):
                            "groups_dropped_whole are shares of the step's episodes and groups",
                            type(self.rollout).__name__)
 
-    def _ensure_proxy_started(self):
-        """AReaL's, then the recovered weight version handed to the proxies it just started.
+    def proxies_started(self) -> None:
+        """The recovered weight version handed to the rollout proxies AReaL just started.
 
         On a resume AReaL sets the recovered version (areal/trainer/rl_trainer.py:399) before
         `train()` starts the rollout proxies (:587), and `set_version` reaches proxies only
         once they run (areal/infra/controller/rollout_controller.py:1096): the first batch
         after a resume would be tagged version 0, which staleness control and the
         off-policy correction then read as that many versions old."""
-        was_started = self._proxy_started
-        super()._ensure_proxy_started()
-        if was_started or not self._proxy_started:
-            return
         for rollout in (self.rollout, self.eval_rollout):
             version = rollout.get_version() if rollout is not None else 0
             if version:
@@ -147,16 +146,14 @@ class PPOTrainer(ArealPPOTrainer):
         except Exception:  # noqa: BLE001 - reported, the original error goes on
             logger.exception("stopping AReaL's workers failed; check for leftover processes or jobs")
 
-    def _init_scheduler(self):
+    def own_scheduler(self) -> Any | None:
+        """On `scheduler.type=slurm`, AReaL's Slurm scheduler placing the workers as
+        `actor.scheduling_spec[0]` says, once this trial's leftover worker jobs are cancelled;
+        None (AReaL's own scheduler) otherwise."""
         if self.config.scheduler.type != "slurm":
-            return super()._init_scheduler()
-        from areal.infra.scheduler.slurm import SlurmScheduler
-
+            return None
         cancel_leftover_worker_jobs(self.config.experiment_name, self.config.trial_name)
         spec = self.config.actor.scheduling_spec[0]
-        return SlurmScheduler(
-            exp_config=self.config,
-            container_type=spec.container_type,
-            container_mounts=spec.mount or None,
-            srun_additional_args=spec.srun_additional_args,
-        )
+        return slurm_scheduler(self.config, container_type=spec.container_type,
+                               container_mounts=spec.mount or None,
+                               srun_additional_args=spec.srun_additional_args)

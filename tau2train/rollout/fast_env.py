@@ -31,15 +31,17 @@ Domains in `STOCK_ONLY` keep the stock constructor: telecom's tables are lists (
 share per record), it has a user DB synced by its environment, and its stock constructor
 already costs only a few milliseconds.
 
-Reliance on tau2 internals (a tau2 upgrade could break these; `install` self-checks the
-first three and leaves the domain on the stock constructor if they fail, and
-tests/test_fast_env.py checks all of them):
-  1. the stock constructor takes `db=` and wires that object into `env.tools.db`;
-  2. `Environment.get_db_hash()` delegates to `env.tools.get_db_hash()` (patched per instance,
-     reading `env.tools.db` at call time, since `update_db` may replace it);
-  3. `env.user_tools is None` for the fast domains;
+Reliance on tau2 internals, each reached through tau2train.compat.tau2 (a tau2 upgrade could
+break these; `install` self-checks the first three and leaves the domain on the stock
+constructor if they fail, and tests/test_fast_env.py and tests/test_compat.py check them):
+  1. the stock constructor takes `db=` and wires that object into `env.tools.db`
+     (`takes_db`, `environment_db`);
+  2. `Environment.get_db_hash()` delegates to `env.tools.get_db_hash()` (`set_db_hash`:
+     patched per instance, reading `env.tools.db` at call time, since `update_db` may
+     replace it);
+  3. `env.user_tools is None` for the fast domains (`has_user_tools`);
   4. `Registry` has no public way to replace a domain, so `install` writes
-     `registry._domains[domain]` (tau2train.compat.tau2.replace_domain, the only place).
+     `registry._domains[domain]` (`replace_domain`, the only place).
 """
 
 from __future__ import annotations
@@ -59,7 +61,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tau2train.compat.tau2 import data_dir, replace_domain
+from tau2train.compat.tau2 import (
+    DB_PARAMETER,
+    data_dir,
+    environment_db,
+    has_user_tools,
+    replace_domain,
+    set_db_hash,
+    takes_db,
+)
 
 # Domains whose environments install() makes fast (each checked by tests/test_fast_env.py).
 FAST_DOMAINS = frozenset({"airline", "retail", "mock"})
@@ -389,24 +399,19 @@ class _Domain:
         return DIGEST_PREFIX + get_dict_hash({"tables": tables, "fields": fields})
 
 
-def _hash_of(tools: Any, domain: _Domain) -> str:
-    return domain.digest(tools.db)
-
-
 def _make_fast(name: str, stock: Callable) -> Callable | None:
     """The fast constructor for `name`, or None (with the reason logged) if it is unsafe."""
     from loguru import logger
 
-    signature = inspect.signature(stock)
-    if "db" not in signature.parameters:
+    if not takes_db(stock):
         logger.warning(f"fast_env: {name}: stock constructor takes no db=; keeping it")
         return None
+    signature = inspect.signature(stock)
     probe = stock()
-    tools = getattr(probe, "tools", None)
-    if getattr(probe, "user_tools", None) is not None or not isinstance(getattr(tools, "db", None), BaseModel):
+    if has_user_tools(probe) or not isinstance(environment_db(probe), BaseModel):
         logger.warning(f"fast_env: {name}: environment layout not as expected; keeping stock")
         return None
-    domain = _Domain(tools.db)
+    domain = _Domain(environment_db(probe))
     reason = domain.check()
     if reason:
         logger.warning(f"fast_env: {name}: {reason}; keeping stock")
@@ -418,14 +423,14 @@ def _make_fast(name: str, stock: Callable) -> Callable | None:
             bound = signature.bind(*args, **kwargs)
         except TypeError:
             return stock(*args, **kwargs)  # let the stock constructor raise its own error
-        if bound.arguments.get("db") is not None:
+        if bound.arguments.get(DB_PARAMETER) is not None:
             return stock(*args, **kwargs)  # the caller's own DB: nothing to share
         db = domain.fork()
-        bound.arguments["db"] = db
+        bound.arguments[DB_PARAMETER] = db
         env = stock(*bound.args, **bound.kwargs)
-        if env.tools.db is not db:  # internals (1): the DB we pass is the one the tools use
+        if environment_db(env) is not db:  # internals (1): the DB we pass is the one the tools use
             raise RuntimeError(f"fast_env: {name}: stock constructor did not use the given db")
-        env.tools.get_db_hash = functools.partial(_hash_of, env.tools, domain)  # internals (2)
+        set_db_hash(env, domain.digest)  # internals (2)
         return env
 
     try:  # self-check of internals (1)-(3) on a real environment
@@ -433,7 +438,7 @@ def _make_fast(name: str, stock: Callable) -> Callable | None:
     except RuntimeError as error:
         logger.warning(f"{error}; keeping stock")
         return None
-    if env.user_tools is not None or not str(env.get_db_hash()).startswith(DIGEST_PREFIX):
+    if has_user_tools(env) or not str(env.get_db_hash()).startswith(DIGEST_PREFIX):
         logger.warning(f"fast_env: {name}: Environment.get_db_hash bypasses tools; keeping stock")
         return None
     fast.fast_env_domain = domain  # marks it as ours (idempotence) and exposes state to tests
