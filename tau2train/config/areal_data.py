@@ -10,9 +10,10 @@ import functools
 import os
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.errors import ConfigError
@@ -20,6 +21,7 @@ from tau2train.records import areal_tau2 as layout
 from tau2train.schemas import ExperimentConfig
 
 KEY = "data.path"
+T = TypeVar("T")
 FIX_ROW = "fix or remove that line (the file as released parses whole: re-download it if it was changed)"
 
 
@@ -147,6 +149,43 @@ def summary(loaded: Loaded, weights: dict[str, float] | None = None) -> str:
             + f"; {len(loaded.snapshots)} snapshot(s) found: {snapshots}")
 
 
+class BadLine(ValueError):
+    """A line of a released file that cannot be used: what is wrong, and how to put it right."""
+
+    def __init__(self, problem: str, valid: str | None = None, fix: str = FIX_ROW):
+        super().__init__(problem)
+        self.valid, self.fix = valid, fix
+
+
+def read_lines(file: str, parse: Callable[[int, str, set[str]], T], nothing: str) -> tuple[T, ...]:
+    """Every line of a released JSONL file (blank ones skipped) as `parse(line number, text,
+    tau2's domains)` makes it: the first line it refuses (ValueError, BadLine for a message of
+    its own) is one ConfigError on data.path naming the file and the line; a file with no line
+    is one too (`nothing`: what it has none of)."""
+    known = set(tau2_catalog.domain_splits())
+    folder = str(Path(file).parent)
+    parsed = []
+    with open(file, encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                parsed.append(parse(number, text, known))
+            except ValueError as e:
+                valid, fix = (e.valid, e.fix) if isinstance(e, BadLine) else (None, FIX_ROW)
+                raise ConfigError(KEY, folder, f"{file}:{number}: {e}", valid=valid, fix=fix) from None
+    if not parsed:
+        raise ConfigError(KEY, folder, f"{file} has no {nothing}", fix="re-download the dataset")
+    return tuple(parsed)
+
+
+def tau2_domain(domain: str, known: set[str]) -> str:
+    """`domain`, one of tau2's `known` domains (BadLine otherwise)."""
+    if domain not in known:
+        raise BadLine(f"domain {domain!r} is not one of tau2's", valid=", ".join(sorted(known)))
+    return domain
+
+
 @functools.lru_cache(maxsize=4)
 def _load_file(file: str, mtime_ns: int) -> Loaded:
     """Every row of the file, each checked (cached per file version: validation, the plan
@@ -157,46 +196,31 @@ def _load_file(file: str, mtime_ns: int) -> Loaded:
     from pydantic import ValidationError
     from tau2.data_model.tasks import Task
 
-    known = set(tau2_catalog.domain_splits())
-    folder = Path(file).parent
-    rows, found = [], Counter()
     exists: dict[str, bool] = {}
 
-    def bad(line: int, problem: str, valid: str | None = None, fix: str = FIX_ROW) -> ConfigError:
-        return ConfigError(KEY, str(folder), f"{file}:{line}: {problem}", valid=valid, fix=fix)
-
-    with open(file, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = layout.parse_line(text)
-                domain = layout.row_domain(record)
-                fields = layout.task_fields(record)
-            except ValueError as e:
-                raise bad(number, str(e)) from None
-            if domain not in known:
-                raise bad(number, f"domain {domain!r} is not one of tau2's", valid=", ".join(sorted(known)))
-            try:
-                Task.model_validate(fields)
-            except ValidationError as e:
-                first = e.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "(the task)"
-                raise bad(number, f"not a τ² Task: {where}: {first['msg']} "
-                          f"({e.error_count()} problem(s))") from None
-            db_path = record.get(layout.DB_PATH_KEY)
-            if not isinstance(db_path, str) or not db_path:
-                raise bad(number, f"no {layout.DB_PATH_KEY} (the row's DB snapshot)",
+    def row(number: int, text: str, known: set[str]) -> dict[str, Any]:
+        record = layout.parse_line(text)
+        domain = layout.row_domain(record)
+        fields = layout.task_fields(record)
+        tau2_domain(domain, known)
+        try:
+            Task.model_validate(fields)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(the task)"
+            raise BadLine(f"not a τ² Task: {where}: {first['msg']} ({e.error_count()} problem(s))") from None
+        db_path = record.get(layout.DB_PATH_KEY)
+        if not isinstance(db_path, str) or not db_path:
+            raise BadLine(f"no {layout.DB_PATH_KEY} (the row's DB snapshot)",
                           valid=f"a path relative to the folder, e.g. {layout.DB_DIR}/tau2_{domain}_new_db_1.json")
-            row = layout.dataset_row(Path(file), number, record, domain)
-            snapshot = row["db_path"]
-            if snapshot not in exists:
-                exists[snapshot] = os.path.isfile(snapshot)
-            if not exists[snapshot]:
-                raise bad(number, f"its snapshot {db_path} does not exist ({snapshot})",
+        made = layout.dataset_row(Path(file), number, record, domain)
+        snapshot = made["db_path"]
+        if snapshot not in exists:
+            exists[snapshot] = os.path.isfile(snapshot)
+        if not exists[snapshot]:
+            raise BadLine(f"its snapshot {db_path} does not exist ({snapshot})",
                           fix=f"download the whole dataset, {layout.DB_DIR}/ included")
-            rows.append(row)
-            found[domain] += 1
-    if not rows:
-        raise ConfigError(KEY, str(folder), f"{file} has no rows", fix="re-download the dataset")
-    return Loaded(Path(file), tuple(rows), dict(found), dict(Counter(r["db_path"] for r in rows)))
+        return made
+
+    rows = read_lines(file, row, "rows")
+    return Loaded(Path(file), rows, dict(Counter(r["domain"] for r in rows)), dict(Counter(r["db_path"] for r in rows)))

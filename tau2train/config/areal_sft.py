@@ -11,8 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tau2train.config import catalog as tau2_catalog
-from tau2train.config.areal_data import FIX_ROW, KEY, check_domains, required_file
+from tau2train.config.areal_data import check_domains, read_lines, required_file, tau2_domain
 from tau2train.config.errors import ConfigError
 from tau2train.records import areal_sft as layout
 
@@ -62,21 +61,9 @@ def summary(loaded: Loaded) -> str:
 def _load_file(file: str, mtime_ns: int) -> tuple[layout.Example, ...]:
     """Every example of the file, each checked (cached per file version: validation, the plan
     and the trainer call share one load)."""
-    known = set(tau2_catalog.domain_splits())
-    examples = []
-    with open(file, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                example = layout.parse_example(text, number)
-            except ValueError as e:
-                raise ConfigError(KEY, str(Path(file).parent), f"{file}:{number}: {e}", fix=FIX_ROW) from None
-            if example.domain not in known:
-                raise ConfigError(KEY, str(Path(file).parent),
-                                  f"{file}:{number}: domain {example.domain!r} is not one of tau2's",
-                                  valid=", ".join(sorted(known)), fix=FIX_ROW)
-            examples.append(example)
-    if not examples:
-        raise ConfigError(KEY, str(Path(file).parent), f"{file} has no examples", fix="re-download the dataset")
-    return tuple(examples)
+    def example(number: int, text: str, known: set[str]) -> layout.Example:
+        parsed = layout.parse_example(text, number)
+        tau2_domain(parsed.domain, known)
+        return parsed
+
+    return read_lines(file, example, "examples")

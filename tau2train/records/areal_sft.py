@@ -32,10 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tau2train.records.areal_tau2 import parse_line
+from tau2train.records.areal_tau2 import parse_line, row_domain
 
 SFT_FILE = "tau2_sft_train.jsonl"
 ROLES = ("system", "user", "assistant", "tool")
+# Where a line states its domain, and its per-domain ids: key paths (records.areal_tau2.row_domain).
+SFT_DOMAIN = ("metadata", "domain")
+SFT_DOMAIN_IDS = (("metadata", "source_dialog_id"), ("metadata", "scenario_id"))
 # Where a line's thinking may be: the answer's key, then an earlier assistant message's.
 ANSWER_THINKING = "thinking"
 HISTORY_THINKING = ("reasoning", "reasoning_content", "thinking")
@@ -104,18 +107,6 @@ def chat_message(message: Any, where: str, thinking_keys: tuple[str, ...] = HIST
     return out
 
 
-def row_domain(metadata: dict[str, Any]) -> str:
-    """The τ² domain of a line: metadata.domain, else the prefix of its per-domain dialog id
-    (`airline_dialog_42` -> airline)."""
-    if isinstance(metadata.get("domain"), str) and metadata["domain"]:
-        return metadata["domain"]
-    for key in ("source_dialog_id", "scenario_id"):
-        value = metadata.get(key)
-        if isinstance(value, str) and "_" in value:
-            return value.split("_", 1)[0]
-    raise ValueError("no domain: metadata has no domain and no source_dialog_id like airline_dialog_42")
-
-
 def parse_example(text: str, line: int) -> Example:
     """One line of the SFT file (ValueError saying what is wrong)."""
     record = parse_line(text)
@@ -139,7 +130,7 @@ def parse_example(text: str, line: int) -> Example:
     correct = metadata.get("correct")
     if correct not in (0, 1) or isinstance(correct, bool):
         raise ValueError(f"metadata.correct is {correct!r} (valid: 0 or 1)")
-    return Example(line, row_domain(metadata), messages, answer, int(correct))
+    return Example(line, row_domain(record, SFT_DOMAIN, SFT_DOMAIN_IDS), messages, answer, int(correct))
 
 
 def system_lists_tools(system: str, tool_names: list[str]) -> bool:

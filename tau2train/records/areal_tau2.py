@@ -55,15 +55,34 @@ def task_fields(record: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def row_domain(record: dict[str, Any]) -> str:
-    """The τ² domain of a parsed line: user_scenario.instructions.domain, else the id's prefix."""
-    instructions = (record.get("user_scenario") or {}).get("instructions")
-    if isinstance(instructions, dict) and instructions.get("domain"):
-        return str(instructions["domain"])
-    prefix = str(record.get("id", "")).split("_", 1)[0]
-    if not prefix:
-        raise ValueError("no domain: user_scenario.instructions.domain is missing and the id has no prefix")
-    return prefix
+# Where a line of the RL file states its domain, and its id, which starts with it: key paths.
+RL_DOMAIN = ("user_scenario", "instructions", "domain")
+RL_DOMAIN_IDS = (("id",),)
+
+
+def row_domain(record: dict[str, Any], stated: tuple[str, ...] = RL_DOMAIN,
+               ids: tuple[tuple[str, ...], ...] = RL_DOMAIN_IDS) -> str:
+    """The τ² domain of a parsed line of either released file: the string at the key path
+    `stated` (the RL file's user_scenario.instructions.domain, the SFT file's metadata.domain),
+    else the prefix of the first per-domain id at one of the paths `ids` (`airline_dialog_42`
+    -> airline). ValueError when the line has neither."""
+    domain = _at(record, stated)
+    if isinstance(domain, str) and domain:
+        return domain
+    for path in ids:
+        value = _at(record, path)
+        if isinstance(value, str) and "_" in value:
+            return value.split("_", 1)[0]
+    raise ValueError(f"no domain: {'.'.join(stated)} is missing and no "
+                     f"{' or '.join('.'.join(path) for path in ids)} is a per-domain id like airline_dialog_42")
+
+
+def _at(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a key path of a parsed line (None where the path breaks off)."""
+    node: Any = record
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def parse_line(text: str) -> dict[str, Any]:
