@@ -13,9 +13,9 @@ from helpers.cli import USER_SIM
 
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
-from tau2train.launch.evaluate import render_eval_plan
+from tau2train.launch.evaluate import eval_plan
 from tau2train.launch.modes import MODES, checked
-from tau2train.launch.plan import render_plan
+from tau2train.launch.plan import render_train_plan
 from tau2train.schemas import MODE_FACTS, Mode
 
 
@@ -35,7 +35,7 @@ def test_the_served_checkpoint_is_the_step_validation_found(tmp_path):
     job = checked(composed)
     assert (job.served.step, job.scored) == (2, None)
     save_checkpoints(tmp_path, exp.experiment_name, exp.trial_name, [3])
-    assert "(step 2)" in render_eval_plan(job) and "step3" not in render_eval_plan(job)
+    assert "(step 2)" in eval_plan(job) and "step3" not in eval_plan(job)
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.served = None
 
@@ -46,7 +46,7 @@ def test_the_plan_reads_the_rows_validation_loaded(tmp_path):
     folder = write_dataset(tmp_path / "AReaL-tau2-data")
     job = checked(compose([USER_SIM, "data=areal_tau2", f"data.path={folder}", "data.domains=[airline,telecom]"]))
     shutil.rmtree(folder)
-    plan = render_plan(job, None)
+    plan = render_train_plan(job, None)
     assert "8 RL rows (airline 5, telecom 3)" in plan
     assert job.domains == ("airline", "telecom")
     assert [e.key for e in job.user_sims] == ["econfig.user_llm_base_url"]
@@ -81,7 +81,7 @@ def test_an_endpoints_evaluation_is_filed_under_the_evaluated_model(tmp_path):
         (["eval.agent_model=Qwen/Qwen3-8B"], "tau2-Qwen-Qwen3-8B-airline"),
         (["eval.agent_model=gpt-4.1_mini", "domain=retail"], "tau2-gpt-4.1-mini-retail"),
     ):
-        plan = render_eval_plan(checked(compose([*endpoint, *overrides])))
+        plan = eval_plan(checked(compose([*endpoint, *overrides])))
         results = f"{tmp_path}/{experiment}/trial0/eval/<domain>-<split>-<model>-<time>/"
         assert f"  results     {results}" in plan, plan
     save_checkpoints(tmp_path, "tau2-qwen3-1.7b-airline", "trial0", [1])

@@ -57,7 +57,8 @@ def describe_agent(checked: Checked) -> str:
             f"{ev.server.host}:{ev.server.port} with {ev.server.gpus} GPU(s) while it runs")
 
 
-def render_eval_plan(checked: Checked) -> str:
+def eval_plan(checked: Checked) -> str:
+    """mode=eval's dry run: the plan (what is scored, on which tasks, under which contract)."""
     exp = checked.config
     ev = exp.eval
     tasks = scored_tasks(exp)

@@ -12,7 +12,7 @@ from typing import Any
 from tau2train.config import validate as checks
 from tau2train.config.checked import Checked
 from tau2train.config.compose import Composed
-from tau2train.launch.evaluate import render_eval_plan, run_eval
+from tau2train.launch.evaluate import eval_plan, run_eval
 from tau2train.launch.plan import slurm_submission, train_plan
 from tau2train.launch.recipe import check_recipe, recipe_plan, run_recipe
 from tau2train.launch.sft import run_sft, sft_plan
@@ -31,7 +31,7 @@ class ModeEntry:
 MODES: dict[Mode, ModeEntry] = {
     Mode.TRAIN: ModeEntry(checks.check_train, train_plan, run_training),
     Mode.SFT: ModeEntry(checks.check_sft, sft_plan, run_sft),
-    Mode.EVAL: ModeEntry(checks.check_eval, render_eval_plan, run_eval),
+    Mode.EVAL: ModeEntry(checks.check_eval, eval_plan, run_eval),
     Mode.RECIPE: ModeEntry(check_recipe, recipe_plan, run_recipe),
 }
 

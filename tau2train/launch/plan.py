@@ -54,10 +54,10 @@ def write_areal_config(exp: ExperimentConfig) -> Path:
 
 def train_plan(checked: Checked) -> str:
     """mode=train's dry run: the AReaL config written, and the plan."""
-    return render_plan(checked, write_areal_config(checked.config))
+    return render_train_plan(checked, write_areal_config(checked.config))
 
 
-def render_plan(checked: Checked, config_path: Path | None) -> str:
+def render_train_plan(checked: Checked, config_path: Path | None) -> str:
     """The plan of a validated training run."""
     exp, layout, choices = checked.config, checked.layout, checked.choices
     model, cluster = exp.model, exp.cluster
