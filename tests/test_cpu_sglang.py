@@ -19,6 +19,7 @@ import pytest
 import requests
 import torch
 from helpers.cpu_sglang import CPUSGLangServer, SamplingParams
+
 from tau2train.serving.tiny_qwen import (
     ADDED_TOKENS,
     FIRST_ADDED_ID,
@@ -470,25 +471,68 @@ def test_update_weights_from_disk_changes_the_policy(own_server, perturbed, tmp_
     assert own_server.weight_updates == 1
 
 
-def test_pause_aborts_the_running_request_and_holds_new_ones(own_server, model):
+class HeldGeneration:
+    """The server's next generation holds after `tokens` tokens until the server aborts it
+    (bounded: 60 s), so a pause lands mid-generation however fast the machine; `running` is
+    set once it holds. Later generations run as they come; `calls` counts them all, and
+    `arrived` the /generate requests the server has read."""
+
+    def __init__(self, server: CPUSGLangServer, monkeypatch, tokens: int = 2):
+        self.running, self.calls, self.arrived = threading.Event(), 0, 0
+        generate_, parse = server.policy.generate, server._parse_generate
+
+        def gated(*args, aborted=lambda: False, **kwargs):
+            self.calls += 1
+            if self.calls > 1:
+                return generate_(*args, aborted=aborted, **kwargs)
+            polls = 0
+
+            def held() -> bool:  # polled before the prefill, then after each token
+                nonlocal polls
+                polls += 1
+                if polls <= tokens:
+                    return aborted()
+                self.running.set()
+                end = time.monotonic() + 60
+                while not aborted() and time.monotonic() < end:
+                    time.sleep(0.01)
+                return aborted()
+
+            return generate_(*args, aborted=held, **kwargs)
+
+        def counted(body):
+            self.arrived += 1
+            return parse(body)
+
+        monkeypatch.setattr(server.policy, "generate", gated)
+        monkeypatch.setattr(server, "_parse_generate", counted)
+
+
+def test_pause_aborts_the_running_request_and_holds_new_ones(own_server, model, monkeypatch):
     base = own_server.base_url
+    gate = HeldGeneration(own_server, monkeypatch, tokens=2)
     with ThreadPoolExecutor(max_workers=2) as pool:
         running = pool.submit(generate, own_server, temperature=0.0, max_new_tokens=2000)
-        assert own_server.busy.wait(60)
+        assert gate.running.wait(60), "the generation never got to its second token"
         assert requests.post(f"{base}/pause_generation", json={}, timeout=60).ok
         aborted = running.result(timeout=60)
-        assert aborted["meta_info"]["finish_reason"]["type"] == "abort"
-        assert len(aborted["output_ids"]) < 2000
-        if aborted["output_ids"]:  # what it made before the abort is real policy output
-            expected = teacher_forced(model, PROMPT, aborted["output_ids"])
-            assert logprobs_of(aborted) == pytest.approx(expected, abs=1e-5)
+        assert aborted["meta_info"]["finish_reason"] == {"type": "abort", "message": "Abort in running batch"}
+        # the 2 tokens it made before the abort, real policy output
+        assert len(aborted["output_ids"]) == 2
+        expected = teacher_forced(model, PROMPT, aborted["output_ids"])
+        assert logprobs_of(aborted) == pytest.approx(expected, abs=1e-5)
 
         held = pool.submit(generate, own_server, temperature=0.0, max_new_tokens=3)
-        with pytest.raises(TimeoutError):  # not admitted while paused
+        deadline = time.monotonic() + 60  # a bound on the wait for the request to arrive
+        while gate.arrived < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gate.arrived == 2, "the second request never reached the server"
+        with pytest.raises(TimeoutError):  # there, but not admitted while paused
             held.result(timeout=1.0)
+        assert gate.calls == 1 and not held.done()  # no model work for it
         assert requests.post(f"{base}/continue_generation", json={}, timeout=60).ok
         assert held.result(timeout=60)["meta_info"]["finish_reason"] == {"type": "length", "length": 3}
-    assert own_server.finished["abort"] == 1
+    assert own_server.finished["abort"] == 1 and gate.calls == 2
 
 
 def test_information_endpoints(server, tiny_qwen):
@@ -735,13 +779,15 @@ def test_areals_sglang_client_generates_scores_pauses_and_updates_weights(
         assert scores[0, len(PROMPT) :].tolist() == pytest.approx(forced.output_logprobs, abs=1e-5)
         assert scores[0, : len(PROMPT)].abs().sum() == 0
 
-        # interrupted mid-generation by AReaL's pause, resumed by its agenerate loop
+        # interrupted mid-generation by AReaL's pause (the generation holds after 2 tokens
+        # until it comes), resumed by its agenerate loop
+        gate = HeldGeneration(own_server, monkeypatch, tokens=2)
         long = agenerate(greedy=True, max_new_tokens=150)
-        assert own_server.busy.wait(60)
+        assert gate.running.wait(60), "the generation never got to its second token"
         engine.pause_generation()
         engine.continue_generation()
         resumed = long.result(120)
-        assert own_server.finished["abort"] == 1
+        assert own_server.finished["abort"] == 1 and gate.calls == 2  # aborted once, resubmitted once
         assert (len(resumed.output_tokens), resumed.stop_reason) == (150, "length")
         expected = teacher_forced(model, PROMPT, resumed.output_tokens)
         assert resumed.output_logprobs == pytest.approx(expected, abs=1e-5)
