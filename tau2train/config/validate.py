@@ -41,6 +41,7 @@ from tau2train.schemas import (
     ExperimentConfig,
     Placement,
     endpoint_model_name,
+    scored_task_ids,
 )
 from tau2train.schemas.groups import CPU_SERVER_MAX_PARAMS
 from tau2train.schemas.modes import facts
@@ -470,8 +471,8 @@ def check_eval_tasks(exp: ExperimentConfig) -> None:
     from tau2.registry import registry
 
     ev, domain = exp.eval, exp.econfig.domain
-    tasks = registry.get_tasks_loader(domain)(None if ev.split == ALL_TASKS else ev.split)
-    known = [task.id for task in tasks if exp.domain.tasks is None or task.id in exp.domain.tasks]
+    split = [task.id for task in registry.get_tasks_loader(domain)(None if ev.split == ALL_TASKS else ev.split)]
+    known = scored_task_ids(split, exp.domain.tasks)
     where = f"{domain}/{ev.split}" + (" (after domain.tasks)" if exp.domain.tasks is not None else "")
     unknown = [t for t in ev.task_ids or [] if t not in known]
     if unknown or ev.task_ids == []:
@@ -481,7 +482,7 @@ def check_eval_tasks(exp: ExperimentConfig) -> None:
             valid=f"task ids of {where}: {', '.join(known[:20])}" + (f", ... ({len(known)} in all)" if len(known) > 20 else ""),
             fix="list task ids of the split, or eval.task_ids=null for every task",
         )
-    available = len(ev.task_ids) if ev.task_ids is not None else len(known)
+    available = len(scored_task_ids(split, exp.domain.tasks, ev.task_ids))
     if ev.num_tasks is not None and ev.num_tasks > available:
         raise ConfigError(
             "eval.num_tasks", ev.num_tasks, f"is more than the {available} tasks {where} has to score",

@@ -16,7 +16,7 @@ from tau2train.records.checkpoints import model_fingerprint
 from tau2train.records.eval_report import CONTRACT_TERMS, EvalContract, TaskSelection, TaskSet, term_text
 from tau2train.records.user_sim import read_record
 from tau2train.reports.task_sets import task_set_label
-from tau2train.schemas import ExperimentConfig
+from tau2train.schemas import ExperimentConfig, scored_task_ids
 
 if TYPE_CHECKING:
     from tau2.data_model.tasks import Task
@@ -47,10 +47,9 @@ def scored_tasks(exp: ExperimentConfig) -> list[Task]:
     from tau2train.rollout.episode import split_tasks
 
     ev = exp.eval
-    tasks = split_tasks(exp.econfig.domain, ev.split, exp.domain.tasks)
-    if ev.task_ids is not None:
-        tasks = [task for task in tasks if task.id in ev.task_ids]
-    return tasks[: ev.num_tasks] if ev.num_tasks else tasks
+    tasks = split_tasks(exp.econfig.domain, ev.split)
+    chosen = set(scored_task_ids([task.id for task in tasks], exp.domain.tasks, ev.task_ids, ev.num_tasks))
+    return [task for task in tasks if task.id in chosen]
 
 
 def selection(exp: ExperimentConfig, tasks: list[Task]) -> TaskSelection:
