@@ -120,8 +120,11 @@ def test_the_report_compares_with_published_results(cli, evals, llm, tmp_path):
     header, this, reference = (line.split() for line in lines[start + 1:start + 4])
     assert header == ["model", "airline", "average", "source"]
     [metrics] = (tmp_path / "exp").rglob("metrics.json")
-    pass1 = f'{100 * json.loads(metrics.read_text())["pass_hat_k"]["1"]:.1f}'
-    assert this[:3] == ["wrong", pass1, pass1] and pass1 != "100.0"
+    # "wrong" drops each task's last gold call: of airline's 20 test tasks it solves the 6 whose
+    # gold calls end in one that changes no record (a read: 6, 45, 48; transfer_to_human_agents: 13)
+    # or are none (26, 31): 30.0 %
+    assert this[:3] == ["wrong", "30.0", "30.0"]
+    assert json.loads(metrics.read_text())["pass_hat_k"]["1"] == pytest.approx(0.3)
     assert reference[:3] == ["AReaL-SEA-235B-A22B", "71.0", "71.0"] and "arXiv:2601.22607" in lines[start + 3]
     # the paper does not say which task set it measured on: the row is marked
     assert lines[start + 3].endswith("arXiv:2601.22607 [task set not stated]")
