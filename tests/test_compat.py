@@ -168,22 +168,28 @@ def test_areals_get_logger_swaps_loggings_root_and_restore_stdlib_logging_undoes
     assert done.stdout.split() == ["True", "True", "True"], done.stdout
 
 
-def test_areals_workflow_context_holds_the_task_id_and_stats_scope_the_rollout_side_reads():
+def test_areals_workflow_context_holds_the_task_id_and_stats_scope_the_rollout_side_reads(monkeypatch):
     from areal.infra import workflow_context
     from areal.utils import stats_tracker
 
     assert areal_compat.WORKFLOW_CONTEXT == workflow_context.__name__
     assert areal_compat.STATS_TRACKER == stats_tracker.__name__
+    # AReaL's trackers are process-wide: this test's own, so what others recorded does not count
+    monkeypatch.setattr(stats_tracker, "TRACKERS", {"": stats_tracker.DistributedStatsTracker()})
     previous = workflow_context.get()
     try:
         workflow_context.set(workflow_context.WorkflowContext(is_eval=False, task_id=7))
         assert areal_compat.rollout_task_id() == 7
-        assert areal_compat.stats_scope() is stats_tracker.get(workflow_context.stat_scope())
+        areal_compat.stats_scope().scalar(**{"tau2/probe": 1.0})
         workflow_context.set(workflow_context.WorkflowContext(is_eval=True, task_id=7))
         assert areal_compat.rollout_task_id() is None  # validation episodes: no filter judges them
+        areal_compat.stats_scope().scalar(**{"tau2/probe": 0.25})
     finally:
         workflow_context.set(previous)
-    assert callable(stats_tracker.get("").scalar)
+    # what AReaL exports (and logs to wandb): training's under rollout/, validation's under eval-rollout/
+    exported = stats_tracker.export_all()
+    probes = {k: v for k, v in exported.items() if "tau2/probe" in k and not k.endswith("__count")}
+    assert probes == {"rollout/tau2/probe": 1.0, "eval-rollout/tau2/probe": 0.25}
 
 
 # --- submitit / hydra-submitit-launcher ----------------------------------------------------

@@ -9,6 +9,7 @@ and the records load nothing beyond the standard library.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -163,14 +164,21 @@ def test_importing_tau2train_changes_nothing_by_itself():
     import. (What AReaL's own modules do as they load, e.g. its logging-root swap, is theirs.)"""
     modules = [m for layer in ALLOWED if layer != "run" for m in dotted(layer)] + ["tau2train.run"]
     code = (
-        "".join(f"{statement}\n" for statement in third_party_imports(MODULES))
+        "import json, sys\n"
+        + "".join(f"{statement}\n" for statement in third_party_imports(MODULES))
         + "from helpers import process_state\n"
         "before = process_state.snapshot()\n"
+        "loaded_before = sorted(sys.modules)\n"
         + "".join(f"import {m}\n" for m in modules)
-        + "print('\\n'.join(process_state.changed(before, process_state.snapshot())))\n"
+        + "print(json.dumps({'changed': process_state.changed(before, process_state.snapshot()),\n"
+        "                   'loaded_before': loaded_before, 'loaded_after': sorted(sys.modules)}))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "import tau2train.rollout.players" in code and "from areal import PPOTrainer" in code
-    assert done.stdout.strip() == "", done.stdout
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # AReaL's trainer was loaded before the snapshot (its own import-time patches are not ours),
+    # and the modules that patch in a run (the players, the trainer's launcher) were imported after it
+    assert "areal.trainer" in seen["loaded_before"] and "tau2train.rollout.players" not in seen["loaded_before"]
+    assert {"tau2train.rollout.players", "tau2train.launch.trainer", "tau2train.run"} <= set(seen["loaded_after"])
+    assert seen["changed"] == [], seen["changed"]
