@@ -22,7 +22,7 @@ from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
 from tau2train.launch.modes import checked
 from tau2train.launch.process_state import left_as_found
-from tau2train.rollout import task_set
+from tau2train.rollout import tau2_data_dir as task_set
 from tau2train.rollout.workflow import Tau2AgentWorkflow
 from tau2train.schemas import EnvConfig
 

@@ -27,7 +27,7 @@ from tau2train.config.placement import placement, spans_nodes
 from tau2train.config.reward import check_reward
 from tau2train.config.sbatch import check_sbatch_options
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
-from tau2train.config.task_set import check_tau2_data, eval_played, judge_endpoints, training_played
+from tau2train.config.played_tasks import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
     ALL_TASKS,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tau2train.records.checkpoints import model_fingerprint
 from tau2train.records.eval_report import CONTRACT_TERMS, EvalContract, TaskSelection, TaskSet, term_text
 from tau2train.records.user_sim import read_record
-from tau2train.reports.task_sets import task_set_label
+from tau2train.reports.task_set_labels import task_set_label
 from tau2train.schemas import ExperimentConfig, scored_task_ids
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from tau2train.launch.plan import slurm_submission, train_plan
 from tau2train.launch.recipe import check_recipe, recipe_plan, run_recipe
 from tau2train.launch.sft import run_sft, sft_plan
 from tau2train.launch.train import run_training
-from tau2train.rollout.task_set import use as use_task_set
+from tau2train.rollout.tau2_data_dir import use as use_task_set
 from tau2train.schemas import ExperimentConfig, Mode
 
 

@@ -10,7 +10,7 @@ notebook may): each call leaves the process as it found it. A run changes:
 - tau2's registry and player modules, patched by the rollout side when episodes run here
   (`mode=eval`, checks of released data): fast environments, snapshot aliases, the
   players' and the NL judge's `generate`, the data directory tau2 reads and retail's tools
-  (tau2train.rollout.task_set).
+  (tau2train.rollout.tau2_data_dir).
 (submitit's executor class is swapped for one call and put back by the Slurm launcher
 plugin itself; SIGTERM's handler by `launch.local.sigterm_unwinds`.)
 """
@@ -23,7 +23,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-ROLLOUT_PATCHERS = ("fast_env", "snapshots", "players", "judge", "task_set")
+ROLLOUT_PATCHERS = ("fast_env", "snapshots", "players", "judge", "tau2_data_dir")
 
 
 def _rollout_modules() -> tuple:
@@ -39,25 +39,25 @@ class _RolloutPatches:
     snapshots: frozenset[str] = frozenset()
     chats_routed: bool = False
     judge_routed: bool = False
-    task_set: object = None  # tau2train.rollout.task_set.State: the data directory, the tools
+    task_set: object = None  # tau2train.rollout.tau2_data_dir.State: the data directory, the tools
 
     @classmethod
     def now(cls) -> _RolloutPatches:
-        fast_env, snapshots, players, judge, task_set = _rollout_modules()
+        fast_env, snapshots, players, judge, data_dir = _rollout_modules()
         return cls(
             fast_env.installed() if fast_env else frozenset(),
             snapshots.registered() if snapshots else frozenset(),
             players.chats_routed() if players else False,
             judge.judge_routed() if judge else False,
-            task_set.State.now() if task_set else None,
+            data_dir.State.now() if data_dir else None,
         )
 
     def restore(self) -> None:
         """Undo what was patched since `self` was taken, and nothing from before (a module that
         patched something is imported)."""
-        fast_env, snapshots, players, judge, task_set = _rollout_modules()
-        if task_set and self.task_set != task_set.State.now():  # before the fast DBs: theirs
-            (self.task_set or task_set.State(None, False)).restore()
+        fast_env, snapshots, players, judge, data_dir = _rollout_modules()
+        if data_dir and self.task_set != data_dir.State.now():  # before the fast DBs: theirs
+            (self.task_set or data_dir.State(None, False)).restore()
         now = _RolloutPatches.now()
         for domain in now.fast - self.fast:
             fast_env.uninstall(domain)

@@ -32,7 +32,7 @@ from tau2train.records.eval_report import CONTRACT_TERMS, NOTED_TERMS, EvalRepor
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import METRICS_NAME, SUBMISSION_NAME, eval_stamp, metrics_files
 from tau2train.reports.tables import align
-from tau2train.reports.task_sets import (
+from tau2train.reports.task_set_labels import (
     MixedTaskSets,
     check_one_task_set,
     published,

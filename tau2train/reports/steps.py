@@ -21,7 +21,7 @@ from tau2train.records.files import write_atomic
 from tau2train.records.layout import eval_stamp, metrics_files
 from tau2train.reports.plots import figure, save_png
 from tau2train.reports.tables import align
-from tau2train.reports.task_sets import MixedTaskSets, check_one_task_set
+from tau2train.reports.task_set_labels import MixedTaskSets, check_one_task_set
 
 REPORT_NAME = "pass1_by_step"
 

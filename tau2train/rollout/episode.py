@@ -54,7 +54,7 @@ def _tasks(domain: str, split: str) -> dict[str, Task]:
 
 
 def forget_tasks() -> None:
-    """Forget the loaded splits (the process now plays another task set: rollout.task_set)."""
+    """Forget the loaded splits (the process now plays another task set: rollout.tau2_data_dir)."""
     with _TASKS_LOCK:
         _tasks.cache_clear()
 

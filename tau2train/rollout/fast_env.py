@@ -482,7 +482,7 @@ def uninstall(domain: str) -> None:
 
 def forget() -> None:
     """Put every stock constructor back: the process now reads another data directory
-    (tau2train.rollout.task_set), whose DBs the next install loads (those built from a data
+    (tau2train.rollout.tau2_data_dir), whose DBs the next install loads (those built from a data
     directory are kept for a return to it)."""
     with _lock:
         for domain, fast in _installed.items():

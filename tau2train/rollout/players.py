@@ -75,7 +75,7 @@ def _offered_tools(domain: str, solo_mode: bool) -> tuple[tuple[Tool, ...], tupl
 
 
 def forget_tools() -> None:
-    """Forget the tools built so far (the process now plays another task set: rollout.task_set)."""
+    """Forget the tools built so far (the process now plays another task set: rollout.tau2_data_dir)."""
     _offered_tools.cache_clear()
 
 def agent_tool_schemas(domain: str) -> list[dict]:

@@ -27,7 +27,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from tau2train.compat.areal import drop_episodes_alone
 from tau2train.records.episode_failure import Failure
-from tau2train.rollout import fast_env, task_set
+from tau2train.rollout import fast_env, tau2_data_dir
 from tau2train.rollout.chat import Chat
 from tau2train.rollout.episode import Episode, play, scenario
 from tau2train.rollout.group_filter import record_episode_reward
@@ -120,7 +120,7 @@ class Tau2AgentWorkflow:
         elif isinstance(econfig, dict):
             econfig = EnvConfig(**econfig)
         self.econfig = econfig
-        task_set.use(econfig)  # before anything loads τ² data in this process (AReaL's workers too)
+        tau2_data_dir.use(econfig)  # before anything loads τ² data in this process (AReaL's workers too)
         if econfig.fast_env:
             fast_env.install(econfig.domain)
         self.gen_args = dict(gen_args or {})

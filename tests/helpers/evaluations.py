@@ -17,7 +17,7 @@ from tau2train.records.eval_report import (
     TaskSelection,
     TaskSet,
 )
-from tau2train.reports.task_sets import published
+from tau2train.reports.task_set_labels import published
 
 # A trial's reward; INFRA: the episode failed outside the agent (marked as mode=eval marks it).
 INFRA = None
