@@ -13,8 +13,6 @@ import yaml
 from areal.api.cli_args import load_expr_config
 from helpers.cli import USER_SIM, slurm_overrides
 
-from tau2train.config.compose import compose
-from tau2train.launch.plan import areal_config
 from tau2train.records.layout import AREAL_CONFIG_NAME
 from tau2train.schemas import PPOConfig
 
@@ -63,7 +61,15 @@ def test_dry_run_writes_an_areal_config_and_prints_the_plan(cli, tmp_path):
     assert asdict(loaded) == asdict(OmegaConfRoundTrip.load(written))
     assert loaded.actor.backend == "megatron:(attn:d4p4t2|ffn:d2p4e4)"
     assert loaded.econfig.domain == "retail"
-    assert areal_config(compose(overrides).config) == yaml.safe_load(written)
+    # what the plan above promised, in the file AReaL reads: 8 nodes x 8 GPUs through Slurm's
+    # per-role jobs, rollout sglang d8t4, groups of 8 (16 x 8 = 128 episodes in flight)
+    on_disk = yaml.safe_load(written)
+    assert (on_disk["experiment_name"], on_disk["trial_name"]) == ("tau2-qwen3-30b-a3b-retail", "trial0")
+    assert (on_disk["cluster"]["n_nodes"], on_disk["cluster"]["n_gpus_per_node"]) == (8, 8)
+    assert on_disk["cluster"]["fileroot"] == f"{tmp_path}/experiments" and on_disk["scheduler"]["type"] == "slurm"
+    assert (on_disk["rollout"]["backend"], on_disk["rollout"]["max_concurrent_rollouts"]) == ("sglang:d8t4", 128)
+    assert on_disk["gconfig"]["n_samples"] == 8 and on_disk["tokenizer_path"] == "Qwen/Qwen3-30B-A3B"
+    assert (on_disk["actor"]["reward_scaling"], on_disk["actor"]["reward_bias"]) == (10.0, -0.5)
 
 
 class OmegaConfRoundTrip:
