@@ -100,6 +100,6 @@ cluster: slurm
 	@$(SUDO) bash tests/setup_cluster.sh start
 
 # All benchmarks (~16 min on 2 cores, plus sweep_submit and areal_sft); one alone: make bench BENCH=rollout
-BENCH ?= startup env_overhead rollout areal_data areal_sft sweep_submit
+BENCH ?= startup env_overhead rollout areal_tau2 areal_sft sweep_submit
 bench: $(STAMP) slurm
 	@for b in $(BENCH); do echo "== benchmarks/$$b.py"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

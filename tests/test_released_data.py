@@ -25,7 +25,7 @@ from tau2.data_model.message import ToolMessage
 from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
 
-from tau2train.config import areal_data
+from tau2train.config import areal_tau2 as areal_data
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
 from tau2train.launch.modes import checked

@@ -1,4 +1,4 @@
-"""The one JSONL reader of the released AReaL-tau2-data files (config.areal_data.read_lines)
+"""The one JSONL reader of the released AReaL-tau2-data files (config.areal_tau2.read_lines)
 and the one reading of a line's domain (records.areal_tau2.row_domain), which the RL file and
 the SFT file share."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tau2train.config.areal_data import FIX_ROW, KEY, BadLine, read_lines, tau2_domain
+from tau2train.config.areal_tau2 import FIX_ROW, KEY, BadLine, read_lines, tau2_domain
 from tau2train.config.errors import ConfigError
 from tau2train.records.areal_sft import SFT_DOMAIN, SFT_DOMAIN_IDS
 from tau2train.records.areal_tau2 import row_domain

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tau2train.config.areal_data import check_domains, read_lines, required_file, tau2_domain
+from tau2train.config.areal_tau2 import check_domains, read_lines, required_file, tau2_domain
 from tau2train.config.errors import ConfigError
 from tau2train.records import areal_sft as layout
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tau2train.config import areal_data, areal_sft
+from tau2train.config import areal_sft, areal_tau2
 from tau2train.config.compose import Composed
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.servers import ServedCheckpoint
@@ -35,7 +35,7 @@ class Endpoint:
 class Checked:
     composed: Composed
     layout: Layout | None = None  # the allocation parsed (None: mode=eval runs no layout)
-    rl_data: areal_data.Loaded | None = None  # data=areal_tau2's RL rows (mode=train)
+    rl_data: areal_tau2.Loaded | None = None  # data=areal_tau2's RL rows (mode=train)
     sft_data: areal_sft.Loaded | None = None  # the SFT file's examples (mode=sft)
     domains: tuple[str, ...] = ()  # the τ² domains the run's episodes play
     served: ServedCheckpoint | None = None  # mode=eval's checkpoint, its step resolved

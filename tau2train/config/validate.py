@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 
-from tau2train.config import areal_data, areal_sft
+from tau2train.config import areal_sft, areal_tau2
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.checked import AGENT, USER_SIM, Checked, Endpoint
 from tau2train.config.compose import Composed
@@ -24,10 +24,10 @@ from tau2train.config.gpu_layout import Layout
 from tau2train.config.key_index import declared_refusal
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.placement import placement, spans_nodes
+from tau2train.config.played_tasks import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.config.reward import check_reward
 from tau2train.config.sbatch import check_sbatch_options
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
-from tau2train.config.played_tasks import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
     ALL_TASKS,
@@ -72,7 +72,7 @@ def check_train(composed: Composed) -> Checked:
     layout = check_layout(exp)
     check_token_budgets(exp)
     data = check_data(exp)
-    domains = areal_data.trained_domains(exp, data)
+    domains = areal_tau2.trained_domains(exp, data)
     check_tau2_data(exp, training_played(exp, domains))
     check_domain(exp, training_splits(exp))
     check_episode_settings(exp)
@@ -490,15 +490,15 @@ def check_eval_tasks(exp: ExperimentConfig) -> None:
         )
 
 
-def check_data(exp: ExperimentConfig) -> areal_data.Loaded | None:
+def check_data(exp: ExperimentConfig) -> areal_tau2.Loaded | None:
     """data=areal_tau2: the RL file loads, every row is a τ² Task on a snapshot that exists
-    (tau2train.config.areal_data), and its rows are returned; data=tau2 reads no file, so a
+    (tau2train.config.areal_tau2), and its rows are returned; data=tau2 reads no file, so a
     data.path is a mistake."""
     data = exp.data
     if data.source == "areal_tau2":
-        loaded = areal_data.load(data.path, data.domains)
+        loaded = areal_tau2.load(data.path, data.domains)
         if data.weights:
-            areal_data.check_weights(loaded, data.weights)
+            areal_tau2.check_weights(loaded, data.weights)
         return loaded
     for key, value in (("data.path", data.path), ("data.domains", data.domains), ("data.weights", data.weights or None)):
         if value is not None:

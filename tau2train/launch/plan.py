@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tau2train.config import areal_data
+from tau2train.config import areal_tau2
 from tau2train.config.checked import Checked
 from tau2train.config.placement import describe, slurm_job
 from tau2train.config.sbatch import sbatch_options
@@ -155,7 +155,7 @@ def data_line(checked: Checked) -> str:
     """Where the training rows come from; for AReaL-tau2-data, rows per domain and snapshots."""
     exp = checked.config
     if checked.rl_data is not None:
-        return f"{exp.data.path}: " + areal_data.summary(checked.rl_data, exp.data.weights)
+        return f"{exp.data.path}: " + areal_tau2.summary(checked.rl_data, exp.data.weights)
     return f"τ² split '{exp.train_dataset.split}' of '{exp.econfig.domain}'"
 
 

@@ -12,7 +12,7 @@ import os
 import secrets
 from typing import Any
 
-from tau2train.config import areal_data
+from tau2train.config import areal_tau2
 from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
 from tau2train.launch.outage import stop_on_user_sim_outage
@@ -124,7 +124,7 @@ def train_rows(checked: Checked):
 
     exp = checked.config
     if checked.rl_data is not None:
-        return rows_dataset(areal_data.mixed_rows(checked.rl_data, exp.data.weights, exp.seed), exp.min_dataset_size)
+        return rows_dataset(areal_tau2.mixed_rows(checked.rl_data, exp.data.weights, exp.seed), exp.min_dataset_size)
     return tau2_dataset(exp.econfig.domain, exp.train_dataset.split, exp.min_dataset_size, exp.domain.tasks)
 
 

@@ -10,7 +10,7 @@ datasets) and the rollout side (the workflow plays a row):
 
 Task ids repeat in the file, so a row is keyed by its line number (1-based). A dataset row
 names the file and line (the worker parses that line: rows stay ~200 bytes, see
-benchmarks/areal_data.py), its domain and its snapshot. Standard library only: validating a
+benchmarks/areal_tau2.py), its domain and its snapshot. Standard library only: validating a
 row as a τ² Task is tau2's `Task.model_validate(task_fields(...))`, done by each side.
 """
 

@@ -1,7 +1,7 @@
 """data=areal_tau2 at the released size: loading the RL file, and per-episode environment cost on
 the rows' own snapshots against today's single-DB fast path, in the same run.
 
-    python benchmarks/areal_data.py [--rows 2000] [--episodes 300]
+    python benchmarks/areal_tau2.py [--rows 2000] [--episodes 300]
 
 Generates (in a temporary folder) a synthetic AReaL-tau2-data folder of the released size:
 2,000 RL rows in the released ratio (airline 1148 : retail 563 : telecom 271), τ²'s own tasks
@@ -9,7 +9,7 @@ cycled, evaluation_criteria as JSON strings, and 9 snapshots of real size made b
 τ²'s DBs (4 airline, 4 retail, 1 telecom TOML; each replica's one record differs, so they are
 distinct files). Then:
 
-* load: tau2train.config.areal_data.load (every row parsed, validated as a τ² Task, its
+* load: tau2train.config.areal_tau2.load (every row parsed, validated as a τ² Task, its
   snapshot checked), time and RSS growth, and the size of AReaL's dataset of those rows, against
   rows that carry their whole Task JSON (the alternative the row format decided against);
 * episode overhead: gold-replay episodes (set-up, replay of the gold actions, tau2's
@@ -48,7 +48,7 @@ from tau2.domains.retail.utils import RETAIL_DB_PATH  # noqa: E402
 from tau2.domains.telecom.utils import TELECOM_DB_PATH  # noqa: E402
 from tau2.registry import registry  # noqa: E402
 
-from tau2train.config import areal_data  # noqa: E402
+from tau2train.config import areal_tau2  # noqa: E402
 from tau2train.records.areal_tau2 import DB_DIR, RL_FILE  # noqa: E402
 from tau2train.rollout import fast_env, snapshots  # noqa: E402
 from tau2train.rollout.datasets import rows_dataset  # noqa: E402
@@ -105,14 +105,14 @@ def write_rows(root: Path, n_rows: int, made: dict[str, list[str]]) -> None:
 def bench_load(root: Path) -> list[dict]:
     before = rss_mb()
     start = time.perf_counter()
-    loaded = areal_data.load(str(root), None)
+    loaded = areal_tau2.load(str(root), None)
     load_s = time.perf_counter() - start
     rows = list(loaded.rows)
     by_ref = rows_dataset(rows)
     with_task = rows_dataset([{**r, "task": json.dumps(row_task(r["data_file"], r["line"]).model_dump(mode="json"))}
                               for r in rows])
     size = (root / RL_FILE).stat().st_size / 2**20
-    print(f"load: {len(rows)} rows ({areal_data.summary(loaded)})")
+    print(f"load: {len(rows)} rows ({areal_tau2.summary(loaded)})")
     print(f"  {RL_FILE}: {size:.1f} MiB; load + check every row: {load_s:.2f} s; RSS +{rss_mb() - before:.0f} MiB")
     print(f"  AReaL dataset: rows by file+line {by_ref.data.nbytes / 2**20:.2f} MiB "
           f"vs rows carrying the Task JSON {with_task.data.nbytes / 2**20:.2f} MiB")
