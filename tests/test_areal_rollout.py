@@ -27,8 +27,8 @@ No trainer and no FSDP: the test calls what AReaL's rollout worker runs (`submit
 proxy address, `wait`, `export_stats`) in its own process. turn_discount is 0.5, so AReaL's
 export (reward[i] += 0.5 * reward[i+1], areal/experimental/openai/cache.py:55-110) is seen.
 
-Then, on the same engine and proxy (issue 23): a group of 3 episodes whose user simulator
-fails one (helpers/plain_user.py's `fail_openings`), dropped alone: the group trains on the
+Then, on the same engine and proxy, failures outside the policy: a group of 3 episodes whose
+user simulator fails one (helpers/plain_user.py's `fail_openings`), dropped alone: the group trains on the
 other 2 (group_filter.min_episodes=2, tau2train's GroupFilter as the trainer passes it), and
 the step's stats count it; and an episode that outlives a user-simulator outage (the double stopped, then
 started again on its port once the episode waits), which AReaL accepts.

@@ -1,6 +1,6 @@
-"""Issue 14, AReaL's part: a start that fails once AReaL's workers are up (AReaL's real trainer on
-CPU, helpers/areal_run.py) exits non-zero with its message and leaves no process of the run
-behind. (Ctrl-C during an evaluation is tests/test_teardown.py's; SIGTERM during training, and a
+"""Every way out of a run stops what it started, AReaL's part: a start that fails once AReaL's
+workers are up (AReaL's real trainer on CPU, helpers/areal_run.py) exits non-zero with its
+message and leaves no process of the run behind. (Ctrl-C during an evaluation is tests/test_teardown.py's; SIGTERM during training, and a
 restart that reuses the same names and ports right after, tests/test_areal_training.py's.)"""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ generated, and that each completion carries its own episode's reward. The figure
 <basetemp>/areal*/direction.json (and the tests' output).
 
 One run serves all the tests, which keeps the module at two AReaL start-ups (~3.5 min each on
-2 cores). Issue 23's user simulator, in the first process:
+2 cores). The user simulator (failing, then down), in the first process:
 - until step 1 is logged, 10% of its requests fail after the client's retries (from the 3rd
   request on, every 10th, and each retry of it): their episodes fail and are dropped alone,
   which leaves their groups of 2 below group_filter.min_episodes=2 (dropped whole), and the
@@ -768,7 +768,7 @@ def test_each_completion_is_credited_its_own_episodes_reward(first_steps):
 
 
 def test_a_user_simulator_down_past_the_limit_stops_the_run_and_everything_it_started(run):
-    """Issue 23 (and 14's teardown): with the user simulator down for good, the command exits 1
+    """A user simulator down past the limit, and the teardown: with it down for good, the command exits 1
     once econfig.user_llm_outage_s has passed, with one message naming the URL, and by then
     AReaL's workers and the inference server they started are gone."""
     first = run.first

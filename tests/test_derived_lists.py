@@ -1,5 +1,5 @@
-"""The lists tau2train derives from their one source instead of keeping by hand (issue 35):
-each agrees with what it is derived from."""
+"""The lists tau2train derives from their one source instead of keeping by hand: each agrees
+with what it is derived from."""
 
 from __future__ import annotations
 

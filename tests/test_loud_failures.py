@@ -1,4 +1,4 @@
-"""Failures are loud (issue 32, item 1), as a user meets them with `mode=eval` against the scripted
+"""Failures are loud, as a user meets them with `mode=eval` against the scripted
 server: an endpoint that is not the OpenAI-compatible API it is named as (its /v1 left out, or
 serving another model) is refused before anything starts, naming which endpoint, the URL, what
 it answered and the fix; an evaluation whose episodes failed outside the agent past

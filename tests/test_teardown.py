@@ -1,4 +1,4 @@
-"""Issue 14: every way out of a run stops what it started: Ctrl-C during an evaluation exits
+"""Every way out of a run stops what it started: Ctrl-C during an evaluation exits
 non-zero with its message and leaves no process of the run behind; SIGTERM during training
 unwinds the trainer as Ctrl-C does. (A start that fails once AReaL's workers are up is
 tests/test_areal_teardown.py's; AReaL's trainer unwound mid-step, by a user simulator down past

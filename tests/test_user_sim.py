@@ -341,7 +341,7 @@ def test_a_second_server_for_a_recorded_healthy_one_is_refused(capsys, tmp_path,
 
 
 def test_a_run_on_the_record_of_a_user_sim_server_that_is_gone_is_refused(cli, tmp_path):
-    """Issue 14: a record left by a server that died without removing it (killed hard) is
+    """A record left by a server that died without removing it (killed hard) is
     found before the run starts, with one message; a live server's record is used."""
     from tau2train.records.user_sim import write_record
 
