@@ -26,6 +26,7 @@ from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
+from tau2train.records.overrides import override_key
 
 # Exit status when a server the run started (an evaluated checkpoint's) failed, one it
 # talks to (a user simulator) stayed down, an evaluation's episodes failed outside the agent
@@ -62,7 +63,7 @@ def execute(argv: list[str]) -> None:
     ends in SystemExit(2) with one message."""
     register()
     restore_stdlib_logging()  # AReaL swapped it as it loaded
-    if any(a.split("=", 1)[0] in HYDRA_VERBS for a in argv):
+    if any(override_key(a) in HYDRA_VERBS for a in argv):
         _hydra_verb(argv)
         return
     try:
