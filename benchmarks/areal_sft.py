@@ -5,7 +5,7 @@ the bare tokenizer on the same text, in the same run.
 
 Generates (in a temporary folder) a synthetic `tau2_sft_train.jsonl` of the released size
 (33,531 lines; ~74% correct=1, as released: ~24.8k), cycling the test fixture's rows
-(tests/helpers/areal_data.py: each with its domain's whole τ² policy, and for airline and
+(tests/helpers/areal_tau2.py: each with its domain's whole τ² policy, and for airline and
 retail its tools, in the system prompt, both tool-call shapes, thinking). Tokenised with Qwen's
 real tokenizer (tests/tau2train/serving/tiny_qwen.py) and Qwen3's real chat template. Then:
 
@@ -43,7 +43,7 @@ from loguru import logger  # noqa: E402
 
 logger.disable("tau2")
 
-from helpers.areal_data import SFT_LINES, sft_lines  # noqa: E402
+from helpers.areal_tau2 import SFT_LINES, sft_lines  # noqa: E402
 from tau2train.serving.tiny_qwen import tiny_qwen_dir  # noqa: E402
 
 from tau2train.config import areal_sft  # noqa: E402

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.areal_data import openai_call, plain_call
+from helpers.areal_tau2 import openai_call, plain_call
 from helpers.areal_run import ANSI, run_env, step_stats
 from tau2train.serving.tiny_qwen import tiny_qwen_dir
 

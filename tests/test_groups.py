@@ -77,7 +77,7 @@ def test_every_reward_choice_composes_and_validates(reward, tmp_path):
 
 @pytest.fixture(scope="module")
 def released_data(tmp_path_factory):
-    from helpers.areal_data import write_dataset
+    from helpers.areal_tau2 import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("AReaL-tau2-data"))
 

@@ -7,7 +7,7 @@ import dataclasses
 import shutil
 
 import pytest
-from helpers.areal_data import write_dataset
+from helpers.areal_tau2 import write_dataset
 from helpers.checkpoints import save_checkpoints
 from helpers.cli import USER_SIM
 

@@ -16,7 +16,7 @@ import yaml
 from areal.api.alloc_mode import ModelAllocation
 from areal.api.cli_args import NameResolveConfig, SchedulingSpec
 from areal.infra.scheduler.slurm import SlurmScheduler
-from helpers.areal_data import write_dataset
+from helpers.areal_tau2 import write_dataset
 from helpers.checkpoints import save_checkpoints
 from helpers.cli import USER_SIM, slurm_overrides
 

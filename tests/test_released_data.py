@@ -1,5 +1,5 @@
 """`data=areal_tau2`: the released AReaL-tau2-data layout (a fixture made from τ²'s own tasks,
-tests/helpers/areal_data.py), checked before anything starts, turned into rows of every domain,
+tests/helpers/areal_tau2.py), checked before anything starts, turned into rows of every domain,
 and each row played and scored on its own DB snapshot by real tau2 (stock and fast_env)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers.areal_data import (
+from helpers.areal_tau2 import (
     N_ROWS,
     SNAPSHOT_LINE,
     SNAPSHOT_RESERVATION,

@@ -1,5 +1,5 @@
 """`mode=sft`: AReaL's SFT trainer on the AReaL-tau2-data SFT file (a fixture in the released
-format, tests/helpers/areal_data.py), loss on the answer turn only.
+format, tests/helpers/areal_tau2.py), loss on the answer turn only.
 
 Examples are tokenised with Qwen3's real chat template (tests/helpers/qwen3_chat_template.jinja:
 the `chat_template` of Qwen/Qwen3-8B's tokenizer_config.json on huggingface.co, the one every
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.areal_data import (
+from helpers.areal_tau2 import (
     AIRLINE_ARGS,
     AIRLINE_THINKING,
     SAME_CALL_LINES,
