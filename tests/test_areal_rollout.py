@@ -234,7 +234,7 @@ def group_losing_an_episode(engine, exp, proxy_url: str, user) -> Submitted:
 
     failed = user.failed
     user.fail_openings = 1
-    assert exp.group_filter.least_kept(3) == 2  # the default
+    assert exp.group_filter.min_episodes_in(3) == 2  # the default
     accept = GroupFilter(max_mean_reward=None, min_episodes=2)
     outcome = submit_and_collect(engine, exp, proxy_url, 3, accept, user_llm_max_retries=0)
     outcome.failed_requests = user.failed - failed

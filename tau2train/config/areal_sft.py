@@ -17,7 +17,7 @@ from tau2train.records import areal_sft as layout
 
 
 @dataclass(frozen=True)
-class Loaded:
+class SftFile:
     """The checked SFT file: the examples kept and what the plan shows."""
 
     file: Path
@@ -27,7 +27,7 @@ class Loaded:
     correct_only: bool
 
 
-def load(path: str | None, domains: list[str] | None, correct_only: bool) -> Loaded:
+def load(path: str | None, domains: list[str] | None, correct_only: bool) -> SftFile:
     """The examples of `domains` (None = every domain in the file) of the SFT file under
     `path`, the correct ones only if `correct_only`."""
     file = required_file(path, layout.SFT_FILE)
@@ -43,11 +43,11 @@ def load(path: str | None, domains: list[str] | None, correct_only: bool) -> Loa
             f"{file} has no correct (metadata.correct=1) examples of {', '.join(domains or ['any domain'])}",
             fix="sft.correct_only=false to train on every example, or pick other data.domains",
         )
-    return Loaded(file, kept, dict(Counter(e.domain for e in everything)),
+    return SftFile(file, kept, dict(Counter(e.domain for e in everything)),
                   dict(Counter(e.domain for e in kept)), correct_only)
 
 
-def summary(loaded: Loaded) -> str:
+def summary(loaded: SftFile) -> str:
     """One line for the plan: examples kept of the file's, per domain."""
     chosen = sorted({e.domain for e in loaded.examples})
     per_domain = ", ".join(f"{d} {loaded.kept[d]}/{loaded.total[d]}" for d in chosen)

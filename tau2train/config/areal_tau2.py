@@ -26,7 +26,7 @@ FIX_ROW = "fix or remove that line (the file as released parses whole: re-downlo
 
 
 @dataclass(frozen=True)
-class Loaded:
+class RlFile:
     """The checked RL file: the dataset rows of the chosen domains and what the plan shows."""
 
     file: Path
@@ -35,7 +35,7 @@ class Loaded:
     snapshots: dict[str, int] = field(default_factory=dict)  # snapshot used -> rows on it (chosen domains)
 
 
-def load(path: str | None, domains: list[str] | None) -> Loaded:
+def load(path: str | None, domains: list[str] | None) -> RlFile:
     """The rows of `domains` (None = every domain in the file) of the RL file under `path`."""
     file = required_file(path, layout.RL_FILE)
     everything = _load_file(str(file.resolve()), file.stat().st_mtime_ns)
@@ -43,7 +43,7 @@ def load(path: str | None, domains: list[str] | None) -> Loaded:
     if domains is None:
         return everything
     rows = tuple(r for r in everything.rows if r["domain"] in domains)
-    return Loaded(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
+    return RlFile(file, rows, everything.domain_rows, dict(Counter(r["db_path"] for r in rows)))
 
 
 def required_file(path: str | None, name: str) -> Path:
@@ -80,7 +80,7 @@ def check_domains(domains: list[str] | None, in_file: dict[str, int], file: Path
             fix="pick domains from that list, e.g. data.domains=[" + ",".join(sorted(in_file)) + "]",
         )
 
-def trained_domains(exp: ExperimentConfig, loaded: Loaded | None) -> tuple[str, ...]:
+def trained_domains(exp: ExperimentConfig, loaded: RlFile | None) -> tuple[str, ...]:
     """The τ² domains a run's training rows come from: those of the RL file's rows `loaded`
     (data=areal_tau2), or the domain group's (data=tau2: None)."""
     if loaded is not None:
@@ -88,7 +88,7 @@ def trained_domains(exp: ExperimentConfig, loaded: Loaded | None) -> tuple[str, 
     return (exp.econfig.domain,)
 
 
-def mixed_rows(loaded: Loaded, weights: dict[str, float], seed: int) -> list[dict[str, Any]]:
+def mixed_rows(loaded: RlFile, weights: dict[str, float], seed: int) -> list[dict[str, Any]]:
     """One epoch's rows: the file's own (no `weights`), or as many rows as the file has for
     the chosen domains, each domain's share its weight over the weights' sum. A domain's rows
     are repeated whole as often as its share allows, the rest drawn from them at random
@@ -116,7 +116,7 @@ def domain_counts(total: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def check_weights(loaded: Loaded, weights: dict[str, float]) -> None:
+def check_weights(loaded: RlFile, weights: dict[str, float]) -> None:
     """data.weights names exactly the trained domains, each with a positive weight."""
     chosen = sorted({r["domain"] for r in loaded.rows})
     problem = None
@@ -133,7 +133,7 @@ def check_weights(loaded: Loaded, weights: dict[str, float]) -> None:
         )
 
 
-def summary(loaded: Loaded, weights: dict[str, float] | None = None) -> str:
+def summary(loaded: RlFile, weights: dict[str, float] | None = None) -> str:
     """One line for the plan: rows per domain and snapshots found."""
     chosen = Counter(r["domain"] for r in loaded.rows)
     per_domain = ", ".join(f"{d} {chosen[d]}" for d in sorted(chosen))
@@ -187,7 +187,7 @@ def tau2_domain(domain: str, known: set[str]) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_file(file: str, mtime_ns: int) -> Loaded:
+def _load_file(file: str, mtime_ns: int) -> RlFile:
     """Every row of the file, each checked (cached per file version: validation, the plan
     and the trainer call share one load)."""
     from loguru import logger
@@ -223,4 +223,4 @@ def _load_file(file: str, mtime_ns: int) -> Loaded:
         return made
 
     rows = read_lines(file, row, "rows")
-    return Loaded(Path(file), rows, dict(Counter(r["domain"] for r in rows)), dict(Counter(r["db_path"] for r in rows)))
+    return RlFile(Path(file), rows, dict(Counter(r["domain"] for r in rows)), dict(Counter(r["db_path"] for r in rows)))

@@ -35,8 +35,8 @@ class Endpoint:
 class Checked:
     composed: Composed
     layout: Layout | None = None  # the allocation parsed (None: mode=eval runs no layout)
-    rl_data: areal_tau2.Loaded | None = None  # data=areal_tau2's RL rows (mode=train)
-    sft_data: areal_sft.Loaded | None = None  # the SFT file's examples (mode=sft)
+    rl_data: areal_tau2.RlFile | None = None  # data=areal_tau2's RL rows (mode=train)
+    sft_data: areal_sft.SftFile | None = None  # the SFT file's examples (mode=sft)
     domains: tuple[str, ...] = ()  # the τ² domains the run's episodes play
     served: ServedCheckpoint | None = None  # mode=eval's checkpoint, its step resolved
     scored: Endpoint | None = None  # mode=eval's endpoint, when no checkpoint is served

@@ -23,7 +23,7 @@ DATA_DIR_FIX = f"{TAU2_BENCH_CLONE}, then {DATA_DIR_KEY}=$PWD/tau2-bench/data; o
 
 
 @dataclass(frozen=True)
-class Played:
+class ScoredSplit:
     """Tasks a run scores: a domain's split (None: rows that bring their own tasks), on a
     reward basis (None: each task's own), set by `basis_key`."""
 
@@ -33,13 +33,13 @@ class Played:
     basis_key: str
 
 
-def eval_played(exp: ExperimentConfig) -> list[Played]:
+def eval_played(exp: ExperimentConfig) -> list[ScoredSplit]:
     """mode=eval's tasks: scored on eval.reward_basis, never training's (eval_episodes._workflow)."""
     env = exp.econfig
-    return [Played(env.domain, exp.eval.split, exp.eval.reward_basis, "eval.reward_basis")]
+    return [ScoredSplit(env.domain, exp.eval.split, exp.eval.reward_basis, "eval.reward_basis")]
 
 
-def training_played(exp: ExperimentConfig, domains: tuple[str, ...]) -> list[Played]:
+def training_played(exp: ExperimentConfig, domains: tuple[str, ...]) -> list[ScoredSplit]:
     """A training run's tasks: each trained domain's train split (data=tau2) and valid split."""
     env = exp.econfig
 
@@ -47,13 +47,13 @@ def training_played(exp: ExperimentConfig, domains: tuple[str, ...]) -> list[Pla
         return f"econfig.reward_basis_by_domain.{domain}" if domain in env.reward_basis_by_domain else "econfig.reward_basis"
 
     train_split = exp.train_dataset.split if exp.data.source == "tau2" else None
-    found = [Played(d, train_split, env.reward_basis_of(d), basis_key(d)) for d in domains]
+    found = [ScoredSplit(d, train_split, env.reward_basis_of(d), basis_key(d)) for d in domains]
     if exp.valid_dataset:
-        found += [Played(d, exp.valid_dataset.split, env.reward_basis_of(d), basis_key(d)) for d in domains]
+        found += [ScoredSplit(d, exp.valid_dataset.split, env.reward_basis_of(d), basis_key(d)) for d in domains]
     return found
 
 
-def check_tau2_data(exp: ExperimentConfig, played: list[Played]) -> None:
+def check_tau2_data(exp: ExperimentConfig, played: list[ScoredSplit]) -> None:
     """The data directory and its files (for the `played` tasks), then the judge."""
     env = exp.econfig
     check_data_dir(env.tau2_data_dir)
@@ -91,7 +91,7 @@ def check_judge_url(url: str | None) -> None:
         check_base_url(JUDGE_KEY, url, JUDGE)
 
 
-def needed_files(exp: ExperimentConfig, scored: list[Played]) -> dict[str, str]:
+def needed_files(exp: ExperimentConfig, scored: list[ScoredSplit]) -> dict[str, str]:
     """Each file the run reads under the data directory, and what it is."""
     needed = {}
     for p in scored:
@@ -104,7 +104,7 @@ def needed_files(exp: ExperimentConfig, scored: list[Played]) -> dict[str, str]:
     return needed
 
 
-def check_files(exp: ExperimentConfig, scored: list[Played]) -> None:
+def check_files(exp: ExperimentConfig, scored: list[ScoredSplit]) -> None:
     root = exp.econfig.tau2_data_dir
     for path, what in needed_files(exp, scored).items():
         if not path.is_file():
@@ -114,7 +114,7 @@ def check_files(exp: ExperimentConfig, scored: list[Played]) -> None:
             )
 
 
-def check_judge_needed(exp: ExperimentConfig, scored: list[Played]) -> None:
+def check_judge_needed(exp: ExperimentConfig, scored: list[ScoredSplit]) -> None:
     """No judge: refuse tasks scored on NL assertions (τ²-bench 1.0's retail: 40 of 114)."""
     data_dir = exp.econfig.tau2_data_dir
     judged = tau2_catalog.judged_domains(data_dir)

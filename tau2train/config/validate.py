@@ -490,7 +490,7 @@ def check_eval_tasks(exp: ExperimentConfig) -> None:
         )
 
 
-def check_data(exp: ExperimentConfig) -> areal_tau2.Loaded | None:
+def check_data(exp: ExperimentConfig) -> areal_tau2.RlFile | None:
     """data=areal_tau2: the RL file loads, every row is a τ² Task on a snapshot that exists
     (tau2train.config.areal_tau2), and its rows are returned; data=tau2 reads no file, so a
     data.path is a mistake."""
@@ -528,7 +528,7 @@ def check_domain_maps(exp: ExperimentConfig) -> None:
             raise refusal
 
 
-def check_sft_data(exp: ExperimentConfig) -> areal_sft.Loaded:
+def check_sft_data(exp: ExperimentConfig) -> areal_sft.SftFile:
     """mode=sft trains on the AReaL-tau2-data SFT file: data=areal_tau2, and the file loads
     with every line a well-formed example (tau2train.config.areal_sft)."""
     if exp.data.source != "areal_tau2":

@@ -30,7 +30,7 @@ TAU2_MAX_ERRORS = 10
 
 
 @dataclasses.dataclass(frozen=True)
-class Played:
+class EvalEpisodes:
     """What an evaluation's episodes left: tau2's Results (results.json), one Outcome per
     episode in (trial, task) order, and the agent's own faults (tau2 refused its output:
     scored, and listed in the report)."""
@@ -98,7 +98,7 @@ def _workflow(exp: ExperimentConfig, out: Path) -> Tau2AgentWorkflow:
                              agent_model=ev.agent_model)
 
 
-async def play_all(exp: ExperimentConfig, out: Path) -> Played:
+async def play_all(exp: ExperimentConfig, out: Path) -> EvalEpisodes:
     """Every (task, trial) of the split, at most eval.max_concurrency at once."""
     from tau2.data_model.simulation import Results
 
@@ -122,7 +122,7 @@ async def play_all(exp: ExperimentConfig, out: Path) -> Played:
         bar.close()
     results = Results(info=results_info(exp), tasks=tasks, simulations=list(simulations))
     outcomes = sorted(runner.outcomes, key=lambda o: (o.trial, task_ids.index(o.task_id)))
-    return Played(results, outcomes, runner.agent_errors)
+    return EvalEpisodes(results, outcomes, runner.agent_errors)
 
 
 def results_info(exp: ExperimentConfig) -> Info:

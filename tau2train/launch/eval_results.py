@@ -11,7 +11,7 @@ from pathlib import Path
 from tau2train.config.checked import AGENT, USER_SIM
 from tau2train.config.servers import ServedCheckpoint
 from tau2train.launch.eval_contract import eval_contract
-from tau2train.launch.eval_episodes import Played
+from tau2train.launch.eval_episodes import EvalEpisodes
 from tau2train.launch.eval_training import training
 from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.episode_failure import Failure
@@ -59,7 +59,7 @@ def incomplete_because(summary: dict, limit: float) -> str | None:
     )
 
 
-def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint | None) -> EvalReport:
+def build_report(exp: ExperimentConfig, played: EvalEpisodes, served: ServedCheckpoint | None) -> EvalReport:
     """The report of `played`: the numbers (tau2's metrics), what was evaluated and how."""
     from tau2train.reports.metrics import summarize  # tau2's metrics: imported only to evaluate
     from tau2train.rollout.episode import split_tasks
@@ -91,7 +91,7 @@ def build_report(exp: ExperimentConfig, played: Played, served: ServedCheckpoint
     )
 
 
-def write_results(out: Path, played: Played, report: EvalReport) -> None:
+def write_results(out: Path, played: EvalEpisodes, report: EvalReport) -> None:
     """results.json (tau2's format), metrics.json and, unless the evaluation is incomplete, the
     domain's leaderboard entry."""
     write_atomic(out / RESULTS_NAME, played.results.model_dump_json(indent=2))

@@ -99,7 +99,7 @@ def tokenise(example: sft_rows.Example, tokenizer: Any, tools: list[dict] | None
     return {"input_ids": prompt_ids + answer_ids, "loss_mask": [0] * len(prompt_ids) + [1] * len(answer_ids)}
 
 
-def sft_dataset(loaded: areal_sft.Loaded, tokenizer: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
+def sft_dataset(loaded: areal_sft.SftFile, tokenizer: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
     """The kept examples tokenised (those over `max_length` tokens left out) as the Dataset
     AReaL's SFTTrainer takes, and their stats. Built in chunks of CHUNK rows: as Python lists
     of ints the whole file's rows would take ~9x their Arrow size at their peak, ~14 GB for the

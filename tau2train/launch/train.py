@@ -89,17 +89,17 @@ def workflow_kwargs(exp: ExperimentConfig, temperature: float | None = None) -> 
         "dump_dir": str(generated_dir(exp.run_dir)),
         # AReaL runs n_samples episodes for each of its concurrent rollouts
         "max_concurrent_episodes": concurrent * exp.gconfig.n_samples,
-        # a group's episodes: AReaL's, for what a failed episode costs (rollout/losses.py)
+        # a group's episodes: AReaL's, for what a failed episode costs (rollout/lost_episodes.py)
         "group_size": exp.gconfig.n_samples,
-        "min_episodes": least_kept(exp),
+        "min_episodes": min_episodes(exp),
         # what an episode earns (the reward group): its terms are imported on the workers
         "reward": dataclasses.asdict(exp.reward),
     }
 
 
-def least_kept(exp: ExperimentConfig) -> int:
+def min_episodes(exp: ExperimentConfig) -> int:
     """The fewest episodes a GRPO group trains on (group_filter.min_episodes, at most the group)."""
-    return exp.group_filter.least_kept(exp.gconfig.n_samples)
+    return exp.group_filter.min_episodes_in(exp.gconfig.n_samples)
 
 
 def ppo_config(exp: ExperimentConfig) -> PPOConfig:
@@ -144,7 +144,7 @@ def valid_rows(checked: Checked):
 
 
 def run_training(checked: Checked) -> None:
-    from tau2train.rollout.rewards import GroupFilter
+    from tau2train.rollout.group_filter import GroupFilter
 
     exp = checked.config
     trainer_cls = trainer_class(exp.trainer._target_)
@@ -160,5 +160,5 @@ def run_training(checked: Checked) -> None:
             workflow_kwargs=workflow_kwargs(exp),
             eval_workflow=WORKFLOW,
             eval_workflow_kwargs=workflow_kwargs(exp, exp.trainer.valid_temperature),
-            dynamic_filter_fn=GroupFilter(**{**dataclasses.asdict(exp.group_filter), "min_episodes": least_kept(exp)}),
+            dynamic_filter_fn=GroupFilter(**{**dataclasses.asdict(exp.group_filter), "min_episodes": min_episodes(exp)}),
         )

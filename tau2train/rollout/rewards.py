@@ -17,7 +17,6 @@ from tau2.data_model.tasks import RewardType, Task
 
 from tau2train.compat.areal import stats_scope
 from tau2train.rollout.chat import Completion
-from tau2train.rollout.group_filter import GroupFilter  # noqa: F401 - until launch/train.py imports it from there
 
 
 def completion_rewards(

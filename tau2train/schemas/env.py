@@ -288,7 +288,7 @@ class GroupFilterConfig:
         },
     )
 
-    def least_kept(self, group_size: int) -> int:
+    def min_episodes_in(self, group_size: int) -> int:
         """The fewest episodes a group of `group_size` trains on (min_episodes, at most the group)."""
         return min(self.min_episodes, group_size)
 

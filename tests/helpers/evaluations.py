@@ -44,7 +44,7 @@ def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], 
     from tau2.registry import registry
     from tau2.utils.utils import get_now
 
-    from tau2train.launch.eval_episodes import Played
+    from tau2train.launch.eval_episodes import EvalEpisodes
     from tau2train.launch.eval_results import incomplete_because, write_results
     from tau2train.records.episode_failure import Failure
     from tau2train.reports.metrics import Outcome, summarize
@@ -83,6 +83,6 @@ def write_evaluation(out: Path, domain: str, rewards: list[list[float | None]], 
         incomplete=incomplete_because(summary, max_infra_failure_rate),
     )
     out.mkdir(parents=True, exist_ok=True)
-    played = Played(Results(info=info, tasks=tasks, simulations=simulations), outcomes, [])
+    played = EvalEpisodes(Results(info=info, tasks=tasks, simulations=simulations), outcomes, [])
     write_results(out, played, report)
     return out
