@@ -21,6 +21,9 @@ os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
 AREAL_MODULES = "test_areal_"  # the modules whose tests start AReaL (marker `areal`)
+# the modules on the several-host cluster that start no AReaL: run with the AReaL ones (below),
+# as the multi-host AReaL run takes every host of the cluster whole
+CLUSTER_MODULES = ("test_cluster.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,13 +42,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if (uses and not marked) or (marked and item.get_closest_marker("slurm") is None):
             raise pytest.UsageError(f"{item.nodeid}: a test on the several-host cluster is marked "
                                     "`multihost` and `slurm`")
+        if marked and not (named or Path(str(item.path)).name in CLUSTER_MODULES):
+            raise pytest.UsageError(f"{item.nodeid}: a test on the several-host cluster lives in "
+                                    f"tests/{AREAL_MODULES}*.py or in one of {CLUSTER_MODULES}")
 
 
 @pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (GPU nodes) runs the tests in one process
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s two workers (pytest-xdist, --dist loadscope): a module runs whole on one
     worker, so its module-scoped set-ups (an AReaL run, a served fixture) are made once; and the
-    AReaL modules run on one worker, one after another. AReaL seeds its port choice with the
+    AReaL modules (and CLUSTER_MODULES) run on one worker, one after another. AReaL seeds its port choice with the
     run's seed, so two runs at once could pick the same ports, and two runs' memory (~10 GB for
     the training run) would crowd this 24 GiB machine. (xdist's own loadgroup cannot do this
     under pytest 9: it renames node ids through an attribute pytest 9 no longer reads.)"""
@@ -56,7 +62,8 @@ def pytest_xdist_make_scheduler(config, log):
     class ModulesAReaLTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "areal" if Path(module).name.startswith(AREAL_MODULES) else module
+            name = Path(module).name
+            return "areal" if name.startswith(AREAL_MODULES) or name in CLUSTER_MODULES else module
 
         def _assign_work_unit(self, node) -> None:
             # AReaL's runs first, whatever the order: theirs is the longest chain

@@ -502,3 +502,23 @@ def test_a_training_prompt_is_the_prompt_evaluation_and_sft_render():
         prompts = {json.dumps(tokenizer.apply_chat_template(messages, tools=tools, tokenize=False))
                    for tools in (sent, by_proxy, by_sglang)}
         assert len(prompts) == 1
+
+
+def test_areals_squeue_reader_knows_every_state_a_failed_node_leaves():
+    """AReaL 1.0.4's squeue reader raises KeyError on a state its table lacks: a role job whose
+    node failed (NODE_FAIL) made every later check of the run fail that way, its teardown's too
+    (test_areal_multihost). compat.areal.map_slurm_end_states adds them; the guard fails, saying
+    so, once AReaL's table has its own entries or moves."""
+    from areal.infra.utils import slurm
+
+    assert areal_compat.SLURM_UTILS == slurm.__name__
+    assert isinstance(slurm.STATUS_MAPPING, dict) and "RUNNING" in slurm.STATUS_MAPPING, \
+        "AReaL's squeue state table moved: does query_jobs still read STATUS_MAPPING?"
+    assert "STATUS_MAPPING[state]" in inspect.getsource(slurm.query_jobs), "query_jobs reads states otherwise now"
+    areal_compat.map_slurm_end_states()
+    assert slurm.STATUS_MAPPING["NODE_FAIL"] is slurm.JobState.FAILED
+    assert slurm.STATUS_MAPPING["BOOT_FAIL"] is slurm.JobState.FAILED
+    assert slurm.STATUS_MAPPING["CONFIGURING"] is slurm.JobState.PENDING
+    # the states AReaL maps itself are left as it maps them
+    assert slurm.STATUS_MAPPING["TIMEOUT"] is slurm.JobState.COMPLETED
+    assert slurm.STATUS_MAPPING["COMPLETING"] is slurm.JobState.RUNNING

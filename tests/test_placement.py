@@ -157,3 +157,22 @@ def test_a_single_job_cannot_hold_a_multi_node_layout(cli, tmp_path):
     assert result.stderr.startswith("error: slurm.placement='single_job': a single job holds one node, "
                                     "and the layout needs cluster.n_nodes=3"), result.stderr
     assert not (tmp_path / "experiments").exists()
+
+
+def test_the_role_jobs_areal_submits_get_the_runs_partition_account_and_limits(tmp_path):
+    """AReaL's Slurm scheduler writes the role jobs' sbatch scripts itself, without partition,
+    account, QOS or time limit; the controller's sbatch calls carry them as sbatch's own input
+    environment (test_areal_multihost checks the role jobs land in the partition)."""
+    from tau2train.config.compose import compose
+    from tau2train.config.placement import worker_sbatch_env
+
+    base = ["model=qwen3_8b", USER_SIM, *slurm_overrides(tmp_path)]
+    asked = compose([*base, "slurm.partition=gpu", "slurm.account=lab-7", "slurm.qos=high",
+                     "slurm.constraint='h100|a100'", "slurm.reservation=tau2", "slurm.time_minutes=90",
+                     "slurm.exclusive=true"]).config
+    assert worker_sbatch_env(asked.slurm) == {
+        "SBATCH_PARTITION": "gpu", "SBATCH_ACCOUNT": "lab-7", "SBATCH_QOS": "high",
+        "SBATCH_CONSTRAINT": "h100|a100", "SBATCH_RESERVATION": "tau2", "SBATCH_TIMELIMIT": "90",
+        "SBATCH_EXCLUSIVE": "exclusive"}
+    # keys left to the cluster set nothing (the default time limit, 3 days, is the controller's)
+    assert worker_sbatch_env(compose(base).config.slurm) == {"SBATCH_TIMELIMIT": "4320"}

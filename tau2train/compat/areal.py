@@ -317,6 +317,25 @@ def slurm_scheduler(exp_config: Any, container_type: str, container_mounts: str 
     arguments, which AReaL's trainer leaves at the constructor's defaults (`SlurmScheduler(
     exp_config=...)`: every worker in `singularity exec ... --bind /storage:/storage`,
     areal/infra/scheduler/slurm.py:898-906)."""
+    map_slurm_end_states()
     slurm = importlib.import_module(SLURM_SCHEDULER)
     return slurm.SlurmScheduler(exp_config=exp_config, container_type=container_type,
                                 container_mounts=container_mounts, srun_additional_args=srun_additional_args)
+
+
+SLURM_UTILS = "areal.infra.utils.slurm"
+# Slurm job states AReaL 1.0.4's squeue reader lacks (areal/infra/utils/slurm.py:28-38 maps 9 of
+# them; `query_jobs` raises KeyError on the others), as the JobState they mean: a role job whose
+# node failed (NODE_FAIL) made every later status check of the run, its teardown's included,
+# raise KeyError instead of reporting the job failed.
+SLURM_STATES = {"NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "PREEMPTED": "FAILED", "REVOKED": "FAILED",
+                "SPECIAL_EXIT": "FAILED", "CONFIGURING": "PENDING", "REQUEUED": "PENDING",
+                "SUSPENDED": "PENDING", "STOPPED": "PENDING", "RESIZING": "RUNNING",
+                "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING"}
+
+
+def map_slurm_end_states() -> None:
+    """Add SLURM_STATES to AReaL's squeue state table, leaving the states it maps as they are."""
+    utils = importlib.import_module(SLURM_UTILS)
+    for state, meaning in SLURM_STATES.items():
+        utils.STATUS_MAPPING.setdefault(state, getattr(utils.JobState, meaning))

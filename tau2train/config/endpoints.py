@@ -21,9 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tau2train.config.errors import ConfigError
-from tau2train.config.placement import slurm_job
 from tau2train.records.user_sim import recorded_url
-from tau2train.schemas import ExperimentConfig, Placement
+from tau2train.schemas import ExperimentConfig
 
 SAME_HOST_KEY = "slurm.same_host"
 # Every node with its partitions: name|hostname|address|partition (the default one ends in "*").
@@ -132,14 +131,11 @@ def is_this_machine(node: SlurmNode, names: set[str], addresses: set[str]) -> bo
 
 def job_partitions(exp: ExperimentConfig, nodes: list[SlurmNode]) -> list[str]:
     """The partitions the run's jobs may run in: slurm.partition's (a list: any of them), or the
-    cluster's default; per_role_jobs adds the default one, where AReaL's Slurm scheduler submits
-    the workers' jobs (without slurm.partition)."""
+    cluster's default. per_role_jobs' role jobs go to the same ones (the controller submits them
+    under SBATCH_PARTITION: placement.worker_sbatch_env)."""
     default = sorted({n.partition for n in nodes if n.default})
     named = [p.strip() for p in (exp.slurm.partition or "").split(",") if p.strip()]
-    partitions = named or default
-    if slurm_job(exp).placement is Placement.PER_ROLE_JOBS:
-        partitions += [p for p in default if p not in partitions]
-    return partitions
+    return named or default
 
 
 def jobs_run_here(exp: ExperimentConfig, asked: tuple[list[SlurmNode] | None, str]) -> tuple[bool, str]:

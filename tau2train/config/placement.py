@@ -101,3 +101,28 @@ def slurm_job(config: Any) -> SlurmJob:
 def slurm_job_field(field: str, *, _root_: Any) -> Any:
     """The resolver behind ${tau2train.slurm_job:<field>}."""
     return getattr(slurm_job(_root_), field)
+
+
+# slurm.<key> -> the sbatch input environment variable that sets the same option (sbatch(1),
+# "INPUT ENVIRONMENT VARIABLES"): what reaches the role jobs AReaL's Slurm scheduler submits
+# from the controller job, whose sbatch scripts tau2train does not write
+# (areal/infra/scheduler/slurm.py:800-835 sets only name, nodes, tasks, CPUs, memory and GPUs).
+WORKER_SBATCH_ENV = {
+    "partition": "SBATCH_PARTITION",
+    "account": "SBATCH_ACCOUNT",
+    "qos": "SBATCH_QOS",
+    "constraint": "SBATCH_CONSTRAINT",
+    "reservation": "SBATCH_RESERVATION",
+    "time_minutes": "SBATCH_TIMELIMIT",
+}
+
+
+def worker_sbatch_env(slurm: Any) -> dict[str, str]:
+    """The environment under which the controller's sbatch calls give every role job the run's
+    partition, account, QOS, node features, reservation and time limit (what `slurm.*` asks of
+    the controller's own job), and its --exclusive. Keys left null are left to the cluster."""
+    env = {var: str(getattr(slurm, key)) for key, var in WORKER_SBATCH_ENV.items()
+           if getattr(slurm, key) not in (None, "")}
+    if slurm.exclusive:
+        env["SBATCH_EXCLUSIVE"] = "exclusive"
+    return env

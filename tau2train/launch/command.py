@@ -19,12 +19,12 @@ from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAG
 from tau2train.config.registry import register
 from tau2train.launch.evaluate import EvalIncomplete, EvalServerFailed
 from tau2train.launch.local import Terminated, run_locally
-from tau2train.launch.outage import UserSimOutage
 from tau2train.launch.preview import preview
 from tau2train.launch.recipe import StageFailed
 from tau2train.launch.process_state import quiet_until_exit
 from tau2train.launch.slurm import launch_on_slurm
 from tau2train.launch.stale import check_user_sim_record
+from tau2train.launch.watch import RunStopped
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
 from tau2train.records.overrides import override_key
 
@@ -86,10 +86,10 @@ def execute(argv: list[str]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)
     except KeyboardInterrupt as stop:
-        # Ctrl-C, SIGTERM or a user simulator down past its limit: what the run started has
+        # Ctrl-C, SIGTERM or a watch's stop (launch/watch.py): what the run started has
         # been stopped on the way here.
         quiet_the_unwinding()
-        if isinstance(stop, UserSimOutage):
+        if isinstance(stop, RunStopped):  # a user simulator down too long, a host lost
             print(f"error: {stop}", file=sys.stderr)
             sys.exit(SERVER_FAILED_EXIT_CODE)
         terminated = isinstance(stop, Terminated)

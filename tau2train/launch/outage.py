@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 
 from tau2train.config.checked import Endpoint
+from tau2train.launch.watch import RunStopped, Watch, stopping_on
 
 # The signal the watcher sends the main thread (its handler raises UserSimOutage there).
 OUTAGE_SIGNAL = signal.SIGUSR1
@@ -26,9 +25,8 @@ OUTAGE_SIGNAL = signal.SIGUSR1
 PROBE_EVERY_S, PROBE_TIMEOUT_S = 5.0, 5.0
 
 
-class UserSimOutage(KeyboardInterrupt):
-    """A user simulator stayed down past the limit: unwinds the run as Ctrl-C does (AReaL's
-    code catches Exception on the way, never KeyboardInterrupt); the message names the URL."""
+class UserSimOutage(RunStopped):
+    """A user simulator stayed down past the limit; the message names the URL."""
 
 
 def answers(url: str) -> bool:
@@ -40,29 +38,24 @@ def answers(url: str) -> bool:
     return True
 
 
-class Watcher(threading.Thread):
+class Watcher(Watch):
     """Probes each endpoint; the first down for `limit_s` ends the watch with its message."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], limit_s: float, on_outage):
-        super().__init__(name="tau2train-user-sim-watch", daemon=True)
-        self.endpoints, self.limit_s, self.on_outage = endpoints, limit_s, on_outage
-        self.stopped = threading.Event()
-        self.message: str | None = None
+    def __init__(self, endpoints: tuple[Endpoint, ...], limit_s: float):
+        super().__init__("tau2train-user-sim-watch", min(PROBE_EVERY_S, limit_s / 5))
+        self.endpoints, self.limit_s = endpoints, limit_s
+        self.down_since: dict[str, float] = {}
 
-    def run(self) -> None:
-        down_since: dict[str, float] = {}
-        every = min(PROBE_EVERY_S, self.limit_s / 5)
-        while not self.stopped.wait(every):
-            for endpoint in self.endpoints:
-                now = time.monotonic()
-                if answers(endpoint.url):
-                    down_since.pop(endpoint.url, None)
-                    continue
-                since = down_since.setdefault(endpoint.url, now)
-                if now - since >= self.limit_s:
-                    self.message = outage_message(endpoint, now - since, self.limit_s)
-                    self.on_outage()
-                    return
+    def check(self) -> str | None:
+        for endpoint in self.endpoints:
+            now = time.monotonic()
+            if answers(endpoint.url):
+                self.down_since.pop(endpoint.url, None)
+                continue
+            since = self.down_since.setdefault(endpoint.url, now)
+            if now - since >= self.limit_s:
+                return outage_message(endpoint, now - since, self.limit_s)
+        return None
 
 
 def outage_message(endpoint: Endpoint, down_s: float, limit_s: float) -> str:
@@ -72,24 +65,9 @@ def outage_message(endpoint: Endpoint, down_s: float, limit_s: float) -> str:
             "(recover.mode=auto; on Slurm the default)")
 
 
-@contextlib.contextmanager
-def stop_on_user_sim_outage(endpoints: tuple[Endpoint, ...], limit_s: float) -> Iterator[None]:
+def stop_on_user_sim_outage(endpoints: tuple[Endpoint, ...], limit_s: float):
     """While inside (in the main thread), a user simulator down for `limit_s` raises
     UserSimOutage here."""
-    if not endpoints or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    main = threading.main_thread().ident
-    watcher = Watcher(endpoints, limit_s, lambda: signal.pthread_kill(main, OUTAGE_SIGNAL))
-
-    def raise_outage(signum, frame):
-        signal.signal(OUTAGE_SIGNAL, signal.SIG_IGN)  # once: the unwinding must not be cut short
-        raise UserSimOutage(watcher.message)
-
-    previous = signal.signal(OUTAGE_SIGNAL, raise_outage)
-    watcher.start()
-    try:
-        yield
-    finally:
-        watcher.stopped.set()
-        signal.signal(OUTAGE_SIGNAL, previous)
+    if not endpoints:
+        return contextlib.nullcontext()
+    return stopping_on(Watcher(endpoints, limit_s), UserSimOutage, OUTAGE_SIGNAL)

@@ -15,6 +15,8 @@ from typing import Any
 from tau2train.config import areal_tau2
 from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
+from tau2train.config.placement import worker_sbatch_env
+from tau2train.launch.host_loss import stop_on_host_loss
 from tau2train.launch.outage import stop_on_user_sim_outage
 from tau2train.launch.plan import write_areal_config
 from tau2train.records.layout import generated_dir
@@ -152,9 +154,13 @@ def run_training(checked: Checked) -> None:
     train_dataset = train_rows(checked)
     valid_dataset = valid_rows(checked)
     make_storage_dirs(exp)
+    if exp.scheduler.type == "slurm":  # the role jobs AReaL submits from here: the run's partition, ...
+        os.environ.update(worker_sbatch_env(exp.slurm))
     write_areal_config(exp)  # the run directory names its checkpoints (eval.checkpoint=<run dir>)
     with (stop_on_user_sim_outage(checked.user_sims, exp.econfig.user_llm_outage_s),
-          trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer):
+          trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer,
+          # watched while training only: the trainer's own way out cancels the role jobs
+          stop_on_host_loss(exp.scheduler.type, exp.experiment_name, exp.trial_name)):
         trainer.train(
             workflow=WORKFLOW,
             workflow_kwargs=workflow_kwargs(exp),

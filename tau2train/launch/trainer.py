@@ -135,6 +135,19 @@ class PPOTrainer(with_trainer_hooks(ArealPPOTrainer)):
         finally:
             self.stop_workers()
 
+    def __exit__(self, exc_type, exc, tb):
+        """AReaL's (`close()`), except that on the way out of an error, an error in closing is
+        logged, not raised: the error that ended the run stays the one the user sees (a host lost
+        mid-run: AReaL's close asks after the lost role's job and fails on the way). The
+        workers are stopped either way (`close`)."""
+        if exc is None:
+            return super().__exit__(exc_type, exc, tb)
+        try:
+            super().__exit__(exc_type, exc, tb)
+        except Exception:  # noqa: BLE001 - reported; the run's own error goes on
+            logger.exception("closing AReaL's trainer after %s failed too", exc_type.__name__)
+        return False
+
     def stop_workers(self) -> None:
         """Delete every worker the scheduler started; never raises (it runs on the way out of
         an error, whose message must stay the one the user sees)."""

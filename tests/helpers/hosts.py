@@ -52,6 +52,9 @@ START_DEADLINE_S = 60
 STOP_DEADLINE_S = 15
 LOCK_DEADLINE_S = 2 * START_DEADLINE_S + 30
 COMMAND_TIMEOUT_S = 30  # every ip/Slurm client call
+# a second partition over the same hosts where every job takes its host whole (a run's
+# controller and its role jobs each on a host of their own, as GPU jobs take whole nodes)
+WHOLE_HOSTS = "whole"
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,8 @@ class Spec:
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)  # per host (all share this machine's)
     # per host, MB: this machine's memory less 1 GiB, as tests/setup_slurm.sh declares its node
     mem_mb: int = field(default_factory=lambda: max(512, _mem_total_mb() - 1024))
-    # the partition's OverSubscribe: FORCE:8 packs jobs onto a host as tests/setup_slurm.sh does;
-    # EXCLUSIVE gives each job a whole host (a controller and its role jobs on different hosts)
+    # the default partition's OverSubscribe: FORCE:8 packs jobs onto a host as
+    # tests/setup_slurm.sh does (partition WHOLE_HOSTS gives each job a host of its own)
     oversubscribe: str = "FORCE:8"
 
     def __post_init__(self):
@@ -410,6 +413,8 @@ MpiDefault=none
 {nodes}
 PartitionName=hosts Nodes={','.join(spec.hosts)} Default=YES MaxTime=INFINITE State=UP \
 OverSubscribe={spec.oversubscribe}
+PartitionName={WHOLE_HOSTS} Nodes={','.join(spec.hosts)} Default=NO MaxTime=INFINITE State=UP \
+OverSubscribe=EXCLUSIVE
 """)
 
     def _make_network(self) -> None:

@@ -172,7 +172,9 @@ class ScriptedLLM:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        """At the address it listens on (the loopback one when it listens on all)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}/v1"
 
     def _serve(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
