@@ -13,7 +13,7 @@ GPU nodes) and run on the host, which AReaL's Slurm scheduler does only through 
 trainer (tau2train/launch/trainer.py: without it every worker runs in `singularity exec`).
 Nothing about tau2train or the τ² data is set by hand for the workers: the worker command is
 the plain `python -m ...` a user writes. A worker job of the same trial left running by an
-earlier controller (issue 14) is cancelled before the new workers start.
+earlier controller (killed hard) is cancelled before the new workers start.
 Runtime: ~7-10 min on 2 cores.
 """
 

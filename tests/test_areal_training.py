@@ -212,7 +212,6 @@ class Run:
     user: UserSimLog
     second: Process | None = None  # the same command again, run to the end
     left_behind: list[int] | None = None  # the first's processes alive once it had exited
-    stopped_after_s: float | None = None  # from the user simulator's last answer to the exit
 
     @property
     def fileroot(self) -> Path:
@@ -312,9 +311,7 @@ def run(tmp_path_factory, task_user):
         wait_for_accepted_groups(first, STOPPED_AFTER_STEP)
         task_user.stop()  # down for good
         state.user.down_for_good = time.monotonic()
-        first.popen.wait(timeout=STOP_DEADLINE_S)
-        # the run counts the outage from the user simulator's last answer (before it went down)
-        state.stopped_after_s = time.monotonic() - task_user.last_answer
+        first.popen.wait(timeout=STOP_DEADLINE_S)  # it exits by itself, or the test fails here
         state.left_behind = first.processes()  # the moment the command has exited
     finally:
         first.kill()
@@ -779,11 +776,9 @@ def test_a_user_simulator_down_past_the_limit_stops_the_run_and_everything_it_st
     assert f"past econfig.user_llm_outage_s={OUTAGE_LIMIT_S}: training stopped" in line, line
     assert "rerun the same command: it resumes from the last checkpoint" in line, line
     # by the run's own watch (it probes every 5 s and counts from its first failed probe), it
-    # waited out the limit; from the simulator's last chat answer that was 44-60+ s in CI (the
-    # watch's clock can start before that answer: open, see the closing note), so the bound
-    # asserted on the outside clock is the upper one
+    # waited out the limit; that it then exited by itself is the fixture's bounded wait
+    # (STOP_DEADLINE_S), not a clock compared here
     assert int(re.search(r"has not answered for (\d+) s", line).group(1)) >= OUTAGE_LIMIT_S, line
-    assert run.stopped_after_s < STOP_DEADLINE_S
     assert run.left_behind == [], explain(first)()
     # the episodes waiting for it were stopped with the run, quietly: none failed, and no
     # traceback of theirs is printed

@@ -1,4 +1,4 @@
-"""The several-host test cluster (issue 33; tests/helpers/hosts.py, tests/setup_cluster.sh):
+"""The several-host test cluster (tests/helpers/hosts.py, tests/setup_cluster.sh):
 3 hosts on this machine as network + UTS namespaces on a private bridge, a Slurm over them beside
 the one-node Slurm of tests/setup_slurm.sh. A job sent to each host runs there, under the host's
 own name and address, as Slurm records it; the hosts reach each other by name; stopping a

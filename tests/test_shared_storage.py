@@ -1,4 +1,4 @@
-"""cluster=slurm's shared storage (issue 33): a run whose jobs span several nodes (a multi-node
+"""cluster=slurm's shared storage: a run whose jobs span several nodes (a multi-node
 layout, or slurm.placement=per_role_jobs) is refused a cluster.fileroot or name-resolve root
 under a node-local directory (/tmp, /var/tmp, /dev/shm, /run; as written or through a symlink),
 with the fix, unless slurm.shared_paths declares that directory shared (as on the test cluster of

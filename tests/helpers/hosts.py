@@ -1,4 +1,4 @@
-"""Several hosts on one machine, and a Slurm over them (issue 33): each host is a network
+"""Several hosts on one machine, and a Slurm over them: each host is a network
 namespace with a veth into a private bridge (its own address, lo, a default route via the
 bridge), plus its own UTS and mount namespace for its hostname and its /etc/hosts; one
 slurmctld on the bridge's address (this machine, the submit host), one slurmd per host.

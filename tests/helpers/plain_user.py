@@ -15,7 +15,6 @@ Model names that do not start with "user" still reach the scripted agents.
 from __future__ import annotations
 
 import json
-import time
 
 from helpers import scripted_llm
 from helpers.scripted_llm import STOP, EndpointDown, EndpointUnavailable, ScriptedLLM, Turn
@@ -35,14 +34,12 @@ class PlainUserLLM(ScriptedLLM):
     retries not counted, and `failed_retries` the retries of failed requests.
 
     `going_down = True`: every request answers HTTP 503 (what a server shutting down says),
-    counted in `refused`, until the test stops the server. `last_answer`: time.monotonic() of
-    the last request answered."""
+    counted in `refused`, until the test stops the server."""
 
     fail_openings = 0
     fail_every = 0
     first_failure = 1
     going_down = False
-    last_answer = 0.0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,7 +65,6 @@ class PlainUserLLM(ScriptedLLM):
                 self.failed += 1
                 self._failing.add(key)
                 raise EndpointDown
-        self.last_answer = time.monotonic()
         return Turn(text=f"Thanks, that is all. {STOP}" if opened else OPENING)
 
     def _fails(self, opened: bool) -> bool:
