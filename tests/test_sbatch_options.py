@@ -57,13 +57,14 @@ def test_sbatch_options_reach_the_plan_and_the_script_and_none_is_added_by_defau
         "contiguous": "true"}
 
 
-def test_a_multi_node_plan_says_areals_role_jobs_get_none_of_them(cli, tmp_path):
+def test_a_multi_node_plan_says_which_options_areals_role_jobs_get(cli, tmp_path):
     result = cli("dry_run=true", "model=qwen3_8b", USER_SIM, *slurm_overrides(tmp_path),
-                 "slurm.constraint=h100", cwd=tmp_path)
+                 "slurm.constraint=h100", "slurm.partition=gpu", "slurm.time_minutes=600",
+                 "slurm.extra_sbatch.mail-type=END", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sbatch_lines(result.stdout)["constraint"] == "h100"  # the controller's job
-    assert ("(AReaL writes those jobs' sbatch lines itself, without slurm.partition, .account, .qos, "
-            ".constraint, .reservation, .exclusive or .extra_sbatch)") in result.stdout
+    assert ("(each with the controller's partition=gpu, constraint=h100, timelimit=600 through sbatch's "
+            "SBATCH_* environment; not slurm.extra_sbatch)") in result.stdout
 
 
 REFUSED = {

@@ -12,7 +12,7 @@ import yaml
 
 from tau2train.config import areal_tau2
 from tau2train.config.checked import Checked
-from tau2train.config.placement import describe, slurm_job
+from tau2train.config.placement import describe, slurm_job, worker_sbatch_env
 from tau2train.config.sbatch import sbatch_options
 from tau2train.records.files import write_atomic
 from tau2train.records.layout import areal_config_file, generated_dir
@@ -182,6 +182,14 @@ def slurm_submission(checked: Checked) -> str:
     ])
 
 
+def role_job_options(exp: ExperimentConfig) -> str:
+    """What of `slurm.*` those jobs get: AReaL writes their sbatch lines itself; the controller's
+    sbatch calls pass these on as sbatch's input environment (placement.worker_sbatch_env)."""
+    env = worker_sbatch_env(exp.slurm)
+    given = ", ".join(f"{var.removeprefix('SBATCH_').lower()}={value}" for var, value in env.items())
+    return f"(each with the controller's {given} through sbatch's SBATCH_* environment; not slurm.extra_sbatch)"
+
+
 def role_jobs(exp: ExperimentConfig, where: Placement | None) -> list[str]:
     """What AReaL starts once the job runs: workers inside it, or one Slurm job per role."""
     cluster = exp.cluster
@@ -192,6 +200,5 @@ def role_jobs(exp: ExperimentConfig, where: Placement | None) -> list[str]:
         container = f" in {exp.slurm.container_image}" if exp.slurm.container_type == "apptainer" else ""
         return [f"then AReaL's Slurm scheduler submits one job per role on whole nodes of "
                 f"{cluster.n_gpus_per_node} GPUs ({cluster.n_nodes} nodes in all){container}",
-                "(AReaL writes those jobs' sbatch lines itself, without slurm.partition, .account, .qos, "
-                ".constraint, .reservation, .exclusive or .extra_sbatch)"]
+                role_job_options(exp)]
     return []
