@@ -8,8 +8,11 @@ choice and range of the composed config in one place (tau2train.config.declared)
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 HELP = "help"
 CHOICES = "choices"
@@ -49,6 +52,26 @@ class Range:
         if self.high is not None:
             return ("<" if self.high_open else "<=") + f" {self.high:g}"
         return "any number"
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    choices: Sequence[Any] | None = None,
+    range: Range | None = None,
+) -> Any:
+    """A schema field: its default (or the `factory` making one per instance: a list, a dict, a
+    group's schema) and what it declares, its `help` and the optional `choices` and `range`."""
+    metadata: dict[str, Any] = {HELP: help}
+    if choices is not None:
+        metadata[CHOICES] = choices
+    if range is not None:
+        metadata[RANGE] = range
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 # The ranges most knobs share.

@@ -5,7 +5,7 @@ Only the `PPOConfig` part is handed to AReaL; the group facts feed validation an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from omegaconf import MISSING
 
@@ -15,6 +15,7 @@ from tau2train.schemas.declare import (
     POSITIVE,
     TEMPERATURE,
     Range,
+    setting,
 )
 from tau2train.schemas.env import PPOConfig
 from tau2train.schemas.groups import (
@@ -37,68 +38,28 @@ from tau2train.schemas.reward import RewardSpec
 class ExperimentConfig(PPOConfig):
     """The root config: AReaL's PPOConfig + econfig, plus the chosen groups' facts."""
 
-    mode: str = field(
-        default="train",
-        metadata={
-            "help": "What to run: train (AReaL's PPO trainer), sft (AReaL's SFT trainer on the "
-            "AReaL-tau2-data SFT file, see sft.*), eval (score an endpoint or a checkpoint) or "
-            "recipe (all of them in one command on this machine: gold-replay SFT data, sft, "
-            "train from its checkpoint, eval of base, SFT and RL, compare; experiment=cpu_miniature).",
-            "choices": MODES,
-        },
-    )
-    launcher: str = field(
-        default="local",
-        metadata={
-            "help": "How the job is launched: in this process (local) or submitted to Slurm through "
-            "hydra-submitit-launcher (slurm). The cluster group sets it.",
-            "choices": ["local", "slurm"],
-        },
-    )
-    dry_run: bool = field(
-        default=False,
-        metadata={
-            "help": "Compose, validate, write the AReaL config and print the plan; "
-            "never starts or submits anything."
-        },
-    )
-    run_dir: str = field(
-        default=MISSING,
-        metadata={"help": "Where this run's resolved config and Hydra logs go."},
-    )
-    model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "model group."})
-    domain: DomainSpec = field(
-        default_factory=DomainSpec, metadata={"help": "domain group."}
-    )
-    data: DataSpec = field(
-        default_factory=DataSpec, metadata={"help": "data group: where the training rows come from."}
-    )
-    allocation: AllocationSpec = field(
-        default_factory=AllocationSpec, metadata={"help": "allocation group."}
-    )
-    slurm: SlurmSpec = field(
-        default_factory=SlurmSpec, metadata={"help": "Slurm settings (cluster group)."}
-    )
-    eval: EvalSpec = field(
-        default_factory=EvalSpec, metadata={"help": "Evaluation settings (mode=eval)."}
-    )
-    trainer: TrainerSpec = field(
-        default_factory=TrainerSpec, metadata={"help": "Trainer settings (mode=train)."}
-    )
-    sft: SFTSpec = field(
-        default_factory=SFTSpec, metadata={"help": "Supervised fine-tuning settings (mode=sft)."}
-    )
-    tracking: TrackingSpec = field(
-        default_factory=TrackingSpec, metadata={"help": "Experiment tracking (tracking group)."}
-    )
-    user_sim: UserSimSpec = field(
-        default_factory=UserSimSpec,
-        metadata={"help": "The user-simulator server (user_sim group; tau2train-user-sim)."},
-    )
-    reward: RewardSpec = field(
-        default_factory=RewardSpec,
-        metadata={"help": "What a training episode earns (reward group): terms and shaping."},
-    )
+    mode: str = setting("train", "What to run: train (AReaL's PPO trainer), sft (AReaL's SFT trainer on the "
+        "AReaL-tau2-data SFT file, see sft.*), eval (score an endpoint or a checkpoint) or recipe (all of "
+        "them in one command on this machine: gold-replay SFT data, sft, train from its checkpoint, eval of "
+        "base, SFT and RL, compare; experiment=cpu_miniature).", choices=MODES)
+    launcher: str = setting("local", "How the job is launched: in this process (local) or submitted to Slurm "
+        "through hydra-submitit-launcher (slurm). The cluster group sets it.", choices=["local", "slurm"])
+    dry_run: bool = setting(False, "Compose, validate, write the AReaL config and print the plan; never "
+        "starts or submits anything.")
+    run_dir: str = setting(MISSING, "Where this run's resolved config and Hydra logs go.")
+    model: ModelSpec = setting(help="model group.", factory=ModelSpec)
+    domain: DomainSpec = setting(help="domain group.", factory=DomainSpec)
+    data: DataSpec = setting(help="data group: where the training rows come from.", factory=DataSpec)
+    allocation: AllocationSpec = setting(help="allocation group.", factory=AllocationSpec)
+    slurm: SlurmSpec = setting(help="Slurm settings (cluster group).", factory=SlurmSpec)
+    eval: EvalSpec = setting(help="Evaluation settings (mode=eval).", factory=EvalSpec)
+    trainer: TrainerSpec = setting(help="Trainer settings (mode=train).", factory=TrainerSpec)
+    sft: SFTSpec = setting(help="Supervised fine-tuning settings (mode=sft).", factory=SFTSpec)
+    tracking: TrackingSpec = setting(help="Experiment tracking (tracking group).", factory=TrackingSpec)
+    user_sim: UserSimSpec = setting(help="The user-simulator server (user_sim group; tau2train-user-sim).",
+        factory=UserSimSpec)
+    reward: RewardSpec = setting(help="What a training episode earns (reward group): terms and shaping.",
+        factory=RewardSpec)
 
     @property
     def on_slurm(self) -> bool:

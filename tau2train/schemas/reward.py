@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import MISSING
 
-from tau2train.schemas.declare import FRACTION, NON_NEGATIVE, POSITIVE
+from tau2train.schemas.declare import FRACTION, NON_NEGATIVE, POSITIVE, setting
 
 # The shipped terms (tau2train.rollout.reward_terms), by the names the config groups use.
 TERMS_MODULE = "tau2train.rollout.reward_terms"
@@ -28,23 +28,13 @@ class RewardTerm:
     """One term of the shaped reward: a function named by its import path, its weight and the
     keyword arguments it is called with besides the episode's context."""
 
-    _target_: str = field(
-        default=MISSING,
-        metadata={
-            "help": "Import path of the term's function, called as fn(context, **args) -> float "
-            "(context: tau2train.rollout.reward_terms.RewardContext), e.g. mypkg.terms.step_cost; "
-            "its module must be importable by the training processes (installed, or on PYTHONPATH)."
-        },
-    )
-    weight: float = field(
-        default=1.0,
-        metadata={"help": "What the term's value is multiplied by before the terms are summed "
-                  "(any finite number; negative for a cost)."},
-    )
-    args: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Keyword arguments the function gets besides the context, e.g. {per_step: 0.01}."},
-    )
+    _target_: str = setting(MISSING, "Import path of the term's function, called as fn(context, **args) -> "
+        "float (context: tau2train.rollout.reward_terms.RewardContext), e.g. mypkg.terms.step_cost; its "
+        "module must be importable by the training processes (installed, or on PYTHONPATH).")
+    weight: float = setting(1.0, "What the term's value is multiplied by before the terms are summed (any "
+        "finite number; negative for a cost).")
+    args: dict[str, Any] = setting(help="Keyword arguments the function gets besides the context, e.g. "
+        "{per_step: 0.01}.", factory=dict)
 
     def function(self) -> Callable[..., float]:
         """The function `_target_` names (ImportError, AttributeError or ValueError if none)."""
@@ -59,42 +49,19 @@ class RewardSpec:
     gets -format_penalty; AReaL then discounts backwards by turn_discount and trains on
     (reward + bias) * scaling."""
 
-    terms: list[RewardTerm] = field(
-        default_factory=list,
-        metadata={
-            "help": "The terms the episode's shaped reward sums, each {_target_: <function>, weight: "
-            "<number>, args: {...}}: reward=tau2 has tau2's own reward alone "
-            f"({TAU2_TERM}); the shipped terms are in {TERMS_MODULE}."
-        },
-    )
-    format_penalty: float = field(
-        default=0.1,
-        metadata={
-            "range": NON_NEGATIVE,
-            "help": "Penalty given to each malformed agent completion (unknown tool, arguments that "
-            "are not a JSON object or do not fit the tool's schema, an empty message).",
-        },
-    )
-    turn_discount: float = field(
-        default=1.0,
-        metadata={
-            "range": FRACTION,
-            "help": "Per-turn discount AReaL spreads rewards backwards with (reward[i] += "
-            "turn_discount * reward[i+1]; rollout.agent.turn_discount follows it); 1.0 = none.",
-        },
-    )
-    scaling: float = field(
-        default=10.0,
-        metadata={
-            "range": POSITIVE,
-            "help": "AReaL trains on (reward + bias) * scaling (actor.reward_scaling follows it).",
-        },
-    )
-    bias: float = field(
-        default=-0.5,
-        metadata={"help": "Added to each reward before scaling (actor.reward_bias follows it): "
-                  "-0.5 and scaling 10 turn a 0/1 reward into -5/+5."},
-    )
+    terms: list[RewardTerm] = setting(
+        help="The terms the episode's shaped reward sums, each {_target_: <function>, weight: "
+        "<number>, args: {...}}: reward=tau2 has tau2's own reward alone "
+        f"({TAU2_TERM}); the shipped terms are in {TERMS_MODULE}.", factory=list)
+    format_penalty: float = setting(0.1, "Penalty given to each malformed agent completion (unknown tool, "
+        "arguments that are not a JSON object or do not fit the tool's schema, an empty message).",
+        range=NON_NEGATIVE)
+    turn_discount: float = setting(1.0, "Per-turn discount AReaL spreads rewards backwards with (reward[i] += "
+        "turn_discount * reward[i+1]; rollout.agent.turn_discount follows it); 1.0 = none.", range=FRACTION)
+    scaling: float = setting(10.0, "AReaL trains on (reward + bias) * scaling (actor.reward_scaling follows "
+        "it).", range=POSITIVE)
+    bias: float = setting(-0.5, "Added to each reward before scaling (actor.reward_bias follows it): -0.5 and "
+        "scaling 10 turn a 0/1 reward into -5/+5.")
 
     def __post_init__(self) -> None:
         # AReaL ships the workflow's reward to its workers as plain data

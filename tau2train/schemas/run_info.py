@@ -3,64 +3,44 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from tau2train.schemas.declare import setting
 
 
 @dataclass
 class RunInfo:
     """One τ² episode as it happened: what was said, how long it took, what it earned."""
 
-    task_id: str = field(default="", metadata={"help": "τ² task id the episode played."})
-    split: str | None = field(default=None, metadata={"help": "Task split the task was drawn from."})
-    domain: str | None = field(default=None, metadata={"help": "τ² domain the episode ran in."})
-    source: str | None = field(
-        default=None,
-        metadata={"help": "AReaL-tau2-data rows: the RL file's line the task came from, and its DB snapshot."},
-    )
-    reward: float = field(default=0.0, metadata={"help": "Episode reward tau2's evaluator gave."})
-    shaped_reward: float | None = field(
-        default=None,
-        metadata={"help": "Episode reward the trainer saw: the reward group's terms, weighted and summed "
-                  "(reward=tau2: the same as reward); null when the episode failed outside the policy."},
-    )
-    reward_terms: list[dict[str, Any]] = field(
-        default_factory=list,
-        metadata={"help": "Each term of the shaped reward: {term: its _target_, weight, value}."},
-    )
-    termination_reason: str | None = field(
-        default=None,
-        metadata={"help": "Why the episode ended, as tau2 names it (agent_stop, user_stop, max_steps, ...)."},
-    )
-    duration: float = field(default=0.0, metadata={"help": "Seconds the episode took."})
-    agent_latencies: list[float] = field(
-        default_factory=list, metadata={"help": "Seconds of each agent LLM call."}
-    )
-    user_latencies: list[float] = field(
-        default_factory=list, metadata={"help": "Seconds of each user-simulator call."}
-    )
-    completion_rewards: dict[str, float] = field(
-        default_factory=dict,
-        metadata={"help": "Reward handed to AReaL per agent completion id (format penalties + the shaped "
-                  "episode reward on the last)."},
-    )
-    format_problems: dict[str, str] = field(
-        default_factory=dict, metadata={"help": "Completion id -> what was malformed in it."}
-    )
-    messages: list[dict[str, Any]] = field(
-        default_factory=list, metadata={"help": "The dialogue: agent, user and tool messages in order."}
-    )
-    task: dict[str, Any] | None = field(default=None, metadata={"help": "The τ² task, as tau2 serialises it."})
-    reward_info: dict[str, Any] | None = field(
-        default=None, metadata={"help": "tau2's reward breakdown (DB match, assertions, actions, ...)."}
-    )
-    error: str | None = field(default=None, metadata={"help": "What went wrong, when the episode failed."})
-    failure: str | None = field(
-        default=None,
-        metadata={"help": "Why training discarded the episode, when a failure outside the policy ended it: "
-                  "user_sim (the user simulator failed after its retries), timeout (past "
-                  "trainer.episode_timeout) or evaluator (tau2's evaluator raised)."},
-    )
+    task_id: str = setting("", "τ² task id the episode played.")
+    split: str | None = setting(None, "Task split the task was drawn from.")
+    domain: str | None = setting(None, "τ² domain the episode ran in.")
+    source: str | None = setting(None, "AReaL-tau2-data rows: the RL file's line the task came from, and its "
+        "DB snapshot.")
+    reward: float = setting(0.0, "Episode reward tau2's evaluator gave.")
+    shaped_reward: float | None = setting(None, "Episode reward the trainer saw: the reward group's terms, "
+        "weighted and summed (reward=tau2: the same as reward); null when the episode failed outside the "
+        "policy.")
+    reward_terms: list[dict[str, Any]] = setting(help="Each term of the shaped reward: {term: its _target_, "
+        "weight, value}.", factory=list)
+    termination_reason: str | None = setting(None, "Why the episode ended, as tau2 names it (agent_stop, "
+        "user_stop, max_steps, ...).")
+    duration: float = setting(0.0, "Seconds the episode took.")
+    agent_latencies: list[float] = setting(help="Seconds of each agent LLM call.", factory=list)
+    user_latencies: list[float] = setting(help="Seconds of each user-simulator call.", factory=list)
+    completion_rewards: dict[str, float] = setting(help="Reward handed to AReaL per agent completion id "
+        "(format penalties + the shaped episode reward on the last).", factory=dict)
+    format_problems: dict[str, str] = setting(help="Completion id -> what was malformed in it.", factory=dict)
+    messages: list[dict[str, Any]] = setting(help="The dialogue: agent, user and tool messages in order.",
+        factory=list)
+    task: dict[str, Any] | None = setting(None, "The τ² task, as tau2 serialises it.")
+    reward_info: dict[str, Any] | None = setting(None, "tau2's reward breakdown (DB match, assertions, "
+        "actions, ...).")
+    error: str | None = setting(None, "What went wrong, when the episode failed.")
+    failure: str | None = setting(None, "Why training discarded the episode, when a failure outside the "
+        "policy ended it: user_sim (the user simulator failed after its retries), timeout (past "
+        "trainer.episode_timeout) or evaluator (tau2's evaluator raised).")
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, default=str)
