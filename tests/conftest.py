@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import in_process, slurm_overrides
+from helpers.served import served
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["WANDB_MODE"] = "offline"
@@ -79,10 +80,7 @@ def llm():
     """The scripted OpenAI-compatible server (tests/helpers/scripted_llm.py), shared by the session."""
     from helpers.scripted_llm import ScriptedLLM
 
-    server = ScriptedLLM()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(ScriptedLLM())
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +88,7 @@ def plain_user():
     """A user simulator that needs no script (tests/helpers/plain_user.py), for AReaL's runs."""
     from helpers.plain_user import PlainUserLLM
 
-    server = PlainUserLLM()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(PlainUserLLM())
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from helpers import areal_run
 from helpers.areal_run import cpu_train_args, plain, run_env, step_stats
 from helpers.cli import job_state, require_slurm, run_cli, wait_for
 from helpers.plain_user import PlainUserLLM
+from helpers.served import served
 from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 pytestmark = [pytest.mark.areal, pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -82,10 +83,7 @@ def job_log(run_dir: Path) -> tuple[dict, str]:
 @pytest.fixture(scope="module")
 def user_sim():
     require_slurm()
-    server = PlainUserLLM()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(PlainUserLLM())
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,7 @@ from helpers.areal_run import (
 from helpers.cli import wait_for
 from helpers.plain_user import OPENING, PlainUserLLM
 from helpers.scripted_llm import Turn
+from helpers.served import served
 from tau2train.serving.tiny_qwen import tiny_qwen_dir
 
 # Each of the two AReaL runs may take up to RUN_DEADLINE_S (pyproject sets 900 s a test).
@@ -246,10 +247,7 @@ def first_steps(run, initial_model) -> list[TrainedStep]:
 @pytest.fixture(scope="module")
 def task_user():
     """The user simulator: helpers/plain_user.py's, opening with its task's instructions."""
-    server = TaskUser()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(TaskUser())
 
 
 def wait_for_step(process: Process, step: int) -> None:

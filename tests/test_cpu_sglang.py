@@ -19,6 +19,7 @@ import pytest
 import requests
 import torch
 from helpers.cpu_sglang import CPUSGLangServer, SamplingParams
+from helpers.served import served
 
 from tau2train.serving.tiny_qwen import (
     ADDED_TOKENS,
@@ -68,19 +69,13 @@ def model(tiny_qwen):
 @pytest.fixture(scope="module")
 def server(tiny_qwen):
     """A server shared by the tests that leave its weights and state as they found them."""
-    server = CPUSGLangServer(tiny_qwen)
-    server.start()
-    yield server
-    server.stop()
+    yield from served(CPUSGLangServer(tiny_qwen))
 
 
 @pytest.fixture
 def own_server(tiny_qwen):
     """A server of the test's own, for tests that reload weights or pause it."""
-    server = CPUSGLangServer(tiny_qwen)
-    server.start()
-    yield server
-    server.stop()
+    yield from served(CPUSGLangServer(tiny_qwen))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers.scripted_llm import ScriptedLLM
+from helpers.served import served
 
 # two mock tasks the scripted user tells apart (other mock tasks share their scenario)
 MOCK = ["mode=eval", "domain=mock", "domain.tasks=[update_task_1,impossible_task_1]", "econfig.user_llm=user",
@@ -25,10 +26,7 @@ def eval_args(llm, root: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def two_models():
     """A server listing two models (as a router or a hosted API does), neither the scripts' names."""
-    server = ScriptedLLM(models=("policy-a", "policy-b"))
-    server.start()
-    yield server
-    server.stop()
+    yield from served(ScriptedLLM(models=("policy-a", "policy-b")))
 
 
 @pytest.mark.parametrize("key,role", [

@@ -12,6 +12,7 @@ import time
 import pytest
 from helpers.cli import wait_for
 from helpers.plain_user import OPENING, PlainUserLLM
+from helpers.served import served
 from openai import AsyncOpenAI
 from tau2.data_model.message import UserMessage
 
@@ -41,10 +42,7 @@ def loop():
 
 @pytest.fixture
 def user_sim():
-    server = PlainUserLLM()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(PlainUserLLM())
 
 
 def user_chat(loop, url: str, outage_s: float, max_retries: int = 0) -> Chat:

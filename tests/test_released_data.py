@@ -21,6 +21,7 @@ from helpers.areal_tau2 import (
 )
 from helpers.cli import USER_SIM
 from helpers.recording_trainer import RECORD_NAME
+from helpers.served import served
 from tau2.data_model.message import ToolMessage
 from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
@@ -54,10 +55,7 @@ def snap_llm(dataset):
     """The scripted server, knowing the fixture's tasks (the altered one too)."""
     from helpers.scripted_llm import ScriptedLLM
 
-    server = ScriptedLLM(scripts=scripts_with_rows(dataset))
-    server.start()
-    yield server
-    server.stop()
+    yield from served(ScriptedLLM(scripts=scripts_with_rows(dataset)))
     for domain in ("airline", "retail", "mock"):  # the workflows installed these
         fast_env.uninstall(domain)
 

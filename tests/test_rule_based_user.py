@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from helpers.cli import wait_for
 from helpers.scripted_llm import QUESTION, ScriptedLLM, Scripts
+from helpers.served import served
 
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.rollout.workflow import Tau2AgentWorkflow
@@ -94,19 +95,13 @@ def launched(request, tmp_path_factory):
 def agent():
     """The scripted agent double: "<script>@mock/<task id>" plays that task's gold actions
     ("gold"), all but the last one ("wrong"), or asks a question first ("asker")."""
-    server = ScriptedLLM(Scripts(("mock",), gold_calls={("mock", HISTORY_AND_ENV): [MARK_TASK_2]}))
-    server.start()
-    yield server
-    server.stop()
+    yield from served(ScriptedLLM(Scripts(("mock",), gold_calls={("mock", HISTORY_AND_ENV): [MARK_TASK_2]})))
 
 
 @pytest.fixture(scope="module")
 def user():
     """The rule-based user simulator, served from this process."""
-    server = RuleBasedUser()
-    server.start()
-    yield server
-    server.stop()
+    yield from served(RuleBasedUser())
 
 
 def play(agent, user_url: str, script: str, task_id: str, user_llm: str = "openai/rule-based-user-mock"):
