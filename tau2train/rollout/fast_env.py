@@ -197,18 +197,17 @@ class CowDict(dict):
         return (dict, (self.copy(),))  # pickles as the plain dict it stands for
 
     def __or__(self, other):
-        if not isinstance(other, dict):
-            return NotImplemented
-        merged = dict(self)
-        merged.update(other)
-        return merged
+        return _merged(self, other) if isinstance(other, dict) else NotImplemented
 
     def __ror__(self, other):
-        if not isinstance(other, dict):
-            return NotImplemented
-        merged = dict(other)
-        merged.update(self)
-        return merged
+        return _merged(other, self) if isinstance(other, dict) else NotImplemented
+
+
+def _merged(first: dict, second: dict) -> dict:
+    """`first | second` of a CowDict and a dict, either way round: a plain dict, as dict's own."""
+    merged = dict(first)
+    merged.update(second)
+    return merged
 
 
 def _private_items(mapping: CowDict):
