@@ -26,7 +26,7 @@ from tau2.data_model.message import ToolMessage
 from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 from tau2.registry import registry
 
-from tau2train.config import areal_tau2 as areal_data
+from tau2train.config import areal_tau2
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
 from tau2train.launch.modes import checked
@@ -47,7 +47,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rows(dataset) -> list[dict]:
-    return list(areal_data.load(str(dataset), None).rows)
+    return list(areal_tau2.load(str(dataset), None).rows)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_every_line_becomes_a_row_naming_its_domain_line_and_snapshot(dataset, r
     assert {Path(r["db_path"]).name for r in rows if r["domain"] == "telecom"} == {"tau2_telecom_new_db_1.toml"}
     assert all(Path(r["db_path"]).is_file() for r in rows)
     assert len(json.dumps(rows[0])) < 400  # the Task stays in the file: rows are small
-    retail = areal_data.load(str(dataset), ["retail"])
+    retail = areal_tau2.load(str(dataset), ["retail"])
     assert {r["domain"] for r in retail.rows} == {"retail"} and len(retail.rows) == 4
     assert len(rows_dataset(list(retail.rows), min_size=10)) == 12  # repeated whole, like a τ² split
 
@@ -88,7 +88,7 @@ def test_the_config_validates_and_the_domain_choice_picks_rows(dataset):
     assert job.domains == ("airline", "telecom") and len(job.rl_data.rows) == 8
     assert exp.data.source == "areal_tau2" and exp.train_dataset.split == RL_SPLIT
     assert exp.experiment_name == "tau2-qwen3-1.7b-areal-tau2"
-    summary = areal_data.summary(areal_data.load(exp.data.path, exp.data.domains))
+    summary = areal_tau2.summary(areal_tau2.load(exp.data.path, exp.data.domains))
     assert summary.startswith("8 RL rows (airline 5, telecom 3), left out: retail; 2 snapshot(s) found")
 
 
@@ -183,20 +183,20 @@ def test_data_tau2_reads_no_path_nor_weights(override, dataset):
 
 
 def test_mixing_weights_give_each_domain_its_share_of_an_epoch(dataset):
-    loaded = areal_data.load(str(dataset), None)  # airline 5, retail 4, telecom 3
-    assert areal_data.mixed_rows(loaded, {}, seed=1) == list(loaded.rows)
-    mixed = areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
+    loaded = areal_tau2.load(str(dataset), None)  # airline 5, retail 4, telecom 3
+    assert areal_tau2.mixed_rows(loaded, {}, seed=1) == list(loaded.rows)
+    mixed = areal_tau2.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
     assert len(mixed) == len(loaded.rows) == 12
     assert Counter(r["domain"] for r in mixed) == {"airline": 3, "retail": 3, "telecom": 6}
     drawn = Counter(r["line"] for r in mixed)
     assert all(drawn[r["line"]] == 2 for r in loaded.rows if r["domain"] == "telecom")  # repeated whole
     assert all(drawn[r["line"]] <= 1 for r in loaded.rows if r["domain"] != "telecom")  # drawn, no row twice
-    assert mixed == areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
-    assert mixed != areal_data.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=2)
+    assert mixed == areal_tau2.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=1)
+    assert mixed != areal_tau2.mixed_rows(loaded, {"airline": 1, "retail": 1, "telecom": 2}, seed=2)
     # shares that do not divide evenly: the largest remainders get the rows left over
-    assert areal_data.domain_counts(12, {"airline": 1, "retail": 1, "telecom": 1}) == {
+    assert areal_tau2.domain_counts(12, {"airline": 1, "retail": 1, "telecom": 1}) == {
         "airline": 4, "retail": 4, "telecom": 4}
-    assert areal_data.domain_counts(10, {"airline": 1, "retail": 1, "telecom": 1}) == {
+    assert areal_tau2.domain_counts(10, {"airline": 1, "retail": 1, "telecom": 1}) == {
         "airline": 4, "retail": 3, "telecom": 3}
 
 
