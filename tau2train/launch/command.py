@@ -17,15 +17,15 @@ from tau2train.compat.areal import restore_stdlib_logging
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.overrides import CONFIG_MODULE, CONFIG_NAME, MULTIRUN_FLAGS
 from tau2train.config.registry import register
+from tau2train.launch.clusters import backend
+from tau2train.launch.clusters.local import Terminated
 from tau2train.launch.evaluate import EvalIncomplete, EvalServerFailed
-from tau2train.launch.local import Terminated, run_locally
 from tau2train.launch.preview import preview
-from tau2train.launch.recipe import StageFailed
 from tau2train.launch.process_state import quiet_until_exit
-from tau2train.launch.slurm import launch_on_slurm
+from tau2train.launch.recipe import StageFailed
 from tau2train.launch.stale import check_user_sim_record
-from tau2train.launch.watch import RunStopped
 from tau2train.launch.sweeps import hydra_sweeper, prepare, run_hydra_sweep
+from tau2train.launch.watch import RunStopped
 from tau2train.records.overrides import override_key
 
 # Exit status when a server the run started (an evaluated checkpoint's) failed, one it
@@ -75,10 +75,8 @@ def execute(argv: list[str]) -> None:
             check_user_sim_record(job.config)
         if jobs[0].config.dry_run:
             preview(jobs)
-        elif jobs[0].config.on_slurm:
-            launch_on_slurm(jobs)
         else:
-            run_locally(jobs)
+            backend(jobs[0].config).launch(jobs)
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(BAD_INPUT_EXIT_CODE)

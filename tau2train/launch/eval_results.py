@@ -29,7 +29,6 @@ from tau2train.reports.leaderboard import CUSTOM, render_comparison, submission
 from tau2train.reports.metrics import EXCLUDED
 from tau2train.schemas import ALL_TASKS, ExperimentConfig
 
-
 # What failed outside the agent (InfraFailure.cause), as the report names it, and where to look.
 CAUSES = {
     AGENT_ENDPOINT: (AGENT, "eval.agent_base_url and eval.agent_model"),

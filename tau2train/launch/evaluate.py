@@ -22,9 +22,8 @@ from pathlib import Path
 from tau2train.config.checked import Checked
 from tau2train.config.servers import ServedCheckpoint, server_command
 from tau2train.launch.endpoints import check_endpoints
-from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_contract import contract_lines, eval_contract, scored_tasks
-from tau2train.launch.eval_training import training
+from tau2train.launch.eval_episodes import AGENT_API_KEY_ENV, play_all
 from tau2train.launch.eval_results import (
     base_model_report,
     build_report,
@@ -33,6 +32,7 @@ from tau2train.launch.eval_results import (
     write_results,
 )
 from tau2train.launch.eval_tracking import track
+from tau2train.launch.eval_training import training
 from tau2train.records.checkpoints import BASE_STEP
 from tau2train.records.eval_report import Training
 from tau2train.records.layout import eval_dir, eval_root

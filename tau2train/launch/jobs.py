@@ -1,7 +1,7 @@
 """What each job Hydra launches runs: a Slurm job submitted through hydra-submitit-launcher
 (pickled by reference, so it imports this module in the job), or a point of a Hydra
 sweeper's sweep; and the job record (job.json) every run keeps, launched so or on this machine
-(tau2train.launch.local)."""
+(tau2train.launch.clusters.local)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ from typing import Any
 from tau2train.config import validate as checks
 from tau2train.config.checked import Checked
 from tau2train.config.compose import Composed
+from tau2train.launch.clusters import backend
 from tau2train.launch.evaluate import eval_plan, run_eval
-from tau2train.launch.plan import slurm_submission, train_plan
+from tau2train.launch.plan import train_plan
 from tau2train.launch.recipe import check_recipe, recipe_plan, run_recipe
 from tau2train.launch.sft import run_sft, sft_plan
 from tau2train.launch.train import run_training
@@ -46,11 +47,12 @@ def checked(composed: Composed) -> Checked:
 
 
 def plan(checked: Checked) -> str:
-    """The mode's plan, after writing what its run would read; on Slurm, with the job it would
-    submit."""
+    """The mode's plan, after writing what its run would read, and its cluster backend's
+    section (on Slurm: the job it would submit)."""
     use_task_set(checked.config.econfig)  # the plan reads the tasks the run would play
     text = entry(checked.config).plan(checked)
-    return text + "\n\n" + slurm_submission(checked) if checked.config.on_slurm else text
+    section = backend(checked.config).plan_section
+    return text + "\n\n" + section(checked) if section else text
 
 
 def dry_run(checked: Checked) -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from tau2train.config.checked import Checked
 from tau2train.config.placement import eval_server_gpus
-from tau2train.launch.jobs import run_submitted_job
+from tau2train.launch.clusters import backend
 from tau2train.launch.modes import plan
-from tau2train.launch.slurm import job_arrays, sbatch_preview
 from tau2train.reports.sweep import parse_overrides, varying_keys
 from tau2train.reports.tables import align
 from tau2train.schemas import ExperimentConfig
@@ -27,12 +26,13 @@ def preview(jobs: list[Checked]) -> None:
     if len(jobs) > 1:
         print(f"\n(the plan of point 1; {len(jobs) - 1} more point(s) in the table below, each planned alone by "
               f"`{Path(sys.executable).name} -m tau2train.run dry_run=true <its overrides>`)")
-    arrays = job_arrays(jobs) if jobs[0].config.on_slurm else []
+    cluster = backend(jobs[0].config)
+    arrays = cluster.script_groups(jobs)
     for number, array in enumerate(arrays, 1):
         which = f": array {number} in the table below" if len(jobs) > 1 else ""
         print(f"\nsbatch script of {len(array)} job(s){which} "
               "(made by hydra-submitit-launcher/submitit; not submitted):\n")
-        print(sbatch_preview(array, run_submitted_job))
+        print(cluster.script(array))
     if len(jobs) > 1:
         print("\n" + "\n".join(sweep_table(jobs, arrays)))
 

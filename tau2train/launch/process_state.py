@@ -12,7 +12,7 @@ notebook may): each call leaves the process as it found it. A run changes:
   players' and the NL judge's `generate`, the data directory tau2 reads and retail's tools
   (tau2train.rollout.tau2_data_dir).
 (submitit's executor class is swapped for one call and put back by the Slurm launcher
-plugin itself; SIGTERM's handler by `launch.local.sigterm_unwinds`.)
+plugin itself; SIGTERM's handler by `launch.clusters.local.sigterm_unwinds`.)
 """
 
 from __future__ import annotations

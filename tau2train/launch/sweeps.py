@@ -19,10 +19,11 @@ from tau2train.config.compose import (
 from tau2train.config.endpoints import check_reached_from_slurm
 from tau2train.config.errors import ConfigError
 from tau2train.config.overrides import MULTIRUN_FLAGS
+from tau2train.launch.clusters import backend
+from tau2train.launch.clusters.slurm import launcher_session
 from tau2train.launch.endpoints import check_endpoints, endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.modes import checked, dry_run
-from tau2train.launch.slurm import launcher_session
 from tau2train.records.overrides import split_override
 
 # A Hydra sweeper's points get trial0, trial1, ... (job numbers: unique across its batches).
@@ -133,8 +134,7 @@ def run_hydra_sweep(overrides: list[str]) -> None:
     check_reached_from_slurm([(exp, endpoints(job))])  # cluster=slurm: no loopback server
     check_endpoints(job)
     extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
-    if exp.on_slurm:
-        extra.append("hydra.launcher.wait_for_results=true")
+    extra += backend(exp).sweeper_overrides
     with launcher_session() as hydra:
         hydra.multirun(CONFIG_NAME, run_sweeper_job, [*overrides, *extra], with_log_configuration=False)
     print(f"sweep results: {Path(exp.run_dir).parent}/optimization_results.yaml\n"

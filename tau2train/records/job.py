@@ -2,7 +2,7 @@
 
 The submitter writes SUBMITTED (with the Slurm job id and log paths); the job writes RUNNING
 when it starts (again after a requeue), then COMPLETED, FAILED or REQUEUED. A run on this
-machine (tau2train.launch.local) writes RUNNING, then COMPLETED or FAILED, with no Slurm id.
+machine (tau2train.launch.clusters.local) writes RUNNING, then COMPLETED or FAILED, with no Slurm id.
 `python -m tau2train.reports.sweep` reads these files; nothing else keeps state.
 """
 

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 
 from tau2train.config.checked import Checked
+from tau2train.launch.clusters import Backend
 from tau2train.launch.jobs import run_recorded
 
 
@@ -39,3 +40,6 @@ def run_locally(jobs: list[Checked]) -> None:
     with sigterm_unwinds():
         for job in jobs:
             run_recorded(job.composed, job)
+
+
+BACKEND = Backend(launch=run_locally)

@@ -20,8 +20,10 @@ from tau2train.compat.hydra import Hydra, launcher_context
 from tau2train.config.checked import Checked
 from tau2train.config.compose import CONFIG_NAME, hydra_session
 from tau2train.config.endpoints import check_reached_from_slurm
+from tau2train.launch.clusters import Backend
 from tau2train.launch.endpoints import check_endpoint, endpoints
 from tau2train.launch.jobs import run_description, run_submitted_job
+from tau2train.launch.plan import slurm_submission
 from tau2train.records.job import JobState, now, read_job_record, update_job_record
 
 # Launcher settings that may differ between the points of one array (it shares the rest).
@@ -123,3 +125,18 @@ def launch_on_slurm(jobs: list[Checked]) -> None:
         check_endpoint(endpoint)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]
     print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))
+
+
+def preview_script(jobs: list[Checked]) -> str:
+    """The sbatch script submitit would write for one array of `jobs` (nothing submitted)."""
+    return sbatch_preview(jobs, run_submitted_job)
+
+
+BACKEND = Backend(
+    launch=launch_on_slurm,
+    plan_section=slurm_submission,
+    script_groups=job_arrays,
+    script=preview_script,
+    # a sweeper picks each next point from the last ones' rewards: the launcher waits for them
+    sweeper_overrides=("hydra.launcher.wait_for_results=true",),
+)
