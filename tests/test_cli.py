@@ -167,6 +167,9 @@ def test_conf_works_from_a_regular_install_run_elsewhere(tmp_path):
         check=True, capture_output=True, text=True, timeout=300,
     )
     assert (target / "tau2train" / "conf" / "model" / "qwen3_8b.yaml").is_file()
+    # every package of the source tree is installed (pyproject.toml lists them by hand)
+    packages = {p.parent.relative_to(REPO) for p in (REPO / "tau2train").rglob("__init__.py")}
+    assert {p for p in packages if not (target / p / "__init__.py").is_file()} == set()
     env = {"PYTHONPATH": str(target)}
     where = subprocess.run(
         [sys.executable, "-c", "import tau2train; print(tau2train.__file__)"],
