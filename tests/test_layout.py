@@ -101,9 +101,9 @@ def test_imports_point_down_the_layers(path):
 def test_a_lazy_import_across_the_layers_is_caught(tmp_path):
     module = tmp_path / "workflow.py"
     module.write_text((PACKAGE / "rollout" / "workflow.py").read_text()
-                      + "\n\ndef _f():\n    from tau2train.launch.slurm import submit\n    import submitit\n")
+                      + "\n\ndef _f():\n    from tau2train.launch.clusters.slurm import submit\n    import submitit\n")
     wrong = violations(module, "rollout")
-    assert len(wrong) == 2 and "tau2train.launch.slurm" in wrong[0] and "submitit" in wrong[1], wrong
+    assert len(wrong) == 2 and "tau2train.launch.clusters.slurm" in wrong[0] and "submitit" in wrong[1], wrong
 
 
 def fresh_imports(modules: list[str]) -> list[str]:

@@ -180,7 +180,7 @@ def test_the_command_refuses_before_anything_is_submitted_or_written(cli, tmp_pa
     """As a user types it: exit 2, one message, no run directory, nothing submitted (and the
     loopback server is not probed: it would answer here, not on the node)."""
     import tau2train.config.endpoints as seam
-    from tau2train.launch import slurm
+    from tau2train.launch.clusters import slurm
 
     monkeypatch.setattr(seam, "slurm_nodes", nodes_on("gpu001"))
     monkeypatch.setattr(slurm, "check_endpoint", lambda endpoint: pytest.fail("probed before the loopback check"))
