@@ -71,14 +71,6 @@ def queued(cluster: Cluster) -> list[str]:
     return [line for line in out.splitlines() if line.split("|")[1].startswith(EXPERIMENT)]
 
 
-def jobcomp(cluster: Cluster) -> list[dict[str, str]]:
-    """Slurm's record of every ended job (jobcomp/filetxt)."""
-    if not cluster.jobcomp.exists():
-        return []
-    return [dict(f.split("=", 1) for f in line.split() if "=" in f)
-            for line in cluster.jobcomp.read_text().splitlines()]
-
-
 def main_log(root: Path) -> str:
     """AReaL's controller log (empty until it exists)."""
     logs = list((root / "experiments" / "logs").glob(f"*/{EXPERIMENT}/{TRIAL}/main.log"))
@@ -101,7 +93,7 @@ def multihost_processes(cluster: Cluster, host: str) -> list[int]:
 
 def ended_jobs(cluster: Cluster, jobs: dict[str, str]) -> dict[str, dict[str, str]] | None:
     """{what: Slurm's record} of the jobs `jobs` names ({what: job id}), once all have ended."""
-    by_id = {record["JobId"]: record for record in jobcomp(cluster)}
+    by_id = cluster.jobcomp_records()
     if not set(jobs.values()) <= set(by_id):
         return None
     return {what: by_id[job_id] for what, job_id in jobs.items()}

@@ -24,19 +24,8 @@ def _as_root():
     require_root()
 
 
-def jobcomp_records(cluster: Cluster) -> dict[str, dict[str, str]]:
-    """Slurm's record of the ended jobs (jobcomp/filetxt), by job id: {'JobState': ..., 'NodeList': ...}."""
-    if not cluster.jobcomp.exists():
-        return {}
-    records = {}
-    for line in cluster.jobcomp.read_text().splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        records[fields["JobId"]] = fields
-    return records
-
-
 def ended(cluster: Cluster, job_ids: list[str]) -> dict[str, dict[str, str]] | None:
-    records = jobcomp_records(cluster)
+    records = cluster.jobcomp_records()
     return {j: records[j] for j in job_ids} if all(j in records for j in job_ids) else None
 
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
-from dataclasses import dataclass
 
+from tau2train.launch.role_jobs import RoleJob, role_jobs, slurm_output
 from tau2train.launch.watch import RunStopped, Watch, stopping_on
 
 HOST_LOSS_SIGNAL = signal.SIGUSR2
 WATCH_EVERY_S = 5.0
-SLURM_TIMEOUT_S = 30  # one squeue/sinfo call; one that does not answer is asked again next time
 # a role job in these states is alive (a job of the trial's roles that ends otherwise is lost)
 ALIVE = ("RUNNING", "COMPLETING")
 # a node in these states (sinfo %t; "*": not answering slurmctld) has lost its jobs
@@ -34,42 +32,10 @@ class HostLost(RunStopped):
     """A role job's host failed; the message names the host, the role and the Slurm job."""
 
 
-@dataclass(frozen=True)
-class RoleJob:
-    """One role's Slurm job, as squeue lists it."""
-
-    job_id: str
-    name: str  # <experiment>_<trial>:<role>
-    state: str  # RUNNING, NODE_FAIL, ...
-    node: str  # its NodeList (one node per role on the layouts tau2train ships per role)
-
-    @property
-    def role(self) -> str:
-        return self.name.rsplit(":", 1)[1]
-
-
-def _slurm(argv: list[str]) -> str | None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=SLURM_TIMEOUT_S, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def role_jobs(prefix: str) -> list[RoleJob] | None:
-    """This user's jobs named `prefix<role>`, in any state Slurm still lists; None when Slurm
-    does not answer."""
-    out = _slurm(["squeue", "-h", "--me", "-t", "all", "-o", "%i|%j|%T|%N"])
-    if out is None:
-        return None
-    jobs = [RoleJob(*line.split("|", 3)) for line in out.splitlines() if line.count("|") == 3]
-    return [job for job in jobs if job.name.startswith(prefix)]
-
-
 def node_states(nodelist: str) -> dict[str, str]:
     """{node: sinfo's compact state (idle, alloc*, down*, ...)} of each node of a job's NodeList
     (t2c3, gpu[01-04]); {} when Slurm does not answer."""
-    out = _slurm(["sinfo", "-h", "-N", "-n", nodelist, "-o", "%N|%t"])
+    out = slurm_output(["sinfo", "-h", "-N", "-n", nodelist, "-o", "%N|%t"])
     if out is None:
         return {}
     return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
@@ -85,11 +51,11 @@ class RoleJobWatch(Watch):
 
     def __init__(self, experiment: str, trial: str):
         super().__init__("tau2train-host-watch", WATCH_EVERY_S)
-        self.prefix = f"{experiment}_{trial}:"
+        self.experiment, self.trial = experiment, trial
         self.running: dict[str, RoleJob] = {}  # job id -> the job as last seen running
 
     def check(self) -> str | None:
-        jobs = role_jobs(self.prefix)
+        jobs = role_jobs(self.experiment, self.trial, ended=True)
         if jobs is None:
             return None
         listed = {job.job_id: job for job in jobs}

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import subprocess
 import sys
 from typing import Any
 
 from areal import PPOTrainer as ArealPPOTrainer
 
 from tau2train.compat.areal import report_sums, slurm_scheduler, with_trainer_hooks
+from tau2train.launch.role_jobs import role_jobs, slurm_output
 from tau2train.rollout.lost_episodes import COUNTED
 
 logger = logging.getLogger("tau2train.launch.trainer")
@@ -67,28 +67,19 @@ def _with_this_python(spec: Any) -> Any:
 
 def cancel_leftover_worker_jobs(experiment: str, trial: str) -> list[str]:
     """Cancel this trial's worker jobs that an earlier controller left queued or running (it
-    was killed hard, or its node failed, before it could cancel them; AReaL's worker jobs have
-    no time limit), before new ones are submitted: they would hold GPUs for nobody. AReaL
-    names them `<experiment>_<trial>:<role>` (areal/infra/scheduler/slurm.py:164). Returns
-    the ids cancelled; Slurm not answering is left to AReaL's own calls to report."""
-    prefix = f"{experiment}_{trial}:"
-    try:
-        listed = subprocess.run(
-            ["squeue", "-h", "--me", "-o", "%i|%j"], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    found = [line.split("|", 1) for line in listed.splitlines() if "|" in line]
-    leftover = [(job_id, name) for job_id, name in found if name.startswith(prefix)]
+    was killed hard, or its node failed, before it could cancel them; they run until the
+    controller's time limit), before new ones are submitted: they would hold GPUs for nobody.
+    Returns the ids cancelled; Slurm not answering is left to AReaL's own calls to report."""
+    leftover = role_jobs(experiment, trial, ended=False) or []
     if leftover:
-        subprocess.run(["scancel", *(job_id for job_id, _ in leftover)], capture_output=True, timeout=60)
-        jobs = ", ".join(f"{job_id} ({name})" for job_id, name in leftover)
+        slurm_output(["scancel", *(job.job_id for job in leftover)])
+        jobs = ", ".join(f"{job.job_id} ({job.name})" for job in leftover)
         print(
             f"warning: cancelled {len(leftover)} worker job(s) an earlier controller of "
             f"{experiment}/{trial} left behind: {jobs}",
             file=sys.stderr, flush=True,
         )
-    return [job_id for job_id, _ in leftover]
+    return [job.job_id for job in leftover]
 
 
 class PPOTrainer(with_trainer_hooks(ArealPPOTrainer)):

@@ -197,6 +197,16 @@ class Cluster:
         """Slurm's record of every ended job (jobcomp/filetxt): JobId, NodeList, JobState, ..."""
         return self.root / "jobcomp.txt"
 
+    def jobcomp_records(self) -> dict[str, dict[str, str]]:
+        """Slurm's record of every ended job, by job id: {'JobState': ..., 'NodeList': ...}."""
+        if not self.jobcomp.exists():
+            return {}
+        records = {}
+        for line in self.jobcomp.read_text().splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            records[fields["JobId"]] = fields
+        return records
+
     @property
     def munge_socket(self) -> Path:
         return self.root / "munge" / "munge.socket"
