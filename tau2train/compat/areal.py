@@ -289,7 +289,10 @@ def with_trainer_hooks(base: type) -> type:
       own, from `_init_scheduler`, which builds each scheduler with its constructor's defaults
       (areal/trainer/rl_trainer.py:922);
     - `proxies_started()`: called once, right after AReaL's `_ensure_proxy_started` (which
-      `train()` calls, :587) has started the rollout proxies (its `_proxy_started` flag)."""
+      `train()` calls, :587) has started the rollout proxies (its `_proxy_started` flag).
+
+    AReaL's `_ensure_proxy_started` runs inside compat.areal_ray.proxy_start_allowed: past its
+    refusal of Ray (:1395) where the scheduler is compat.areal_ray's, which starts proxies."""
 
     class HookedPPOTrainer(base):
         def own_scheduler(self) -> Any | None:
@@ -303,8 +306,11 @@ def with_trainer_hooks(base: type) -> type:
             return super()._init_scheduler() if scheduler is None else scheduler
 
         def _ensure_proxy_started(self):
+            from tau2train.compat.areal_ray import proxy_start_allowed
+
             was_started = getattr(self, PROXY_STARTED)
-            super()._ensure_proxy_started()
+            with proxy_start_allowed(self):  # AReaL refuses proxies on Ray (compat.areal_ray)
+                super()._ensure_proxy_started()
             if not was_started and getattr(self, PROXY_STARTED):
                 self.proxies_started()
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from typing import Any
 
 from areal import PPOTrainer as ArealPPOTrainer
 
 from tau2train.compat.areal import report_sums, slurm_scheduler, with_trainer_hooks
+from tau2train.compat.areal_ray import ray_scheduler
 from tau2train.launch.role_jobs import role_jobs, slurm_output
 from tau2train.rollout.lost_episodes import COUNTED
+from tau2train.serving.ray_worker import worker_env as ray_worker_env
 
 logger = logging.getLogger("tau2train.launch.trainer")
 
@@ -153,7 +156,17 @@ class PPOTrainer(with_trainer_hooks(ArealPPOTrainer)):
     def own_scheduler(self) -> Any | None:
         """On `scheduler.type=slurm`, AReaL's Slurm scheduler placing the workers as
         `actor.scheduling_spec[0]` says, once this trial's leftover worker jobs are cancelled;
-        None (AReaL's own scheduler) otherwise."""
+        on `scheduler.type=ray`, AReaL's Ray scheduler made to fork workers and start the
+        rollout proxies (compat.areal_ray), on the Ray cluster at cluster.ray.address (else
+        $RAY_ADDRESS), its Ray workers patched as the workers' command would patch them
+        (serving.ray_worker); None (AReaL's own scheduler) otherwise."""
+        if self.config.scheduler.type == "ray":
+            address = getattr(getattr(getattr(self.config, "cluster", None), "ray", None), "address", None) \
+                or os.environ.get("RAY_ADDRESS")
+            if not address:
+                raise RuntimeError("scheduler.type=ray needs the Ray cluster's address: cluster.ray.address or $RAY_ADDRESS")
+            return ray_scheduler(self.config, address=address,
+                                 worker_setup_env=ray_worker_env(self.config.actor.scheduling_spec[0].cmd))
         if self.config.scheduler.type != "slurm":
             return None
         cancel_leftover_worker_jobs(self.config.experiment_name, self.config.trial_name)

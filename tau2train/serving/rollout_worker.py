@@ -8,7 +8,9 @@ the command its rollout worker starts SGLang with (compat.areal.launch_sglang_as
 tau2train.serving.cpu_sglang <AReaL's SGLang flags>`, and its FSDP engine, which computes the
 vocabulary-wide work only at the positions trained (compat.areal.logits_only_where_read). The
 actor and rollout workers run the same command (AReaL's local scheduler starts every role from
-`scheduling_spec.cmd`); each uses the patch its role needs.
+`scheduling_spec.cmd`); each uses the patch its role needs. Under Ray, which runs no
+`scheduling_spec.cmd`, the same patches (`patch_worker`) are applied in Ray's worker processes
+by tau2train.serving.ray_worker.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ SERVER_ARGS = ("--torch-threads", "1")
 RPC_SERVER = "areal.infra.rpc.rpc_server"
 
 
-def run_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
-    """AReaL's RPC server in this process, its inference servers `python -m <server_module>`,
-    its FSDP engine computing logits only where they are read (a CPU's training step is
-    otherwise ~40x the work: compat.areal.logits_only_where_read)."""
+def patch_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
+    """This process's AReaL worker (its RPC server, local/Slurm or Ray) starts its inference
+    servers as `python -m <server_module> <server_args>`, and its FSDP engine computes logits
+    only where they are read (a CPU's training step is otherwise ~40x the work:
+    compat.areal.logits_only_where_read)."""
     launch_sglang_as(server_module, *server_args)
     logits_only_where_read_once_loaded()
+
+
+def run_worker(server_module: str = SERVER_MODULE, *server_args: str) -> None:
+    """AReaL's RPC server in this process, patched as `patch_worker` says."""
+    patch_worker(server_module, *server_args)
     sys.argv[0] = RPC_SERVER
     runpy.run_module(RPC_SERVER, run_name="__main__", alter_sys=True)
 
