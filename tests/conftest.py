@@ -109,6 +109,18 @@ def multihost():
     hosts.release()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster(multihost):
+    """A Ray cluster over the several-host cluster (tests/helpers/ray_cluster.py: the head on its
+    first host, a worker node on each other), started on first use (~20 s) and stopped at the
+    session's end. A test that loses a host restores it (`ray_cluster.restore(host)`)."""
+    from helpers.ray_cluster import RayCluster
+
+    ray = RayCluster(multihost).start()
+    yield ray
+    ray.stop()
+
+
 @pytest.fixture
 def slurm_root(tmp_path: Path) -> list[str]:
     return slurm_overrides(tmp_path)
