@@ -131,7 +131,7 @@ def test_hydra_verbs_keep_working(cli, tmp_path):
     assert "tau2train-config-reference" in help_.stdout  # where every key is documented
     assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b, tiny_qwen3" in help_.stdout
     assert "domain: airline, mock, retail, telecom" in help_.stdout
-    assert "cluster: local, slurm" in help_.stdout
+    assert "cluster: local, ray, slurm" in help_.stdout
 
     info = cli("--info", "defaults", "model=qwen3_8b", cwd=tmp_path)
     assert info.returncode == 0

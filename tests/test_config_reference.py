@@ -39,7 +39,7 @@ def test_every_tau2train_field_has_a_help():
 
 
 def test_every_group_and_nested_schema_has_a_section():
-    assert {"top level", "econfig", "econfig.nl_judge", "group_filter", "model", "domain", "data", "allocation", "slurm", "eval",
+    assert {"top level", "econfig", "econfig.nl_judge", "group_filter", "model", "domain", "data", "allocation", "slurm", "ray", "eval",
             "eval.server", "trainer", "sft", "tracking", "user_sim", "user_sim.slurm", "reward", "reward.terms[]"} == set(section_names())
 
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from areal.api.cli_args import PPOConfig as ArealPPOConfig
-from helpers.cli import USER_SIM, slurm_overrides
+from helpers.cli import USER_SIM, cluster_overrides, slurm_overrides
 
 from tau2train.config.compose import compose
 from tau2train.config.errors import ConfigError
@@ -22,7 +22,7 @@ CLUSTERS = group_options("cluster")
 def test_every_group_has_its_choices():
     assert MODELS == ["qwen3_1_7b", "qwen3_235b_a22b", "qwen3_30b_a3b", "qwen3_8b", "tiny_qwen3"]
     assert DOMAINS == ["airline", "mock", "retail", "telecom"]
-    assert CLUSTERS == ["local", "slurm"]
+    assert CLUSTERS == ["local", "ray", "slurm"]
     assert len(group_options("allocation")) == 5
     assert group_options("tracking") == ["none", "wandb"]
     assert group_options("user_sim") == ["qwen2_5_72b", "qwen2_5_7b", "rule_based"]
@@ -43,7 +43,7 @@ DEFAULT_ALLOCATION = {
 
 @pytest.mark.parametrize("model,domain,cluster", list(itertools.product(MODELS, DOMAINS, CLUSTERS)))
 def test_every_combination_composes_and_validates(model, domain, cluster, tmp_path):
-    extra = slurm_overrides(tmp_path) if cluster == "slurm" else []
+    extra = cluster_overrides(cluster, tmp_path)
     composed = compose([f"model={model}", f"domain={domain}", f"cluster={cluster}", USER_SIM, *extra])
     exp = composed.config
     assert isinstance(exp, PPOConfig) and isinstance(exp, ArealPPOConfig)

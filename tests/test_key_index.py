@@ -123,7 +123,7 @@ def test_help_is_answered_early_as_hydra_answers_it(argv, hydras_help, tmp_path)
     assert answer.returncode == 0
     assert answer.stdout == hydras_help
     assert "model: qwen3_1_7b, qwen3_235b_a22b, qwen3_30b_a3b, qwen3_8b, tiny_qwen3\n" in answer.stdout
-    assert "schema: allocation, cluster, data, domain, model, reward, slurm, tracking, user_sim\n" in answer.stdout
+    assert "schema: allocation, cluster, data, domain, model, ray, reward, slurm, tracking, user_sim\n" in answer.stdout
 
 
 def test_a_typo_and_help_load_no_areal_in_a_fresh_interpreter(tmp_path):

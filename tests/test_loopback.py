@@ -11,6 +11,7 @@ import socket
 import pytest
 from helpers.cli import USER_SIM, slurm_overrides
 
+from tau2train.config import endpoints as endpoints_module
 from tau2train.config.compose import compose
 from tau2train.config.endpoints import (
     SlurmNode,
@@ -19,6 +20,7 @@ from tau2train.config.endpoints import (
     parse_sinfo,
 )
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
+from tau2train.launch.clusters import backend
 from tau2train.launch.endpoints import endpoints
 from tau2train.launch.modes import checked
 
@@ -138,9 +140,10 @@ def test_a_url_the_nodes_reach_is_not_asked_about(root):
     check(job, never_asked)
 
 
-def test_a_local_run_is_unaffected():
+def test_a_local_run_is_unaffected(monkeypatch):
+    monkeypatch.setattr(endpoints_module, "slurm_nodes", never_asked)
     job = checked(compose([USER_SIM, "tracking=none"]))
-    check(job, never_asked)
+    backend(job.config).preflight([job])
 
 
 def test_each_endpoint_key_is_checked(root):

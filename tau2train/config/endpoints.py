@@ -165,14 +165,14 @@ def jobs_run_here(exp: ExperimentConfig, asked: tuple[list[SlurmNode] | None, st
 
 def check_reached_from_slurm(runs: Iterable[tuple[ExperimentConfig, Iterable[Any]]],
                              nodes: Callable[[], tuple[list[SlurmNode] | None, str]] | None = None) -> None:
-    """cluster=slurm: no endpoint a job talks to (Endpoint-like: key, url, role) is at a loopback
+    """No endpoint a Slurm job talks to (Endpoint-like: key, url, role) is at a loopback
     host, unless the job runs on this machine. `runs`: each run's config and the servers its
     episodes talk to (not the ones the job starts itself); `nodes`: Slurm's node list
     (slurm_nodes by default), asked at most once, and only for a loopback URL."""
     nodes = nodes or slurm_nodes
     asked: list = []
     for exp, endpoints in runs:
-        if not exp.on_slurm or exp.slurm.same_host is True:
+        if exp.slurm.same_host is True:
             continue
         for endpoint in endpoints:
             host = loopback_host(endpoint.url)

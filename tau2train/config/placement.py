@@ -45,7 +45,7 @@ def spans_nodes(config: Any) -> bool:
     """Whether the run's processes may run on several nodes: a training run (mode=train, sft)
     placed per_role_jobs, whose controller and roles are Slurm jobs of their own (every multi-node
     layout is). A single job, and mode=eval's one job, hold one node."""
-    if config.launcher != "slurm" or not facts(config.mode).gpu_roles:
+    if not facts(config.mode).gpu_roles:
         return False
     return placement(config.slurm.placement, config.cluster.n_nodes) is Placement.PER_ROLE_JOBS
 

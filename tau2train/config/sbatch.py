@@ -50,10 +50,8 @@ def sbatch_options_field(*, _root_: Any) -> dict[str, Any]:
 
 
 def check_sbatch_options(exp: ExperimentConfig) -> None:
-    """cluster=slurm: every Slurm name is one word, every extra option is sbatch's, takes a value a
-    #SBATCH line can hold, and is not one tau2train sets; ConfigError on the first that is not."""
-    if not exp.on_slurm:
-        return
+    """Every Slurm name is one word, every extra option is sbatch's, takes a value a #SBATCH
+    line can hold, and is not one tau2train sets; ConfigError on the first that is not."""
     for name in NAME_KEYS:
         value = getattr(exp.slurm, name)
         if value is not None:

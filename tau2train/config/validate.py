@@ -20,13 +20,13 @@ from tau2train.config.compose import Composed
 from tau2train.config.declared import check_declared
 from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
-from tau2train.config.gpu_layout import Layout
+from tau2train.config.clusters import cluster_checks
+from tau2train.config.gpu_layout import Layout, role_key
 from tau2train.config.key_index import declared_refusal
 from tau2train.config.overrides import group_options, load_choice
-from tau2train.config.placement import placement, spans_nodes
 from tau2train.config.played_tasks import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.config.reward import check_reward
-from tau2train.config.sbatch import check_sbatch_options
+from tau2train.config.storage import check_storage
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
 from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
@@ -46,7 +46,6 @@ from tau2train.schemas import (
 from tau2train.schemas.groups import CPU_SERVER_MAX_PARAMS
 from tau2train.schemas.modes import facts
 
-PLACEHOLDER_PREFIX = "/path/to"
 # Environment variables whose values must never be copied into a config.
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
@@ -58,7 +57,7 @@ def validate(composed: Composed, check_mode: Callable[[Composed], Checked]) -> C
     exp = composed.config
     check_declared(exp)
     check_names(exp)
-    check_sbatch_options(exp)
+    cluster_checks(exp).settings(exp)
     checked = check_mode(composed)
     check_tracking(exp)
     check_secrets_set_elsewhere(exp)
@@ -169,8 +168,8 @@ def check_layout(exp: ExperimentConfig) -> Layout:
     layout = parse_layout(exp)
     check_cpu_server(exp)
     check_engine(exp, layout)
+    cluster_checks(exp).layout(exp, layout)
     check_gpu_count(exp, layout)
-    check_placement(exp, layout)
     for role in facts(exp.mode).gpu_roles:
         check_model_fit(exp, role, getattr(layout, role).parallel)
     return layout
@@ -220,18 +219,10 @@ def check_names(exp: ExperimentConfig) -> None:
         )
 
 
-def _role_key(exp: ExperimentConfig, role: str) -> tuple[str, str]:
-    """The key the user set a role's backend with: the allocation group, or the role itself."""
-    value = getattr(exp, role).backend
-    if getattr(exp.allocation, role) == value:
-        return f"allocation.{role}", value
-    return f"{role}.backend", value
-
-
 def parse_layout(exp: ExperimentConfig) -> Layout:
     parsed = {}
     for role, backends in (("rollout", INFERENCE_BACKENDS), ("actor", TRAINING_BACKENDS)):
-        key, value = _role_key(exp, role)
+        key, value = role_key(exp, role)
         try:
             allocation = ModelAllocation.from_str(value, name=role)
         except Exception as error:  # AReaL's parser raises ValueError, its own errors, asserts
@@ -264,7 +255,7 @@ def check_engine(exp: ExperimentConfig, layout: Layout) -> None:
         for name in group_options("allocation")
         if load_choice("allocation", name).actor.split(":")[0] == exp.model.engine
     ]
-    key, value = _role_key(exp, "actor")
+    key, value = role_key(exp, "actor")
     raise ConfigError(
         key,
         value,
@@ -280,16 +271,6 @@ def check_gpu_count(exp: ExperimentConfig, layout: Layout) -> None:
     cluster = exp.cluster
     available = cluster.n_nodes * cluster.n_gpus_per_node
     needed = layout.n_gpus
-    if not exp.on_slurm and cluster.n_nodes != 1:
-        raise ConfigError(
-            "cluster.n_nodes",
-            cluster.n_nodes,
-            f"cluster=local runs on one node, but the allocation "
-            f"({exp.rollout.backend} + {exp.actor.backend}) is planned for {cluster.n_nodes} nodes",
-            valid="1 with cluster=local",
-            fix="use cluster=slurm for multi-node layouts, or a one-node layout: "
-            "allocation=n1_sglang_d6_archon_d2",
-        )
     if needed != available:
         raise ConfigError(
             "allocation",
@@ -304,55 +285,9 @@ def check_gpu_count(exp: ExperimentConfig, layout: Layout) -> None:
         )
 
 
-def check_placement(exp: ExperimentConfig, layout: Layout) -> None:
-    """cluster=slurm: the run's placement (tau2train.config.placement) can hold its layout."""
-    if not exp.on_slurm:
-        return
-    n_nodes = exp.cluster.n_nodes
-    where = placement(exp.slurm.placement, n_nodes)
-    if where is Placement.SINGLE_JOB and n_nodes > 1:
-        raise ConfigError(
-            "slurm.placement", exp.slurm.placement,
-            f"a single job holds one node, and the layout needs cluster.n_nodes={n_nodes}",
-            valid="auto or per_role_jobs for a multi-node layout",
-            fix="drop slurm.placement (auto), or pick a one-node layout: allocation=n1_sglang_d6_archon_d2",
-        )
-    if where is Placement.SINGLE_JOB and exp.slurm.container_type != "none":
-        raise ConfigError(
-            "slurm.container_type", exp.slurm.container_type,
-            "a one-node run is one job, and AReaL's local scheduler starts its workers in the job's own "
-            "environment: containers apply to AReaL's per-role jobs only",
-            valid="none with a one-node layout",
-            fix="set slurm.container_type=none and prepare the job's environment with slurm.setup lines",
-        )
-    if where is Placement.PER_ROLE_JOBS:
-        check_whole_nodes(exp, layout)
-
-
-def check_whole_nodes(exp: ExperimentConfig, layout: Layout) -> None:
-    """AReaL's Slurm scheduler gives each role whole nodes and raises once the job runs
-    otherwise (areal/infra/scheduler/slurm.py:816: a role's GPUs, world size x GPUs per worker,
-    a multiple of cluster.n_gpus_per_node; workers declared without GPUs ask for none)."""
-    per_node = exp.cluster.n_gpus_per_node
-    if exp.actor.scheduling_spec[0].gpu == 0:
-        return
-    for role in facts(exp.mode).gpu_roles:
-        gpus = getattr(layout, role).parallel.world_size
-        if gpus % per_node:
-            key, value = _role_key(exp, role)
-            raise ConfigError(
-                key, value,
-                f"uses {gpus} GPUs, and AReaL's Slurm scheduler gives each role whole nodes of "
-                f"cluster.n_gpus_per_node={per_node} GPUs (it would fail inside the job)",
-                valid=f"a multiple of {per_node} GPUs per role: {per_node}, {2 * per_node}, {3 * per_node}, ...",
-                fix="resize the roles to whole nodes (e.g. allocation.rollout=sglang:d16 "
-                "allocation.actor=archon:d8 on 3 nodes), or fit the layout on one node (one job)",
-            )
-
-
 def check_model_fit(exp: ExperimentConfig, role: str, parallel: ParallelStrategy) -> None:
     model = exp.model
-    key, value = _role_key(exp, role)
+    key, value = role_key(exp, role)
     tp, pp, ep = parallel.tp_size, parallel.pp_size, parallel.ep_size
     problems = []
     if model.num_attention_heads % tp:
@@ -640,92 +575,6 @@ def check_user_simulator(exp: ExperimentConfig, played: tuple[str, ...]) -> tupl
             "or econfig.solo_mode=true for domains without a user",
         )
     return endpoints
-
-
-def check_storage(exp: ExperimentConfig) -> None:
-    check_no_whitespace(exp)
-    if not exp.on_slurm:
-        return
-    shared = check_shared_paths(exp)
-    for key, path in (
-        ("cluster.fileroot", exp.cluster.fileroot),
-        ("cluster.name_resolve.nfs_record_root", exp.cluster.name_resolve.nfs_record_root),
-    ):
-        problem = None
-        valid = "an absolute path on shared storage (NFS, Lustre, GPFS, ...)"
-        fix = f"add {key}=/your/shared/storage/..."
-        if path.startswith(PLACEHOLDER_PREFIX):
-            problem = "is a placeholder, not a real directory"
-        elif not os.path.isabs(path):
-            problem = "must be an absolute path"
-        elif spans_nodes(exp) and (local := node_local_dir(path)) and not under_any(path, shared):
-            nodes = (f"{exp.cluster.n_nodes} nodes" if exp.cluster.n_nodes > 1
-                     else "slurm.placement=per_role_jobs's jobs, each on a node Slurm picks,")
-            problem = f"{local} is local to each node; {nodes} need shared storage"
-            valid += f", or a path under one {SHARED_PATHS_KEY} names"
-            fix += (f", or, when {path} is in fact shared by every node (shared storage mounted there), "
-                    f"{SHARED_PATHS_KEY}=[{path}]")
-        if problem:
-            raise ConfigError(
-                key,
-                path,
-                f"cluster=slurm needs a shared directory every node can see; this {problem}",
-                valid=valid,
-                fix=fix,
-            )
-
-
-SHARED_PATHS_KEY = "slurm.shared_paths"
-# directories each node has its own of (tmpfs or a local disk), whatever a path's name under them
-NODE_LOCAL_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
-
-
-def under(path: str, root: str) -> bool:
-    path, root = os.path.normpath(path), os.path.normpath(root)
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def under_any(path: str, roots: list[str]) -> bool:
-    """`path` lies in one of `roots`, as written or with its symlinks followed."""
-    return any(under(path, r) or under(os.path.realpath(path), os.path.realpath(r)) for r in roots)
-
-
-def node_local_dir(path: str) -> str | None:
-    """The node-local directory (NODE_LOCAL_DIRS) `path` lies in, as written or with its symlinks
-    followed (a link into /tmp is no shared directory), or None."""
-    for candidate in (path, os.path.realpath(path)):
-        for local in NODE_LOCAL_DIRS:
-            if under(candidate, local):
-                return local
-    return None
-
-
-def check_shared_paths(exp: ExperimentConfig) -> list[str]:
-    """slurm.shared_paths: absolute directories (what the storage check accepts under them)."""
-    for index, path in enumerate(exp.slurm.shared_paths):
-        if not (isinstance(path, str) and os.path.isabs(path)):
-            raise ConfigError(
-                f"{SHARED_PATHS_KEY}[{index}]", path, "is not an absolute path",
-                valid="absolute directories every node shares, e.g. [/tmp/tau2-shared]",
-                fix=f"write the directory's absolute path in {SHARED_PATHS_KEY}",
-            )
-    return list(exp.slurm.shared_paths)
-
-
-def check_no_whitespace(exp: ExperimentConfig) -> None:
-    """AReaL's schedulers start each worker through a shell pipeline that writes its log with
-    `tee <cluster.fileroot>/logs/...`, the path unquoted (areal/infra/utils/proc.py
-    build_streaming_log_cmd, run with shell=True): under a directory whose path holds a space
-    the worker starts, but its log goes nowhere and its engine dies ("Broken pipe")."""
-    path = exp.cluster.fileroot
-    if any(c.isspace() for c in path):
-        raise ConfigError(
-            "cluster.fileroot", path,
-            "holds a space: AReaL writes each worker's log through an unquoted shell command "
-            "(tee <cluster.fileroot>/logs/...), and the worker dies once its log cannot be written",
-            valid="a directory path without spaces (dots are fine)",
-            fix="set cluster.fileroot to a path without spaces, e.g. a symlink to this directory",
-        )
 
 
 def check_secrets_set_elsewhere(exp: ExperimentConfig) -> None:

@@ -16,12 +16,11 @@ from tau2train.config.compose import (
     hydra_context,
     parse_overrides,
 )
-from tau2train.config.endpoints import check_reached_from_slurm
 from tau2train.config.errors import ConfigError
 from tau2train.config.overrides import MULTIRUN_FLAGS
 from tau2train.launch.clusters import backend
 from tau2train.launch.clusters.slurm import launcher_session
-from tau2train.launch.endpoints import check_endpoints, endpoints
+from tau2train.launch.endpoints import check_endpoints
 from tau2train.launch.jobs import run_sweeper_job
 from tau2train.launch.modes import checked, dry_run
 from tau2train.records.overrides import split_override
@@ -131,7 +130,7 @@ def run_hydra_sweep(overrides: list[str]) -> None:
         print(f"\n(dry run of the fixed settings only: {hydra_sweeper(overrides)} picks the swept "
               "values from the rewards of earlier points)")
         return
-    check_reached_from_slurm([(exp, endpoints(job))])  # cluster=slurm: no loopback server
+    backend(exp).preflight([job])  # e.g. cluster=slurm: no loopback server
     check_endpoints(job)
     extra = [] if any(o.startswith("trial_name=") for o in overrides) else [SWEEPER_TRIAL_NAME]
     extra += backend(exp).sweeper_overrides

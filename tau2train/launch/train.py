@@ -16,11 +16,13 @@ from tau2train.config import areal_tau2
 from tau2train.config.checked import Checked
 from tau2train.config.errors import ConfigError
 from tau2train.config.placement import worker_sbatch_env
+from tau2train.config.ray_checks import resolved_address
 from tau2train.launch.host_loss import stop_on_host_loss
 from tau2train.launch.outage import stop_on_user_sim_outage
 from tau2train.launch.plan import write_areal_config
 from tau2train.records.layout import generated_dir
 from tau2train.schemas import ExperimentConfig, PPOConfig
+from tau2train.schemas.clusters import RAY_ADDRESS_ENV
 
 WORKFLOW = "tau2train.rollout.workflow.Tau2AgentWorkflow"
 
@@ -156,6 +158,8 @@ def run_training(checked: Checked) -> None:
     make_storage_dirs(exp)
     if exp.scheduler.type == "slurm":  # the role jobs AReaL submits from here: the run's partition, ...
         os.environ.update(worker_sbatch_env(exp.slurm))
+    if exp.scheduler.type == "ray":  # the cluster AReaL's Ray scheduler joins (PPOTrainer.own_scheduler)
+        os.environ[RAY_ADDRESS_ENV] = resolved_address(exp)
     write_areal_config(exp)  # the run directory names its checkpoints (eval.checkpoint=<run dir>)
     with (stop_on_user_sim_outage(checked.user_sims, exp.econfig.user_llm_outage_s),
           trainer_cls(ppo_config(exp), train_dataset=train_dataset, valid_dataset=valid_dataset) as trainer,

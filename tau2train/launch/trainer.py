@@ -29,6 +29,7 @@ from tau2train.compat.areal import report_sums, slurm_scheduler, with_trainer_ho
 from tau2train.compat.areal_ray import ray_scheduler
 from tau2train.launch.role_jobs import role_jobs, slurm_output
 from tau2train.rollout.lost_episodes import COUNTED
+from tau2train.schemas.clusters import RAY_ADDRESS_ENV
 from tau2train.serving.ray_worker import worker_env as ray_worker_env
 
 logger = logging.getLogger("tau2train.launch.trainer")
@@ -157,14 +158,14 @@ class PPOTrainer(with_trainer_hooks(ArealPPOTrainer)):
         """On `scheduler.type=slurm`, AReaL's Slurm scheduler placing the workers as
         `actor.scheduling_spec[0]` says, once this trial's leftover worker jobs are cancelled;
         on `scheduler.type=ray`, AReaL's Ray scheduler made to fork workers and start the
-        rollout proxies (compat.areal_ray), on the Ray cluster at cluster.ray.address (else
-        $RAY_ADDRESS), its Ray workers patched as the workers' command would patch them
+        rollout proxies (compat.areal_ray), on the Ray cluster at $RAY_ADDRESS (what
+        ray.address resolves to: launch.train), its Ray workers patched as the workers' command would patch them
         (serving.ray_worker); None (AReaL's own scheduler) otherwise."""
         if self.config.scheduler.type == "ray":
-            address = getattr(getattr(getattr(self.config, "cluster", None), "ray", None), "address", None) \
-                or os.environ.get("RAY_ADDRESS")
+            address = os.environ.get(RAY_ADDRESS_ENV)
             if not address:
-                raise RuntimeError("scheduler.type=ray needs the Ray cluster's address: cluster.ray.address or $RAY_ADDRESS")
+                raise RuntimeError(f"scheduler.type=ray needs the Ray cluster's address in ${RAY_ADDRESS_ENV} "
+                                   "(tau2train sets it from ray.address)")
             return ray_scheduler(self.config, address=address,
                                  worker_setup_env=ray_worker_env(self.config.actor.scheduling_spec[0].cmd))
         if self.config.scheduler.type != "slurm":

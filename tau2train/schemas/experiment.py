@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 from omegaconf import MISSING
 
+from tau2train.schemas.clusters import CLUSTERS, ClusterFacts, RaySpec, cluster_facts
 from tau2train.schemas.declare import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -42,8 +43,9 @@ class ExperimentConfig(PPOConfig):
         "AReaL-tau2-data SFT file, see sft.*), eval (score an endpoint or a checkpoint) or recipe (all of "
         "them in one command on this machine: gold-replay SFT data, sft, train from its checkpoint, eval of "
         "base, SFT and RL, compare; experiment=cpu_miniature).", choices=MODES)
-    launcher: str = setting("local", "How the job is launched: in this process (local) or submitted to Slurm "
-        "through hydra-submitit-launcher (slurm). The cluster group sets it.", choices=["local", "slurm"])
+    launcher: str = setting("local", "How the job is launched: in this process (local), submitted to Slurm "
+        "through hydra-submitit-launcher (slurm), or in this process as a driver of an existing Ray cluster "
+        "(ray). The cluster group sets it.", choices=CLUSTERS)
     dry_run: bool = setting(False, "Compose, validate, write the AReaL config and print the plan; never "
         "starts or submits anything.")
     run_dir: str = setting(MISSING, "Where this run's resolved config and Hydra logs go.")
@@ -52,6 +54,7 @@ class ExperimentConfig(PPOConfig):
     data: DataSpec = setting(help="data group: where the training rows come from.", factory=DataSpec)
     allocation: AllocationSpec = setting(help="allocation group.", factory=AllocationSpec)
     slurm: SlurmSpec = setting(help="Slurm settings (cluster group).", factory=SlurmSpec)
+    ray: RaySpec = setting(help="The Ray cluster to join (cluster=ray).", factory=RaySpec)
     eval: EvalSpec = setting(help="Evaluation settings (mode=eval).", factory=EvalSpec)
     trainer: TrainerSpec = setting(help="Trainer settings (mode=train).", factory=TrainerSpec)
     sft: SFTSpec = setting(help="Supervised fine-tuning settings (mode=sft).", factory=SFTSpec)
@@ -62,9 +65,9 @@ class ExperimentConfig(PPOConfig):
         factory=RewardSpec)
 
     @property
-    def on_slurm(self) -> bool:
-        """Submitted to Slurm (cluster=slurm), whichever scheduler AReaL runs inside the job."""
-        return self.launcher == "slurm"
+    def cluster_facts(self) -> ClusterFacts:
+        """What the cluster backend (`launcher`, set by the cluster group) is."""
+        return cluster_facts(self.launcher)
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads. The

@@ -7,13 +7,17 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tau2train.config.compose import compose
 from tau2train.config.declared import check_declared
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.servers import check_server, server_command
-from tau2train.config.validate import PLACEHOLDER_PREFIX, check_no_secrets
+from tau2train.config.endpoints import this_host_name
+from tau2train.config.storage import PLACEHOLDER_PREFIX
+from tau2train.config.validate import check_no_secrets
 from tau2train.records.user_sim import read_record, remove_record, write_record
 from tau2train.schemas import ExperimentConfig, UserSimSpec
 from tau2train.user_sim.start import (
@@ -27,6 +31,8 @@ from tau2train.user_sim.start import (
 
 # Exit status of a server that failed to start or is already running (bad input is 2).
 SERVER_FAILED_EXIT_CODE = 1
+# user_sim.host values that listen on every interface (no one address to record)
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def slurm_parameters(exp: ExperimentConfig) -> dict:
@@ -51,13 +57,13 @@ def check_spec(exp: ExperimentConfig) -> None:
     """What the server needs that composition cannot check; ConfigError on the first problem."""
     check_declared(exp)  # every declared choice and range (user_sim.port, user_sim.tp, ...)
     spec = exp.user_sim
-    if exp.on_slurm:
+    if exp.cluster_facts.runs_elsewhere:
         for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
             if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():
                 raise ConfigError(
                     key, path,
-                    "cluster=slurm needs shared storage the server job, this machine and the "
-                    "training jobs all see; this is " + (
+                    f"cluster={exp.launcher} needs shared storage the server, this machine and the "
+                    "training workers all see; this is " + (
                         "a placeholder" if path.startswith(PLACEHOLDER_PREFIX) else "not an absolute path"),
                     valid="an absolute path on shared storage (NFS, Lustre, GPFS, ...)",
                     fix="add cluster.fileroot=/your/shared/storage/... (the record and logs go under it)",
@@ -67,33 +73,36 @@ def check_spec(exp: ExperimentConfig) -> None:
 
 def render_dry_run(exp: ExperimentConfig, choice: str, command: list[str]) -> str:
     spec = exp.user_sim
-    on_slurm = exp.on_slurm
+    host = server_host(exp)
     lines = [
         "tau2train user-sim server (dry run: nothing was started or submitted)",
         "",
         f"  user_sim  {choice}: {spec.model_path} served as '{spec.served_model_name}', "
         f"{spec.gpus} GPUs (tp {spec.tp} x dp {spec.dp})",
-        "  runs as   " + ("a Slurm job submitted through submitit" if on_slurm
-                           else "a child process of this command (Ctrl-C stops it)"),
+        f"  runs as   {host.runs_as}",
         "",
         "Server command:",
         "  " + shlex.join(command),
-    ]
-    if on_slurm:
-        rows = [(k, v) for k, v in slurm_parameters(exp).items() if v not in (None, [], "")]
-        width = max(len(k) for k, _ in rows)
-        lines += ["", "Slurm job (submitit AutoExecutor parameters):"]
-        lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
-        lines.append(f"  {'logs'.ljust(width)}  {spec.log_dir}/<job id>/")
-    else:
-        lines += ["", f"Log: {spec.log_dir}/{spec.served_model_name}-<time>.log"]
-    lines += [
+        "",
+        *host.dry_run_lines(exp),
         "",
         f"Then: waits up to {spec.startup_timeout_s:g} s for GET /health on port {spec.port}, and "
         f"records the URL in {spec.record_file};",
         "training and eval jobs with the same cluster.fileroot take it as econfig.user_llm_base_url.",
     ]
     return "\n".join(lines)
+
+
+def slurm_job_lines(exp: ExperimentConfig) -> list[str]:
+    rows = [(k, v) for k, v in slurm_parameters(exp).items() if v not in (None, [], "")]
+    width = max(len(k) for k, _ in rows)
+    return ["Slurm job (submitit AutoExecutor parameters):",
+            *(f"  {k.ljust(width)}  {v}" for k, v in rows),
+            f"  {'logs'.ljust(width)}  {exp.user_sim.log_dir}/<job id>/"]
+
+
+def local_log_lines(exp: ExperimentConfig) -> list[str]:
+    return [f"Log: {exp.user_sim.log_dir}/{exp.user_sim.served_model_name}-<time>.log"]
 
 
 def refuse_if_running(spec: UserSimSpec) -> None:
@@ -128,13 +137,14 @@ def make_record(spec: UserSimSpec, url: str, logs: list[str], slurm_job_id: str 
     }
 
 
-def serve_locally(exp: ExperimentConfig, command: list[str]) -> None:
-    """Run the server until Ctrl-C / SIGTERM, with its URL recorded while it is healthy."""
+def serve_locally(exp: ExperimentConfig, command: list[str], address: str = "127.0.0.1") -> None:
+    """Run the server until Ctrl-C / SIGTERM, with its URL (at `address`) recorded while it is
+    healthy."""
     spec = exp.user_sim
     log = Path(spec.log_dir) / f"{spec.served_model_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _interrupt)
-    server = LocalServer.start(command, log)
+    server = LocalServer.start(command, log, address)
     owner = {"pid": server.process.pid}
     print(f"started the user-sim server (pid {server.process.pid}); log: {log}", flush=True)
     try:
@@ -186,6 +196,34 @@ def serve_on_slurm(exp: ExperimentConfig, command: list[str]) -> None:
     )
 
 
+def serve_for_ray(exp: ExperimentConfig, command: list[str]) -> None:
+    """As on this machine, recorded at this machine's name (or user_sim.host when it names one
+    address): the Ray workers playing the episodes reach it from their nodes."""
+    host = exp.user_sim.host
+    serve_locally(exp, command, this_host_name() if host in WILDCARD_HOSTS else host)
+
+
+@dataclass(frozen=True)
+class ServerHost:
+    """Where one cluster backend runs the user simulator's server."""
+
+    runs_as: str  # in the dry run's words
+    serve: Callable[[ExperimentConfig, list[str]], None]
+    dry_run_lines: Callable[[ExperimentConfig], list[str]]
+
+
+SERVER_HOSTS = {
+    "local": ServerHost("a child process of this command (Ctrl-C stops it)", serve_locally, local_log_lines),
+    "slurm": ServerHost("a Slurm job submitted through submitit", serve_on_slurm, slurm_job_lines),
+    "ray": ServerHost("a child process of this command (Ctrl-C stops it), recorded at this machine's name for the "
+                      "Ray nodes", serve_for_ray, local_log_lines),
+}
+
+
+def server_host(exp: ExperimentConfig) -> ServerHost:
+    return SERVER_HOSTS.get(exp.launcher, SERVER_HOSTS["local"])
+
+
 def serve(argv: list[str]) -> None:
     """Compose the experiment `argv` describes, check its user-simulator settings, and start
     (or, with dry_run=true, describe) the server; exits 2 on bad input, 1 when it failed."""
@@ -203,10 +241,7 @@ def serve(argv: list[str]) -> None:
         return
     try:
         refuse_if_running(exp.user_sim)
-        if exp.on_slurm:
-            serve_on_slurm(exp, command)
-        else:
-            serve_locally(exp, command)
+        server_host(exp).serve(exp, command)
     except ServerFailed as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SERVER_FAILED_EXIT_CODE)

@@ -38,23 +38,26 @@ class LocalServer:
 
     process: subprocess.Popen
     log: Path
+    # the host other processes reach it at: loopback, or this machine's name for servers that
+    # other machines talk to (cluster=ray's workers)
+    address: str = "127.0.0.1"
     logs: list[str] = field(init=False)
 
     def __post_init__(self):
         self.logs = [str(self.log)]
 
     @classmethod
-    def start(cls, command: list[str], log: Path) -> LocalServer:
+    def start(cls, command: list[str], log: Path, address: str = "127.0.0.1") -> LocalServer:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        return cls(process, log)
+        return cls(process, log, address)
 
     def host(self) -> str | None:
-        return "127.0.0.1"
+        return self.address
 
     def gone(self) -> str | None:
         code = self.process.poll()

@@ -26,6 +26,23 @@ def slurm_overrides(root: Path) -> list[str]:
     ]
 
 
+def ray_overrides(root: Path, address: str = "ray-head:6379") -> list[str]:
+    """cluster=ray with real (test-local) directories, stated shared by every node (the tests'
+    hosts share this machine's files)."""
+    return [
+        "cluster=ray",
+        f"ray.address={address}",
+        f"cluster.fileroot={root}/experiments",
+        f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
+        f"ray.shared_paths=[{root}]",
+    ]
+
+
+def cluster_overrides(cluster: str, root: Path) -> list[str]:
+    """What a run on `cluster` needs besides the choice (cluster=local: nothing)."""
+    return {"slurm": slurm_overrides, "ray": ray_overrides}.get(cluster, lambda root: [])(root)
+
+
 def require_slurm() -> None:
     """Fail (not skip) the calling test module when no Slurm answers."""
     import pytest

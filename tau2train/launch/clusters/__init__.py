@@ -17,6 +17,10 @@ from tau2train.config.checked import Checked
 from tau2train.schemas import ExperimentConfig
 
 
+def _nothing(jobs: list[Checked]) -> None:
+    return None
+
+
 def _no_scripts(jobs: list[Checked]) -> list[list[Checked]]:
     return []
 
@@ -35,13 +39,16 @@ class Backend:
     script: Callable[[list[Checked]], str] | None = None
     # overrides a Hydra sweeper's multirun adds (it must wait for each point's result)
     sweeper_overrides: tuple[str, ...] = field(default=())
+    # what the cluster must be found able to do before a job starts (ConfigError if not): a
+    # Hydra sweeper's multirun calls it once, on the fixed settings
+    preflight: Callable[[list[Checked]], None] = _nothing
 
 
 def backends() -> dict[str, Backend]:
     """Every backend by its `launcher` name (imported on use: Slurm's loads submitit)."""
-    from tau2train.launch.clusters import local, slurm
+    from tau2train.launch.clusters import local, ray, slurm
 
-    return {"local": local.BACKEND, "slurm": slurm.BACKEND}
+    return {"local": local.BACKEND, "slurm": slurm.BACKEND, "ray": ray.BACKEND}
 
 
 def backend(exp: ExperimentConfig) -> Backend:

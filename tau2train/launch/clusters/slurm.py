@@ -120,11 +120,15 @@ def launch_on_slurm(jobs: list[Checked]) -> None:
     each array's sbatch script, is tau2train.launch.preview's)."""
     arrays = job_arrays(jobs)
     # first: a loopback server would answer the probes here, and not the job on its node
-    check_reached_from_slurm((c.config, endpoints(c)) for c in jobs)
+    reached_from_slurm(jobs)
     for endpoint in sorted({e for c in jobs for e in endpoints(c)}):  # once per server
         check_endpoint(endpoint)
     submitted = [entry for array in arrays for entry in submit(array, run_submitted_job)]
     print(render_submission(submitted, str(Path(jobs[0].config.run_dir).parent)))
+
+
+def reached_from_slurm(jobs: list[Checked]) -> None:
+    check_reached_from_slurm((c.config, endpoints(c)) for c in jobs)
 
 
 def preview_script(jobs: list[Checked]) -> str:
@@ -135,6 +139,7 @@ def preview_script(jobs: list[Checked]) -> str:
 BACKEND = Backend(
     launch=launch_on_slurm,
     plan_section=slurm_submission,
+    preflight=reached_from_slurm,
     script_groups=job_arrays,
     script=preview_script,
     # a sweeper picks each next point from the last ones' rewards: the launcher waits for them

@@ -1,0 +1,67 @@
+"""`python -m tau2train.config.ray_nodes <address> <ask_env>`: the Ray cluster's nodes as
+RayNode JSON lines on stdout. A process of its own, so that the caller bounds it in time
+(`ray.init` to an address that does not answer waits for minutes) and its own process never
+joins the cluster as a driver (the run joins later, with its workers' setup hook).
+
+With ask_env=1, one zero-CPU task pinned to each alive node reports the versions of tau2train
+and AReaL its Python environment imports."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from tau2train.records.ray_nodes import RayNode
+
+ENV_TIMEOUT_S = 60
+
+
+def installed() -> tuple[str, str]:
+    """(tau2train, areal) versions this interpreter has ("" for a missing one)."""
+    found = []
+    for package in ("tau2train", "areal"):
+        try:
+            found.append(version(package))
+        except PackageNotFoundError:
+            found.append("")
+    return found[0], found[1]
+
+
+def ask_env(nodes: list[RayNode]) -> list[RayNode]:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(installed)
+    ids = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    refs = {node.ip: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(ids[node.ip], soft=False)).remote()
+            for node in nodes if node.alive and node.ip in ids}
+    answered = []
+    for node in nodes:
+        if node.ip not in refs:
+            answered.append(node)
+            continue
+        try:
+            tau2train, areal = ray.get(refs[node.ip], timeout=ENV_TIMEOUT_S)
+            answered.append(RayNode(**{**node.__dict__, "tau2train": tau2train, "areal": areal}))
+        except Exception as error:  # noqa: BLE001 - reported per node
+            answered.append(RayNode(**{**node.__dict__, "problem": f"{type(error).__name__}: {error}"[:300]}))
+    return answered
+
+
+def main(address: str, with_env: bool) -> None:
+    import ray
+
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    nodes = []
+    for n in ray.nodes():
+        total = n.get("Resources", {})
+        nodes.append(RayNode(ip=n["NodeManagerAddress"], alive=bool(n["Alive"]), cpus=total.get("CPU", 0.0),
+                             gpus=total.get("GPU", 0.0), memory_gb=round(total.get("memory", 0.0) / 2**30, 2)))
+    if with_env:
+        nodes = ask_env(nodes)
+    for node in nodes:
+        print(node.to_json(), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] == "1")
