@@ -74,3 +74,151 @@ def test_a_failure_the_watch_explains_ends_the_run_with_the_watchs_message():
     # a failure the watch cannot explain stays what it is
     with pytest.raises(RuntimeError, match="Job 4711 FAILED"), stopping_on(Found(None), Stopped, signal.SIGUSR2):
         raise RuntimeError("Job 4711 FAILED")
+
+
+# ---- cluster=ray: RayNodeWatch over the GCS's nodes and the driver's job's actors, given here
+
+from tau2train.compat.ray import GcsUnanswered, RayActor, RayNode  # noqa: E402
+from tau2train.launch.host_loss import RAY_HEAD_SILENT_S, RayNodeWatch  # noqa: E402
+
+HEAD = RayNode("n1", "10.77.0.11", "t2c1", True, 40001, True)
+TRAINER_NODE = RayNode("n2", "10.77.0.12", "t2c2", True, 40002, False)
+ROLLOUT_NODE = RayNode("n3", "10.77.0.13", "t2c3", True, 40003, False)
+
+
+def actor(name, node, state="ALIVE", node_died=False):
+    return RayActor(f"id-{name}", name, state, node.node_id, node.ip, node_died, 1)
+
+
+class FakeRay:
+    """What the GCS answers (nodes, this job's actors), changed by the test between checks."""
+
+    def __init__(self):
+        self.nodes = [HEAD, TRAINER_NODE, ROLLOUT_NODE]
+        self.actors = [actor("actor/0", TRAINER_NODE), actor("rollout/0", ROLLOUT_NODE),
+                       actor("proxy-rollout/0", ROLLOUT_NODE), actor("eval-rollout/0", ROLLOUT_NODE)]
+        self.answers = True
+        self.raylets_answer = True
+        self.now = 0.0
+
+    def node_died(self, node):
+        self.nodes = [RayNode(n.node_id, n.ip, n.hostname, False, n.raylet_port, n.head) if n is node else n
+                      for n in self.nodes]
+
+    def query(self, value):
+        if not self.answers:
+            raise GcsUnanswered("the GCS did not answer the nodes query in 5 s")
+        return value
+
+    def watch(self) -> RayNodeWatch:
+        return RayNodeWatch("e", "t", driver=lambda: ("01000000", "10.77.0.11:6380"),
+                            nodes=lambda timeout: self.query(self.nodes),
+                            actors=lambda job, timeout: self.query([a for a in self.actors if job == "01000000"]),
+                            raylet_answers=lambda ip, port, timeout: self.raylets_answer, clock=lambda: self.now)
+
+
+def test_a_ray_run_whose_nodes_are_alive_goes_on():
+    ray = FakeRay()
+    watch = ray.watch()
+    for _ in range(3):
+        assert watch.check() is None
+    assert sorted(watch.placed) == ["actor/0", "eval-rollout/0", "proxy-rollout/0", "rollout/0"]
+
+
+def test_a_dead_rollout_node_stops_the_run_naming_host_role_and_actors():
+    ray = FakeRay()
+    watch = ray.watch()
+    assert watch.check() is None  # the workers seen placed
+    ray.node_died(ROLLOUT_NODE)
+    message = watch.check()
+    assert message.startswith("host t2c3 (10.77.0.13) was lost: the rollout, proxy-rollout and eval-rollout "
+                              "roles' Ray workers (rollout/0, proxy-rollout/0, eval-rollout/0) ran there, and "
+                              "Ray's GCS reports its node dead")
+    assert "Rerun the same command once t2c3 is back or the cluster has room" in message
+    assert "resumes from the last recover checkpoint (recover.mode=auto)" in message
+
+
+def test_actors_dead_with_their_node_stop_the_run_before_the_node_is_listed_dead():
+    ray = FakeRay()
+    watch = ray.watch()
+    assert watch.check() is None
+    ray.actors[0] = actor("actor/0", TRAINER_NODE, state="DEAD", node_died=True)
+    assert watch.check().startswith("host t2c2 (10.77.0.12) was lost: the actor role's Ray workers (actor/0) "
+                                    "ran there, and Ray reports its actors dead with their node")
+
+
+def test_a_worker_ended_on_purpose_is_forgotten_and_a_node_never_used_is_not_watched():
+    """AReaL deletes a role's actors (evaluation done, the run's end): their node may go later."""
+    ray = FakeRay()
+    watch = ray.watch()
+    assert watch.check() is None
+    ray.actors = [ray.actors[0]] + [actor(a.name, ROLLOUT_NODE, state="DEAD") for a in ray.actors[1:]]
+    assert watch.check() is None
+    ray.node_died(ROLLOUT_NODE)
+    assert watch.check() is None
+    ray.node_died(HEAD)  # a node no worker of this job ran on (another job's)
+    assert watch.check() is None
+
+
+def test_nothing_is_asked_before_areals_scheduler_connects_the_driver():
+    ray = FakeRay()
+    watch = RayNodeWatch(driver=lambda: None, nodes=None, actors=None)
+    assert watch.check() is None
+    ray.now = 10 * RAY_HEAD_SILENT_S
+    assert watch.check() is None
+
+
+def test_a_gcs_silent_past_the_bound_is_a_lost_head():
+    ray = FakeRay()
+    watch = ray.watch()
+    assert watch.check() is None
+    ray.answers = False
+    ray.now = RAY_HEAD_SILENT_S - 1
+    assert watch.check() is None  # a slow answer or two is not a loss
+    ray.now = RAY_HEAD_SILENT_S + 1
+    message = watch.check()
+    assert message.startswith(f"the Ray head t2c1 (10.77.0.11) was lost: its GCS at 10.77.0.11:6380 has not "
+                              f"answered for {RAY_HEAD_SILENT_S + 1:.0f} s (the GCS did not answer")
+    assert "Rerun the same command once the head is back" in message
+
+
+def test_after_the_run_failed_a_silent_raylet_names_the_lost_host_at_once():
+    """AReaL raises WorkerFailedError ~2 s after the trainer's host goes, ~30 s before the GCS
+    declares the node dead: stopping_on's last check looks at the raylets themselves."""
+    ray = FakeRay()
+    watch = ray.watch()
+    assert watch.check() is None
+    ray.raylets_answer = False
+    assert watch.check() is None  # while the run goes on, only the GCS's verdict counts
+    watch.stopped.set()
+    assert watch.check().startswith("host t2c2 (10.77.0.12) was lost: the actor role's Ray workers (actor/0) "
+                                    "ran there, and its raylet at 10.77.0.12:40002 does not answer")
+
+
+def test_ray_runs_are_watched_and_the_watch_thread_ends_with_the_block():
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGUSR2)
+    with stop_on_host_loss("ray", "e", "t"):
+        watches = [t for t in threading.enumerate() if t.name == "tau2train-ray-host-watch"]
+        assert len(watches) == 1 and signal.getsignal(signal.SIGUSR2) is not before
+    assert signal.getsignal(signal.SIGUSR2) == before and watches[0].stopped.is_set()
+
+
+def test_the_ray_private_state_the_watch_reads_is_still_there():
+    """tau2train.compat.ray reads Ray 2.60's GCS tables without the dashboard: a guard that fails
+    when an upgrade moves them."""
+    import inspect
+
+    import ray
+    from ray._private import state
+    from ray.core.generated.common_pb2 import ActorDeathCause, ActorDiedErrorContext
+
+    assert {"job_id", "actor_state_name"} <= set(inspect.signature(state.actors).parameters)
+    source = inspect.getsource(state.GlobalState._gen_actor_info)
+    for key in ("Name", "State", "IPAddress", "NodeID", "DeathCause", "StartTime", "ActorID"):
+        assert f'"{key}"' in source, key
+    assert callable(ray.nodes) and hasattr(ray.JobID, "from_hex")
+    assert "actor_died_error_context" in ActorDeathCause.DESCRIPTOR.fields_by_name
+    assert ActorDiedErrorContext.NODE_DIED in ActorDiedErrorContext.Reason.values()

@@ -24,16 +24,37 @@ from tau2train.schemas import ExperimentConfig
 NODES_TIMEOUT_S = 90
 
 
-def check_ray_cluster(exp: ExperimentConfig, layout: Layout) -> list[RayNode]:
-    """The cluster's nodes, once it is found able to run `exp`; ConfigError otherwise."""
+def check_ray_cluster(exp: ExperimentConfig, layout: Layout | None) -> list[RayNode]:
+    """The cluster's alive nodes, once it is found able to run `exp` (`layout`: its roles; None:
+    mode=eval, one task); ConfigError otherwise."""
     address = resolved_address(exp)
     check_reachable(address, exp.ray.connect_timeout_s)
-    nodes = ray_nodes(address, exp.ray.check_nodes)
-    alive = [n for n in nodes if n.alive]
-    check_room(address, alive, role_asks(exp, layout))
+    alive = [n for n in ray_nodes("nodes", address) if n.alive]
+    if layout is not None:
+        check_room(address, alive, role_asks(exp, layout))
+    check_on_a_node(address, alive)
     if exp.ray.check_nodes:
-        check_environments(address, alive)
+        check_environments(address, [n for n in ray_nodes("env", address) if n.alive])
     return alive
+
+
+def check_on_a_node(address: str, alive: list[RayNode]) -> None:
+    """This machine is one of the cluster's nodes: the run is a Ray driver, which joins through
+    its own node's raylet (a machine outside the cluster would need Ray Client, which AReaL's
+    scheduler does not use)."""
+    names, addresses = this_machine()
+    if any(n.ip in addresses or n.hostname.lower() in names for n in alive):
+        return
+    head = next((n for n in alive if n.head), None)
+    raise ConfigError(
+        ADDRESS_KEY, address,
+        f"this machine ({this_host_name()}) is none of the cluster's nodes, and a Ray driver (this command, "
+        "AReaL's controller) joins through a raylet of its own machine",
+        valid="the address of a cluster this machine is a node of",
+        fix="run the command on a node of the cluster: its head" + (f" ({head.hostname or head.ip})" if head else "")
+        + ", or a machine joined with `ray start --address <head>:6379 --num-cpus 0`; on KubeRay, in the head pod "
+        "(kubectl exec) or as a RayJob's entrypoint",
+    )
 
 
 def check_reachable(address: str, timeout_s: float) -> None:
@@ -50,9 +71,10 @@ def check_reachable(address: str, timeout_s: float) -> None:
         ) from None
 
 
-def ray_nodes(address: str, with_env: bool) -> list[RayNode]:
-    """The cluster's nodes, asked from a process of this interpreter, bounded by NODES_TIMEOUT_S."""
-    argv = [sys.executable, "-m", "tau2train.config.ray_nodes", address, "1" if with_env else "0"]
+def ray_nodes(what: str, address: str) -> list[RayNode]:
+    """The cluster's nodes (`what`: nodes, or env with each node's environment: see
+    tau2train.config.ray_nodes), asked from a process of this interpreter, bounded in time."""
+    argv = [sys.executable, "-m", "tau2train.config.ray_nodes", what, address]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=NODES_TIMEOUT_S)
     except subprocess.TimeoutExpired:

@@ -1,10 +1,12 @@
-"""`python -m tau2train.config.ray_nodes <address> <ask_env>`: the Ray cluster's nodes as
+"""`python -m tau2train.config.ray_nodes nodes|env <address>`: the Ray cluster's nodes as
 RayNode JSON lines on stdout. A process of its own, so that the caller bounds it in time
 (`ray.init` to an address that does not answer waits for minutes) and its own process never
 joins the cluster as a driver (the run joins later, with its workers' setup hook).
 
-With ask_env=1, one zero-CPU task pinned to each alive node reports the versions of tau2train
-and AReaL its Python environment imports."""
+`nodes` asks the GCS alone (Ray's GcsClient: no driver, so it answers on any machine that
+reaches the head); `env` joins as a driver (only on a node of the cluster: a Ray driver needs
+its node's raylet) and runs one zero-CPU task pinned to each alive node, which reports the
+versions of tau2train and AReaL that node's Python environment imports."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from tau2train.records.ray_nodes import RayNode
 
 ENV_TIMEOUT_S = 60
+GCS_TIMEOUT_S = 20
 
 
 def installed() -> tuple[str, str]:
@@ -48,20 +51,32 @@ def ask_env(nodes: list[RayNode]) -> list[RayNode]:
     return answered
 
 
-def main(address: str, with_env: bool) -> None:
-    import ray
+def gcs_nodes(address: str, timeout_s: float) -> list[RayNode]:
+    """Every node the GCS at `address` knows, from Ray 2.x's GcsClient (ray._raylet: the client
+    `ray status` uses; Ray's public node list, ray.nodes(), needs a driver)."""
+    from ray._raylet import GcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     nodes = []
-    for n in ray.nodes():
-        total = n.get("Resources", {})
-        nodes.append(RayNode(ip=n["NodeManagerAddress"], alive=bool(n["Alive"]), cpus=total.get("CPU", 0.0),
-                             gpus=total.get("GPU", 0.0), memory_gb=round(total.get("memory", 0.0) / 2**30, 2)))
-    if with_env:
+    for info in GcsClient(address=address).get_all_node_info(timeout=timeout_s).values():
+        total = dict(info.resources_total)
+        nodes.append(RayNode(ip=info.node_manager_address, alive=info.state == GcsNodeInfo.ALIVE,
+                             cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0),
+                             memory_gb=round(total.get("memory", 0.0) / 2**30, 2),
+                             hostname=info.node_manager_hostname, head=info.is_head_node))
+    return nodes
+
+
+def main(what: str, address: str) -> None:
+    nodes = gcs_nodes(address, GCS_TIMEOUT_S)
+    if what == "env":
+        import ray
+
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         nodes = ask_env(nodes)
     for node in nodes:
         print(node.to_json(), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] == "1")
+    main(sys.argv[1], sys.argv[2])

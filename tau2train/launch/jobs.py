@@ -6,6 +6,7 @@ sweeper's sweep; and the job record (job.json) every run keeps, launched so or o
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def run_recorded(composed: Composed, job: Checked | None = None) -> str:
     restore = record_restorer(run_dir)
     starts = read_job_record(run_dir).starts + 1  # more than 1 after a requeue
     update_job_record(run_dir, **run_description(composed), state=JobState.RUNNING, slurm_job_id=slurm_job_id(),
+                      host=socket.gethostname(),
                       started_at=now(), ended_at=None, error=None, starts=starts)
     try:
         run_here(job or checked(composed))

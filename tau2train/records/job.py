@@ -50,6 +50,7 @@ class JobRecord:
     valid_split: str | None = None
     reward: str | None = None  # the reward group's choice (training's reward; an evaluation's is tau2's own)
     slurm_job_id: str | None = None
+    host: str | None = None  # the machine the run ran on (its latest start)
     stdout: str | None = None  # the job's log files (Slurm runs)
     stderr: str | None = None
     submitted_at: str | None = None

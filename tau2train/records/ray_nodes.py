@@ -14,6 +14,8 @@ class RayNode:
     cpus: float
     gpus: float
     memory_gb: float
+    hostname: str = ""
+    head: bool = False
     # what the node's Python environment carries ("" when not asked, or the node did not answer)
     tau2train: str = ""
     areal: str = ""
