@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from tau2train.launch.host_loss import RoleJob, lost_message, lost_node, stop_on_host_loss
+from tau2train.compat.ray import GcsUnanswered, RayActor, RayNode
+from tau2train.launch.host_loss import (
+    RAY_HEAD_SILENT_S,
+    RayNodeWatch,
+    RoleJob,
+    lost_message,
+    lost_node,
+    stop_on_host_loss,
+)
 from tau2train.launch.watch import RunStopped, Watch, stopping_on
 
 
@@ -78,9 +86,6 @@ def test_a_failure_the_watch_explains_ends_the_run_with_the_watchs_message():
 
 # ---- cluster=ray: RayNodeWatch over the GCS's nodes and the driver's job's actors, given here
 
-from tau2train.compat.ray import GcsUnanswered, RayActor, RayNode  # noqa: E402
-from tau2train.launch.host_loss import RAY_HEAD_SILENT_S, RayNodeWatch  # noqa: E402
-
 HEAD = RayNode("n1", "10.77.0.11", "t2c1", True, 40001, True)
 TRAINER_NODE = RayNode("n2", "10.77.0.12", "t2c2", True, 40002, False)
 ROLLOUT_NODE = RayNode("n3", "10.77.0.13", "t2c3", True, 40003, False)
@@ -131,11 +136,22 @@ def test_a_dead_rollout_node_stops_the_run_naming_host_role_and_actors():
     assert watch.check() is None  # the workers seen placed
     ray.node_died(ROLLOUT_NODE)
     message = watch.check()
-    assert message.startswith("host t2c3 (10.77.0.13) was lost: the rollout, proxy-rollout and eval-rollout "
-                              "roles' Ray workers (rollout/0, proxy-rollout/0, eval-rollout/0) ran there, and "
+    assert message.startswith("host t2c3 (10.77.0.13) was lost: the rollout role's Ray workers (rollout/0, "
+                              "eval-rollout/0, proxy-rollout/0) ran there, and "
                               "Ray's GCS reports its node dead")
     assert "Rerun the same command once t2c3 is back or the cluster has room" in message
     assert "resumes from the last recover checkpoint (recover.mode=auto)" in message
+
+
+def test_roles_sharing_the_lost_host_are_all_named():
+    ray = FakeRay()
+    ray.actors = [actor("actor/0", ROLLOUT_NODE), actor("rollout/0", ROLLOUT_NODE),
+                  actor("proxy-eval-rollout/0", ROLLOUT_NODE)]
+    watch = ray.watch()
+    assert watch.check() is None
+    ray.node_died(ROLLOUT_NODE)
+    assert watch.check().startswith("host t2c3 (10.77.0.13) was lost: the actor and rollout roles' Ray workers "
+                                    "(actor/0, rollout/0, proxy-eval-rollout/0) ran there")
 
 
 def test_actors_dead_with_their_node_stop_the_run_before_the_node_is_listed_dead():
@@ -222,3 +238,33 @@ def test_the_ray_private_state_the_watch_reads_is_still_there():
     assert callable(ray.nodes) and hasattr(ray.JobID, "from_hex")
     assert "actor_died_error_context" in ActorDeathCause.DESCRIPTOR.fields_by_name
     assert ActorDiedErrorContext.NODE_DIED in ActorDiedErrorContext.Reason.values()
+
+
+def test_a_host_loss_that_ray_get_turns_into_a_bare_keyboardinterrupt_still_names_the_host(monkeypatch):
+    """A main thread in ray.get runs the watch's signal handler inside Ray's wait loop, which raises
+    a plain KeyboardInterrupt in place of the handler's HostLost (seen on a real host loss)."""
+    import threading
+
+    from tau2train.launch import host_loss
+
+    class Lost(Watch):
+        def __init__(self, *args):
+            super().__init__("test-watch", 0.01)
+
+        def check(self):
+            return "host t2c3 (10.77.0.13) was lost: ..."
+
+    monkeypatch.setitem(host_loss.HOST_WATCHES, "ray", Lost)
+    stop = threading.Event()
+    with (pytest.raises(host_loss.HostLost, match=r"host t2c3 \(10.77.0.13\) was lost") as lost,
+          stop_on_host_loss("ray", "e", "t")):
+        try:
+            stop.wait(5)  # the handler's HostLost arrives here
+        except host_loss.HostLost:
+            raise KeyboardInterrupt from None  # what ray.get makes of it
+    assert type(lost.value.__cause__) is KeyboardInterrupt
+    # a Ctrl-C of the user's, the watch having found nothing, stays a Ctrl-C
+    monkeypatch.setitem(host_loss.HOST_WATCHES, "ray", lambda *args: Found(None))
+    with pytest.raises(KeyboardInterrupt) as interrupted, stop_on_host_loss("ray", "e", "t"):
+        raise KeyboardInterrupt
+    assert type(interrupted.value) is KeyboardInterrupt

@@ -45,6 +45,7 @@ LOST_NODE_STATES = ("down", "fail", "unk")
 RAY_HEAD_SILENT_S = 30.0
 RAY_QUERY_TIMEOUT_S = 5.0
 RAYLET_CONNECT_TIMEOUT_S = 2.0
+FORKED_ROLE_PREFIXES = ("proxy-", "eval-")  # proxy-eval-rollout/0 is of the rollout role
 
 
 class HostLost(RunStopped):
@@ -164,7 +165,9 @@ class RayNodeWatch(Watch):
         return None
 
     def lost(self, node: RayNode, why: str) -> str:
-        names = [actor.name for actor in self.placed.values() if actor.node_id == node.node_id]
+        # each role before its forks: actor/0, rollout/0, eval-rollout/0, proxy-rollout/0
+        names = sorted((actor.name for actor in self.placed.values() if actor.node_id == node.node_id),
+                       key=lambda name: (name.count("-"), name))
         return ray_lost_message(node, names, why)
 
     def head(self, gcs: str) -> str:
@@ -182,8 +185,18 @@ def host_name(node: RayNode) -> str:
     return f"{node.hostname} ({node.ip})" if node.hostname and node.hostname != node.ip else node.ip
 
 
+def actor_role(name: str) -> str:
+    """The AReaL role an actor serves: "rollout" for rollout/0 and for the workers AReaL adds to
+    that role, eval-rollout/0, proxy-rollout/0 and proxy-eval-rollout/0 (RolloutController's
+    evaluation copy and the forked proxies)."""
+    role = name.split("/", 1)[0]
+    for prefix in FORKED_ROLE_PREFIXES:
+        role = role.removeprefix(prefix)
+    return role
+
+
 def ray_lost_message(node: RayNode, names: list[str], why: str) -> str:
-    roles = list(dict.fromkeys(name.split("/", 1)[0] for name in names))
+    roles = list(dict.fromkeys(actor_role(name) for name in names))
     which = (f"the {roles[0]} role's" if len(roles) == 1
              else f"the {', '.join(roles[:-1])} and {roles[-1]} roles'")
     return (f"host {host_name(node)} was lost: {which} Ray workers ({', '.join(names)}) ran there, and {why}. "
@@ -210,4 +223,19 @@ def stop_on_host_loss(scheduler_type: str, experiment: str, trial: str):
     watch = HOST_WATCHES.get(scheduler_type)
     if watch is None:
         return contextlib.nullcontext()
-    return stopping_on(watch(experiment, trial), HostLost, HOST_LOSS_SIGNAL)
+    return _stopping_on_host_loss(watch(experiment, trial))
+
+
+@contextlib.contextmanager
+def _stopping_on_host_loss(watch: Watch):
+    """stopping_on(watch, HostLost, ...), and a bare KeyboardInterrupt once the watch has found
+    its host HostLost too: a main thread waiting in `ray.get` runs the signal's handler inside
+    Ray's wait loop, which drops the handler's HostLost and raises KeyboardInterrupt instead
+    (ray._raylet.check_status on an interrupted status; Ray 2.60, seen on a real host loss)."""
+    try:
+        with stopping_on(watch, HostLost, HOST_LOSS_SIGNAL):
+            yield
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, RunStopped) or watch.message is None:
+            raise
+        raise HostLost(watch.message) from interrupt
