@@ -522,3 +522,32 @@ def test_areals_squeue_reader_knows_every_state_a_failed_node_leaves():
     # the states AReaL maps itself are left as it maps them
     assert slurm.STATUS_MAPPING["TIMEOUT"] is slurm.JobState.COMPLETED
     assert slurm.STATUS_MAPPING["COMPLETING"] is slurm.JobState.RUNNING
+
+
+def test_the_ray_private_state_the_watch_reads_is_still_there():
+    """tau2train.compat.ray reads Ray 2.60's GCS tables without the dashboard (the host-loss
+    watch's actors and nodes; cluster=ray's node list, without a driver): a guard that fails
+    when an upgrade moves them."""
+    import inspect
+
+    import ray
+    from ray._private import state
+    from ray.core.generated.common_pb2 import ActorDeathCause, ActorDiedErrorContext
+
+    assert {"job_id", "actor_state_name"} <= set(inspect.signature(state.actors).parameters)
+    source = inspect.getsource(state.GlobalState._gen_actor_info)
+    for key in ("Name", "State", "IPAddress", "NodeID", "DeathCause", "StartTime", "ActorID"):
+        assert f'"{key}"' in source, key
+    assert callable(ray.nodes) and hasattr(ray.JobID, "from_hex")
+    assert "actor_died_error_context" in ActorDeathCause.DESCRIPTOR.fields_by_name
+    assert ActorDiedErrorContext.NODE_DIED in ActorDiedErrorContext.Reason.values()
+    from ray._raylet import InnerGcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    # GcsClient forwards to its InnerGcsClient (its __getattr__)
+    assert callable(getattr(InnerGcsClient, "get_all_node_info", None))
+    fields = GcsNodeInfo.DESCRIPTOR.fields_by_name
+    for name in ("node_id", "node_manager_address", "node_manager_hostname", "node_manager_port", "state",
+                 "resources_total", "is_head_node"):
+        assert name in fields, name
+    assert GcsNodeInfo.ALIVE != GcsNodeInfo.DEAD

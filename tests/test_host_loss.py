@@ -222,24 +222,6 @@ def test_ray_runs_are_watched_and_the_watch_thread_ends_with_the_block():
     assert signal.getsignal(signal.SIGUSR2) == before and watches[0].stopped.is_set()
 
 
-def test_the_ray_private_state_the_watch_reads_is_still_there():
-    """tau2train.compat.ray reads Ray 2.60's GCS tables without the dashboard: a guard that fails
-    when an upgrade moves them."""
-    import inspect
-
-    import ray
-    from ray._private import state
-    from ray.core.generated.common_pb2 import ActorDeathCause, ActorDiedErrorContext
-
-    assert {"job_id", "actor_state_name"} <= set(inspect.signature(state.actors).parameters)
-    source = inspect.getsource(state.GlobalState._gen_actor_info)
-    for key in ("Name", "State", "IPAddress", "NodeID", "DeathCause", "StartTime", "ActorID"):
-        assert f'"{key}"' in source, key
-    assert callable(ray.nodes) and hasattr(ray.JobID, "from_hex")
-    assert "actor_died_error_context" in ActorDeathCause.DESCRIPTOR.fields_by_name
-    assert ActorDiedErrorContext.NODE_DIED in ActorDiedErrorContext.Reason.values()
-
-
 def test_a_host_loss_that_ray_get_turns_into_a_bare_keyboardinterrupt_still_names_the_host(monkeypatch):
     """A main thread in ray.get runs the watch's signal handler inside Ray's wait loop, which raises
     a plain KeyboardInterrupt in place of the handler's HostLost (seen on a real host loss)."""

@@ -15,7 +15,10 @@ fails, saying what changed, when an upgrade of that library moves it (as
   tau2train's trainer overrides through `with_trainer_hooks`;
 - `submitit`: the executor class hydra-submitit-launcher builds inside `launch`, and
   submitit's sbatch renderer (a dry run's preview);
-- `hydra`: Hydra's internal app object, callbacks and basic sweeper (`hydra._internal`).
+- `hydra`: Hydra's internal app object, callbacks and basic sweeper (`hydra._internal`);
+- `ray`: the GCS's node and actor tables without Ray's dashboard (`ray._raylet.GcsClient`,
+  `ray._private.state`), for cluster=ray's checks and its host-loss watch;
+- `areal_ray`: AReaL's Ray scheduler made to fork workers and start the rollout proxies.
 
 The package imports nothing itself: the rollout side (AReaL's workers) loads only `tau2` and
 `areal` from here, never Hydra or submitit.

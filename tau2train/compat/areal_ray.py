@@ -23,6 +23,8 @@ the proxy actor is a plain class Ray wraps then). What 1.0.4 lacks, each closed 
   `_ensure_proxy_started`): `proxy_start_allowed`, entered by compat.areal.with_trainer_hooks's
   `_ensure_proxy_started` hook (the one place AReaL's proxy start is reached), lets the start
   past that check, and only for a scheduler made here.
+- Its constructor leaves the trial's name-resolve records as a previous run left them (AReaL's
+  local and Slurm schedulers clear them, local.py:146-151, slurm.py:128-133): cleared here.
 - Ray runs no worker command (`scheduling_spec.cmd`; ray.py:195-200): the Ray job's
   worker_process_setup_hook (tau2train.serving.ray_worker.setup) applies in Ray's worker
   processes what tau2train's worker command applies elsewhere.
@@ -78,6 +80,21 @@ def proxy_ray_scheduler_class() -> type:
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._specs: dict[str, list[Any]] = {}  # each role's workers' scheduling specs
+            self._clear_trial_records()
+
+        def _clear_trial_records(self):
+            """The trial's name-resolve records cleared, as AReaL's local and Slurm schedulers
+            clear them when made (areal/infra/scheduler/local.py:146-151, slurm.py:128-133) and
+            its Ray scheduler does not: a worker Ray killed (a run stopped by a lost host) leaves
+            its records behind, and the resumed run's first weight update then fails on one
+            (NameEntryExistsError: .../update_weights_from_disk/0/ENTRY)."""
+            from areal.utils import name_resolve, names
+
+            config = self.exp_config
+            if config is None:  # no trial (AReaL's own schedulers clear only with one)
+                return
+            name_resolve.reconfigure(config.cluster.name_resolve)
+            name_resolve.clear_subtree(names.trial_root(config.experiment_name, config.trial_name))
 
         def _prepare_worker_specs(self, role, num_workers, schedulings):
             """AReaL's, each role's specs kept (create_workers reads them here, any strategy)."""

@@ -88,6 +88,21 @@ def nodes(timeout: float = QUERY_TIMEOUT_S) -> list[RayNode]:
             for n in bounded("nodes", ray.nodes, timeout)]
 
 
+def gcs_nodes(address: str, timeout: float = QUERY_TIMEOUT_S) -> list[tuple[RayNode, dict[str, float]]]:
+    """Every node the GCS at `address` knows, with its total resources, asked without a driver:
+    Ray's GcsClient (`ray._raylet.GcsClient.get_all_node_info`, what `ray status` uses), which
+    needs no raylet on this machine, so a machine outside the cluster can ask too (`ray.nodes()`
+    needs a connected driver, which needs a node of its own)."""
+    from ray._raylet import GcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    infos = GcsClient(address=address).get_all_node_info(timeout=timeout).values()
+    return [(RayNode(node_id=info.node_id.hex(), ip=info.node_manager_address, hostname=info.node_manager_hostname,
+                     alive=info.state == GcsNodeInfo.ALIVE, raylet_port=info.node_manager_port,
+                     head=info.is_head_node), dict(info.resources_total))
+            for info in infos]
+
+
 def job_actors(job_id_hex: str, timeout: float = QUERY_TIMEOUT_S) -> list[RayActor]:
     """Every actor of job `job_id_hex`, each incarnation (`ray._private.state.actors`);
     GcsUnanswered if the GCS does not answer in `timeout` seconds."""

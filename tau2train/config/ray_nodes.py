@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from tau2train.compat import ray as compat_ray
 from tau2train.records.ray_nodes import RayNode
 
 ENV_TIMEOUT_S = 60
@@ -52,19 +53,10 @@ def ask_env(nodes: list[RayNode]) -> list[RayNode]:
 
 
 def gcs_nodes(address: str, timeout_s: float) -> list[RayNode]:
-    """Every node the GCS at `address` knows, from Ray 2.x's GcsClient (ray._raylet: the client
-    `ray status` uses; Ray's public node list, ray.nodes(), needs a driver)."""
-    from ray._raylet import GcsClient
-    from ray.core.generated.gcs_pb2 import GcsNodeInfo
-
-    nodes = []
-    for info in GcsClient(address=address).get_all_node_info(timeout=timeout_s).values():
-        total = dict(info.resources_total)
-        nodes.append(RayNode(ip=info.node_manager_address, alive=info.state == GcsNodeInfo.ALIVE,
-                             cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0),
-                             memory_gb=round(total.get("memory", 0.0) / 2**30, 2),
-                             hostname=info.node_manager_hostname, head=info.is_head_node))
-    return nodes
+    """Every node the GCS at `address` knows (compat.ray.gcs_nodes: no driver needed)."""
+    return [RayNode(ip=node.ip, alive=node.alive, cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0),
+                    memory_gb=round(total.get("memory", 0.0) / 2**30, 2), hostname=node.hostname, head=node.head)
+            for node, total in compat_ray.gcs_nodes(address, timeout_s)]
 
 
 def main(what: str, address: str) -> None:

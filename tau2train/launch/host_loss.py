@@ -223,19 +223,4 @@ def stop_on_host_loss(scheduler_type: str, experiment: str, trial: str):
     watch = HOST_WATCHES.get(scheduler_type)
     if watch is None:
         return contextlib.nullcontext()
-    return _stopping_on_host_loss(watch(experiment, trial))
-
-
-@contextlib.contextmanager
-def _stopping_on_host_loss(watch: Watch):
-    """stopping_on(watch, HostLost, ...), and a bare KeyboardInterrupt once the watch has found
-    its host HostLost too: a main thread waiting in `ray.get` runs the signal's handler inside
-    Ray's wait loop, which drops the handler's HostLost and raises KeyboardInterrupt instead
-    (ray._raylet.check_status on an interrupted status; Ray 2.60, seen on a real host loss)."""
-    try:
-        with stopping_on(watch, HostLost, HOST_LOSS_SIGNAL):
-            yield
-    except KeyboardInterrupt as interrupt:
-        if isinstance(interrupt, RunStopped) or watch.message is None:
-            raise
-        raise HostLost(watch.message) from interrupt
+    return stopping_on(watch(experiment, trial), HostLost, HOST_LOSS_SIGNAL)

@@ -61,6 +61,14 @@ def stopping_on(watch: Watch, raised: type[RunStopped], signum: signal.Signals) 
     watch.start()
     try:
         yield
+    except KeyboardInterrupt as interrupt:
+        # a main thread waiting in `ray.get` (cluster=ray) runs the handler inside Ray's wait
+        # loop, which drops the handler's exception and raises a bare KeyboardInterrupt instead
+        # (ray._raylet.check_status on an interrupted status; Ray 2.60): once the watch has
+        # found its reason, that is the message
+        if isinstance(interrupt, RunStopped) or watch.message is None:
+            raise
+        raise raised(watch.message) from interrupt
     except Exception as error:
         # the run failed some other way first (AReaL's own check of a role job, say): when the
         # watch finds its reason now, that reason is the message
