@@ -143,3 +143,12 @@ def test_the_user_simulator_is_recorded_at_this_machines_name_for_ray(tmp_path):
     text = render_dry_run(composed.config, "rule_based", ["server"])
     assert "runs as   a child process of this command (Ctrl-C stops it), recorded at this machine's name" in text
     assert this_host_name()  # what the record names
+
+
+def test_a_sweep_runs_its_points_one_after_another_each_on_the_cluster(cli, tmp_path):
+    result = cli("-m", "dry_run=true", "domain=airline,retail", USER_SIM, *ray_overrides(tmp_path), "tracking=none",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("Sweep of 2 points (dry run: nothing was started or submitted): run one after another from this "
+            "machine, each on the Ray cluster") in result.stdout
+    assert "tau2-qwen3-1.7b-airline/trial0" in result.stdout and "tau2-qwen3-1.7b-retail/trial0" in result.stdout

@@ -49,7 +49,7 @@ def sweep_table(jobs: list[Checked], arrays: list[list[Checked]]) -> list[str]:
     rows = [[str(number), *(point.get(key, "-") for key in keys), run_dir(job.config, root),
              *([slurm[id(job)]] if arrays else []), gpus(job.config)]
             for number, (job, point) in enumerate(zip(jobs, points), 1)]
-    where = slurm_requests(arrays) if arrays else "run one after another on this machine"
+    where = slurm_requests(arrays) if arrays else backend(jobs[0].config).sweep_order
     return [f"Sweep of {len(jobs)} points (dry run: nothing was started or submitted): {where}",
             *align([head, *rows])]
 

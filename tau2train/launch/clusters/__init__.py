@@ -39,6 +39,9 @@ class Backend:
     script: Callable[[list[Checked]], str] | None = None
     # overrides a Hydra sweeper's multirun adds (it must wait for each point's result)
     sweeper_overrides: tuple[str, ...] = field(default=())
+    # how a `-m` sweep's points run, in its dry run's words (a backend submitting scripts says
+    # how it groups them instead)
+    sweep_order: str = "run one after another on this machine"
     # what the cluster must be found able to do before a job starts (ConfigError if not): a
     # Hydra sweeper's multirun calls it once, on the fixed settings
     preflight: Callable[[list[Checked]], None] = _nothing

@@ -78,4 +78,5 @@ def ray_placement(checked: Checked) -> str:
     width = max(len(label) for label, _ in rows)
     return "\n".join(["Ray", *(f"  {label:<{width}}  {text}" for label, text in rows)])
 
-BACKEND = Backend(launch=launch_on_ray, plan_section=ray_placement, preflight=check_cluster)
+BACKEND = Backend(launch=launch_on_ray, plan_section=ray_placement, preflight=check_cluster,
+                  sweep_order="run one after another from this machine, each on the Ray cluster")
