@@ -109,6 +109,18 @@ def multihost():
     hosts.release()
 
 
+@pytest.fixture(scope="module")
+def host_user_sim(multihost):
+    """The scripted user simulator where the several hosts reach this machine (the bridge's
+    address), for a module's runs on them."""
+    from helpers.plain_user import PlainUserLLM
+
+    server = PlainUserLLM(host=multihost.spec.head_address)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(multihost):
     """A Ray cluster over the several-host cluster (tests/helpers/ray_cluster.py: the head on its

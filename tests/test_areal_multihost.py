@@ -72,9 +72,7 @@ def queued(cluster: Cluster) -> list[str]:
 
 
 def main_log(root: Path) -> str:
-    """AReaL's controller log (empty until it exists)."""
-    logs = list((root / "experiments" / "logs").glob(f"*/{EXPERIMENT}/{TRIAL}/main.log"))
-    return plain(logs[0]) if logs else ""
+    return areal_run.main_log(root, EXPERIMENT, TRIAL)
 
 
 def multihost_processes(cluster: Cluster, host: str) -> list[int]:
@@ -105,19 +103,13 @@ def job_log(run_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def user_sim(multihost):
-    server = PlainUserLLM(host=multihost.spec.head_address)  # where the hosts reach this machine
-    server.start()
-    yield server
-    server.stop()
+def user_sim(host_user_sim):
+    return host_user_sim
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> Path:
-    """The run's storage, seen by every host (as an NFS mount would be): a name with dots."""
-    root = tmp_path_factory.mktemp("multihost") / "shared.v1"
-    root.mkdir()
-    return root
+    return areal_run.shared_root(tmp_path_factory, "multihost")
 
 
 def command(root: Path, user_sim: PlainUserLLM) -> list[str]:

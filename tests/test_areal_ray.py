@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import areal_run
 from helpers.areal_run import cpu_train_args, plain, run_env, step_stats
 from helpers.cli import job_state, run_cli, wait_for
 from helpers.plain_user import PlainUserLLM
@@ -66,19 +67,13 @@ class Lost:
 
 
 @pytest.fixture(scope="module")
-def user_sim(multihost):
-    server = PlainUserLLM(host=multihost.spec.head_address)  # where the hosts reach this machine
-    server.start()
-    yield server
-    server.stop()
+def user_sim(host_user_sim):
+    return host_user_sim
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> Path:
-    """The run's storage, seen by every host (as an NFS mount would be): a name with dots."""
-    root = tmp_path_factory.mktemp("ray") / "shared.v1"
-    root.mkdir()
-    return root
+    return areal_run.shared_root(tmp_path_factory, "ray")
 
 
 def command(ray_cluster, root: Path, user_sim: PlainUserLLM) -> list[str]:
@@ -119,8 +114,7 @@ def start_on_head(ray_cluster, root: Path, user_sim: PlainUserLLM, log: Path):
 
 
 def main_log(root: Path) -> str:
-    logs = list((root / "experiments" / "logs").glob(f"*/{EXPERIMENT}/{TRIAL}/main.log"))
-    return plain(logs[0]) if logs else ""
+    return areal_run.main_log(root, EXPERIMENT, TRIAL)
 
 
 def ray_actors(ray_cluster, root: Path) -> dict[str, list[list[str]]]:
@@ -198,7 +192,8 @@ def resumed(lost, ray_cluster, shared, user_sim):
 def test_the_roles_run_on_different_nodes_as_rays_records_say(lost, ray_cluster, shared):
     workers = ray_cluster.workers
     assert sorted(lost.placed.values()) == sorted(workers), lost.placed  # not the head: it has no CPUs
-    print(f"\nRay placed: {lost.placed}")
+    print(f"\nRay placed: {lost.placed}; the Ray cluster started in {ray_cluster.startup_s} s, "
+          f"{ray_cluster.memory_mb} MB of Ray processes")
     # the rollout played against the user simulator at the bridge's address, and wrote its
     # trajectories into the run directory; the actor trained step 1
     assert list((lost.run_dir / "generated").glob("*/*/*.json"))
@@ -221,7 +216,7 @@ def eval_command(ray_cluster, root: Path, user_sim: PlainUserLLM, run_dir: Path)
         "mode=eval", "domain=mock", "tracking=none", "model=tiny_qwen3", f"model.path={tiny_qwen_dir()}",
         f"eval.checkpoint={run_dir}", "eval.num_trials=1", "eval.max_concurrency=2", "eval.split=all",
         "eval.server.server_module=tau2train.serving.cpu_sglang", "eval.server.extra_args=[--torch-threads,1]",
-        "eval.gen_args.max_tokens=32", f"econfig.user_llm_base_url={user_sim.base_url}/", "econfig.user_llm=openai/user",
+        "+eval.gen_args.max_tokens=32", f"econfig.user_llm_base_url={user_sim.base_url}/", "econfig.user_llm=openai/user",
         f"experiment_name={EXPERIMENT}-eval", "trial_name=ray", f"cluster.fileroot={root}/experiments",
         f"cluster.name_resolve.nfs_record_root={root}/name_resolve",
         "cluster=ray", f"ray.address={ray_cluster.address}", f"ray.shared_paths=[{root}]",

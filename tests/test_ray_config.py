@@ -15,7 +15,7 @@ from helpers.cli import USER_SIM, ray_overrides
 from tau2train.config.compose import compose
 from tau2train.config.endpoints import this_host_name
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
-from tau2train.config.ray_checks import role_asks
+from tau2train.config.ray_checks import eval_ask, role_asks
 from tau2train.config.ray_cluster import check_environments, check_reached_from_ray, check_room
 from tau2train.config.ray_nodes import installed
 from tau2train.launch.modes import checked, plan
@@ -111,8 +111,21 @@ def test_room_is_checked_per_worker_and_in_all(tmp_path):
     assert "ask for 24 GPUs in all" in str(refused.value) and "have 16" in str(refused.value)
     with pytest.raises(ConfigError) as refused:
         check_room("h:1", [node("10.0.0.1", cpus=2)], asks)
-    assert "no node has room for one rollout worker" in str(refused.value)
+    assert "no node has room for the rollout (16 workers x {CPU 4, GPU 1" in str(refused.value)
     assert "10.0.0.1: CPU 2, GPU 8, memory 512 GB" in str(refused.value)
+
+
+def test_an_evaluation_is_one_task_asking_its_servers_gpus_and_none_for_the_cpu_server(tmp_path):
+    run_dir = tmp_path / "exp" / "run"
+    common = [USER_SIM, *ray_overrides(tmp_path), "tracking=none", "mode=eval", f"eval.checkpoint={run_dir}",
+              "dry_run=true"]
+    served = eval_ask(compose([*common, "eval.server.gpus=2", "eval.server.tp=2"]).config)
+    assert (served.workers, served.cpus, served.gpus) == (1, 1.0, 2.0)
+    cpu = eval_ask(compose([*common, "eval.server.server_module=tau2train.serving.cpu_sglang"]).config)
+    assert cpu.gpus == 0.0 and cpu.describe() == "one Ray task on a node with room for {CPU 1, GPU 0}"
+    with pytest.raises(ConfigError) as refused:
+        check_room("h:1", [node("10.0.0.1", gpus=0)], [served])
+    assert "no node has room for the eval (one Ray task on a node with room for {CPU 1, GPU 2})" in str(refused.value)
 
 
 def test_each_node_must_carry_this_tau2train_and_areal():

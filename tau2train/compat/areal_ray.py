@@ -230,7 +230,6 @@ class RayProxyServer:
     def serve(self, argv: list[str], timeout: float) -> dict[str, Any]:
         """Start the server (`python <argv>`), wait until it answers /health, configure it."""
         import requests
-
         from areal.utils.network import format_hostport
 
         host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])

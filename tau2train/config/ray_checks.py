@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from tau2train.config.clusters import ClusterChecks
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
+from tau2train.config.placement import eval_server_gpus
 from tau2train.schemas import ExperimentConfig
 from tau2train.schemas.clusters import RAY_ADDRESS_ENV, RAY_AUTO_ADDRESS
 from tau2train.schemas.modes import facts
 
 ADDRESS_KEY = "ray.address"
+# the CPU server's module (tau2train.serving.cpu_sglang), named, not imported (it loads torch)
+CPU_SERVER_MODULE = "tau2train.serving.cpu_sglang"
 SHARED_PATHS_KEY = "ray.shared_paths"
 
 
@@ -28,9 +31,11 @@ class RoleAsk:
     cpus: float
     gpus: float
     memory_gb: float
-    strategy: str
+    strategy: str | None  # AReaL's ray_placement_strategy; None: a Ray task, no placement group
 
     def describe(self) -> str:
+        if self.strategy is None:
+            return f"one Ray task on a node with room for {{CPU {self.cpus:g}, GPU {self.gpus:g}}}"
         return (f"{self.workers} worker{'s' if self.workers > 1 else ''} x {{CPU {self.cpus:g}, GPU {self.gpus:g}, "
                 f"memory {self.memory_gb:g} GB}}, {self.strategy} placement group")
 
@@ -49,6 +54,13 @@ def role_asks(exp: ExperimentConfig, layout: Layout) -> list[RoleAsk]:
             workers, gpus = parallel.world_size, spec.gpu
         asks.append(RoleAsk(role, workers, spec.cpu, gpus, spec.mem, spec.ray_placement_strategy))
     return asks
+
+
+def eval_ask(exp: ExperimentConfig) -> RoleAsk:
+    """What mode=eval's one Ray task asks for: a CPU, and its checkpoint server's GPUs (none for
+    the CPU server, which needs none)."""
+    cpu_server = exp.eval.server.server_module == CPU_SERVER_MODULE
+    return RoleAsk("eval", 1, 1.0, 0.0 if cpu_server else float(eval_server_gpus(exp) or 0), 0.0, None)
 
 
 def resolved_address(exp: ExperimentConfig) -> str:
@@ -96,7 +108,7 @@ def check_ray_layout(exp: ExperimentConfig, layout: Layout) -> None:
                 f"the {ask.role} workers ask Ray for no CPU and no GPU: Ray may place them on any node, "
                 "its head included",
                 valid="at least 1 CPU per worker",
-                fix=f"set actor.scheduling_spec.0.cpu to the CPUs each worker needs",
+                fix="set actor.scheduling_spec.0.cpu to the CPUs each worker needs",
             )
 
 

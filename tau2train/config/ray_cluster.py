@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 from tau2train.config.endpoints import loopback_host, this_host_name, this_machine
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
-from tau2train.config.ray_checks import ADDRESS_KEY, RoleAsk, resolved_address, role_asks, split_address
+from tau2train.config.ray_checks import (
+    ADDRESS_KEY,
+    RoleAsk,
+    eval_ask,
+    resolved_address,
+    role_asks,
+    split_address,
+)
 from tau2train.config.ray_nodes import installed
 from tau2train.records.ray_nodes import RayNode
 from tau2train.schemas import ExperimentConfig
@@ -30,8 +37,7 @@ def check_ray_cluster(exp: ExperimentConfig, layout: Layout | None) -> list[RayN
     address = resolved_address(exp)
     check_reachable(address, exp.ray.connect_timeout_s)
     alive = [n for n in ray_nodes("nodes", address) if n.alive]
-    if layout is not None:
-        check_room(address, alive, role_asks(exp, layout))
+    check_room(address, alive, role_asks(exp, layout) if layout is not None else [eval_ask(exp)])
     check_on_a_node(address, alive)
     if exp.ray.check_nodes:
         check_environments(address, [n for n in ray_nodes("env", address) if n.alive])
@@ -97,7 +103,7 @@ def check_room(address: str, alive: list[RayNode], asks: list[RoleAsk]) -> None:
         if not any(n.cpus >= ask.cpus and n.gpus >= ask.gpus and n.memory_gb >= ask.memory_gb for n in alive):
             raise ConfigError(
                 ADDRESS_KEY, address,
-                f"no node has room for one {ask.role} worker ({ask.describe()}); the nodes have "
+                f"no node has room for the {ask.role} ({ask.describe()}); the nodes have "
                 + describe_nodes(alive),
                 valid="a cluster with a node of at least the CPUs, GPUs and memory one worker asks for",
                 fix="add such nodes, or lower actor.scheduling_spec.0.cpu / .mem (the rollout asks the same)",
@@ -143,7 +149,7 @@ def check_reached_from_ray(exp: ExperimentConfig, endpoints: list, alive: list[R
     """No server the run's workers talk to (Endpoint-like: key, url, role) is at a loopback host,
     unless every alive node is this machine: the rollout workers play the episodes on their nodes,
     where a loopback host is the node itself."""
-    names, addresses = this_machine()
+    _, addresses = this_machine()
     elsewhere = [n.ip for n in alive if n.ip not in addresses and not loopback_host(f"http://{n.ip}")]
     if not elsewhere:
         return

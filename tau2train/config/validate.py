@@ -16,18 +16,18 @@ from areal.api.alloc_mode import ModelAllocation, ParallelStrategy
 from tau2train.config import areal_sft, areal_tau2
 from tau2train.config import catalog as tau2_catalog
 from tau2train.config.checked import AGENT, USER_SIM, Checked, Endpoint
+from tau2train.config.clusters import cluster_checks
 from tau2train.config.compose import Composed
 from tau2train.config.declared import check_declared
 from tau2train.config.endpoints import check_base_url
 from tau2train.config.errors import ConfigError
-from tau2train.config.clusters import cluster_checks
 from tau2train.config.gpu_layout import Layout, role_key
 from tau2train.config.key_index import declared_refusal
 from tau2train.config.overrides import group_options, load_choice
 from tau2train.config.played_tasks import check_tau2_data, eval_played, judge_endpoints, training_played
 from tau2train.config.reward import check_reward
-from tau2train.config.storage import check_storage
 from tau2train.config.servers import ServedCheckpoint, check_server, served_checkpoint
+from tau2train.config.storage import check_storage
 from tau2train.records.checkpoints import training_run_dir
 from tau2train.schemas import (
     ALL_TASKS,
@@ -39,7 +39,6 @@ from tau2train.schemas import (
     TRAINING_BACKENDS,
     DomainSpec,
     ExperimentConfig,
-    Placement,
     endpoint_model_name,
     scored_task_ids,
 )

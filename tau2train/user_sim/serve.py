@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tau2train.config.compose import compose
 from tau2train.config.declared import check_declared
+from tau2train.config.endpoints import this_host_name
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE, ConfigError
 from tau2train.config.servers import check_server, server_command
-from tau2train.config.endpoints import this_host_name
 from tau2train.config.storage import PLACEHOLDER_PREFIX
 from tau2train.config.validate import check_no_secrets
 from tau2train.records.user_sim import read_record, remove_record, write_record

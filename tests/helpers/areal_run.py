@@ -192,3 +192,16 @@ def processes_with_env(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def main_log(root: Path, experiment: str, trial: str) -> str:
+    """AReaL's controller log of a run under `root`'s experiments (empty until it exists)."""
+    logs = list((root / "experiments" / "logs").glob(f"*/{experiment}/{trial}/main.log"))
+    return plain(logs[0]) if logs else ""
+
+
+def shared_root(tmp_path_factory, name: str) -> Path:
+    """A run's storage, seen by every test host (as an NFS mount would be): a name with dots."""
+    root = tmp_path_factory.mktemp(name) / "shared.v1"
+    root.mkdir()
+    return root

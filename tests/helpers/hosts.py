@@ -57,6 +57,21 @@ COMMAND_TIMEOUT_S = 30  # every ip/Slurm client call
 WHOLE_HOSTS = "whole"
 
 
+def read_state(path: Path) -> dict:
+    """A state file (what a start left for a later stop, even a crashed run's), {} when none."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(path: Path, state: dict) -> None:
+    """`state` into `path` whole (a reader never sees half of it)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One cluster's names, addresses, ports and timing. Two clusters with different `name`,
@@ -222,15 +237,10 @@ class Cluster:
 
     # ---- state
     def state(self) -> dict:
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.state_path)
 
     def _save(self, state: dict) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_path)
+        write_state(self.state_path, state)
 
     def daemons(self) -> dict[str, tuple[int, int]]:
         """{'munged': (pid, start time), 'slurmctld': ..., 'slurmscriptd': ..., 'slurmd@t2c1': ...}."""

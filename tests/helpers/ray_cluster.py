@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.hosts import Cluster, _poll, alive, start_time
+from helpers.hosts import Cluster, _poll, alive, read_state, start_time, write_state
 
 RAY_PORT = 6380  # the GCS's port on the head host: not Ray's default 6379, nor Slurm's 7817/7818
 GCS_UP_DEADLINE_S = 60  # the head's GCS accepting connections (a few s on 2 cores)
@@ -125,15 +125,10 @@ class RayCluster:
 
     # ---- state
     def _state(self) -> dict:
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.state_path)
 
     def _save(self, state: dict) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_path)
+        write_state(self.state_path, state)
 
     # ---- start
     def start(self) -> RayCluster:

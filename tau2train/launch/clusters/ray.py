@@ -10,10 +10,9 @@ whole as one Ray task on a node with room for it (its checkpoint's server includ
 from __future__ import annotations
 
 from tau2train.config.checked import Checked
-from tau2train.config.ray_checks import resolved_address, role_asks
+from tau2train.config.ray_checks import eval_ask, resolved_address, role_asks
 from tau2train.config.ray_cluster import check_ray_cluster, check_reached_from_ray
 from tau2train.launch.clusters import Backend
-from tau2train.config.placement import eval_server_gpus
 from tau2train.launch.clusters.local import sigterm_unwinds
 from tau2train.launch.endpoints import endpoints
 from tau2train.launch.jobs import run_recorded
@@ -46,7 +45,8 @@ def run_as_task(job: Checked) -> None:
     import ray
 
     exp = job.config
-    cpus, gpus = task_ask(exp)
+    ask = eval_ask(exp)
+    cpus, gpus = ask.cpus, ask.gpus
     if not ray.is_initialized():
         ray.init(address=resolved_address(exp), logging_level="ERROR")
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_recorded)
@@ -55,11 +55,6 @@ def run_as_task(job: Checked) -> None:
         ray.get(task.remote(job.composed, job))
     except ray.exceptions.RayTaskError as error:  # the job's own error, as a run here would raise it
         raise (error.cause or error) from None
-
-
-def task_ask(exp) -> tuple[float, float]:
-    """What an evaluation's Ray task asks for: a CPU, and its checkpoint server's GPUs."""
-    return 1.0, float(eval_server_gpus(exp) or 0)
 
 
 def ray_placement(checked: Checked) -> str:
@@ -71,8 +66,7 @@ def ray_placement(checked: Checked) -> str:
     if checked.layout is not None:
         rows += [(ask.role, ask.describe()) for ask in role_asks(exp, checked.layout)]
     else:
-        cpus, gpus = task_ask(exp)
-        rows.append(("eval", f"one Ray task on a node with room for {{CPU {cpus:g}, GPU {gpus:g}}}"))
+        rows.append(("eval", eval_ask(exp).describe()))
     rows.append(("checked", "when the run starts: reachable, room for every role, "
                  + ("tau2train and AReaL on every node" if exp.ray.check_nodes else "(node environments: ray.check_nodes=false)")))
     width = max(len(label) for label, _ in rows)
