@@ -21,6 +21,7 @@ from transformers.utils.chat_template_utils import render_jinja_template
 # The server's module loads AReaL, whose modules swap logging's root as they load: loaded
 # here, so that in_process's check of what a call changed sees only what the call did.
 import tau2train.user_sim.serve  # noqa: F401
+from tau2train.config.endpoints import this_host_name
 from tau2train.config.errors import BAD_INPUT_EXIT_CODE
 from tau2train.user_sim.command import main as serve_main
 
@@ -194,25 +195,36 @@ def answers(url: str) -> bool:
         return False
 
 
+# cluster -> (its overrides, the host the record names: loopback here; this machine's name where
+# the workers run on other machines, as cluster=ray's do)
+SERVED_HERE = {
+    "local": (lambda root: [], lambda: "127.0.0.1"),
+    "ray": (lambda root: ["cluster=ray", "ray.address=ray-head:6379", f"ray.shared_paths=[{root}]",
+                          f"cluster.name_resolve.nfs_record_root={root}/nr"], this_host_name),
+}
+
+
 @pytest.mark.slow
-def test_local_server_is_recorded_and_found_by_the_next_run(cli, tmp_path):
+@pytest.mark.parametrize("cluster", list(SERVED_HERE))
+def test_local_server_is_recorded_and_found_by_the_next_run(cli, tmp_path, cluster):
     fileroot, port = tmp_path / "exp", free_port()
     record_file = fileroot / "user_sim" / RECORD_NAME
+    overrides, host = SERVED_HERE[cluster][0](tmp_path), SERVED_HERE[cluster][1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tau2train.user_sim", *scripted(fileroot, port)],
+        [sys.executable, "-m", "tau2train.user_sim", *scripted(fileroot, port), *overrides],
         cwd=tmp_path, env=serve_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_for(lambda: record_file.exists() or process.poll() is not None, "the record", DEADLINE_S)
         assert process.poll() is None, process.communicate()
         record = json.loads(record_file.read_text())
-        url = f"http://127.0.0.1:{port}/v1/"
+        url = f"http://{host()}:{port}/v1/"
         assert record["url"] == url and record["launcher"] == "local" and record["slurm_job_id"] is None
         assert Path(record["logs"][0]).is_file()
         assert SECRET not in record_file.read_text()
         assert answers(url)
 
-        plan = cli("dry_run=true", f"cluster.fileroot={fileroot}", cwd=tmp_path)
+        plan = cli("dry_run=true", f"cluster.fileroot={fileroot}", *overrides, cwd=tmp_path)
         assert plan.returncode == 0, plan.stderr
         assert re.search(rf"user sim\s+openai/self-hosted-Qwen2.5-72B\s+{re.escape(url)}", plan.stdout)
 
