@@ -16,7 +16,6 @@ Runtime: ~5-7 min on 2 cores.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,13 +114,7 @@ def shared(tmp_path_factory) -> Path:
 def command(root: Path, user_sim: PlainUserLLM) -> list[str]:
     return [
         *cpu_train_args(root, tiny_qwen_dir(), user_sim.base_url + "/", EXPERIMENT, TRIAL),
-        f"total_train_steps={TOTAL_STEPS}",
-        "saver.freq_epochs=null",
-        "saver.freq_steps=1",
-        "recover.mode=auto",
-        "recover.freq_epochs=null",
-        "recover.freq_secs=null",
-        "recover.freq_steps=1",
+        *areal_run.saved_every_step(TOTAL_STEPS),
         "cluster=slurm",
         "slurm.placement=per_role_jobs",
         f"slurm.partition={WHOLE_HOSTS}",
@@ -243,6 +236,4 @@ def test_rerun_once_the_host_is_back_resumes_from_the_last_checkpoint(resumed, s
     # AReaL's controller log, both runs': the second found step 1's recover checkpoint and did
     # only step 2, which the first never finished
     areal_log = main_log(shared)
-    recovered = re.findall(r"Recovering from StepInfo\(.*global_step=(\d+)\b", areal_log)
-    assert recovered == ["1"], areal_log[-6000:]
-    assert re.findall(r"Train step (\d+)/\d+ done", areal_log) == ["1", str(TOTAL_STEPS)], areal_log[-6000:]
+    assert areal_run.resumed_steps(areal_log) == (["1"], ["1", str(TOTAL_STEPS)]), areal_log[-6000:]

@@ -17,7 +17,6 @@ Runtime: ~6-8 min on 2 cores.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -80,13 +79,7 @@ def command(ray_cluster, root: Path, user_sim: PlainUserLLM) -> list[str]:
     cpus = ray_cluster.spec.cpus  # a worker node's CPUs: one worker per node
     return [
         *cpu_train_args(root, tiny_qwen_dir(), user_sim.base_url + "/", EXPERIMENT, TRIAL),
-        f"total_train_steps={TOTAL_STEPS}",
-        "saver.freq_epochs=null",
-        "saver.freq_steps=1",
-        "recover.mode=auto",
-        "recover.freq_epochs=null",
-        "recover.freq_secs=null",
-        "recover.freq_steps=1",
+        *areal_run.saved_every_step(TOTAL_STEPS),
         "cluster=ray",
         f"ray.address={ray_cluster.address}",
         # the test hosts' /tmp is this machine's, shared as NFS would be
@@ -237,9 +230,7 @@ def test_rerun_once_the_host_is_back_resumes_from_the_last_checkpoint(resumed, s
     run_dir, log = resumed
     assert job_state(run_dir) == "completed", log[-6000:]
     areal_log = main_log(shared)
-    recovered = re.findall(r"Recovering from StepInfo\(.*global_step=(\d+)\b", areal_log)
-    assert recovered == ["1"], areal_log[-6000:]
-    assert re.findall(r"Train step (\d+)/\d+ done", areal_log) == ["1", str(TOTAL_STEPS)], areal_log[-6000:]
+    assert areal_run.resumed_steps(areal_log) == (["1"], ["1", str(TOTAL_STEPS)]), areal_log[-6000:]
 
 
 def test_an_evaluation_runs_as_a_ray_task_on_a_worker_node(evaluated, ray_cluster):

@@ -24,7 +24,6 @@ import os
 import re
 from pathlib import Path
 
-from tau2train.reports.areal_log import ANSI, step_stats  # noqa: F401 (the tests read them here)
 from helpers.cpu_rollout_worker import (
     FILTER_LOG_ENV,
     FORCED_ENV,
@@ -32,6 +31,7 @@ from helpers.cpu_rollout_worker import (
     SERVER_LOG_ENV,
     TRAIN_LOG_ENV,
 )
+from tau2train.reports.areal_log import ANSI, step_stats  # noqa: F401 (the tests read them here)
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REPO = TESTS_DIR.parent
@@ -205,3 +205,17 @@ def shared_root(tmp_path_factory, name: str) -> Path:
     root = tmp_path_factory.mktemp(name) / "shared.v1"
     root.mkdir()
     return root
+
+
+def saved_every_step(total_steps: int) -> list[str]:
+    """A run of `total_steps` steps saving its weights and a recover checkpoint after each, and
+    resuming from the last one when started again (recover.mode=auto)."""
+    return [f"total_train_steps={total_steps}", "saver.freq_epochs=null", "saver.freq_steps=1",
+            "recover.mode=auto", "recover.freq_epochs=null", "recover.freq_secs=null", "recover.freq_steps=1"]
+
+
+def resumed_steps(areal_log: str) -> tuple[list[str], list[str]]:
+    """(the steps AReaL's controller log says it recovered from, the steps it finished), over
+    every run of one trial."""
+    return (re.findall(r"Recovering from StepInfo\(.*global_step=(\d+)\b", areal_log),
+            re.findall(r"Train step (\d+)/\d+ done", areal_log))
