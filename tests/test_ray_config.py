@@ -165,3 +165,21 @@ def test_a_sweep_runs_its_points_one_after_another_each_on_the_cluster(cli, tmp_
     assert ("Sweep of 2 points (dry run: nothing was started or submitted): run one after another from this "
             "machine, each on the Ray cluster") in result.stdout
     assert "tau2-qwen3-1.7b-airline/trial0" in result.stdout and "tau2-qwen3-1.7b-retail/trial0" in result.stdout
+
+
+def test_each_sweep_point_is_checked_for_room_on_the_cluster_they_share(tmp_path, monkeypatch):
+    """The cluster is asked once per address (its answer stood in for here: two 4-CPU nodes),
+    and every point's own layout must fit it: a sweep's second point refused by its own ask."""
+    from tau2train.launch.clusters import ray as ray_backend
+
+    asked = []
+    nodes = [node("10.0.0.1", cpus=4, gpus=0, memory_gb=64), node("10.0.0.2", cpus=4, gpus=0, memory_gb=64)]
+    monkeypatch.setattr(ray_backend, "check_ray_cluster", lambda exp, layout: asked.append(exp) or nodes)
+    monkeypatch.setattr(ray_backend, "check_reached_from_ray", lambda *args: None)
+    small = ray_job(tmp_path, "model=tiny_qwen3", "actor.scheduling_spec.0.gpu=0", "actor.scheduling_spec.0.cpu=2")
+    big = ray_job(tmp_path, "model=tiny_qwen3", "actor.scheduling_spec.0.gpu=0", "actor.scheduling_spec.0.cpu=8")
+    ray_backend.check_cluster([small, small])
+    with pytest.raises(ConfigError) as refused:
+        ray_backend.check_cluster([small, big])
+    assert len(asked) == 2  # once per check_cluster call: one address
+    assert "no node has room for the rollout (1 worker x {CPU 8, GPU 0" in str(refused.value)

@@ -39,6 +39,12 @@ class ClusterChecks:
     # stay on this machine (no shared storage needed)
     shared_paths: Callable[[ExperimentConfig], tuple[str, list[str]]] | None = None
 
+    @property
+    def runs_elsewhere(self) -> bool:
+        """A run's processes may run on machines other than this one: its paths must be on
+        storage they all see."""
+        return self.shared_paths is not None
+
 
 def backend_checks() -> dict[str, ClusterChecks]:
     """Every backend's checks by its `launcher` name."""

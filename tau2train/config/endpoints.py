@@ -125,6 +125,12 @@ def this_host_name() -> str:
     return short
 
 
+def this_machine_url(url: str) -> str:
+    """`url` with its host replaced by this machine's name (what other machines reach it at)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=this_host_name() + (f":{parts.port}" if parts.port else "")).geturl()
+
+
 def is_this_machine(node: SlurmNode, names: set[str], addresses: set[str]) -> bool:
     return any(n.lower() in names for n in (node.name, node.hostname) if n) or node.address in addresses
 
@@ -187,8 +193,7 @@ def check_reached_from_slurm(runs: Iterable[tuple[ExperimentConfig, Iterable[Any
 
 def loopback_refused(exp: ExperimentConfig, endpoint: Any, host: str, why: str) -> ConfigError:
     key, url, role = endpoint.key, endpoint.url, endpoint.role or "server"
-    parts = urlsplit(url)
-    this_url = parts._replace(netloc=this_host_name() + (f":{parts.port}" if parts.port else "")).geturl()
+    this_url = this_machine_url(url)
     recorded = key == "econfig.user_llm_base_url" and recorded_url(exp.user_sim.record_file) == url
     source = (f" (recorded in {exp.user_sim.record_file} by a user simulator started here with cluster=local)"
               if recorded else "")

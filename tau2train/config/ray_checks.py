@@ -63,8 +63,13 @@ def eval_ask(exp: ExperimentConfig) -> RoleAsk:
     return RoleAsk("eval", 1, 1.0, 0.0 if cpu_server else float(eval_server_gpus(exp) or 0), 0.0, None)
 
 
+def job_asks(exp: ExperimentConfig, layout: Layout | None) -> list[RoleAsk]:
+    """What a job asks Ray for: its roles' workers (`layout`), or mode=eval's one task (None)."""
+    return role_asks(exp, layout) if layout is not None else [eval_ask(exp)]
+
+
 def resolved_address(exp: ExperimentConfig) -> str:
-    """host:port of the cluster's GCS: cluster.ray.address, or $RAY_ADDRESS for `auto`."""
+    """host:port of the cluster's GCS: ray.address, or $RAY_ADDRESS for `auto`."""
     address = exp.ray.address
     if address == RAY_AUTO_ADDRESS:
         address = os.environ.get(RAY_ADDRESS_ENV, "")

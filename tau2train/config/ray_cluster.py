@@ -10,17 +10,15 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from urllib.parse import urlsplit
 
-from tau2train.config.endpoints import loopback_host, this_host_name, this_machine
+from tau2train.config.endpoints import loopback_host, this_host_name, this_machine, this_machine_url
 from tau2train.config.errors import ConfigError
 from tau2train.config.gpu_layout import Layout
 from tau2train.config.ray_checks import (
     ADDRESS_KEY,
     RoleAsk,
-    eval_ask,
+    job_asks,
     resolved_address,
-    role_asks,
     split_address,
 )
 from tau2train.config.ray_nodes import installed
@@ -37,7 +35,7 @@ def check_ray_cluster(exp: ExperimentConfig, layout: Layout | None) -> list[RayN
     address = resolved_address(exp)
     check_reachable(address, exp.ray.connect_timeout_s)
     alive = [n for n in ray_nodes("nodes", address) if n.alive]
-    check_room(address, alive, role_asks(exp, layout) if layout is not None else [eval_ask(exp)])
+    check_room(address, alive, job_asks(exp, layout))
     check_on_a_node(address, alive)
     if exp.ray.check_nodes:
         check_environments(address, [n for n in ray_nodes("env", address) if n.alive])
@@ -82,7 +80,7 @@ def ray_nodes(what: str, address: str) -> list[RayNode]:
     tau2train.config.ray_nodes), asked from a process of this interpreter, bounded in time."""
     argv = [sys.executable, "-m", "tau2train.config.ray_nodes", what, address]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=NODES_TIMEOUT_S)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=NODES_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         why = f"its node list did not come within {NODES_TIMEOUT_S} s"
     else:
@@ -157,8 +155,7 @@ def check_reached_from_ray(exp: ExperimentConfig, endpoints: list, alive: list[R
         host = loopback_host(endpoint.url)
         if host is None:
             continue
-        parts = urlsplit(endpoint.url)
-        this_url = parts._replace(netloc=this_host_name() + (f":{parts.port}" if parts.port else "")).geturl()
+        this_url = this_machine_url(endpoint.url)
         raise ConfigError(
             endpoint.key, endpoint.url,
             f"names {host}, which is whichever machine connects: AReaL's rollout workers talk to the "

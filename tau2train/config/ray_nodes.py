@@ -11,6 +11,7 @@ versions of tau2train and AReaL that node's Python environment imports."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
 from tau2train.compat import ray as compat_ray
@@ -36,9 +37,8 @@ def ask_env(nodes: list[RayNode]) -> list[RayNode]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0)(installed)
-    ids = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    refs = {node.ip: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(ids[node.ip], soft=False)).remote()
-            for node in nodes if node.alive and node.ip in ids}
+    refs = {node.ip: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False)).remote()
+            for node in nodes if node.alive}
     answered = []
     for node in nodes:
         if node.ip not in refs:
@@ -46,16 +46,17 @@ def ask_env(nodes: list[RayNode]) -> list[RayNode]:
             continue
         try:
             tau2train, areal = ray.get(refs[node.ip], timeout=ENV_TIMEOUT_S)
-            answered.append(RayNode(**{**node.__dict__, "tau2train": tau2train, "areal": areal}))
+            answered.append(replace(node, tau2train=tau2train, areal=areal))
         except Exception as error:  # noqa: BLE001 - reported per node
-            answered.append(RayNode(**{**node.__dict__, "problem": f"{type(error).__name__}: {error}"[:300]}))
+            answered.append(replace(node, problem=f"{type(error).__name__}: {error}"[:300]))
     return answered
 
 
 def gcs_nodes(address: str, timeout_s: float) -> list[RayNode]:
     """Every node the GCS at `address` knows (compat.ray.gcs_nodes: no driver needed)."""
     return [RayNode(ip=node.ip, alive=node.alive, cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0),
-                    memory_gb=round(total.get("memory", 0.0) / 2**30, 2), hostname=node.hostname, head=node.head)
+                    memory_gb=round(total.get("memory", 0.0) / 2**30, 2), hostname=node.hostname, head=node.head,
+                    node_id=node.node_id)
             for node, total in compat_ray.gcs_nodes(address, timeout_s)]
 
 

@@ -22,7 +22,7 @@ def check_storage(exp: ExperimentConfig) -> None:
     """The run's paths, as its cluster backend needs them; ConfigError on the first that is not."""
     check_no_whitespace(exp)
     checks = cluster_checks(exp)
-    if checks.shared_paths is None:
+    if not checks.runs_elsewhere:
         return
     shared_key, shared = checks.shared_paths(exp)
     check_shared_paths(shared_key, shared)

@@ -114,9 +114,9 @@ class RayNodeWatch(Watch):
                  actors: Callable[[str, float], list[RayActor]] = ray_state.job_actors,
                  raylet_answers: Callable[[str, int, float], bool] = ray_state.raylet_answers,
                  clock: Callable[[], float] = time.monotonic):
+        # (experiment and trial: HOST_WATCHES' signature; the trial's workers are this driver's
+        # job's actors, which name them)
         super().__init__("tau2train-ray-host-watch", WATCH_EVERY_S)
-        # the trial's workers are this driver's job's actors: experiment and trial name nothing more
-        self.experiment, self.trial = experiment, trial
         self.driver, self.nodes, self.actors, self.raylet_answers = driver, nodes, actors, raylet_answers
         self.clock = clock
         self.placed: dict[str, RayActor] = {}  # actor name -> the actor as last seen alive and placed

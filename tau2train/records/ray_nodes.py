@@ -16,6 +16,7 @@ class RayNode:
     memory_gb: float
     hostname: str = ""
     head: bool = False
+    node_id: str = ""  # Ray's, in hex
     # what the node's Python environment carries ("" when not asked, or the node did not answer)
     tau2train: str = ""
     areal: str = ""

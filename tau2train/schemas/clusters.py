@@ -1,7 +1,5 @@
-"""What each `cluster=` backend is, as the layers below the launch layer must know it before
-anything runs (validation, the user simulator's server): whether a run's processes may run on
-other machines than this one, and the settings a backend adds (`ray`). How a backend checks,
-plans and starts a run is its entry in tau2train.config.clusters (checks) and
+"""The `cluster=` backends by name, and the settings a backend adds (`ray`). How a backend
+checks, plans and starts a run is its entry in tau2train.config.clusters (checks) and
 tau2train.launch.clusters (plan, start or submit)."""
 
 from __future__ import annotations
@@ -16,30 +14,9 @@ RAY_AUTO_ADDRESS = "auto"
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
-@dataclass(frozen=True)
-class ClusterFacts:
-    # one line: where a run's processes go
-    summary: str
-    # a layout may span several nodes (cluster.n_nodes > 1)
-    multi_node: bool
-    # a run's processes may run on machines other than this one: its paths must be on shared
-    # storage and the servers its episodes talk to reachable from there
-    runs_elsewhere: bool
-
-
-CLUSTER_FACTS = {
-    "local": ClusterFacts("in this process; AReaL's local scheduler starts the workers on this machine",
-                          multi_node=False, runs_elsewhere=False),
-    "slurm": ClusterFacts("submitted to Slurm through hydra-submitit-launcher", multi_node=True, runs_elsewhere=True),
-    "ray": ClusterFacts("in this process as the Ray driver; AReaL's Ray scheduler places the workers on an "
-                        "existing Ray cluster's nodes", multi_node=True, runs_elsewhere=True),
-}
-CLUSTERS = list(CLUSTER_FACTS)
-
-
-def cluster_facts(launcher: str) -> ClusterFacts:
-    """The facts of `launcher` (a value outside CLUSTERS reads as local: validation refuses it by name)."""
-    return CLUSTER_FACTS.get(launcher, CLUSTER_FACTS["local"])
+# the `cluster=` backends (`launcher`'s choices): what each checks is its entry in
+# tau2train.config.clusters, how it plans and starts a run its entry in tau2train.launch.clusters
+CLUSTERS = ["local", "slurm", "ray"]
 
 
 @dataclass

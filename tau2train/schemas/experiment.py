@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 from omegaconf import MISSING
 
-from tau2train.schemas.clusters import CLUSTERS, ClusterFacts, RaySpec, cluster_facts
+from tau2train.schemas.clusters import CLUSTERS, RaySpec
 from tau2train.schemas.declare import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -63,11 +63,6 @@ class ExperimentConfig(PPOConfig):
         factory=UserSimSpec)
     reward: RewardSpec = setting(help="What a training episode earns (reward group): terms and shaping.",
         factory=RewardSpec)
-
-    @property
-    def cluster_facts(self) -> ClusterFacts:
-        """What the cluster backend (`launcher`, set by the cluster group) is."""
-        return cluster_facts(self.launcher)
 
 
 # Keys of ExperimentConfig that are ours, not AReaL's: dropped from the YAML AReaL loads. The

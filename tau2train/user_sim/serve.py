@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tau2train.config.clusters import cluster_checks
 from tau2train.config.compose import compose
 from tau2train.config.declared import check_declared
 from tau2train.config.endpoints import this_host_name
@@ -57,7 +58,7 @@ def check_spec(exp: ExperimentConfig) -> None:
     """What the server needs that composition cannot check; ConfigError on the first problem."""
     check_declared(exp)  # every declared choice and range (user_sim.port, user_sim.tp, ...)
     spec = exp.user_sim
-    if exp.cluster_facts.runs_elsewhere:
+    if cluster_checks(exp).runs_elsewhere:
         for key, path in (("user_sim.record_file", spec.record_file), ("user_sim.log_dir", spec.log_dir)):
             if path.startswith(PLACEHOLDER_PREFIX) or not Path(path).is_absolute():
                 raise ConfigError(

@@ -10,8 +10,8 @@ whole as one Ray task on a node with room for it (its checkpoint's server includ
 from __future__ import annotations
 
 from tau2train.config.checked import Checked
-from tau2train.config.ray_checks import eval_ask, resolved_address, role_asks
-from tau2train.config.ray_cluster import check_ray_cluster, check_reached_from_ray
+from tau2train.config.ray_checks import eval_ask, job_asks, resolved_address
+from tau2train.config.ray_cluster import check_ray_cluster, check_reached_from_ray, check_room
 from tau2train.launch.clusters import Backend
 from tau2train.launch.clusters.local import sigterm_unwinds
 from tau2train.launch.endpoints import endpoints
@@ -19,13 +19,16 @@ from tau2train.launch.jobs import run_recorded
 
 
 def check_cluster(jobs: list[Checked]) -> None:
-    """Each job's cluster, asked once per address: it can run the job (ConfigError if not)."""
+    """Each job's cluster, asked once per address, has room for the job (each sweep point's own
+    layout) and can run it (ConfigError if not)."""
     asked: dict[str, list] = {}
     for job in jobs:
         exp = job.config
         address = resolved_address(exp)
         if address not in asked:
             asked[address] = check_ray_cluster(exp, job.layout)
+        else:
+            check_room(address, asked[address], job_asks(exp, job.layout))
         check_reached_from_ray(exp, list(endpoints(job)), asked[address])
 
 
@@ -63,14 +66,12 @@ def ray_placement(checked: Checked) -> str:
     rows = [("cluster", exp.ray.address + (" ($RAY_ADDRESS)" if exp.ray.address == "auto" else "")),
             ("driver", "this process, on a node of the cluster (the trainer's controller); AReaL's Ray "
              "scheduler places the workers")]
-    if checked.layout is not None:
-        rows += [(ask.role, ask.describe()) for ask in role_asks(exp, checked.layout)]
-    else:
-        rows.append(("eval", eval_ask(exp).describe()))
+    rows += [(ask.role, ask.describe()) for ask in job_asks(exp, checked.layout)]
     rows.append(("checked", "when the run starts: reachable, room for every role, "
                  + ("tau2train and AReaL on every node" if exp.ray.check_nodes else "(node environments: ray.check_nodes=false)")))
     width = max(len(label) for label, _ in rows)
     return "\n".join(["Ray", *(f"  {label:<{width}}  {text}" for label, text in rows)])
+
 
 BACKEND = Backend(launch=launch_on_ray, plan_section=ray_placement, preflight=check_cluster,
                   sweep_order="run one after another from this machine, each on the Ray cluster")
